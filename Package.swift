@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MesosHA",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "MesosWire", targets: ["MesosWire"]),
+        .library(name: "MesosBus", targets: ["MesosBus"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // ZooKeeper C client (libzookeeper-mt-dev; no .pc file, linked by the modulemap).
+        .systemLibrary(name: "CZooKeeper", path: "Sources/CZooKeeper", providers: [.apt(["libzookeeper-mt-dev"])]),
+        // protoc-c output, committed; regenerate with scripts/gen-proto.
+        .target(name: "MesosProtoC", path: "Sources/MesosProtoC", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        .target(name: "MesosWire", dependencies: ["MesosProtoC"]),
+        .target(
+            name: "MesosBus",
+            dependencies: [
+                "MesosWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "bus-bench",
+            dependencies: [
+                "MesosBus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/BusBench"),
+        .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
+        .testTarget(name: "MesosBusTests", dependencies: ["MesosBus"]),
+    ]
+)

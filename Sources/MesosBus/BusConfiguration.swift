@@ -1,0 +1,38 @@
+import NIOCore
+import MesosWire
+
+public struct BusConfiguration: Sendable {
+    /// Largest frame accepted or sent; a peer announcing more loses its connection.
+    public var maxFrameSize = FrameCodec.defaultMaxFrameSize
+    public var connectTimeout: TimeAmount = .seconds(2)
+    /// A connection that holds a partial frame and sends nothing more for this long is
+    /// closed (stalled or half-open peer). Idle connections without a partial frame stay.
+    public var partialFrameTimeout: TimeAmount = .seconds(10)
+    /// Per outbound link: above `high` unwritten bytes, `send` suspends until below `low`.
+    public var writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+    /// Received messages not yet taken from `events`: above `high`, stop reading sockets.
+    public var inboundHighWater = 4096
+    public var inboundLowWater = 1024
+
+    public init() {}
+
+    var codec: FrameCodec { FrameCodec(maxFrameSize: maxFrameSize) }
+}
+
+public enum BusError: Error, CustomStringConvertible, Equatable {
+    case notStarted
+    case alreadyStarted
+    case shutDown
+    case frameTooLarge(bytes: Int, max: Int)
+    case connectFailed(peer: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notStarted: "the bus is not listening yet: call start() first"
+        case .alreadyStarted: "the bus is already listening"
+        case .shutDown: "the bus has been shut down"
+        case .frameTooLarge(let bytes, let max): "message of \(bytes) bytes exceeds the maximum frame size \(max)"
+        case .connectFailed(let peer, let reason): "cannot connect to \(peer): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import Logging
+import MesosWire
+import NIOCore
+import Synchronization
+
+/// Delivers decoded envelopes to the bus's event stream and pushes back on the
+/// sockets when the consumer falls behind (autoRead off above the high water mark).
+final class InboundSink: Sendable {
+    private struct State {
+        var pending = 0
+        var paused: [ObjectIdentifier: any Channel] = [:]
+    }
+    private let state = Mutex(State())
+    private let continuation: AsyncStream<BusEvent>.Continuation
+    private let high: Int
+    private let low: Int
+    let stats: BusStatsCounter
+
+    init(continuation: AsyncStream<BusEvent>.Continuation, high: Int, low: Int, stats: BusStatsCounter) {
+        self.continuation = continuation
+        self.high = high
+        self.low = low
+        self.stats = stats
+    }
+
+    func deliver(_ envelope: Envelope, on channel: any Channel) {
+        stats.add(\.messagesReceived)
+        let pause = state.withLock { s -> Bool in
+            s.pending += 1
+            guard s.pending >= high else { return false }
+            s.paused[ObjectIdentifier(channel)] = channel
+            return true
+        }
+        if pause { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        continuation.yield(.message(envelope))
+    }
+
+    func consumed() {
+        let resume = state.withLock { s -> [any Channel] in
+            s.pending -= 1
+            guard s.pending <= low, !s.paused.isEmpty else { return [] }
+            defer { s.paused.removeAll() }
+            return Array(s.paused.values)
+        }
+        for channel in resume { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+    }
+
+    func event(_ event: BusEvent) { continuation.yield(event) }
+    func finish() { continuation.finish() }
+}
+
+/// Frames in, envelopes out. Bad input (oversized, empty, malformed frame, a partial frame
+/// that stalls) closes this connection only, with the reason logged.
+final class FrameHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var decoder: FrameDecoder
+    private let sink: InboundSink
+    private let logger: Logger
+    private let partialFrameTimeout: TimeAmount
+    private var rejected = false
+
+    init(codec: FrameCodec, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
+        self.decoder = FrameDecoder(codec: codec)
+        self.sink = sink
+        self.logger = logger
+        self.partialFrameTimeout = partialFrameTimeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !rejected else { return }
+        let buffer = unwrapInboundIn(data)
+        decoder.append(buffer.readableBytesView)
+        do {
+            while let envelope = try decoder.next() { sink.deliver(envelope, on: context.channel) }
+        } catch {
+            reject(context, reason: error.description)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if decoder.bufferedBytes > 0 {
+                reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms")
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error, closing", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func reject(_ context: ChannelHandlerContext, reason: String) {
+        rejected = true
+        sink.stats.add(\.connectionsRejected)
+        logger.warning(
+            "closing connection: bad input",
+            metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,159 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One outbound TCP connection to a peer endpoint: connected lazily on the first send,
+/// reconnected lazily on the first send after it broke. Frames keep their send order.
+/// All state lives on `loop`; methods other than `init` must run there.
+final class Link: @unchecked Sendable {
+    private enum State {
+        case idle
+        case connecting(pending: CircularBuffer<ByteBuffer>, bytes: Int)
+        case connected(any Channel)
+        case closed
+    }
+
+    let endpoint: Endpoint
+    let loop: any EventLoop
+    private let configuration: BusConfiguration
+    private let sink: InboundSink
+    private let logger: Logger
+    private var state = State.idle
+    private var waiters: [EventLoopPromise<Void>] = []
+    private var flushScheduled = false
+
+    init(endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger) {
+        self.endpoint = endpoint
+        self.loop = loop
+        self.configuration = configuration
+        self.sink = sink
+        self.logger = logger
+    }
+
+    /// Queues a frame. The future completes when the caller may send more (back-pressure);
+    /// it never fails: an unreachable peer drops the frame and reports `linkBroken`.
+    func send(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        switch state {
+        case .closed:
+            sink.stats.add(\.messagesDropped)
+            return loop.makeSucceededVoidFuture()
+        case .idle:
+            var pending = CircularBuffer<ByteBuffer>()
+            pending.append(frame)
+            state = .connecting(pending: pending, bytes: frame.readableBytes)
+            connect()
+            return loop.makeSucceededVoidFuture()
+        case .connecting(var pending, let bytes):
+            pending.append(frame)
+            state = .connecting(pending: pending, bytes: bytes + frame.readableBytes)
+            return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
+        case .connected(let channel):
+            channel.write(frame, promise: nil)
+            sink.stats.add(\.messagesSent)
+            scheduleFlush(channel)
+            return channel.isWritable ? loop.makeSucceededVoidFuture() : wait()
+        }
+    }
+
+    func close() {
+        loop.preconditionInEventLoop()
+        if case .connected(let channel) = state { channel.close(promise: nil) }
+        if case .connecting(let pending, _) = state { sink.stats.add(\.messagesDropped, pending.count) }
+        state = .closed
+        releaseWaiters()
+    }
+
+    private func wait() -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        waiters.append(promise)
+        return promise.futureResult
+    }
+
+    private func releaseWaiters() {
+        let w = waiters
+        waiters = []
+        for p in w { p.succeed() }
+    }
+
+    private func scheduleFlush(_ channel: any Channel) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        // Coalesce: sends already queued on this loop are written before one flush.
+        loop.execute {
+            self.flushScheduled = false
+            channel.flush()
+        }
+    }
+
+    private func connect() {
+        let sink = self.sink, configuration = self.configuration, logger = self.logger
+        ClientBootstrap(group: loop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Peers answer on their own links, but whatever arrives here is decoded too.
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
+                        FrameHandler(codec: configuration.codec, sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
+                        LinkHandler(link: self),
+                    ])
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .whenComplete { result in self.connected(result) }
+    }
+
+    private func connected(_ result: Result<any Channel, any Error>) {
+        guard case .connecting(let pending, _) = state else {
+            if case .success(let channel) = result { channel.close(promise: nil) }  // closed meanwhile
+            return
+        }
+        switch result {
+        case .success(let channel):
+            state = .connected(channel)
+            for frame in pending { channel.write(frame, promise: nil) }
+            sink.stats.add(\.messagesSent, pending.count)
+            channel.flush()
+            if channel.isWritable { releaseWaiters() }
+        case .failure(let error):
+            state = .idle
+            sink.stats.add(\.connectsFailed)
+            sink.stats.add(\.messagesDropped, pending.count)
+            logger.warning("cannot connect to peer; dropped \(pending.count) message(s)", metadata: ["peer": "\(endpoint)", "error": "\(error)"])
+            releaseWaiters()
+            sink.event(.linkBroken(peer: endpoint.description, reason: "connect failed: \(error)"))
+        }
+    }
+
+    fileprivate func writabilityChanged(_ channel: any Channel) {
+        if channel.isWritable { releaseWaiters() }
+    }
+
+    fileprivate func inactive(_ channel: any Channel) {
+        guard case .connected(let current) = state, current === channel else { return }
+        state = .idle
+        releaseWaiters()
+        logger.info("link to peer closed", metadata: ["peer": "\(endpoint)"])
+        sink.event(.linkBroken(peer: endpoint.description, reason: "connection closed"))
+    }
+}
+
+private final class LinkHandler: ChannelInboundHandler {
+    typealias InboundIn = Never
+    private let link: Link
+    init(link: Link) { self.link = link }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        link.writabilityChanged(context.channel)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        link.inactive(context.channel)
+        context.fireChannelInactive()
+    }
+}
