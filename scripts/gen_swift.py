@@ -28,6 +28,8 @@ SWIFT_SCALAR = {
     F.TYPE_DOUBLE: "Double",
 }
 ACRONYMS = {"id": "ID", "ids": "IDs", "uuid": "UUID", "pid": "PID", "pids": "PIDs", "ip": "IP"}
+# Swift names that must not shadow the standard library (`Task` is Swift concurrency's).
+SWIFT_RENAMES = {"Task": "MesosTask"}
 SWIFT_KEYWORDS = {"default", "case", "class", "struct", "enum", "protocol", "func", "var", "let", "in", "is", "as"}
 
 
@@ -99,7 +101,7 @@ class Gen:
         return self.c_prefix(path).upper()
 
     def swift_type(self, path):
-        return ".".join(path)
+        return ".".join(SWIFT_RENAMES.get(p, p) if i == 0 else p for i, p in enumerate(path))
 
     def need(self, symbol):
         if not re.search(r"\b" + re.escape(symbol) + r"\b", self.header):
@@ -142,7 +144,7 @@ class Gen:
     def init_default(self, f):
         if f.label == F.LABEL_REPEATED:
             return " = []"
-        if self.has_default(f):
+        if f.HasField("default_value") and f.type != F.TYPE_MESSAGE:
             return " = " + self.default_literal(f)
         if f.label == F.LABEL_OPTIONAL:
             return " = nil"
@@ -188,7 +190,7 @@ class Gen:
 
     def emit_struct(self, path, m, indent, out):
         plain, groups = self.oneofs(m)
-        out.append(f"{indent}public struct {path[-1]}: Sendable, Hashable {{")
+        out.append(f"{indent}public struct {self.swift_type(path).split('.')[-1]}: Sendable, Hashable {{")
         params = []
         for f in plain:
             t = self.field_swift_type(f)

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One outbound TCP connection to a peer endpoint: connected lazily on the first send,
 /// reconnected lazily on the first send after it broke. Frames keep their send order.
@@ -21,6 +22,8 @@ final class Link: @unchecked Sendable {
     private var state = State.idle
     private var waiters: [EventLoopPromise<Void>] = []
     private var flushScheduled = false
+    /// Readable from any thread: while set, senders queue without waiting for the loop.
+    let accepting = Atomic<Bool>(true)
 
     init(endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger) {
         self.endpoint = endpoint
@@ -65,12 +68,14 @@ final class Link: @unchecked Sendable {
     }
 
     private func wait() -> EventLoopFuture<Void> {
+        accepting.store(false, ordering: .relaxed)
         let promise = loop.makePromise(of: Void.self)
         waiters.append(promise)
         return promise.futureResult
     }
 
     private func releaseWaiters() {
+        accepting.store(true, ordering: .relaxed)
         let w = waiters
         waiters = []
         for p in w { p.succeed() }

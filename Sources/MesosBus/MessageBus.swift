@@ -104,7 +104,12 @@ public final class MessageBus: Sendable {
         }
         let link = try self.link(to: peer.endpoint)
         let buffer = ByteBuffer(bytes: frame)
-        try await link.loop.flatSubmit { link.send(buffer) }.get()
+        if link.accepting.load(ordering: .relaxed) {
+            // Fast path: no hop back; the loop runs queued sends in order.
+            link.loop.execute { _ = link.send(buffer) }
+        } else {
+            try await link.loop.flatSubmit { link.send(buffer) }.get()
+        }
     }
 
     /// Fills in `from` with this bus's PID.

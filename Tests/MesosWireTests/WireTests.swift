@@ -4,8 +4,15 @@ import Testing
 struct RoundTripCase: Sendable, CustomTestStringConvertible {
     let name: String
     let check: @Sendable () throws -> Void
+    let encode: @Sendable () -> [UInt8]
+    let decodesToSample: @Sendable ([UInt8]) throws -> Void
     init<M: ProtobufMessage>(_ name: String, _ sample: M) {
         self.name = name
+        self.encode = { sample.serializedBytes() }
+        self.decodesToSample = { bytes in
+            let back = try M(serializedBytes: bytes)
+            #expect(back == sample, "\(name)")
+        }
         self.check = {
             let bytes = sample.serializedBytes()
             let back = try M(serializedBytes: bytes)

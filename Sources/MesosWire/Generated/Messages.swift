@@ -92,7 +92,7 @@ public struct MasterInfo: Sendable, Hashable {
     public var version: String?
     public var address: Address?
 
-    public init(id: String, ip: UInt32, port: UInt32, pid: String? = nil, hostname: String? = nil, version: String? = nil, address: Address? = nil) {
+    public init(id: String, ip: UInt32, port: UInt32 = 5050, pid: String? = nil, hostname: String? = nil, version: String? = nil, address: Address? = nil) {
         self.id = id
         self.ip = ip
         self.port = port
@@ -261,7 +261,7 @@ public struct TaskStatus: Sendable, Hashable {
     }
 }
 
-public struct Task: Sendable, Hashable {
+public struct MesosTask: Sendable, Hashable {
     public var name: String
     public var taskID: TaskID
     public var frameworkID: FrameworkID
@@ -293,11 +293,11 @@ public struct RegisterAgentMessage: Sendable, Hashable {
 
 public struct ReregisterAgentMessage: Sendable, Hashable {
     public var agent: AgentInfo
-    public var tasks: [Task]
+    public var tasks: [MesosTask]
     public var frameworks: [FrameworkInfo]
     public var version: String?
 
-    public init(agent: AgentInfo, tasks: [Task] = [], frameworks: [FrameworkInfo] = [], version: String? = nil) {
+    public init(agent: AgentInfo, tasks: [MesosTask] = [], frameworks: [FrameworkInfo] = [], version: String? = nil) {
         self.agent = agent
         self.tasks = tasks
         self.frameworks = frameworks
@@ -1074,7 +1074,7 @@ extension TaskStatus: WireMessage, ProtobufMessage {
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskStatus>) { mesos__task_status__free_unpacked(m, nil) }
 }
 
-extension Task: CMessage {
+extension MesosTask: CMessage {
     typealias CType = Mesos__Task
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Task>) { mesos__task__init(m) }
 
@@ -1108,7 +1108,7 @@ extension Task: CMessage {
     }
 }
 
-extension Task: WireMessage, ProtobufMessage {
+extension MesosTask: WireMessage, ProtobufMessage {
     public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Task>) -> Int { mesos__task__get_packed_size(m) }
@@ -1151,9 +1151,9 @@ extension ReregisterAgentMessage: CMessage {
         let m = p.pointee
         guard let agent = m.agent else { throw .missingField(field + ".agent") }
         self.agent = try AgentInfo(c: agent, field: field + ".agent")
-        var tasks: [Task] = []
+        var tasks: [MesosTask] = []
         tasks.reserveCapacity(m.n_tasks)
-        for i in 0..<m.n_tasks { tasks.append(try Task(c: m.tasks[i]!, field: field + ".tasks")) }
+        for i in 0..<m.n_tasks { tasks.append(try MesosTask(c: m.tasks[i]!, field: field + ".tasks")) }
         self.tasks = tasks
         var frameworks: [FrameworkInfo] = []
         frameworks.reserveCapacity(m.n_frameworks)

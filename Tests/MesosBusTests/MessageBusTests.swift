@@ -1,0 +1,208 @@
+import MesosWire
+import NIOCore
+import Testing
+@testable import MesosBus
+
+/// Buses over real loopback sockets.
+@Suite struct MessageBusTests {
+    static func ping(_ i: Int, from: PID? = nil) -> Envelope {
+        Envelope(epoch: UInt64(i), from: from?.description ?? "test@127.0.0.1:1", payload: .ping(PingAgentMessage(connected: true)))
+    }
+
+    /// Collects messages from a bus in the background.
+    final class Collector: Sendable {
+        let task: Task<[Envelope], Never>
+        init(_ bus: MessageBus, count: Int) {
+            task = Task {
+                var got: [Envelope] = []
+                for await event in bus.events {
+                    if case .message(let e) = event { got.append(e) }
+                    if got.count == count { break }
+                }
+                return got
+            }
+        }
+    }
+
+    static func withBuses(
+        _ n: Int, configuration: BusConfiguration = BusConfiguration(),
+        _ body: ([MessageBus]) async throws -> Void
+    ) async throws {
+        var buses: [MessageBus] = []
+        for i in 0..<n {
+            let bus = MessageBus(configuration: configuration)
+            try await bus.start(name: "p\(i)")
+            buses.append(bus)
+        }
+        do { try await body(buses) } catch {
+            for b in buses { await b.shutdown() }
+            throw error
+        }
+        for b in buses { await b.shutdown() }
+    }
+
+    @Test func pidParsing() {
+        #expect(PID("master@10.0.0.1:5050") == PID(name: "master", host: "10.0.0.1", port: 5050))
+        #expect(PID("slave(1)@host.example:5051")?.name == "slave(1)")
+        #expect(PID("s@[::1]:4000") == PID(name: "s", host: "::1", port: 4000))
+        #expect(PID("s@[::1]:4000")?.description == "s@[::1]:4000")
+        for bad in ["", "master", "@h:1", "m@:1", "m@h", "m@h:0", "m@h:70000", "m@h:x", "m @h:1", "m@[::1:1"] {
+            #expect(PID(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func deliversInOrderOverOneReusedLink() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let collector = Collector(b, count: 2000)
+            for i in 0..<2000 { try await a.send(Self.ping(i, from: a.pid), to: b.pid!) }
+            let got = await collector.task.value
+            #expect(got.map(\.epoch) == (0..<2000).map(UInt64.init))
+            #expect(got.allSatisfy { $0.from == a.pid!.description })
+            #expect(a.statistics.messagesSent == 2000 && a.statistics.connectsFailed == 0)
+            #expect(b.statistics.messagesReceived == 2000)
+        }
+    }
+
+    @Test func repliesGoToTheSendersPID() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let answers = Collector(a, count: 1)
+            try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 3, to: b.pid!)
+            for await event in b.events {
+                guard case .message(let e) = event, let from = PID(e.from) else { continue }
+                try await b.send(.pong(PongAgentMessage()), epoch: e.epoch, to: from)
+                break
+            }
+            let reply = await answers.task.value
+            #expect(reply.first?.payload == .pong(PongAgentMessage()) && reply.first?.epoch == 3)
+        }
+    }
+
+    @Test func unreachablePeerIsReportedAndDropped() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let dead = b.pid!
+            await b.shutdown()
+            try await a.send(Self.ping(1), to: dead)
+            for await event in a.events {
+                if case .linkBroken(let peer, _) = event {
+                    #expect(peer == "127.0.0.1:\(dead.port)")
+                    break
+                }
+            }
+            #expect(a.statistics.messagesDropped == 1 && a.statistics.connectsFailed == 1)
+        }
+    }
+
+    @Test func reconnectsAfterThePeerRestarts() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let port = b.pid!.port
+            let first = Collector(b, count: 1)
+            try await a.send(Self.ping(1), to: b.pid!)
+            #expect(await first.task.value.count == 1)
+            await b.shutdown()
+            // The link notices the close; the restarted peer on the same port gets later sends.
+            for await event in a.events { if case .linkBroken = event { break } }
+            let b2 = MessageBus()
+            try await b2.start(name: "p1", port: port)
+            let second = Collector(b2, count: 1)
+            try await a.send(Self.ping(2), to: b2.pid!)
+            #expect(await second.task.value.map(\.epoch) == [2])
+            await b2.shutdown()
+        }
+    }
+
+    @Test func badPeersLoseOnlyTheirOwnConnection() async throws {
+        var config = BusConfiguration()
+        config.maxFrameSize = 64 * 1024
+        config.partialFrameTimeout = .milliseconds(300)
+        try await Self.withBuses(2, configuration: config) { buses in
+            let (good, server) = (buses[0], buses[1])
+            let port = server.pid!.port
+            let collector = Collector(server, count: 2)
+            try await good.send(Self.ping(1), to: server.pid!)
+
+            let garbage = try RawSocket(port: port)
+            garbage.write(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let oversized = try RawSocket(port: port)
+            oversized.write([0x00, 0x10, 0x00, 0x01])  // 1 MiB + 1 announced
+            let malformed = try RawSocket(port: port)
+            malformed.write([0, 0, 0, 6, 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])
+            let halfOpen = try RawSocket(port: port)
+            halfOpen.write([0, 0, 0, 100, 1, 2, 3])  // then stalls
+            let empty = try RawSocket(port: port)
+            empty.write([0, 0, 0, 0])
+
+            #expect(garbage.closedByPeer(timeoutMs: 2000))
+            #expect(oversized.closedByPeer(timeoutMs: 2000))
+            #expect(malformed.closedByPeer(timeoutMs: 2000))
+            #expect(empty.closedByPeer(timeoutMs: 2000))
+            #expect(halfOpen.closedByPeer(timeoutMs: 3000))
+
+            try await good.send(Self.ping(2), to: server.pid!)
+            #expect(await collector.task.value.map(\.epoch) == [1, 2])
+            #expect(server.statistics.connectionsRejected == 5)
+        }
+    }
+
+    @Test func idleConnectionsWithoutPartialFramesStayOpen() async throws {
+        var config = BusConfiguration()
+        config.partialFrameTimeout = .milliseconds(200)
+        try await Self.withBuses(2, configuration: config) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let collector = Collector(b, count: 2)
+            try await a.send(Self.ping(1), to: b.pid!)
+            try await Task.sleep(for: .milliseconds(700))
+            try await a.send(Self.ping(2), to: b.pid!)
+            #expect(await collector.task.value.count == 2)
+            #expect(a.statistics.connectsFailed == 0 && b.statistics.connectionsRejected == 0)
+        }
+    }
+
+    @Test func oversizedSendIsAnErrorForTheSender() async throws {
+        var config = BusConfiguration()
+        config.maxFrameSize = 1024
+        try await Self.withBuses(2, configuration: config) { buses in
+            let big = Envelope(epoch: 1, from: "x@h:1", payload: .frameworkError(FrameworkErrorMessage(message: String(repeating: "x", count: 4096))))
+            await #expect(throws: BusError.self) { try await buses[0].send(big, to: buses[1].pid!) }
+        }
+    }
+
+    @Test func slowConsumerPushesBackOnTheSenderAndLosesNothing() async throws {
+        var config = BusConfiguration()
+        config.inboundHighWater = 8
+        config.inboundLowWater = 2
+        try await Self.withBuses(2, configuration: config) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let payload = FrameworkErrorMessage(message: String(repeating: "m", count: 64 * 1024))
+            let total = 1500  // ~96 MiB: far more than socket buffers and water marks hold
+            let sender = Task {
+                for i in 0..<total {
+                    try await a.send(Envelope(epoch: UInt64(i), from: "a@h:1", payload: .frameworkError(payload)), to: b.pid!)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let stillSending = !(sender.isCancelled) && a.statistics.messagesSent < total
+            #expect(stillSending, "sender was not held back by a consumer that reads nothing")
+            var epochs: [UInt64] = []
+            for await event in b.events {
+                if case .message(let e) = event { epochs.append(e.epoch) }
+                if epochs.count == total { break }
+            }
+            try await sender.value
+            #expect(epochs == (0..<total).map(UInt64.init))
+        }
+    }
+
+    @Test func shutdownEndsEventsAndRefusesSends() async throws {
+        let bus = MessageBus()
+        let pid = try await bus.start(name: "x")
+        let ended = Task { for await _ in bus.events {}; return true }
+        await bus.shutdown()
+        await bus.shutdown()
+        #expect(await ended.value)
+        await #expect(throws: BusError.shutDown) { try await bus.send(Self.ping(1), to: pid) }
+    }
+}
