@@ -48,6 +48,7 @@ final class Link: @unchecked Sendable {
             connect()
             return loop.makeSucceededVoidFuture()
         case .connecting(var pending, let bytes):
+            state = .idle  // drop the enum's reference first, or each append copies the whole queue
             pending.append(frame)
             state = .connecting(pending: pending, bytes: bytes + frame.readableBytes)
             return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
