@@ -1,0 +1,41 @@
+import Foundation
+
+/// Durations as Mesos flags spell them: `15secs`, `10mins`, `500ms`, `1hrs`, `2days`, `1weeks`,
+/// `250us`, `100ns`; a plain number means seconds. Fractions are allowed (`0.5secs`).
+public struct MesosDuration: Sendable, Hashable, CustomStringConvertible {
+    public let duration: Duration
+
+    public init(_ duration: Duration) { self.duration = duration }
+
+    public init?(parsing text: String) {
+        let units: [(String, Double)] = [
+            ("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3), ("secs", 1), ("mins", 60), ("hrs", 3600), ("days", 86_400), ("weeks", 604_800),
+        ]
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        var number = Substring(trimmed), scale = 1.0
+        for (suffix, s) in units where trimmed.hasSuffix(suffix) {
+            number = trimmed.dropLast(suffix.count)
+            scale = s
+            break
+        }
+        guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+        duration = .nanoseconds(Int64((value * scale * 1e9).rounded()))
+    }
+
+    public var seconds: Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    public var description: String {
+        let ms = seconds * 1000
+        if ms < 1000 { return "\(Int(ms.rounded()))ms" }
+        if seconds < 60 || seconds.truncatingRemainder(dividingBy: 60) != 0 { return "\(seconds.formatted())secs" }
+        return "\(Int(seconds / 60))mins"
+    }
+}
+
+extension Double {
+    fileprivate func formatted() -> String {
+        self == rounded() ? String(Int(self)) : String(self)
+    }
+}

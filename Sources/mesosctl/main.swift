@@ -1,0 +1,117 @@
+// Operator and test tool for the leader group in ZooKeeper.
+import ArgumentParser
+import Foundation
+import Logging
+import MesosDaemon
+import MesosHA
+import MesosWire
+import ZooKeeper
+
+@main
+struct MesosCtl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mesosctl",
+        abstract: "Inspect (and, for tests, join) the Mesos master leader group.",
+        subcommands: [LeaderCommand.self, WatchCommand.self, ContendCommand.self])
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("master"), help: "zk://[user:pass@]host:port[,host:port...]/path, file:///path, or host:port.")
+    var master: String
+    @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout (Mesos duration, e.g. 10secs).")
+    var sessionTimeout: String = "10secs"
+    @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel: String = "warning"
+
+    func detector() throws -> any MasterDetector {
+        try DaemonLogging.bootstrap(level: logLevel)
+        guard let timeout = MesosDuration(parsing: sessionTimeout) else { throw ValidationError("bad --zk_session_timeout '\(sessionTimeout)'") }
+        return try MasterDetectors.make(master: master, sessionTimeout: timeout.duration, logger: Logger(label: "mesosctl"))
+    }
+}
+
+func describe(_ leader: Leader?) -> String {
+    guard let leader else { return "{\"leader\":null}" }
+    let info = leader.info.map { String(decoding: MasterInfoJSON.encode($0), as: UTF8.self) } ?? "null"
+    return "{\"epoch\":\(leader.epoch),\"pid\":\"\(leader.pid)\",\"info\":\(info)}"
+}
+
+struct LeaderCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "leader", abstract: "Print the current leader as JSON (exit 1 if none within --timeout).")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "How long to wait for a leader (Mesos duration).") var timeout: String = "5secs"
+
+    func run() async throws {
+        let detector = try common.detector()
+        let wait = MesosDuration(parsing: timeout)?.duration ?? .seconds(5)
+        await detector.start()
+        let found = await withTaskGroup(of: Leader?.self) { group in
+            group.addTask { for await l in detector.changes where l != nil { return l }; return nil }
+            group.addTask { try? await Task.sleep(for: wait); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        await detector.stop()
+        print(describe(found))
+        if found == nil { throw ExitCode(1) }
+    }
+}
+
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "watch", abstract: "Print every leader change, one JSON line each, until interrupted.")
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let detector = try common.detector()
+        let signals = TerminationSignals { _ in Foundation.exit(0) }
+        await detector.start()
+        for await leader in detector.changes {
+            print("{\"time\":\"\(ISO8601DateFormatter().string(from: Date()))\",\"change\":\(describe(leader))}")
+            fflush(nil)
+        }
+        withExtendedLifetime(signals) {}
+    }
+}
+
+/// Joins the group as a master would, without serving anything: an election probe for tests
+/// and benchmarks. Prints `ELECTED <epoch>` / `LOST <reason>`; SIGTERM withdraws and exits 0.
+struct ContendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "contend", abstract: "Join the leader group and report election (test probe).")
+    @Option(help: "zk:// URL of the group.") var zk: String
+    @Option(help: "The id and pid this member publishes.") var id: String = "probe-\(getpid())"
+    @Option(name: .customLong("zk_session_timeout")) var sessionTimeout: String = "10secs"
+    @Option(name: .customLong("log_level")) var logLevel: String = "warning"
+
+    func run() async throws {
+        try DaemonLogging.bootstrap(level: logLevel)
+        let url = try ZooKeeperURL(parsing: zk)
+        guard let timeout = MesosDuration(parsing: sessionTimeout) else { throw ValidationError("bad --zk_session_timeout") }
+        let logger = Logger(label: "mesosctl.contend")
+        let session = ZooKeeperSession(url: url, sessionTimeout: timeout.duration, logger: logger)
+        var info = MasterInfo(id: id, ip: MasterInfoJSON.packedIPv4("127.0.0.1")!, port: 5050)
+        info.pid = "\(id)@127.0.0.1:5050"
+        info.hostname = "localhost"
+        let contender = ZooKeeperLeaderContender(session: session, path: url.path, info: info, logger: logger)
+        let signals = TerminationSignals { _ in
+            Task {
+                await contender.withdraw()
+                await session.close()
+                print("WITHDRAWN"); fflush(nil)
+                Foundation.exit(0)
+            }
+        }
+        session.start()
+        let events = session.events
+        Task { for await e in events { await contender.sessionEvent(e) } }
+        await contender.start()
+        for await outcome in contender.outcomes {
+            switch outcome {
+            case .elected(let epoch): print("ELECTED \(epoch)")
+            case .lost(let reason): print("LOST \(reason)"); fflush(nil); throw ExitCode(1)
+            }
+            fflush(nil)
+        }
+        withExtendedLifetime(signals) {}
+    }
+}
