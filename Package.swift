@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "MesosWire", targets: ["MesosWire"]),
         .library(name: "MesosBus", targets: ["MesosBus"]),
+        .library(name: "ZooKeeper", targets: ["ZooKeeper"]),
+        .library(name: "MesosHA", targets: ["MesosHA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
@@ -36,5 +38,29 @@ let package = Package(
             path: "Benchmarks/BusBench"),
         .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
         .testTarget(name: "MesosBusTests", dependencies: ["MesosBus"]),
+        .target(
+            name: "MesosHA",
+            dependencies: ["MesosWire", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
+        // Flags, logging and signals shared by the daemons and tools.
+        .target(
+            name: "MesosDaemon",
+            dependencies: ["MesosWire", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "mesosctl",
+            dependencies: [
+                "MesosHA", "MesosDaemon", "ZooKeeper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .target(name: "MesosMaster", dependencies: ["MesosHA", "MesosWire"]),
+        .testTarget(name: "MesosMasterTests", dependencies: ["MesosMaster"]),
+        .target(name: "MesosAgent", dependencies: ["MesosHA", "MesosWire"]),
+        .testTarget(name: "MesosAgentTests", dependencies: ["MesosAgent"]),
+        .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "TestSupport", "ZooKeeper"]),
+        .target(name: "ZooKeeper", dependencies: ["CZooKeeper", .product(name: "Logging", package: "swift-log")]),
+        // Helpers for test targets: throw-away ZooKeeper servers, polling.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(
+            name: "ZooKeeperTests",
+            dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
     ]
 )

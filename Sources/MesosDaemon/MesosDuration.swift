@@ -1,4 +1,5 @@
 import Foundation
+import MesosWire
 
 /// Durations as Mesos flags spell them: `15secs`, `10mins`, `500ms`, `1hrs`, `2days`, `1weeks`,
 /// `250us`, `100ns`; a plain number means seconds. Fractions are allowed (`0.5secs`).
@@ -22,9 +23,7 @@ public struct MesosDuration: Sendable, Hashable, CustomStringConvertible {
         duration = .nanoseconds(Int64((value * scale * 1e9).rounded()))
     }
 
-    public var seconds: Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+    public var seconds: Double { duration.inSeconds }
 
     public var description: String {
         let ms = seconds * 1000

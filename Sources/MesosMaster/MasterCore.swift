@@ -14,9 +14,6 @@ public struct MasterConfiguration: Sendable, Hashable {
     public init() {}
 }
 
-/// What the master core can log; the shell maps it to swift-log.
-public enum LogLevel: Sendable, Hashable { case debug, info, warning, error }
-
 /// The master: registration, health checks, offers, tasks and the registry. A pure state
 /// machine: events in (messages, ticks of a clock, ZooKeeper results), effects out (sends,
 /// fenced registry writes, exit). The shell stamps outgoing messages with the epoch.
@@ -466,8 +463,8 @@ public struct MasterCore: Sendable {
 
     /// A status update the master makes itself: no uuid, so no acknowledgement is expected.
     private func masterUpdate(_ task: TaskID, _ fw: FrameworkID, _ agent: AgentID?, _ state: TaskState, _ reason: TaskStatus.Reason, _ message: String) -> StatusUpdateMessage {
-        let status = TaskStatus(taskID: task, state: state, message: message, source: .master, reason: reason, agentID: agent, timestamp: seconds(now))
-        return StatusUpdateMessage(update: StatusUpdate(frameworkID: fw, status: status, timestamp: seconds(now), uuid: [], agentID: agent))
+        let status = TaskStatus(taskID: task, state: state, message: message, source: .master, reason: reason, agentID: agent, timestamp: now.inSeconds)
+        return StatusUpdateMessage(update: StatusUpdate(frameworkID: fw, status: status, timestamp: now.inSeconds, uuid: [], agentID: agent))
     }
 
     // MARK: Agents' health
@@ -570,4 +567,3 @@ public struct MasterCore: Sendable {
     private func endpoint(of pid: String) -> String? { pid.split(separator: "@", maxSplits: 1).last.map(String.init) }
 }
 
-func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }

@@ -1,0 +1,98 @@
+import Testing
+import TestSupport
+import ZooKeeper
+
+@Suite("ZooKeeper session when servers fail", .timeLimit(.minutes(1)))
+struct SessionFailureTests {
+    @Test func sessionExpiresLocallyWhenTheServerDiesAndANewOneStartsWhenItReturns() async throws {
+        try await withZooKeeper { server in
+            let zk = try await connect(to: server.connectString, sessionTimeout: .milliseconds(800))
+            #expect(zk.negotiatedTimeout == .milliseconds(800))
+            let session = zk.session
+            try await session.create("/group")
+            let member = try await session.create("/group/member-", mode: .ephemeralSequential)
+            let (_, pendingWatch) = try await session.watchChildren("/group")
+
+            let killed = ContinuousClock.now
+            await server.kill()
+            let disconnected = try await zk.events.next(within: .seconds(2))
+            #expect(disconnected.event == .disconnected)
+            await #expect(throws: ZooKeeperError(code: .connectionLoss, path: "/group")) {
+                try await session.children("/group")
+            }
+
+            let expired = try await zk.events.next(within: .seconds(3))
+            #expect(expired.event == .expired(local: true))
+            // The negotiated timeout after the disconnect, which the kill caused at once.
+            let waited = expired.time - killed
+            #expect(waited >= .milliseconds(800) && waited < .seconds(2), "expired \(waited) after the kill")
+            #expect(try await pendingWatch.event() == .sessionLost)
+
+            try await server.restart()
+            let reconnected = try await zk.events.next(within: .seconds(10))
+            guard case .connected(let newSessionID, _) = reconnected.event else {
+                Issue.record("expected a new session, got \(reconnected.event)")
+                return
+            }
+            #expect(newSessionID != zk.sessionID)
+            // The restarted server restored the old session, then expires it: its ephemeral node goes.
+            try await Poll.until("old ephemeral node gone", timeout: .seconds(5)) {
+                try await session.exists(member) == nil
+            }
+            await session.close()
+        }
+    }
+
+    @Test func operationTimesOutWhenTheServerHangs() async throws {
+        try await withZooKeeper { server in
+            let zk = try await connect(
+                to: server.connectString, sessionTimeout: .seconds(6), operationTimeout: .milliseconds(300))
+            try await zk.session.create("/t")
+
+            server.pause()
+            let start = ContinuousClock.now
+            await #expect(throws: ZooKeeperError(code: .operationTimeout, path: "/t")) {
+                try await zk.session.get("/t")
+            }
+            let waited = ContinuousClock.now - start
+            #expect(waited >= .milliseconds(290) && waited < .seconds(2), "timed out after \(waited)")
+            server.resume()
+
+            // The late reply is ignored; the session is still the same and usable.
+            try await Poll.until("session usable again") { try await zk.session.exists("/t") != nil }
+            #expect(!zk.events.events.contains { if case .expired = $0 { true } else { false } })
+            await zk.session.close()
+        }
+    }
+
+    @Test func sessionSurvivesTheLossOfAnyOneEnsembleMember() async throws {
+        try await withZooKeeper(.ensemble(size: 3)) { server in
+            let zk = try await connect(to: server.connectString, sessionTimeout: .seconds(5))
+            let session = zk.session
+            try await session.create("/e", data: [0])
+            try await session.create("/e/mine", mode: .ephemeral)
+
+            // Each member in turn, so the one this session is connected to (and the leader) goes too.
+            for member in 1...3 {
+                await server.stopMember(member)
+                try await Poll.until("write with member \(member) down", timeout: .seconds(5)) {
+                    try await session.set("/e", data: [UInt8(member)])
+                    return true
+                }
+                try await server.startMember(member)
+            }
+
+            try await session.sync("/e")
+            #expect(try await session.get("/e").data == [3])
+            #expect(try await session.exists("/e/mine")?.ephemeralOwner == zk.sessionID)
+            for event in zk.events.events {
+                switch event {
+                case .connected(let sessionID, _): #expect(sessionID == zk.sessionID)
+                case .disconnected: break
+                case .expired, .authFailed: Issue.record("unexpected \(event)")
+                }
+            }
+            await session.close()
+        }
+    }
+}

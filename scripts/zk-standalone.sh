@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Start/stop a throw-away standalone ZooKeeper 3.8 (Debian package `zookeeper`) without systemd.
+#
+#   zk-standalone.sh start [DIR]   start, wait until it serves, print the connect string (last stdout line);
+#                                  a DIR that already has a zoo.cfg is restarted with the same port and data
+#   zk-standalone.sh stop  DIR     stop the server whose pid is in DIR/zk.pid (TERM, then KILL)
+#
+# DIR defaults to a fresh mktemp dir on start (printed on stderr) and must be given to stop.
+# Files in DIR: zoo.cfg, data/, zk.pid, zk.log, connect (connect string).
+# Env: ZK_PORT (default: a free loopback port), ZK_TICK (ms, default 100), ZK_WAIT (s, default 30),
+#      ZK_LOG_LEVEL (slf4j-simple level, default warn), ZK_HEAP (default 256m), JAVA (default java),
+#      ZK_STOP_SIGNAL (default TERM; KILL for instant teardown of throw-away data).
+set -euo pipefail
+
+ZK_CP="/usr/share/java/zookeeper.jar"            # its MANIFEST Class-Path pulls in all deps
+[ -r /usr/share/java/slf4j-simple.jar ] && ZK_CP="$ZK_CP:/usr/share/java/slf4j-simple.jar"
+JAVA="${JAVA:-java}"
+
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null && return
+  local p
+  while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
+}
+
+# Four-letter word over bash's /dev/tcp (no netcat needed); the server closes the connection after replying.
+# Keep the per-probe timeout short: a probe that connects just as the port gets bound (~140 ms after
+# launch) can hang until it times out (seen in ~1 of 12 starts); a normal srvr reply takes a few ms.
+four_lw() { timeout 0.3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf '%s' '$2' >&3 && cat <&3" 2>/dev/null || true; }
+
+now_ms() { date +%s%3N; }
+
+# The server must not keep descriptors of whoever ran this script: a launcher that waits for EOF on a
+# pipe or socket it handed us (Foundation's Process detects child exit that way) would wait for the
+# server to exit. Called in the subshell that then execs java.
+close_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}
+
+start() {
+  local dir="${1:-}"
+  [ -n "$dir" ] || dir="$(mktemp -d "${TMPDIR:-/tmp}/zk-standalone.XXXXXX")"
+  mkdir -p "$dir/data"; dir="$(cd "$dir" && pwd)"
+  if [ -s "$dir/zk.pid" ] && alive "$(cat "$dir/zk.pid")"; then
+    echo "already running (pid $(cat "$dir/zk.pid"))" >&2; cat "$dir/connect"; return 0
+  fi
+  local port tick="${ZK_TICK:-100}"
+  if [ -s "$dir/zoo.cfg" ]; then
+    port=$(sed -n 's/^clientPort=//p' "$dir/zoo.cfg")
+  else
+    port="${ZK_PORT:-$(free_port)}"
+    cat > "$dir/zoo.cfg" <<EOF
+tickTime=$tick
+initLimit=50
+syncLimit=20
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+minSessionTimeout=$((tick * 2))
+maxSessionTimeout=60000
+forceSync=no
+admin.enableServer=false
+4lw.commands.whitelist=*
+EOF
+  fi
+  local t0; t0=$(now_ms)
+  (close_inherited_fds; exec nohup "$JAVA" -Xms32m -Xmx"${ZK_HEAP:-256m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel="${ZK_LOG_LEVEL:-warn}" \
+    -cp "$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
+    >> "$dir/zk.log" 2>&1 < /dev/null) &
+  local pid=$!
+  echo "$pid" > "$dir/zk.pid"
+  local deadline=$(( $(date +%s) + ${ZK_WAIT:-30} ))
+  until four_lw "$port" srvr | grep -q '^Mode: standalone'; do
+    if ! alive "$pid"; then echo "zookeeper died; log:" >&2; tail -20 "$dir/zk.log" >&2; exit 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "zookeeper not ready after ${ZK_WAIT:-30}s" >&2; kill "$pid"; exit 1; fi
+    sleep 0.05
+  done
+  echo "127.0.0.1:$port" > "$dir/connect"
+  echo "zookeeper standalone pid=$pid dir=$dir ready in $(( $(now_ms) - t0 )) ms" >&2
+  echo "127.0.0.1:$port"
+}
+
+# A killed server is an orphan (parent = init); a slow-reaping init leaves it as a zombie for a
+# while, and `kill -0` succeeds on zombies, so test the process state instead.
+# State letter from /proc/PID/stat (no procps needed): empty = gone, Z = zombie.
+alive() { local st; st=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1); [ -n "$st" ] && [ "$st" != Z ]; }
+
+stop_pids() {  # signal all pids (ZK_STOP_SIGNAL: TERM ~0.35 s, KILL ~15 ms), wait <=10 s, then KILL
+  local pid i alive
+  for pid in "$@"; do kill -"${ZK_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null || true; done
+  for i in $(seq 200); do
+    alive=0; for pid in "$@"; do alive "$pid" && alive=1; done
+    [ "$alive" -eq 0 ] && return 0; sleep 0.05
+  done
+  for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
+}
+
+stop() {
+  local dir="${1:?usage: $0 stop DIR}"
+  [ -s "$dir/zk.pid" ] || { echo "no $dir/zk.pid" >&2; return 0; }
+  stop_pids "$(cat "$dir/zk.pid")"
+  rm -f "$dir/zk.pid"
+  echo "stopped zookeeper in $dir" >&2
+}
+
+case "${1:-}" in
+  start) start "${2:-}" ;;
+  stop)  stop "${2:-}" ;;
+  *) echo "usage: $0 start [DIR] | stop DIR" >&2; exit 2 ;;
+esac
