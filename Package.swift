@@ -51,14 +51,34 @@ let package = Package(
                 "MesosHA", "MesosDaemon", "ZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .target(name: "MesosMaster", dependencies: ["MesosHA", "MesosWire"]),
-        .testTarget(name: "MesosMasterTests", dependencies: ["MesosMaster"]),
-        .target(name: "MesosAgent", dependencies: ["MesosHA", "MesosWire"]),
+        .target(
+            name: "MesosMaster",
+            dependencies: ["MesosHA", "MesosWire", "MesosBus", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MesosMasterTests", dependencies: ["MesosMaster", "MesosDaemon"]),
+        .target(
+            name: "MesosAgent",
+            dependencies: ["MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "MesosScheduler",
+            dependencies: ["MesosHA", "MesosWire", "MesosBus", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MesosSchedulerTests", dependencies: ["MesosScheduler"]),
+        .target(
+            name: "MesosCommands",
+            dependencies: [
+                "MesosMaster", "MesosAgent", "MesosDaemon", "ZooKeeper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "mesos-master", dependencies: ["MesosCommands"]),
+        .executableTarget(name: "mesos-agent", dependencies: ["MesosCommands"]),
+        .executableTarget(name: "mesos-slave", dependencies: ["MesosCommands"]),
+        .executableTarget(
+            name: "example-framework",
+            dependencies: ["MesosScheduler", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "MesosAgentTests", dependencies: ["MesosAgent"]),
         .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "TestSupport", "ZooKeeper"]),
         .target(name: "ZooKeeper", dependencies: ["CZooKeeper", .product(name: "Logging", package: "swift-log")]),
         // Helpers for test targets: throw-away ZooKeeper servers, polling.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MesosDaemon"], path: "Tests/TestSupport"),
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),

@@ -161,7 +161,9 @@ public struct AgentCore: Sendable {
         case .accept: break
         case .drop(let reason), .answerWithHint(let reason):
             droppedMessages[reason, default: 0] += 1
-            return [.log(.debug, "dropped message from \(envelope.from) at epoch \(envelope.epoch): \(reason.rawValue)")]
+            // A deposed leader still talking is worth a warning; master-less drops are expected.
+            let level: LogLevel = reason == .staleEpoch || reason == .notFromLeader ? .warning : .debug
+            return [.log(level, "dropped message from \(envelope.from) at epoch \(envelope.epoch): \(reason.rawValue)")]
         }
         switch envelope.payload {
         case .agentRegistered(let m)?: return registeredAs(m.agentID)
@@ -271,15 +273,3 @@ public struct AgentCore: Sendable {
 }
 
 
-/// A small seeded generator (SplitMix64): repeatable jitter and uuids in tests.
-public struct SplitMix64: RandomNumberGenerator, Sendable, Hashable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -33,6 +33,7 @@ public final class MessageBus: Sendable {
         var shutDown = false
     }
     private let state = Mutex(State())
+    private let outbox: AsyncStream<(Envelope, PID)>.Continuation
 
     public init(
         configuration: BusConfiguration = BusConfiguration(),
@@ -46,6 +47,23 @@ public final class MessageBus: Sendable {
         self.sink = InboundSink(
             continuation: continuation, high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
         self.events = BusEvents(stream: stream, sink: sink)
+        let (posted, outbox) = AsyncStream.makeStream(of: (Envelope, PID).self)
+        self.outbox = outbox
+        Task { [weak self] in
+            for await (envelope, peer) in posted {
+                guard let self else { return }
+                do { try await self.send(envelope, to: peer) } catch {
+                    self.logger.warning("cannot send to \(peer): \(error)")
+                }
+            }
+        }
+    }
+
+    /// Sends from synchronous code (the daemons' state machines): queued, sent in posting order,
+    /// errors logged. Fills in `from` with this bus's PID.
+    public func post(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) {
+        guard let me = pid else { return logger.warning("not started: dropped a message to \(peer)") }
+        outbox.yield((Envelope(epoch: epoch, from: me.description, payload: payload), peer))
     }
 
     /// This process's address; nil before `start`.
@@ -128,6 +146,7 @@ public final class MessageBus: Sendable {
         try? await server?.close()
         for link in links { try? await link.loop.submit { link.close() }.get() }
         for channel in inbound { try? await channel.close() }
+        outbox.finish()
         sink.finish()
     }
 

@@ -14,7 +14,8 @@ public struct MesosDuration: Sendable, Hashable, CustomStringConvertible {
         ]
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         var number = Substring(trimmed), scale = 1.0
-        for (suffix, s) in units where trimmed.hasSuffix(suffix) {
+        // Longest suffix first: "10mins" also ends in "ns".
+        for (suffix, s) in units.sorted(by: { $0.0.count > $1.0.count }) where trimmed.hasSuffix(suffix) {
             number = trimmed.dropLast(suffix.count)
             scale = s
             break

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MesosAgent
+import MesosDaemon
+import MesosWire
+
+public struct AgentCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mesos-agent",
+        abstract: "A Mesos agent (also installed as mesos-slave): detects the leading master, registers, runs tasks as child processes.",
+        discussion: "Durations take Mesos units: ns, us, ms, secs, mins, hrs, days, weeks (e.g. 15secs).")
+
+    @Option(help: "The master: zk://[user:pass@]host:port[,host:port...]/path, file:///path, or host:port.") var master: String
+    @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port).") var port = 5051
+    @Option(name: .customLong("advertise_ip"), help: "IP address the master uses to reach this agent (default: --ip).") var advertiseIP: String?
+    @Option(help: "Hostname reported to the master (default: this host's name).") var hostname: String?
+    @Option(name: .customLong("work_dir"), help: "Directory for the agent's id, the newest epoch seen and task sandboxes.") var workDir: String
+    @Option(help: "Resources offered, e.g. 'cpus:4;mem:2048;disk:10000'.") var resources = "cpus:2;mem:1024"
+    @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout; cut from ZooKeeper this long, the agent is master-less.") var zkSessionTimeout = "10secs"
+    @Option(name: .customLong("registration_backoff_factor"), help: "First (re)registration waits a random time up to this; each retry doubles it (max 1mins).") var registrationBackoffFactor = "1secs"
+    @Option(name: .customLong("status_update_retry_interval"), help: "An unacknowledged status update is sent again after this, doubling up to 10mins.") var statusUpdateRetryInterval = "10secs"
+    @Option(name: .customLong("master_ping_timeout"), help: "No ping from the leader for this long: re-register.") var masterPingTimeout = "75secs"
+    @Option(name: .customLong("executor_shutdown_grace_period"), help: "Time between SIGTERM and SIGKILL when killing a task.") var killGracePeriod = "3secs"
+    @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        try DaemonLogging.bootstrap(level: logLevel)
+        var options = AgentOptions(master: master, workDir: workDir)
+        guard let parsed = Resources(parsing: resources), !parsed.isEmpty else {
+            throw ValidationError("--resources must look like 'cpus:2;mem:1024'; got '\(resources)'")
+        }
+        options.resources = parsed
+        options.ip = ip
+        options.port = port
+        options.advertiseIP = advertiseIP
+        options.hostname = hostname
+        options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
+        options.core.registrationBackoffFactor = try duration(registrationBackoffFactor, flag: "registration_backoff_factor")
+        options.core.statusUpdateRetryInterval = try duration(statusUpdateRetryInterval, flag: "status_update_retry_interval")
+        options.core.masterPingTimeout = try duration(masterPingTimeout, flag: "master_ping_timeout")
+        options.killGracePeriod = try duration(killGracePeriod, flag: "executor_shutdown_grace_period")
+        options.maxFrameSize = maxFrameSize
+        let daemon = AgentDaemon(options: options, logger: Logger(label: "mesos-agent"))
+        try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MesosDaemon
+import MesosMaster
+import ZooKeeper
+
+public struct MasterCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mesos-master",
+        abstract: "A Mesos master. With --zk, several masters elect one leader through ZooKeeper; the others stand by.",
+        discussion: "Durations take Mesos units: ns, us, ms, secs, mins, hrs, days, weeks (e.g. 15secs).")
+
+    @Option(help: "ZooKeeper URL for leader election and the registry: zk://[user:pass@]host:port[,host:port...]/path or file:///path. Absent: a standalone master (epoch 1, registry in --work_dir).")
+    var zk: String?
+    @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 5050
+    @Option(name: .customLong("advertise_ip"), help: "IP address other processes use to reach this master (default: --ip).") var advertiseIP: String?
+    @Option(help: "Hostname published in MasterInfo (default: this host's name).") var hostname: String?
+    @Option(name: .customLong("work_dir"), help: "Directory for this master's state (highest epoch led; the registry when standalone).") var workDir: String
+    @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout; a master cut from ZooKeeper this long exits.") var zkSessionTimeout = "10secs"
+    @Option(name: [.customLong("agent_ping_timeout"), .customLong("slave_ping_timeout")], help: "Time between health-check pings to an agent.") var agentPingTimeout = "15secs"
+    @Option(name: [.customLong("max_agent_ping_timeouts"), .customLong("max_slave_ping_timeouts")], help: "Unanswered pings after which an agent is removed and its tasks are LOST.") var maxAgentPingTimeouts = 5
+    @Option(name: .customLong("allocation_interval"), help: "Time between resource offer rounds.") var allocationInterval = "1secs"
+    @Option(name: [.customLong("agent_reregister_timeout"), .customLong("slave_reregister_timeout")], help: "After a failover, agents not re-registered by then are removed.") var agentReregisterTimeout = "10mins"
+    @Option(help: "Accepted for Mesos compatibility; the registry lives in ZooKeeper, so no replicated-log quorum is needed.") var quorum: Int?
+    @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        try DaemonLogging.bootstrap(level: logLevel)
+        var options = MasterOptions(workDir: workDir)
+        if let zk {
+            do { options.zk = try ZooKeeperURL(parsing: zk) } catch { throw ValidationError("--zk: \(error)") }
+        }
+        options.ip = ip
+        options.port = port
+        options.advertiseIP = advertiseIP
+        options.hostname = hostname
+        options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
+        options.core.agentPingTimeout = try duration(agentPingTimeout, flag: "agent_ping_timeout")
+        guard maxAgentPingTimeouts >= 1 else { throw ValidationError("--max_agent_ping_timeouts must be at least 1") }
+        options.core.maxAgentPingTimeouts = maxAgentPingTimeouts
+        options.core.allocationInterval = try duration(allocationInterval, flag: "allocation_interval")
+        options.core.agentReregisterTimeout = try duration(agentReregisterTimeout, flag: "agent_reregister_timeout")
+        guard maxFrameSize >= 1024 else { throw ValidationError("--max_frame_size must be at least 1024") }
+        options.maxFrameSize = maxFrameSize
+        let daemon = MasterDaemon(options: options, logger: Logger(label: "mesos-master"))
+        try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// Starts child processes with `posix_spawn`, for tasks and for tests' daemons.
+///
+/// Not `Foundation.Process`, which on Linux (a) spawns with the calling thread's signal mask, and
+/// Swift's worker threads block SIGTERM, SIGALRM, SIGCHLD and more, so children would ignore
+/// SIGTERM; (b) detects the exit by EOF on a socket the child inherits, so it waits for any
+/// daemon the child leaves running. Here the child starts with an empty signal mask and default
+/// dispositions, its output goes to files, and the exit is taken from `waitpid`.
+public enum ProcessLauncher {
+    public struct Failed: Error, CustomStringConvertible {
+        public let command: String
+        public let errno: Int32
+        public var description: String { "cannot start \(command): \(String(cString: strerror(errno)))" }
+    }
+
+    /// Starts `executable` (stdin /dev/null, stdout to `outputFile`, stderr appended to `errorFile`;
+    /// one file for both when they are the same path) and returns its pid; the caller reaps it
+    /// with `waitForExit`. `newProcessGroup`: the child leads its own group, so signalling `-pid`
+    /// reaches everything it starts.
+    public static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String], outputFile: String,
+        errorFile: String, truncateOutput: Bool = true, newProcessGroup: Bool = false
+    ) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if outputFile == errorFile {
+            posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | (truncateOutput ? O_TRUNC : O_APPEND), 0o644)
+            posix_spawn_file_actions_addopen(&actions, 2, errorFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard spawned == 0 else { throw Failed(command: executable, errno: spawned) }
+        return pid
+    }
+
+    /// Blocks until `pid` exits: its exit code, or 128 + the signal number (as shells report it).
+    public static func waitForExit(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// Waits for `pid` off the cooperative pool.
+    public static func exit(of pid: pid_t) async -> Int32 {
+        await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
+            Thread.detachNewThread { done.resume(returning: waitForExit(pid)) }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import MesosCommands
+
+await runCommand(MasterCommand.self)
