@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -82,5 +83,14 @@ let package = Package(
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosHA", "MesosBus"]),
     ]
 )
+
+// The libFuzzer target exists only in fuzzing builds (scripts/fuzz): libFuzzer supplies its main.
+if ProcessInfo.processInfo.environment["MESOS_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "frame-fuzz", dependencies: ["MesosWire", "MesosHA"], path: "Fuzz/FrameFuzz",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}
