@@ -157,13 +157,9 @@ public struct AgentCore: Sendable {
     // MARK: Messages
 
     private mutating func receive(_ envelope: Envelope) -> [Effect] {
-        switch EpochGuard.check(envelope, as: .follower(detected: leader)) {
-        case .accept: break
-        case .drop(let reason), .answerWithHint(let reason):
-            droppedMessages[reason, default: 0] += 1
-            // A deposed leader still talking is worth a warning; master-less drops are expected.
-            let level: LogLevel = reason == .staleEpoch || reason == .notFromLeader ? .warning : .debug
-            return [.log(level, "dropped message from \(envelope.from) at epoch \(envelope.epoch): \(reason.rawValue)")]
+        if let drop = EpochGuard.followerDrop(envelope, leader: leader) {
+            droppedMessages[drop.reason, default: 0] += 1
+            return [.log(drop.level, drop.message)]
         }
         switch envelope.payload {
         case .agentRegistered(let m)?: return registeredAs(m.agentID)

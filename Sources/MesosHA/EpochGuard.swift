@@ -76,3 +76,16 @@ public enum EpochGuard {
         }
     }
 }
+
+extension EpochGuard {
+    /// An agent's or scheduler's drop of `envelope`, if it must be dropped, with how loudly to log
+    /// it: a deposed or impostor master still talking is a warning; master-less drops are expected.
+    public static func followerDrop(_ envelope: Envelope, leader: Leader?) -> (reason: DropReason, level: LogLevel, message: String)? {
+        switch check(envelope, as: .follower(detected: leader)) {
+        case .accept: return nil
+        case .drop(let reason), .answerWithHint(let reason):
+            let level: LogLevel = reason == .staleEpoch || reason == .notFromLeader ? .warning : .debug
+            return (reason, level, "dropped message from \(envelope.from) at epoch \(envelope.epoch): \(reason.rawValue)")
+        }
+    }
+}
