@@ -155,13 +155,16 @@ public actor ZooKeeperLeaderDetector: MasterDetector {
 public actor FixedMasterDetector: MasterDetector {
     public nonisolated let changes: AsyncStream<Leader?>
     private let sink: AsyncStream<Leader?>.Continuation
-    public let pid: String
+    private let port: Int
+    /// "master@host:port" as given; replaced by the pid the master itself announces.
+    public private(set) var pid: String
     private var epoch: UInt64 = 0
 
     public init?(hostPort: String) {
         guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]),
             (1...65535).contains(port), colon > hostPort.startIndex
         else { return nil }
+        self.port = port
         pid = "master@\(hostPort)"
         (changes, sink) = AsyncStream.makeStream(of: Leader?.self)
     }
@@ -169,9 +172,14 @@ public actor FixedMasterDetector: MasterDetector {
     public func start() { sink.yield(Leader(epoch: epoch, pid: pid)) }
     public func stop() { sink.finish() }
 
+    /// Learns the epoch (and the exact pid, e.g. `localhost` given but `127.0.0.1` announced) from a
+    /// hint the configured master sends about itself.
     public func hint(_ hint: LeaderHintMessage, from sender: String) {
-        guard sender == pid, let leader = hint.leader, leader.pid == pid, let e = hint.leaderEpoch, e != epoch else { return }
+        guard let leader = hint.leader, leader.pid == sender, sender.hasSuffix(":\(port)"),
+            let e = hint.leaderEpoch, e != epoch || sender != pid
+        else { return }
         epoch = e
-        sink.yield(Leader(epoch: e, pid: pid, info: leader))
+        pid = sender
+        sink.yield(Leader(epoch: e, pid: sender, info: leader))
     }
 }
