@@ -87,11 +87,25 @@ public actor ZooKeeperLeaderContender {
     private func join() async {
         do {
             try await session.createPath(path)
+            try await passEpochFloor()
             let created = try await session.create(path + "/" + LeaderGroup.label, data: data, mode: .ephemeralSequential)
             run(core.handle(.joined(String(created.split(separator: "/").last ?? ""))))
         } catch {
             run(core.handle(.sessionLost))
             logger.error("cannot join the leader group at \(path): \(error)")
+        }
+    }
+
+    /// Moves the group's sequence counter up to the epoch floor with znodes that are not members, before
+    /// creating ours (whose sequence is then above the floor): a member znode at or below the floor, burnt
+    /// by the core, would meanwhile be read by detectors as this master leading at that epoch (every fresh
+    /// group's first master at epoch 0). Costs one create and delete when the counter is past the floor.
+    private func passEpochFloor() async throws {
+        while true {
+            let burnt = try await session.create(path + "/burnt_", mode: .ephemeralSequential)
+            try? await session.delete(burnt)
+            guard let sequence = burnt.split(separator: "_").last.flatMap({ UInt64($0) }) else { return }
+            if sequence >= core.epochFloor { return }
         }
     }
 

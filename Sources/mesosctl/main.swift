@@ -93,14 +93,8 @@ struct ContendCommand: AsyncParsableCommand {
         info.pid = "\(id)@127.0.0.1:5050"
         info.hostname = "localhost"
         let contender = ZooKeeperLeaderContender(session: session, path: url.path, info: info, logger: logger)
-        let signals = TerminationSignals { _ in
-            Task {
-                await contender.withdraw()
-                await session.close()
-                print("WITHDRAWN"); fflush(nil)
-                Foundation.exit(0)
-            }
-        }
+        // Withdrawing ends `outcomes`, and so the loop below, which then closes the session.
+        let signals = TerminationSignals { _ in Task { await contender.withdraw() } }
         session.start()
         let events = session.events
         Task { for await e in events { await contender.sessionEvent(e) } }
@@ -112,6 +106,9 @@ struct ContendCommand: AsyncParsableCommand {
             }
             fflush(nil)
         }
+        // Only a withdraw (SIGTERM) ends the outcomes without LOST: the znode is deleted.
+        await session.close()
+        print("WITHDRAWN"); fflush(nil)
         withExtendedLifetime(signals) {}
     }
 }

@@ -1,0 +1,363 @@
+// Helpers for ElectionIntegrationTests: candidates and detectors on their own ZooKeeper sessions,
+// a harness that closes every session it made (also when the test fails), ZooKeeper four-letter words.
+import Foundation
+import Logging
+import MesosHA
+import MesosWire
+import Synchronization
+import TestSupport
+import ZooKeeper
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Quiet unless `HA_TEST_LOG` is set (then swift-log's default handler, debug level): connection-refused
+/// errors and expiries are what these tests provoke.
+let electionLogger: Logger = {
+    guard ProcessInfo.processInfo.environment["HA_TEST_LOG"] != nil else {
+        return Logger(label: "election-it") { _ in SwiftLogNoOpLogHandler() }
+    }
+    var logger = Logger(label: "election-it")
+    logger.logLevel = .debug
+    return logger
+}()
+
+/// The MasterInfo a test master publishes: id `name`, pid `master-<name>@127.0.0.1:<port>`.
+func testMasterInfo(_ name: String, port: UInt32) -> MasterInfo {
+    MasterInfo(
+        id: "id-\(name)", ip: MasterInfoJSON.packedIPv4("127.0.0.1")!, port: port,
+        pid: "master-\(name)@127.0.0.1:\(port)", hostname: "localhost", version: "1.11.0")
+}
+
+/// One master's candidacy on its own session, with the master's own detector on that same session; both
+/// are fed every session event, detector first (as `MasterDaemon` does).
+final class Candidate: Sendable {
+    let name: String
+    let info: MasterInfo
+    let session: ZooKeeperSession
+    let contender: ZooKeeperLeaderContender
+    let outcomes: EventRecorder<ZooKeeperLeaderContender.Outcome>
+    /// This master's own detector (shared session, not owning it).
+    let detector: DetectorProbe
+    /// The session's events with their arrival times, recorded after the contender got them.
+    private let sessionLog = SessionLog()
+    private let feeder: Task<Void, Never>
+
+    init(name: String, port: UInt32, servers: String, path: String, sessionTimeout: Duration, epochFloor: UInt64) {
+        self.name = name
+        info = testMasterInfo(name, port: port)
+        session = ZooKeeperSession(servers: servers, sessionTimeout: sessionTimeout, logger: electionLogger)
+        let contender = ZooKeeperLeaderContender(
+            session: session, path: path, info: info, epochFloor: epochFloor, logger: electionLogger)
+        self.contender = contender
+        outcomes = EventRecorder(contender.outcomes)
+        let detector = DetectorProbe(
+            ZooKeeperLeaderDetector(session: session, path: path, ownsSession: false, logger: electionLogger))
+        self.detector = detector
+        let events = session.events, log = sessionLog
+        feeder = Task {
+            for await event in events {
+                await detector.detector.sessionEvent(event)
+                await contender.sessionEvent(event)
+                log.append(event)
+            }
+        }
+    }
+
+    func start() async {
+        session.start()
+        await contender.start()
+    }
+
+    var pid: String { info.pid! }
+
+    /// Our znode's name (`json.info_NNNNNNNNNN`), waiting until joined.
+    func membership(within timeout: Duration = .seconds(10)) async throws -> String {
+        var name: String?
+        try await Poll.until("\(self.name) joined the group", timeout: timeout) {
+            name = await contender.membership
+            return name != nil
+        }
+        return name!
+    }
+
+    /// Waits for the next outcome (elected or lost).
+    func nextOutcome(within timeout: Duration) async throws -> EventRecorder<ZooKeeperLeaderContender.Outcome>.Arrival {
+        try await outcomes.next(within: timeout)
+    }
+
+    var elections: [UInt64] {
+        outcomes.events.compactMap { if case .elected(let epoch) = $0 { epoch } else { nil } }
+    }
+
+    var losses: [String] {
+        outcomes.events.compactMap { if case .lost(let reason) = $0 { reason } else { nil } }
+    }
+
+    var sessionEvents: [SessionEvent] { sessionLog.entries.map(\.event) }
+
+    var expiries: Int {
+        sessionEvents.filter { if case .expired = $0 { true } else { false } }.count
+    }
+
+    /// The longest time the session spent disconnected (from `.disconnected` to the next event) since `start`.
+    func longestDisconnection(since start: ContinuousClock.Instant) -> Duration {
+        let entries = sessionLog.entries
+        var longest = Duration.zero
+        for (index, entry) in entries.enumerated() where entry.event == .disconnected && entry.time >= start {
+            let end = index + 1 < entries.count ? entries[index + 1].time : .now
+            longest = max(longest, end - entry.time)
+        }
+        return longest
+    }
+
+    func close() async {
+        await session.close()
+        await feeder.value
+        await detector.stop()
+    }
+}
+
+private final class SessionLog: Sendable {
+    private let log = Mutex<[(event: SessionEvent, time: ContinuousClock.Instant)]>([])
+    func append(_ event: SessionEvent) { log.withLock { $0.append((event, .now)) } }
+    var entries: [(event: SessionEvent, time: ContinuousClock.Instant)] { log.withLock { $0 } }
+}
+
+/// A `ZooKeeperLeaderDetector` (owning its session, or on a candidate's), its changes recorded.
+final class DetectorProbe: Sendable {
+    let detector: ZooKeeperLeaderDetector
+    let changes: EventRecorder<Leader?>
+
+    init(_ detector: ZooKeeperLeaderDetector) {
+        self.detector = detector
+        changes = EventRecorder(detector.changes)
+    }
+
+    /// A detector owning its session.
+    convenience init(servers: String, path: String, sessionTimeout: Duration, epochFloor: UInt64 = 0) {
+        let session = ZooKeeperSession(servers: servers, sessionTimeout: sessionTimeout, logger: electionLogger)
+        self.init(
+            ZooKeeperLeaderDetector(
+                session: session, path: path, epochFloor: epochFloor, ownsSession: true, logger: electionLogger))
+    }
+
+    /// Starts a detector owning its session (a shared session's detector follows the events fed to it).
+    func start() async { await detector.start() }
+    func stop() async { await detector.stop() }
+
+    /// Takes reported changes in order until one satisfies `condition`; returns it.
+    @discardableResult
+    func next(
+        _ what: String, within timeout: Duration, where condition: (Leader?) -> Bool
+    ) async throws -> EventRecorder<Leader?>.Arrival {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let remaining = deadline - .now
+            do {
+                guard remaining > .zero else { throw Unexpected("out of time") }
+                let arrival = try await changes.next(within: remaining)
+                if condition(arrival.event) { return arrival }
+            } catch {
+                throw Unexpected(
+                    "timed out after \(timeout) waiting for \(what); changes so far: \(changes.events.map { $0?.description ?? "none" })")
+            }
+        }
+    }
+
+    @discardableResult
+    func nextLeader(_ pid: String, within timeout: Duration) async throws -> (leader: Leader, time: ContinuousClock.Instant) {
+        let arrival = try await next("detector reports \(pid)", within: timeout) { $0?.pid == pid }
+        return (arrival.event!, arrival.time)
+    }
+}
+
+/// Candidates and detectors of one test against one ZooKeeper; `shutdown` closes all their sessions.
+final class ElectionHarness: Sendable {
+    let servers: String
+    let path: String
+    let sessionTimeout: Duration
+    private let made = Mutex<(candidates: [Candidate], detectors: [DetectorProbe], nextPort: UInt32)>(([], [], 5050))
+
+    init(servers: String, path: String, sessionTimeout: Duration) {
+        self.servers = servers
+        self.path = path
+        self.sessionTimeout = sessionTimeout
+    }
+
+    /// `zk://servers/path`
+    var url: String { "zk://\(servers)\(path)" }
+
+    /// A started candidate (joining as soon as its session connects).
+    func candidate(_ name: String, epochFloor: UInt64 = 0) async -> Candidate {
+        let port = made.withLock { made in
+            defer { made.nextPort += 1 }
+            return made.nextPort
+        }
+        let candidate = Candidate(
+            name: name, port: port, servers: servers, path: path, sessionTimeout: sessionTimeout, epochFloor: epochFloor)
+        made.withLock { $0.candidates.append(candidate) }
+        await candidate.start()
+        return candidate
+    }
+
+    /// Candidates started one after the other, each joined before the next starts, so their
+    /// sequences follow the order of `names`.
+    func candidatesInOrder(_ names: [String]) async throws -> [Candidate] {
+        var result: [Candidate] = []
+        for name in names {
+            let candidate = await candidate(name)
+            _ = try await candidate.membership()
+            result.append(candidate)
+        }
+        return result
+    }
+
+    func detector(epochFloor: UInt64 = 0) async -> DetectorProbe {
+        let probe = DetectorProbe(servers: servers, path: path, sessionTimeout: sessionTimeout, epochFloor: epochFloor)
+        made.withLock { $0.detectors.append(probe) }
+        await probe.start()
+        return probe
+    }
+
+    /// A session of the test's own (for reading the group), closed by `shutdown`.
+    func inspector() async throws -> ZooKeeperSession {
+        let probe = Candidate(
+            name: "inspector", port: 1, servers: servers, path: path, sessionTimeout: .seconds(10), epochFloor: 0)
+        made.withLock { $0.candidates.append(probe) }
+        probe.session.start()
+        try await Poll.until("inspector session connected") { probe.session.isConnected }
+        return probe.session
+    }
+
+    /// The `json.info_` members of the group, lowest first.
+    func members(using session: ZooKeeperSession) async throws -> [(name: String, sequence: UInt64)] {
+        LeaderGroup.members(try await session.children(path))
+    }
+
+    /// `mesosctl contend` in the group (a master's candidacy in its own process), logging to `logs`.
+    /// It publishes the pid `<name>@127.0.0.1:5050`.
+    func contendProcess(_ name: String, logs: URL) throws -> Daemon {
+        try Daemon(
+            name, executable: Products.path("mesosctl"),
+            arguments: ["contend", "--zk", url, "--id", name, "--zk_session_timeout", "\(sessionTimeout.ms)ms"],
+            logDirectory: logs)
+    }
+
+    /// Waits until `group.members` has `count` members.
+    func waitForMembers(_ count: Int, _ what: String, using session: ZooKeeperSession, timeout: Duration) async throws {
+        try await Poll.until(what, timeout: timeout) { try await members(using: session).count == count }
+    }
+
+    func shutdown() async {
+        let (candidates, detectors) = made.withLock { ($0.candidates, $0.detectors) }
+        for candidate in candidates { await candidate.close() }
+        for detector in detectors { await detector.stop() }
+    }
+}
+
+/// A fresh ZooKeeper (see `withZooKeeper`) and a harness for the group `/mesos` on it; every session the
+/// harness made is closed before the servers are killed, whether `body` returns or throws.
+func withElectionGroup<T>(
+    _ topology: ZooKeeperServer.Topology = .standalone, sessionTimeout: Duration = .seconds(1),
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ElectionHarness, ZooKeeperServer) async throws -> T
+) async throws -> T {
+    ZooKeeperClientLibrary.routeLog(to: electionLogger)
+    return try await withZooKeeper(topology) { server in
+        let harness = ElectionHarness(servers: server.connectString, path: "/mesos", sessionTimeout: sessionTimeout)
+        do {
+            let result = try await body(harness, server)
+            await harness.shutdown()
+            return result
+        } catch {
+            await harness.shutdown()
+            throw error
+        }
+    }
+}
+
+/// A scratch directory under $TMPDIR for daemon logs; removed by the caller.
+func scratchDirectory(_ label: String) -> URL {
+    FileManager.default.temporaryDirectory.appending(path: "\(label)-\(UUID().uuidString)")
+}
+
+/// The epoch of the first `ELECTED <epoch>` line of a `mesosctl contend` log, waiting for it.
+func electedEpoch(_ daemon: Daemon, within timeout: Duration) async throws -> UInt64 {
+    let line = try await daemon.waitForLog("ELECTED", timeout: timeout)
+    guard let epoch = line.split(separator: " ").last.flatMap({ UInt64($0) }) else { throw Unexpected("\(daemon.name): \(line)") }
+    return epoch
+}
+
+struct Unexpected: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    var ms: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
+
+// MARK: ZooKeeper four-letter words
+
+struct FourLetterWordFailed: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Sends a four-letter word (`srvr`, `wchp`...) to the server at `127.0.0.1:port` and returns its reply.
+func fourLetterWord(_ word: String, port: Int, timeout: Duration = .seconds(2)) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw FourLetterWordFailed(description: "socket: errno \(errno)") }
+    defer { close(fd) }
+    var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.ms % 1000) * 1000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw FourLetterWordFailed(description: "connect to \(port): errno \(errno)") }
+    guard send(fd, word, word.utf8.count, 0) == word.utf8.count else {
+        throw FourLetterWordFailed(description: "send \(word): errno \(errno)")
+    }
+    var reply: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n == 0 { break }
+        guard n > 0 else { throw FourLetterWordFailed(description: "\(word): recv errno \(errno)") }
+        reply += buffer[0..<n]
+    }
+    return String(decoding: reply, as: UTF8.self)
+}
+
+/// `wchp`: the sessions watching each path (data, exists and child watches alike).
+func watchesByPath(port: Int) throws -> [String: Set<String>] {
+    var result: [String: Set<String>] = [:]
+    var current: String?
+    for line in try fourLetterWord("wchp", port: port).split(whereSeparator: \.isNewline) {
+        if line.hasPrefix("/") {
+            current = String(line)
+            result[String(line), default: []] = []
+        } else if let path = current {
+            let session = line.trimmingCharacters(in: .whitespaces)
+            if !session.isEmpty { result[path, default: []].insert(session) }
+        }
+    }
+    return result
+}
+
+/// The client ports of a connect string `127.0.0.1:p1,127.0.0.1:p2,...`, in order.
+func clientPorts(_ connectString: String) -> [Int] {
+    connectString.split(separator: ",").compactMap { $0.split(separator: ":").last.flatMap { Int($0) } }
+}
+
+/// `Mode: leader|follower|standalone` of the server at `port` (nil when it does not answer).
+func serverMode(port: Int) -> String? {
+    guard let reply = try? fourLetterWord("srvr", port: port, timeout: .milliseconds(500)) else { return nil }
+    return reply.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Mode: ") }.map { String($0.dropFirst(6)) }
+}
