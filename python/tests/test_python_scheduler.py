@@ -1,0 +1,425 @@
+#!/usr/bin/python3
+"""The Python scheduler (examples/python/scheduler.py) against the real Swift cluster.
+
+    /usr/bin/python3 python/tests/test_python_scheduler.py      # exit 0/1, last line "N passed, M failed"
+    /usr/bin/python3 -m pytest python/tests/test_python_scheduler.py   # also works, if pytest is there
+
+Starts a throw-away ZooKeeper (scripts/zk-standalone.sh), 2 mesos-master and 1 mesos-agent from
+the built binaries ($MESOS_BIN_DIR, default <repo>/.build/debug), session timeout 2 s, then:
+
+  framing / epoch guard   the scheduler's frame decoder and message acceptance, without a cluster
+  task finishes           register, take an offer, launch `echo ...; sleep 1`, see RUNNING then
+                          FINISHED (each acknowledged), the output in the task's sandbox
+  leader killed           a long task RUNNING; SIGKILL the leading master: the scheduler detects the
+                          standby, re-registers (REREGISTERED naming it), reconciles, and the new
+                          leader reports the task TASK_RUNNING (its reconciliation answer, or the
+                          agent's update sent again if its acknowledgement died with the old
+                          leader); nothing is reported LOST; the task process never stopped
+
+Every process is stopped by pid in a finally block (task process groups included). Logs stay in
+the printed work directory when something fails (or with KEEP_LOGS=1). Env: MESOS_BIN_DIR,
+KEEP_LOGS, TMPDIR.
+"""
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN_DIR = os.environ.get("MESOS_BIN_DIR") or os.path.join(REPO, ".build", "debug")
+SCHEDULER = os.path.join(REPO, "examples", "python", "scheduler.py")
+ZK_SCRIPT = os.path.join(REPO, "scripts", "zk-standalone.sh")
+PYTHON = "/usr/bin/python3"
+SESSION_TIMEOUT = "2secs"
+
+sys.path.insert(0, os.path.dirname(SCHEDULER))
+import scheduler as sched  # noqa: E402  (the module under test)
+
+
+def log(text):
+    print(f"[python-scheduler] {text}", flush=True)
+
+
+def alive(pid):
+    """Not gone and not a zombie (kill -0 succeeds on zombies)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Process:
+    """A child process whose stdout+stderr go to a log file (or, for the scheduler, a pipe read
+    line by line into `lines`)."""
+
+    def __init__(self, name, argv, directory, capture=False):
+        self.name = name
+        self.log_path = os.path.join(directory, f"{name}.log")
+        self.lines = []
+        self._cond = threading.Condition()
+        with open(self.log_path, "ab") as logfile:
+            self.popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else logfile,
+                stderr=logfile, cwd=REPO, close_fds=True)
+        self.pid = self.popen.pid
+        if capture:
+            self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
+            self._reader.start()
+
+    def _read(self):
+        for raw in io.TextIOWrapper(self.popen.stdout, encoding="utf-8", errors="replace"):
+            with self._cond:
+                self.lines.append(raw.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_line(self, pattern, timeout, after=-1):
+        """The first stdout line matching the regex `pattern` (past line number `after`); raises on
+        timeout or exit."""
+        return self.wait_line_at(pattern, timeout, after)[1]
+
+    def wait_line_at(self, pattern, timeout, after=-1):
+        """(index, line) of the first stdout line past `after` matching the regex `pattern`."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(after + 1, len(self.lines)):
+                    if regex.search(self.lines[index]):
+                        return index, self.lines[index]
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
+                    state = "timed out" if left <= 0 else f"exited {self.popen.returncode}"
+                    raise AssertionError(f"{self.name}: no line matching {pattern!r} ({state}); output:\n  "
+                                         + "\n  ".join(self.lines) + "\n" + self.tail())
+                self._cond.wait(min(left, 0.5))
+
+    def wait_log(self, pattern, timeout):
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = regex.search(self.log())
+            if match:
+                return match
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no {pattern!r} in its log (exit={self.popen.poll()})\n{self.tail()}")
+
+    def log(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def tail(self, count=20):
+        return f"  ---- last lines of {self.log_path}\n" + "".join(f"  {line}\n" for line in self.log().splitlines()[-count:])
+
+    def wait(self, timeout):
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, grace=8.0):
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            if self.wait(grace) is None:
+                self.popen.kill()
+                self.popen.wait()
+        if self.popen.stdout is not None:
+            self._reader.join(2)
+            self.popen.stdout.close()
+
+
+class Cluster:
+    """ZooKeeper + masters + agents on loopback; `close()` stops everything it started."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.zk_dir = os.path.join(directory, "zk")
+        self.zk = None
+        self.masters = []
+        self.agents = []
+        self.schedulers = []
+
+    @property
+    def url(self):
+        return f"zk://{self.zk}/mesos"
+
+    def start_zookeeper(self):
+        env = dict(os.environ, ZK_STOP_SIGNAL="KILL")
+        done = subprocess.run(["bash", ZK_SCRIPT, "start", self.zk_dir], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"zk-standalone.sh start failed ({done.returncode}): {done.stderr}")
+        self.zk = done.stdout.strip().splitlines()[-1]
+
+    def binary(self, name):
+        path = os.path.join(BIN_DIR, name)
+        if not os.access(path, os.X_OK):
+            raise AssertionError(f"{path} is missing: build with `swift build` first (or set MESOS_BIN_DIR)")
+        return path
+
+    def start_master(self):
+        n = len(self.masters) + 1
+        master = Process(f"master{n}", [
+            self.binary("mesos-master"), "--zk", self.url, "--port", "0", "--work_dir", os.path.join(self.dir, f"master{n}"),
+            "--zk_session_timeout", SESSION_TIMEOUT, "--allocation_interval", "200ms"], self.dir)
+        self.masters.append(master)
+        master.bus_pid = master.wait_log(r"pid=(master@\S+)", 20).group(1)
+        return master
+
+    def start_agent(self):
+        n = len(self.agents) + 1
+        agent = Process(f"agent{n}", [
+            self.binary("mesos-agent"), "--master", self.url, "--port", "0", "--work_dir", os.path.join(self.dir, f"agent{n}"),
+            "--zk_session_timeout", SESSION_TIMEOUT, "--registration_backoff_factor", "200ms",
+            "--status_update_retry_interval", "1secs", "--resources", "cpus:2;mem:1024"], self.dir)
+        agent.work_dir = os.path.join(self.dir, f"agent{n}")
+        self.agents.append(agent)
+        return agent
+
+    def scheduler(self, name, *args):
+        process = Process(name, [PYTHON, SCHEDULER, "--master", self.url, "-v", *args], self.dir, capture=True)
+        self.schedulers.append(process)
+        return process
+
+    def master_with_pid(self, pid):
+        return next(m for m in self.masters if m.bus_pid == pid)
+
+    def task_pids(self):
+        """{task id: pid} of every task any agent started (its `sh -c` leads its own process group)."""
+        found = {}
+        for agent in self.agents:
+            for match in re.finditer(r"task_pid=(\d+) .*\] task (\S+) started", agent.log()):
+                found[match.group(2)] = int(match.group(1))
+        return found
+
+    def close(self):
+        for process in self.schedulers:
+            process.stop(signal.SIGTERM, grace=5)
+        for process in self.agents:      # SIGTERM: an agent kills its tasks before exiting
+            process.stop(signal.SIGTERM, grace=8)
+        for process in self.masters:
+            process.stop(signal.SIGTERM, grace=5)
+        for pid in self.task_pids().values():  # tasks of a SIGKILLed agent would outlive it
+            if alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.zk is not None or os.path.exists(os.path.join(self.zk_dir, "zk.pid")):
+            subprocess.run(["bash", ZK_SCRIPT, "stop", self.zk_dir], env=dict(os.environ, ZK_STOP_SIGNAL="KILL"),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+
+
+CLUSTER = None
+WORK_DIR = None
+FAILED = []
+
+
+def setup_module(_module=None):
+    global CLUSTER, WORK_DIR
+    WORK_DIR = tempfile.mkdtemp(prefix="python-scheduler-test-")
+    started = time.monotonic()
+    CLUSTER = Cluster(WORK_DIR)
+    try:
+        CLUSTER.start_zookeeper()
+        first = CLUSTER.start_master()
+        first.wait_log(r"leading at epoch", 20)
+        second = CLUSTER.start_master()
+        second.wait_log(r"detected leader", 20)
+        agent = CLUSTER.start_agent()
+        agent.wait_log(r"registered with master@", 20)
+    except BaseException:
+        teardown_module(failed=True)
+        raise
+    log(f"cluster up in {time.monotonic() - started:.2f} s: zk {CLUSTER.zk}, masters "
+        f"{[m.bus_pid for m in CLUSTER.masters]}, work dir {WORK_DIR}")
+
+
+def teardown_module(_module=None, failed=False):
+    global CLUSTER
+    if CLUSTER is not None:
+        CLUSTER.close()
+        CLUSTER = None
+    if WORK_DIR is None:
+        return
+    if failed or FAILED or os.environ.get("KEEP_LOGS"):
+        log(f"logs kept in {WORK_DIR}")
+    else:
+        shutil.rmtree(WORK_DIR, ignore_errors=True)
+
+
+# ---- tests without a cluster ---------------------------------------------------------------------
+
+def envelope(epoch, sender, **payload):
+    env = sched.envelope_pb2.Envelope(epoch=epoch, **payload)
+    setattr(env, "from", sender)
+    return env
+
+
+def test_framing():
+    frames = b"".join(sched.encode_frame(envelope(7, f"master@127.0.0.1:{5050 + i}", ping={"connected": True}))
+                      for i in range(3))
+    decoder = sched.FrameDecoder()
+    got = []
+    for i in range(len(frames)):                      # one byte at a time: partial frames wait
+        got += decoder.feed(frames[i:i + 1])
+    assert [getattr(e, "from") for e in got] == [f"master@127.0.0.1:{5050 + i}" for i in range(3)], got
+    assert len(sched.FrameDecoder().feed(frames)) == 3  # several frames in one read
+    for bad in (b"\x00\x00\x00\x00", (sched.MAX_FRAME + 1).to_bytes(4, "big"), b"\x00\x00\x00\x02\xff\xff"):
+        try:
+            sched.FrameDecoder().feed(bad)
+        except sched.FrameError:
+            continue
+        raise AssertionError(f"{bad!r} was not refused")
+    exact = sched.FrameDecoder()
+    assert exact.feed(sched.MAX_FRAME.to_bytes(4, "big")) == []  # exactly 16 MiB is allowed (waits for the rest)
+    assert sched.group_sequence("json.info_0000000012") == 12
+    assert [sched.group_sequence(n) for n in ("registry", "json.info_", "json.info_12a", "log_replicas")] == [None] * 4
+    assert sched.parse_zk_url("zk://u:p@h1:1,h2:2/mesos/") == ("h1:1,h2:2", "/mesos", "u:p")
+
+
+def test_epoch_guard():
+    class NoDetector:
+        def __init__(self, *_args):
+            pass
+
+    out = io.StringIO()
+    s = sched.Scheduler(sched.Options(master="zk://127.0.0.1:1/mesos", command="true"), out=out, detector_factory=NoDetector)
+    registered = {"framework_registered": {"framework_id": {"value": "F1"},
+                                           "master_info": {"id": "m", "ip": 1, "port": 5050, "pid": "master@127.0.0.1:5050"}}}
+    s._receive(envelope(3, "master@127.0.0.1:5050", **registered))        # no leader detected
+    s.leader = sched.Leader(epoch=3, pid="master@127.0.0.1:5050", host="127.0.0.1", port=5050)
+    s._receive(envelope(2, "master@127.0.0.1:5050", **registered))        # stale epoch
+    s._receive(envelope(4, "master@127.0.0.1:5050", **registered))        # ahead of our detector
+    s._receive(envelope(3, "master@127.0.0.1:6060", **registered))        # not the leader
+    assert not s.registered and s.dropped == {"no leader detected": 1, "stale epoch": 1,
+                                              "epoch ahead of our detector": 1, "not from the leader": 1}, s.dropped
+    s._receive(envelope(3, "master@127.0.0.1:5050", **registered))
+    assert s.registered and s.framework.id.value == "F1" and "REGISTERED F1" in out.getvalue(), out.getvalue()
+    s.wake_r.close(), s.wake_w.close(), s.selector.close()
+
+
+# ---- tests against the cluster ----------------------------------------------------------------
+
+def test_task_finishes():
+    started = time.monotonic()
+    task = "py-finish-1"
+    s = CLUSTER.scheduler("scheduler-finish", "--command", "echo hello-from-python; sleep 1", "--task-id", task,
+                          "--until", "finished", "--timeout", "30")
+    code = s.wait(40)
+    s.stop()
+    out = "\n".join(s.lines)
+    assert code == 0, f"exit {code}:\n{out}\n{s.tail()}"
+    for pattern in (r"^LEADER master@\S+ epoch=\d+$", r"^REGISTERED \S+ master=master@", r"^OFFER ",
+                    rf"^LAUNCHED {task} ", rf"^STATUS {task} TASK_RUNNING source=SOURCE_AGENT",
+                    rf"^STATUS {task} TASK_FINISHED source=SOURCE_AGENT", rf"^DONE task {task} finished"):
+        assert any(re.search(pattern, line) for line in s.lines), f"no line matching {pattern!r}:\n{out}"
+    assert s.lines[-1].startswith("DONE"), out
+    with open(os.path.join(CLUSTER.agents[0].work_dir, "tasks", task, "stdout")) as f:
+        assert "hello-from-python" in f.read()
+    # The agent sends a task's next update only once the previous one is acknowledged: seeing
+    # TASK_FINISHED proves the acknowledgement of TASK_RUNNING went through the master.
+    log(f"task finishes: DONE after {time.monotonic() - started:.2f} s")
+
+
+def test_leader_killed():
+    task = "py-failover-1"
+    s = CLUSTER.scheduler("scheduler-failover", "--command", "sleep 60", "--task-id", task,
+                          "--until", "failover", "--timeout", "40")
+    t0 = time.monotonic()
+    s.wait_line(rf"^STATUS {task} TASK_RUNNING", 20)
+    t_running = time.monotonic()
+    leaders = [re.match(r"^LEADER (\S+) epoch=(\d+)$", line) for line in s.lines if line.startswith("LEADER ")]
+    assert len(leaders) == 1, s.lines
+    old_pid, old_epoch = leaders[0].group(1), int(leaders[0].group(2))
+    task_pid = CLUSTER.task_pids()[task]
+    old = CLUSTER.master_with_pid(old_pid)
+    standby = next(m for m in CLUSTER.masters if m is not old and m.popen.poll() is None)
+
+    killed = time.monotonic()
+    old.popen.send_signal(signal.SIGKILL)
+    assert old.wait(10) == -signal.SIGKILL
+
+    new_leader = s.wait_line(rf"^LEADER {re.escape(standby.bus_pid)} epoch=\d+$", 20)
+    t_detected = time.monotonic()
+    new_epoch = int(new_leader.rsplit("=", 1)[1])
+    assert new_epoch > old_epoch, f"epoch {old_epoch} -> {new_epoch}"
+    rereg, _ = s.wait_line_at(rf"^REREGISTERED \S+ master={re.escape(standby.bus_pid)}$", 20)
+    t_rereg = time.monotonic()
+    s.wait_line(rf"^RECONCILE ", 5, after=rereg)
+    # Through the new leader: its answer to the reconciliation, or the agent's TASK_RUNNING sent
+    # again because the acknowledgement died with the old leader (whichever comes first).
+    _, confirmed = s.wait_line_at(rf"^STATUS {task} TASK_RUNNING ", 20, after=rereg)
+    t_reconciled = time.monotonic()
+    how = "reconciliation" if "REASON_RECONCILIATION" in confirmed else "the agent's resent update"
+    assert alive(task_pid), "the task process died across the failover"
+    code = s.wait(20)
+    s.stop()
+    out = "\n".join(s.lines)
+    assert code == 0, f"exit {code}:\n{out}\n{s.tail()}"
+    assert s.lines[-1].startswith(f"DONE task {task} still running under the new leader {standby.bus_pid}"), out
+    assert not [line for line in s.lines if "TASK_LOST" in line or "FAILED" in line], out
+    # Messages from the dead leader's epoch after the change would have been dropped, not obeyed.
+    assert CLUSTER.task_pids()[task] == task_pid, "the task was started again"
+    # The scheduler unregistered on exit: the new leader had the agent kill the task.
+    CLUSTER.agents[0].wait_log(rf"\] task {task} exited", 10)
+    log(f"leader killed: RUNNING after {t_running - t0:.2f} s; after SIGKILL of {old_pid} (epoch {old_epoch}): "
+        f"new leader {standby.bus_pid} (epoch {new_epoch}) detected {t_detected - killed:.2f} s, "
+        f"REREGISTERED {t_rereg - killed:.2f} s, task confirmed RUNNING by {how} {t_reconciled - killed:.2f} s "
+        f"(session timeout {SESSION_TIMEOUT})")
+
+
+TESTS = [test_framing, test_epoch_guard, test_task_finishes, test_leader_killed]
+
+
+def main():
+    # SIGTERM (e.g. a test runner's timeout) unwinds through the finally blocks: nothing is left running.
+    signal.signal(signal.SIGTERM, lambda _signo, _frame: sys.exit(143))
+    started = time.monotonic()
+    passed = 0
+    try:
+        setup_module()
+    except BaseException:
+        traceback.print_exc()
+        log("the cluster did not start")
+        print(f"0 passed, {len(TESTS)} failed", flush=True)
+        return 1
+    completed = False
+    try:
+        for test in TESTS:
+            t0 = time.monotonic()
+            try:
+                test()
+            except Exception:
+                FAILED.append(test.__name__)
+                log(f"FAIL {test.__name__} ({time.monotonic() - t0:.2f} s)")
+                traceback.print_exc()
+                sys.stdout.flush()
+            else:
+                passed += 1
+                log(f"ok   {test.__name__} ({time.monotonic() - t0:.2f} s)")
+        completed = True
+    finally:
+        teardown_module(failed=not completed)  # interrupted: keep the logs
+    log(f"total {time.monotonic() - started:.2f} s")
+    print(f"{passed} passed, {len(FAILED)} failed", flush=True)
+    return 0 if not FAILED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
