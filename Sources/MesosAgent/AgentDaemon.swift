@@ -18,6 +18,8 @@ public struct AgentOptions: Sendable {
     /// SIGTERM first; SIGKILL to the task's process group after this.
     public var killGracePeriod: Duration = .seconds(3)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
+    /// Authenticates the agent to masters that require it.
+    public var credential: Credential?
     public var core = AgentConfiguration()
 
     public init(master: String, workDir: String) {
@@ -43,6 +45,7 @@ public actor AgentDaemon {
         self.logger = logger
         var config = BusConfiguration()
         config.maxFrameSize = options.maxFrameSize
+        config.credential = options.credential
         bus = MessageBus(configuration: config, logger: logger)
     }
 

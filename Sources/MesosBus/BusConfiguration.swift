@@ -13,6 +13,12 @@ public struct BusConfiguration: Sendable {
     /// Received messages not yet taken from `events`: above `high`, stop reading sockets.
     public var inboundHighWater = 4096
     public var inboundLowWater = 1024
+    /// Inbound connections must authenticate as one of these before sending anything; a peer that
+    /// does not is refused with a clear answer and closed (nil: no authentication required). An
+    /// unauthenticated connection idle for `partialFrameTimeout` is closed too.
+    public var requiredCredentials: [Credential]?
+    /// Outbound links authenticate with this first (and check the peer's proof).
+    public var credential: Credential?
 
     public init() {}
 

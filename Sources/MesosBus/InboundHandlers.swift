@@ -50,18 +50,26 @@ final class InboundSink: Sendable {
 }
 
 /// Frames in, envelopes out. Bad input (oversized, empty, malformed frame, a partial frame
-/// that stalls) closes this connection only, with the reason logged.
+/// that stalls) closes this connection only, with the reason logged. On an accepted connection it
+/// also runs the accepting side of authentication; on a link, authentication answers go to the link.
 final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    enum Side {
+        case accepted(Authenticator, me: @Sendable () -> String)
+        case link(Link)
+    }
+
     private var decoder: FrameDecoder
+    private var side: Side
     private let sink: InboundSink
     private let logger: Logger
     private let partialFrameTimeout: TimeAmount
     private var rejected = false
 
-    init(codec: FrameCodec, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
+    init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
+        self.side = side
         self.sink = sink
         self.logger = logger
         self.partialFrameTimeout = partialFrameTimeout
@@ -72,16 +80,45 @@ final class FrameHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         decoder.append(buffer.readableBytesView)
         do {
-            while let envelope = try decoder.next() { sink.deliver(envelope, on: context.channel) }
+            while !rejected, let envelope = try decoder.next() { route(envelope, context) }
         } catch {
             reject(context, reason: error.description)
         }
+    }
+
+    private func route(_ envelope: Envelope, _ context: ChannelHandlerContext) {
+        switch side {
+        case .accepted(var authenticator, let me):
+            let outcome = authenticator.handle(envelope)
+            side = .accepted(authenticator, me: me)
+            switch outcome {
+            case .deliver: sink.deliver(envelope, on: context.channel)
+            case .answer(nil): break
+            case .answer(let payload?): answer(payload, from: me(), context)
+            case .refuse(let payload, let reason):
+                answer(payload, from: me(), context)
+                reject(context, reason: reason)
+            }
+        case .link(let link):
+            if let payload = envelope.payload, payload.isAuthentication {
+                link.authentication(payload, on: context.channel)
+            } else {
+                sink.deliver(envelope, on: context.channel)
+            }
+        }
+    }
+
+    private func answer(_ payload: Envelope.Payload, from me: String, _ context: ChannelHandlerContext) {
+        guard let frame = try? FrameCodec().encode(Envelope(epoch: 0, from: me, payload: payload)) else { return }
+        context.writeAndFlush(NIOAny(ByteBuffer(bytes: frame)), promise: nil)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if decoder.bufferedBytes > 0 {
                 reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms")
+            } else if case .accepted(let authenticator, _) = side, !authenticator.isSatisfied {
+                reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms")
             }
             return
         }
@@ -97,8 +134,17 @@ final class FrameHandler: ChannelInboundHandler {
         rejected = true
         sink.stats.add(\.connectionsRejected)
         logger.warning(
-            "closing connection: bad input",
+            "closing connection",
             metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
         context.close(promise: nil)
+    }
+}
+
+extension Envelope.Payload {
+    var isAuthentication: Bool {
+        switch self {
+        case .authenticate, .authenticationChallenge, .authenticationResponse, .authenticationResult: true
+        default: false
+        }
     }
 }

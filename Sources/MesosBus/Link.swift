@@ -1,4 +1,5 @@
 import Logging
+import MesosWire
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -10,6 +11,8 @@ final class Link: @unchecked Sendable {
     private enum State {
         case idle
         case connecting(pending: CircularBuffer<ByteBuffer>, bytes: Int)
+        /// Connected, proving our credential; frames wait until the peer accepts it.
+        case authenticating(any Channel, Authenticatee, pending: CircularBuffer<ByteBuffer>, bytes: Int)
         case connected(any Channel)
         case closed
     }
@@ -19,13 +22,18 @@ final class Link: @unchecked Sendable {
     private let configuration: BusConfiguration
     private let sink: InboundSink
     private let logger: Logger
+    private let me: @Sendable () -> String
     private var state = State.idle
     private var waiters: [EventLoopPromise<Void>] = []
     private var flushScheduled = false
     /// Readable from any thread: while set, senders queue without waiting for the loop.
     let accepting = Atomic<Bool>(true)
 
-    init(endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger) {
+    init(
+        endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger,
+        me: @escaping @Sendable () -> String
+    ) {
+        self.me = me
         self.endpoint = endpoint
         self.loop = loop
         self.configuration = configuration
@@ -52,6 +60,11 @@ final class Link: @unchecked Sendable {
             pending.append(frame)
             state = .connecting(pending: pending, bytes: bytes + frame.readableBytes)
             return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
+        case .authenticating(let channel, let authenticatee, var pending, let bytes):
+            state = .idle
+            pending.append(frame)
+            state = .authenticating(channel, authenticatee, pending: pending, bytes: bytes + frame.readableBytes)
+            return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
         case .connected(let channel):
             channel.write(frame, promise: nil)
             sink.stats.add(\.messagesSent)
@@ -62,8 +75,14 @@ final class Link: @unchecked Sendable {
 
     func close() {
         loop.preconditionInEventLoop()
-        if case .connected(let channel) = state { channel.close(promise: nil) }
-        if case .connecting(let pending, _) = state { sink.stats.add(\.messagesDropped, pending.count) }
+        switch state {
+        case .connected(let channel): channel.close(promise: nil)
+        case .connecting(let pending, _): sink.stats.add(\.messagesDropped, pending.count)
+        case .authenticating(let channel, _, let pending, _):
+            channel.close(promise: nil)
+            sink.stats.add(\.messagesDropped, pending.count)
+        case .idle, .closed: break
+        }
         state = .closed
         releaseWaiters()
     }
@@ -104,7 +123,9 @@ final class Link: @unchecked Sendable {
                     // Peers answer on their own links, but whatever arrives here is decoded too.
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
-                        FrameHandler(codec: configuration.codec, sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
+                        FrameHandler(
+                            codec: configuration.codec, side: .link(self), sink: sink, logger: logger,
+                            partialFrameTimeout: configuration.partialFrameTimeout),
                         LinkHandler(link: self),
                     ])
                 }
@@ -120,11 +141,13 @@ final class Link: @unchecked Sendable {
         }
         switch result {
         case .success(let channel):
-            state = .connected(channel)
-            for frame in pending { channel.write(frame, promise: nil) }
-            sink.stats.add(\.messagesSent, pending.count)
-            channel.flush()
-            if channel.isWritable { releaseWaiters() }
+            if let credential = configuration.credential {
+                let authenticatee = Authenticatee(credential: credential)
+                state = .authenticating(channel, authenticatee, pending: pending, bytes: 0)
+                write(authenticatee.opening, on: channel)
+                return
+            }
+            becomeConnected(channel, pending)
         case .failure(let error):
             state = .idle
             sink.stats.add(\.connectsFailed)
@@ -135,12 +158,53 @@ final class Link: @unchecked Sendable {
         }
     }
 
+    private func becomeConnected(_ channel: any Channel, _ pending: CircularBuffer<ByteBuffer>) {
+        state = .connected(channel)
+        for frame in pending { channel.write(frame, promise: nil) }
+        sink.stats.add(\.messagesSent, pending.count)
+        channel.flush()
+        if channel.isWritable { releaseWaiters() }
+    }
+
+    private func write(_ payload: Envelope.Payload, on channel: any Channel) {
+        guard let frame = try? FrameCodec().encode(Envelope(epoch: 0, from: me(), payload: payload)) else { return }
+        channel.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+    }
+
+    /// An authentication answer arrived on `channel` (from its FrameHandler, on our loop).
+    func authentication(_ payload: Envelope.Payload, on channel: any Channel) {
+        loop.preconditionInEventLoop()
+        guard case .authenticating(let current, var authenticatee, let pending, let bytes) = state, current === channel else { return }
+        switch authenticatee.handle(payload) {
+        case .send(let answer):
+            state = .authenticating(channel, authenticatee, pending: pending, bytes: bytes)
+            write(answer, on: channel)
+        case .authenticated:
+            logger.debug("authenticated to peer", metadata: ["peer": "\(endpoint)", "principal": "\(authenticatee.credential.principal)"])
+            becomeConnected(channel, pending)
+        case .failed(let reason):
+            state = .idle
+            sink.stats.add(\.messagesDropped, pending.count)
+            logger.error("\(reason); dropped \(pending.count) message(s)", metadata: ["peer": "\(endpoint)"])
+            channel.close(promise: nil)
+            releaseWaiters()
+            sink.event(.linkBroken(peer: endpoint.description, reason: reason))
+        case .ignore:
+            break
+        }
+    }
+
     fileprivate func writabilityChanged(_ channel: any Channel) {
         if channel.isWritable { releaseWaiters() }
     }
 
     fileprivate func inactive(_ channel: any Channel) {
-        guard case .connected(let current) = state, current === channel else { return }
+        switch state {
+        case .connected(let current) where current === channel: break
+        case .authenticating(let current, _, let pending, _) where current === channel:
+            sink.stats.add(\.messagesDropped, pending.count)
+        default: return
+        }
         state = .idle
         releaseWaiters()
         logger.info("link to peer closed", metadata: ["peer": "\(endpoint)"])

@@ -85,7 +85,10 @@ public final class MessageBus: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
-                        FrameHandler(codec: configuration.codec, sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
+                        FrameHandler(
+                            codec: configuration.codec,
+                            side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
+                            sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
                     ])
                 }
             }
@@ -154,7 +157,9 @@ public final class MessageBus: Sendable {
         try state.withLock { s in
             if s.shutDown { throw BusError.shutDown }
             if let link = s.links[endpoint] { return link }
-            let link = Link(endpoint: endpoint, loop: group.next(), configuration: configuration, sink: sink, logger: logger)
+            let link = Link(
+                endpoint: endpoint, loop: group.next(), configuration: configuration, sink: sink, logger: logger,
+                me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
             return link
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MesosAgent
+import MesosBus
 import MesosDaemon
 import MesosWire
 
@@ -24,6 +25,7 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("master_ping_timeout"), help: "No ping from the leader for this long: re-register.") var masterPingTimeout = "75secs"
     @Option(name: .customLong("executor_shutdown_grace_period"), help: "Time between SIGTERM and SIGKILL when killing a task.") var killGracePeriod = "3secs"
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(help: "File with this agent's principal and secret (JSON {\"principal\":..,\"secret\":..} or one line 'principal secret').") var credential: String?
     @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     public init() {}
@@ -45,6 +47,13 @@ public struct AgentCommand: AsyncParsableCommand {
         options.core.masterPingTimeout = try duration(masterPingTimeout, flag: "master_ping_timeout")
         options.killGracePeriod = try duration(killGracePeriod, flag: "executor_shutdown_grace_period")
         options.maxFrameSize = maxFrameSize
+        if let credential {
+            do {
+                let loaded = try CredentialsFile.load(credential)
+                guard loaded.count == 1 else { throw ValidationError("--credential must hold exactly one credential") }
+                options.credential = loaded[0]
+            } catch let error as CredentialsFile.Invalid { throw ValidationError("--credential: \(error)") }
+        }
         let daemon = AgentDaemon(options: options, logger: Logger(label: "mesos-agent"))
         try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MesosDaemon
+import MesosBus
 import MesosMaster
 import ZooKeeper
 
@@ -25,6 +26,9 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(name: [.customLong("agent_reregister_timeout"), .customLong("slave_reregister_timeout")], help: "After a failover, agents not re-registered by then are removed.") var agentReregisterTimeout = "10mins"
     @Option(help: "Accepted for Mesos compatibility; the registry lives in ZooKeeper, so no replicated-log quorum is needed.") var quorum: Int?
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(help: "File of principals and secrets (JSON {\"credentials\":[{\"principal\":..,\"secret\":..}]} or lines 'principal secret').") var credentials: String?
+    @Flag(name: .customLong("authenticate_agents"), help: "Agents must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateAgents = false
+    @Flag(name: .customLong("authenticate_frameworks"), help: "Frameworks must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateFrameworks = false
     @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     public init() {}
@@ -47,6 +51,10 @@ public struct MasterCommand: AsyncParsableCommand {
         options.core.agentReregisterTimeout = try duration(agentReregisterTimeout, flag: "agent_reregister_timeout")
         guard maxFrameSize >= 1024 else { throw ValidationError("--max_frame_size must be at least 1024") }
         options.maxFrameSize = maxFrameSize
+        if authenticateAgents || authenticateFrameworks {
+            guard let credentials else { throw ValidationError("--authenticate_agents/--authenticate_frameworks need --credentials") }
+            do { options.requiredCredentials = try CredentialsFile.load(credentials) } catch { throw ValidationError("--credentials: \(error)") }
+        }
         let daemon = MasterDaemon(options: options, logger: Logger(label: "mesos-master"))
         try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
     }

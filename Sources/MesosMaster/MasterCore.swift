@@ -223,6 +223,9 @@ public struct MasterCore: Sendable {
         case .drop(let reason):
             return [.log(.debug, "dropped message from \(envelope.from): \(reason.rawValue)")]
         case .answerWithHint(let reason):
+            if case .recovering = phase {
+                return [.send(.leaderHint(hint("elected; recovering the registry, retry shortly")), to: envelope.from)]
+            }
             return [.send(.leaderHint(hint(reason.rawValue)), to: envelope.from)]
         }
         let from = envelope.from

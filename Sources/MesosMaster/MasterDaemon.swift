@@ -15,6 +15,8 @@ public struct MasterOptions: Sendable {
     public var workDir: String
     public var sessionTimeout: Duration = .seconds(10)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
+    /// When set, agents and frameworks must authenticate (HMAC challenge-response) as one of these.
+    public var requiredCredentials: [Credential]?
     public var core = MasterConfiguration()
 
     public init(workDir: String) { self.workDir = workDir }
@@ -41,6 +43,7 @@ public actor MasterDaemon {
         self.logger = logger
         var config = BusConfiguration()
         config.maxFrameSize = options.maxFrameSize
+        config.requiredCredentials = options.requiredCredentials
         bus = MessageBus(configuration: config, logger: logger)
     }
 

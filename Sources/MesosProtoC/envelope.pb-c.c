@@ -52,7 +52,7 @@ void   mesos__envelope__free_unpacked
   assert(message->base.descriptor == &mesos__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[29] =
+static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[33] =
 {
   {
     "epoch",
@@ -402,10 +402,62 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[29] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "authenticate",
+    60,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, authenticate),
+    &mesos__authenticate_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authentication_challenge",
+    61,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, authentication_challenge),
+    &mesos__authentication_challenge_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authentication_response",
+    62,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, authentication_response),
+    &mesos__authentication_response_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "authentication_result",
+    63,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, authentication_result),
+    &mesos__authentication_result_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__envelope__field_indices_by_name[] = {
   4,   /* field[4] = agent_registered */
   5,   /* field[5] = agent_reregistered */
+  29,   /* field[29] = authenticate */
+  30,   /* field[30] = authentication_challenge */
+  31,   /* field[31] = authentication_response */
+  32,   /* field[32] = authentication_result */
   19,   /* field[19] = deactivate_framework */
   23,   /* field[23] = decline_offers */
   0,   /* field[0] = epoch */
@@ -434,13 +486,14 @@ static const unsigned mesos__envelope__field_indices_by_name[] = {
   13,   /* field[13] = status_update_ack */
   18,   /* field[18] = unregister_framework */
 };
-static const ProtobufCIntRange mesos__envelope__number_ranges[4 + 1] =
+static const ProtobufCIntRange mesos__envelope__number_ranges[5 + 1] =
 {
   { 1, 0 },
   { 10, 2 },
   { 30, 14 },
   { 50, 28 },
-  { 0, 29 }
+  { 60, 29 },
+  { 0, 33 }
 };
 const ProtobufCMessageDescriptor mesos__envelope__descriptor =
 {
@@ -450,10 +503,10 @@ const ProtobufCMessageDescriptor mesos__envelope__descriptor =
   "Mesos__Envelope",
   "mesos",
   sizeof(Mesos__Envelope),
-  29,
+  33,
   mesos__envelope__field_descriptors,
   mesos__envelope__field_indices_by_name,
-  4,  mesos__envelope__number_ranges,
+  5,  mesos__envelope__number_ranges,
   (ProtobufCMessageInit) mesos__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -1312,6 +1312,186 @@ void   mesos__leader_hint_message__free_unpacked
   assert(message->base.descriptor == &mesos__leader_hint_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__authenticate_message__init
+                     (Mesos__AuthenticateMessage         *message)
+{
+  static const Mesos__AuthenticateMessage init_value = MESOS__AUTHENTICATE_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__authenticate_message__get_packed_size
+                     (const Mesos__AuthenticateMessage *message)
+{
+  assert(message->base.descriptor == &mesos__authenticate_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__authenticate_message__pack
+                     (const Mesos__AuthenticateMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__authenticate_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__authenticate_message__pack_to_buffer
+                     (const Mesos__AuthenticateMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__authenticate_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__AuthenticateMessage *
+       mesos__authenticate_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__AuthenticateMessage *)
+     protobuf_c_message_unpack (&mesos__authenticate_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__authenticate_message__free_unpacked
+                     (Mesos__AuthenticateMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__authenticate_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__authentication_challenge_message__init
+                     (Mesos__AuthenticationChallengeMessage         *message)
+{
+  static const Mesos__AuthenticationChallengeMessage init_value = MESOS__AUTHENTICATION_CHALLENGE_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__authentication_challenge_message__get_packed_size
+                     (const Mesos__AuthenticationChallengeMessage *message)
+{
+  assert(message->base.descriptor == &mesos__authentication_challenge_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__authentication_challenge_message__pack
+                     (const Mesos__AuthenticationChallengeMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__authentication_challenge_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__authentication_challenge_message__pack_to_buffer
+                     (const Mesos__AuthenticationChallengeMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__authentication_challenge_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__AuthenticationChallengeMessage *
+       mesos__authentication_challenge_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__AuthenticationChallengeMessage *)
+     protobuf_c_message_unpack (&mesos__authentication_challenge_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__authentication_challenge_message__free_unpacked
+                     (Mesos__AuthenticationChallengeMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__authentication_challenge_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__authentication_response_message__init
+                     (Mesos__AuthenticationResponseMessage         *message)
+{
+  static const Mesos__AuthenticationResponseMessage init_value = MESOS__AUTHENTICATION_RESPONSE_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__authentication_response_message__get_packed_size
+                     (const Mesos__AuthenticationResponseMessage *message)
+{
+  assert(message->base.descriptor == &mesos__authentication_response_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__authentication_response_message__pack
+                     (const Mesos__AuthenticationResponseMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__authentication_response_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__authentication_response_message__pack_to_buffer
+                     (const Mesos__AuthenticationResponseMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__authentication_response_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__AuthenticationResponseMessage *
+       mesos__authentication_response_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__AuthenticationResponseMessage *)
+     protobuf_c_message_unpack (&mesos__authentication_response_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__authentication_response_message__free_unpacked
+                     (Mesos__AuthenticationResponseMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__authentication_response_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__authentication_result_message__init
+                     (Mesos__AuthenticationResultMessage         *message)
+{
+  static const Mesos__AuthenticationResultMessage init_value = MESOS__AUTHENTICATION_RESULT_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__authentication_result_message__get_packed_size
+                     (const Mesos__AuthenticationResultMessage *message)
+{
+  assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__authentication_result_message__pack
+                     (const Mesos__AuthenticationResultMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__authentication_result_message__pack_to_buffer
+                     (const Mesos__AuthenticationResultMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__AuthenticationResultMessage *
+       mesos__authentication_result_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__AuthenticationResultMessage *)
+     protobuf_c_message_unpack (&mesos__authentication_result_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__authentication_result_message__free_unpacked
+                     (Mesos__AuthenticationResultMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__registry__agent__init
                      (Mesos__Registry__Agent         *message)
 {
@@ -2834,6 +3014,197 @@ const ProtobufCMessageDescriptor mesos__leader_hint_message__descriptor =
   mesos__leader_hint_message__field_indices_by_name,
   1,  mesos__leader_hint_message__number_ranges,
   (ProtobufCMessageInit) mesos__leader_hint_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__authenticate_message__field_descriptors[2] =
+{
+  {
+    "principal",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticateMessage, principal),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "client_nonce",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticateMessage, client_nonce),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__authenticate_message__field_indices_by_name[] = {
+  1,   /* field[1] = client_nonce */
+  0,   /* field[0] = principal */
+};
+static const ProtobufCIntRange mesos__authenticate_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__authenticate_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.AuthenticateMessage",
+  "AuthenticateMessage",
+  "Mesos__AuthenticateMessage",
+  "mesos",
+  sizeof(Mesos__AuthenticateMessage),
+  2,
+  mesos__authenticate_message__field_descriptors,
+  mesos__authenticate_message__field_indices_by_name,
+  1,  mesos__authenticate_message__number_ranges,
+  (ProtobufCMessageInit) mesos__authenticate_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__authentication_challenge_message__field_descriptors[1] =
+{
+  {
+    "server_nonce",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticationChallengeMessage, server_nonce),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__authentication_challenge_message__field_indices_by_name[] = {
+  0,   /* field[0] = server_nonce */
+};
+static const ProtobufCIntRange mesos__authentication_challenge_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__authentication_challenge_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.AuthenticationChallengeMessage",
+  "AuthenticationChallengeMessage",
+  "Mesos__AuthenticationChallengeMessage",
+  "mesos",
+  sizeof(Mesos__AuthenticationChallengeMessage),
+  1,
+  mesos__authentication_challenge_message__field_descriptors,
+  mesos__authentication_challenge_message__field_indices_by_name,
+  1,  mesos__authentication_challenge_message__number_ranges,
+  (ProtobufCMessageInit) mesos__authentication_challenge_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__authentication_response_message__field_descriptors[1] =
+{
+  {
+    "proof",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticationResponseMessage, proof),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__authentication_response_message__field_indices_by_name[] = {
+  0,   /* field[0] = proof */
+};
+static const ProtobufCIntRange mesos__authentication_response_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__authentication_response_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.AuthenticationResponseMessage",
+  "AuthenticationResponseMessage",
+  "Mesos__AuthenticationResponseMessage",
+  "mesos",
+  sizeof(Mesos__AuthenticationResponseMessage),
+  1,
+  mesos__authentication_response_message__field_descriptors,
+  mesos__authentication_response_message__field_indices_by_name,
+  1,  mesos__authentication_response_message__number_ranges,
+  (ProtobufCMessageInit) mesos__authentication_response_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__authentication_result_message__field_descriptors[3] =
+{
+  {
+    "ok",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticationResultMessage, ok),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__AuthenticationResultMessage, reason),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "server_proof",
+    3,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Mesos__AuthenticationResultMessage, has_server_proof),
+    offsetof(Mesos__AuthenticationResultMessage, server_proof),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__authentication_result_message__field_indices_by_name[] = {
+  0,   /* field[0] = ok */
+  1,   /* field[1] = reason */
+  2,   /* field[2] = server_proof */
+};
+static const ProtobufCIntRange mesos__authentication_result_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mesos__authentication_result_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.AuthenticationResultMessage",
+  "AuthenticationResultMessage",
+  "Mesos__AuthenticationResultMessage",
+  "mesos",
+  sizeof(Mesos__AuthenticationResultMessage),
+  3,
+  mesos__authentication_result_message__field_descriptors,
+  mesos__authentication_result_message__field_indices_by_name,
+  1,  mesos__authentication_result_message__number_ranges,
+  (ProtobufCMessageInit) mesos__authentication_result_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__registry__agent__field_descriptors[1] =

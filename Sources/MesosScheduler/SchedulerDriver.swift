@@ -24,15 +24,20 @@ public actor SchedulerDriver {
     private var detector: (any MasterDetector)?
     private var tasks: [Task<Void, Never>] = []
 
+    /// - credential: for masters that require authentication; its principal becomes `framework.principal`.
     public init(
         framework: FrameworkInfo, master: String, implicitAcknowledgements: Bool = true, sessionTimeout: Duration = .seconds(10),
-        logger: Logger = Logger(label: "mesos.scheduler")
+        credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
     ) {
+        var framework = framework
+        if let credential { framework.principal = credential.principal }
         self.core = SchedulerCore(framework: framework, implicitAcknowledgements: implicitAcknowledgements, seed: UInt64.random(in: 0...UInt64.max))
         self.master = master
         self.sessionTimeout = sessionTimeout
         self.logger = logger
-        self.bus = MessageBus(logger: logger)
+        var config = BusConfiguration()
+        config.credential = credential
+        self.bus = MessageBus(configuration: config, logger: logger)
         (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
     }
 

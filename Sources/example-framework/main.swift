@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MesosBus
 import MesosDaemon
 import MesosScheduler
 import MesosWire
@@ -20,13 +21,15 @@ struct ExampleFramework: AsyncParsableCommand {
     @Option(help: "Framework name.") var name = "example-framework"
     @Option(name: .customLong("zk_session_timeout")) var zkSessionTimeout = "10secs"
     @Option(name: .customLong("log_level")) var logLevel = "warning"
+    @Option(help: "File with the framework's principal and secret, for masters that authenticate frameworks.") var credential: String?
 
     func run() async throws {
         try DaemonLogging.bootstrap(level: logLevel)
         let timeout = MesosDuration(parsing: zkSessionTimeout)?.duration ?? .seconds(10)
+        let loaded = try credential.map { try CredentialsFile.load($0) }
         let driver = SchedulerDriver(
             framework: FrameworkInfo(user: ProcessInfo.processInfo.environment["USER"] ?? "root", name: name, failoverTimeout: 3600),
-            master: master, sessionTimeout: timeout, logger: Logger(label: "example-framework"))
+            master: master, sessionTimeout: timeout, credential: loaded?.first, logger: Logger(label: "example-framework"))
         let signals = TerminationSignals { _ in Task { await driver.stop(); Foundation.exit(0) } }
         try await driver.start()
         var launched = 0

@@ -52,7 +52,11 @@ typedef enum {
   MESOS__ENVELOPE__PAYLOAD_RECONCILE_TASKS = 41,
   MESOS__ENVELOPE__PAYLOAD_LOST_AGENT = 42,
   MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR = 43,
-  MESOS__ENVELOPE__PAYLOAD_LEADER_HINT = 50
+  MESOS__ENVELOPE__PAYLOAD_LEADER_HINT = 50,
+  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE = 60,
+  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE = 61,
+  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESPONSE = 62,
+  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT = 63
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__ENVELOPE__PAYLOAD__CASE)
 } Mesos__Envelope__PayloadCase;
 
@@ -98,6 +102,10 @@ struct  Mesos__Envelope
     Mesos__LostAgentMessage *lost_agent;
     Mesos__FrameworkErrorMessage *framework_error;
     Mesos__LeaderHintMessage *leader_hint;
+    Mesos__AuthenticateMessage *authenticate;
+    Mesos__AuthenticationChallengeMessage *authentication_challenge;
+    Mesos__AuthenticationResponseMessage *authentication_response;
+    Mesos__AuthenticationResultMessage *authentication_result;
   };
 };
 #define MESOS__ENVELOPE__INIT \

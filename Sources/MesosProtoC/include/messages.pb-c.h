@@ -45,6 +45,10 @@ typedef struct Mesos__ReconcileTasksMessage Mesos__ReconcileTasksMessage;
 typedef struct Mesos__LostAgentMessage Mesos__LostAgentMessage;
 typedef struct Mesos__FrameworkErrorMessage Mesos__FrameworkErrorMessage;
 typedef struct Mesos__LeaderHintMessage Mesos__LeaderHintMessage;
+typedef struct Mesos__AuthenticateMessage Mesos__AuthenticateMessage;
+typedef struct Mesos__AuthenticationChallengeMessage Mesos__AuthenticationChallengeMessage;
+typedef struct Mesos__AuthenticationResponseMessage Mesos__AuthenticationResponseMessage;
+typedef struct Mesos__AuthenticationResultMessage Mesos__AuthenticationResultMessage;
 typedef struct Mesos__Registry Mesos__Registry;
 typedef struct Mesos__Registry__Agent Mesos__Registry__Agent;
 
@@ -419,6 +423,57 @@ struct  Mesos__LeaderHintMessage
 #define MESOS__LEADER_HINT_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__leader_hint_message__descriptor) \
     , NULL, 0, 0, NULL }
+
+
+/*
+ * ---- authentication of a connection (HMAC-SHA256 challenge-response) ---------
+ * The connecting side opens with Authenticate; the accepting side answers with a
+ * challenge; the proof is HMAC-SHA256(secret, "mesos-auth-v1" | principal | client_nonce |
+ * server_nonce); the result carries the server's proof HMAC-SHA256(secret, "mesos-auth-server-v1"
+ * | client_nonce | server_nonce), so both sides show they know the secret. Secrets never travel.
+ */
+struct  Mesos__AuthenticateMessage
+{
+  ProtobufCMessage base;
+  char *principal;
+  ProtobufCBinaryData client_nonce;
+};
+#define MESOS__AUTHENTICATE_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__authenticate_message__descriptor) \
+    , NULL, {0,NULL} }
+
+
+struct  Mesos__AuthenticationChallengeMessage
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData server_nonce;
+};
+#define MESOS__AUTHENTICATION_CHALLENGE_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__authentication_challenge_message__descriptor) \
+    , {0,NULL} }
+
+
+struct  Mesos__AuthenticationResponseMessage
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData proof;
+};
+#define MESOS__AUTHENTICATION_RESPONSE_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__authentication_response_message__descriptor) \
+    , {0,NULL} }
+
+
+struct  Mesos__AuthenticationResultMessage
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean ok;
+  char *reason;
+  protobuf_c_boolean has_server_proof;
+  ProtobufCBinaryData server_proof;
+};
+#define MESOS__AUTHENTICATION_RESULT_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__authentication_result_message__descriptor) \
+    , 0, NULL, 0, {0,NULL} }
 
 
 struct  Mesos__Registry__Agent
@@ -1006,6 +1061,82 @@ Mesos__LeaderHintMessage *
 void   mesos__leader_hint_message__free_unpacked
                      (Mesos__LeaderHintMessage *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__AuthenticateMessage methods */
+void   mesos__authenticate_message__init
+                     (Mesos__AuthenticateMessage         *message);
+size_t mesos__authenticate_message__get_packed_size
+                     (const Mesos__AuthenticateMessage   *message);
+size_t mesos__authenticate_message__pack
+                     (const Mesos__AuthenticateMessage   *message,
+                      uint8_t             *out);
+size_t mesos__authenticate_message__pack_to_buffer
+                     (const Mesos__AuthenticateMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__AuthenticateMessage *
+       mesos__authenticate_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__authenticate_message__free_unpacked
+                     (Mesos__AuthenticateMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__AuthenticationChallengeMessage methods */
+void   mesos__authentication_challenge_message__init
+                     (Mesos__AuthenticationChallengeMessage         *message);
+size_t mesos__authentication_challenge_message__get_packed_size
+                     (const Mesos__AuthenticationChallengeMessage   *message);
+size_t mesos__authentication_challenge_message__pack
+                     (const Mesos__AuthenticationChallengeMessage   *message,
+                      uint8_t             *out);
+size_t mesos__authentication_challenge_message__pack_to_buffer
+                     (const Mesos__AuthenticationChallengeMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__AuthenticationChallengeMessage *
+       mesos__authentication_challenge_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__authentication_challenge_message__free_unpacked
+                     (Mesos__AuthenticationChallengeMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__AuthenticationResponseMessage methods */
+void   mesos__authentication_response_message__init
+                     (Mesos__AuthenticationResponseMessage         *message);
+size_t mesos__authentication_response_message__get_packed_size
+                     (const Mesos__AuthenticationResponseMessage   *message);
+size_t mesos__authentication_response_message__pack
+                     (const Mesos__AuthenticationResponseMessage   *message,
+                      uint8_t             *out);
+size_t mesos__authentication_response_message__pack_to_buffer
+                     (const Mesos__AuthenticationResponseMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__AuthenticationResponseMessage *
+       mesos__authentication_response_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__authentication_response_message__free_unpacked
+                     (Mesos__AuthenticationResponseMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__AuthenticationResultMessage methods */
+void   mesos__authentication_result_message__init
+                     (Mesos__AuthenticationResultMessage         *message);
+size_t mesos__authentication_result_message__get_packed_size
+                     (const Mesos__AuthenticationResultMessage   *message);
+size_t mesos__authentication_result_message__pack
+                     (const Mesos__AuthenticationResultMessage   *message,
+                      uint8_t             *out);
+size_t mesos__authentication_result_message__pack_to_buffer
+                     (const Mesos__AuthenticationResultMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__AuthenticationResultMessage *
+       mesos__authentication_result_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__authentication_result_message__free_unpacked
+                     (Mesos__AuthenticationResultMessage *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__Registry__Agent methods */
 void   mesos__registry__agent__init
                      (Mesos__Registry__Agent         *message);
@@ -1117,6 +1248,18 @@ typedef void (*Mesos__FrameworkErrorMessage_Closure)
 typedef void (*Mesos__LeaderHintMessage_Closure)
                  (const Mesos__LeaderHintMessage *message,
                   void *closure_data);
+typedef void (*Mesos__AuthenticateMessage_Closure)
+                 (const Mesos__AuthenticateMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__AuthenticationChallengeMessage_Closure)
+                 (const Mesos__AuthenticationChallengeMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__AuthenticationResponseMessage_Closure)
+                 (const Mesos__AuthenticationResponseMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__AuthenticationResultMessage_Closure)
+                 (const Mesos__AuthenticationResultMessage *message,
+                  void *closure_data);
 typedef void (*Mesos__Registry__Agent_Closure)
                  (const Mesos__Registry__Agent *message,
                   void *closure_data);
@@ -1158,6 +1301,10 @@ extern const ProtobufCMessageDescriptor mesos__reconcile_tasks_message__descript
 extern const ProtobufCMessageDescriptor mesos__lost_agent_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__framework_error_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__leader_hint_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__authenticate_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__authentication_challenge_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__authentication_response_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__authentication_result_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry__agent__descriptor;
 

@@ -571,6 +571,44 @@ public struct LeaderHintMessage: Sendable, Hashable {
     }
 }
 
+public struct AuthenticateMessage: Sendable, Hashable {
+    public var principal: String
+    public var clientNonce: [UInt8]
+
+    public init(principal: String, clientNonce: [UInt8]) {
+        self.principal = principal
+        self.clientNonce = clientNonce
+    }
+}
+
+public struct AuthenticationChallengeMessage: Sendable, Hashable {
+    public var serverNonce: [UInt8]
+
+    public init(serverNonce: [UInt8]) {
+        self.serverNonce = serverNonce
+    }
+}
+
+public struct AuthenticationResponseMessage: Sendable, Hashable {
+    public var proof: [UInt8]
+
+    public init(proof: [UInt8]) {
+        self.proof = proof
+    }
+}
+
+public struct AuthenticationResultMessage: Sendable, Hashable {
+    public var ok: Bool
+    public var reason: String?
+    public var serverProof: [UInt8]?
+
+    public init(ok: Bool, reason: String? = nil, serverProof: [UInt8]? = nil) {
+        self.ok = ok
+        self.reason = reason
+        self.serverProof = serverProof
+    }
+}
+
 public struct Registry: Sendable, Hashable {
     public var admitted: [Registry.Agent]
     public var removed: [AgentID]
@@ -624,6 +662,10 @@ public struct Envelope: Sendable, Hashable {
         case lostAgent(LostAgentMessage)
         case frameworkError(FrameworkErrorMessage)
         case leaderHint(LeaderHintMessage)
+        case authenticate(AuthenticateMessage)
+        case authenticationChallenge(AuthenticationChallengeMessage)
+        case authenticationResponse(AuthenticationResponseMessage)
+        case authenticationResult(AuthenticationResultMessage)
     }
 
     public init(epoch: UInt64, from: String, payload: Payload? = nil) {
@@ -1908,6 +1950,105 @@ extension LeaderHintMessage: WireMessage, ProtobufMessage {
     static func cFree(_ m: UnsafeMutablePointer<Mesos__LeaderHintMessage>) { mesos__leader_hint_message__free_unpacked(m, nil) }
 }
 
+extension AuthenticateMessage: CMessage {
+    typealias CType = Mesos__AuthenticateMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticateMessage>) { mesos__authenticate_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__AuthenticateMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let principal = m.principal else { throw .missingField(field + ".principal") }
+        self.principal = try wireString(principal, field: field + ".principal")
+        self.clientNonce = wireBytes(m.client_nonce)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__AuthenticateMessage>, _ a: CArena) {
+        p.pointee.principal = a.string(principal)
+        p.pointee.client_nonce = a.bytes(clientNonce)
+    }
+}
+
+extension AuthenticateMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticateMessage>) -> Int { mesos__authenticate_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__AuthenticateMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authenticate_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticateMessage>? { mesos__authenticate_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticateMessage>) { mesos__authenticate_message__free_unpacked(m, nil) }
+}
+
+extension AuthenticationChallengeMessage: CMessage {
+    typealias CType = Mesos__AuthenticationChallengeMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>) { mesos__authentication_challenge_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__AuthenticationChallengeMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.serverNonce = wireBytes(m.server_nonce)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>, _ a: CArena) {
+        p.pointee.server_nonce = a.bytes(serverNonce)
+    }
+}
+
+extension AuthenticationChallengeMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationChallengeMessage>) -> Int { mesos__authentication_challenge_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__AuthenticationChallengeMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_challenge_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>? { mesos__authentication_challenge_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>) { mesos__authentication_challenge_message__free_unpacked(m, nil) }
+}
+
+extension AuthenticationResponseMessage: CMessage {
+    typealias CType = Mesos__AuthenticationResponseMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>) { mesos__authentication_response_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__AuthenticationResponseMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.proof = wireBytes(m.proof)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>, _ a: CArena) {
+        p.pointee.proof = a.bytes(proof)
+    }
+}
+
+extension AuthenticationResponseMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationResponseMessage>) -> Int { mesos__authentication_response_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__AuthenticationResponseMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_response_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>? { mesos__authentication_response_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>) { mesos__authentication_response_message__free_unpacked(m, nil) }
+}
+
+extension AuthenticationResultMessage: CMessage {
+    typealias CType = Mesos__AuthenticationResultMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__AuthenticationResultMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.ok = (m.ok != 0)
+        if let v = m.reason { self.reason = try wireString(v, field: field + ".reason") } else { self.reason = nil }
+        self.serverProof = m.has_server_proof != 0 ? wireBytes(m.server_proof) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>, _ a: CArena) {
+        p.pointee.ok = (ok ? 1 : 0)
+        if let v = reason { p.pointee.reason = a.string(v) }
+        if let v = serverProof { p.pointee.has_server_proof = 1; p.pointee.server_proof = a.bytes(v) }
+    }
+}
+
+extension AuthenticationResultMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationResultMessage>) -> Int { mesos__authentication_result_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__AuthenticationResultMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_result_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResultMessage>? { mesos__authentication_result_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__free_unpacked(m, nil) }
+}
+
 extension Registry: CMessage {
     typealias CType = Mesos__Registry
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Registry>) { mesos__registry__init(m) }
@@ -2049,6 +2190,18 @@ extension Envelope: CMessage {
         case MESOS__ENVELOPE__PAYLOAD_LEADER_HINT:
             guard let v = m.leader_hint else { throw .missingField(field + ".leader_hint") }
             self.payload = .leaderHint(try LeaderHintMessage(c: v, field: field + ".leader_hint"))
+        case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE:
+            guard let v = m.authenticate else { throw .missingField(field + ".authenticate") }
+            self.payload = .authenticate(try AuthenticateMessage(c: v, field: field + ".authenticate"))
+        case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE:
+            guard let v = m.authentication_challenge else { throw .missingField(field + ".authentication_challenge") }
+            self.payload = .authenticationChallenge(try AuthenticationChallengeMessage(c: v, field: field + ".authentication_challenge"))
+        case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESPONSE:
+            guard let v = m.authentication_response else { throw .missingField(field + ".authentication_response") }
+            self.payload = .authenticationResponse(try AuthenticationResponseMessage(c: v, field: field + ".authentication_response"))
+        case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT:
+            guard let v = m.authentication_result else { throw .missingField(field + ".authentication_result") }
+            self.payload = .authenticationResult(try AuthenticationResultMessage(c: v, field: field + ".authentication_result"))
         default: self.payload = nil  // not set, or a kind this build does not know
         }
     }
@@ -2138,6 +2291,18 @@ extension Envelope: CMessage {
         case .leaderHint(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_LEADER_HINT
             p.pointee.leader_hint = a.message(v)
+        case .authenticate(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE
+            p.pointee.authenticate = a.message(v)
+        case .authenticationChallenge(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE
+            p.pointee.authentication_challenge = a.message(v)
+        case .authenticationResponse(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESPONSE
+            p.pointee.authentication_response = a.message(v)
+        case .authenticationResult(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT
+            p.pointee.authentication_result = a.message(v)
         case nil: p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD__NOT_SET
         }
     }

@@ -49,6 +49,10 @@ enum Samples {
         RoundTripCase("LostAgentMessage", LostAgentMessage(agentID: AgentID(value: "value-57 ü✓"))),
         RoundTripCase("FrameworkErrorMessage", FrameworkErrorMessage(message: "message-8 ü✓")),
         RoundTripCase("LeaderHintMessage", LeaderHintMessage(leader: MasterInfo(id: "id-57 ü✓", ip: UInt32.max - 58, port: UInt32.max - 59, pid: "pid-60 ü✓", hostname: "hostname-61 ü✓", version: "version-62 ü✓", address: Address(hostname: "hostname-442 ü✓", ip: "ip-443 ü✓", port: -444)), leaderEpoch: UInt64.max - 9, reason: "reason-10 ü✓")),
+        RoundTripCase("AuthenticateMessage", AuthenticateMessage(principal: "principal-8 ü✓", clientNonce: [0, 255, 9, 10, 13, 128])),
+        RoundTripCase("AuthenticationChallengeMessage", AuthenticationChallengeMessage(serverNonce: [0, 255, 8, 10, 13, 128])),
+        RoundTripCase("AuthenticationResponseMessage", AuthenticationResponseMessage(proof: [0, 255, 8, 10, 13, 128])),
+        RoundTripCase("AuthenticationResultMessage", AuthenticationResultMessage(ok: true, reason: "reason-9 ü✓", serverProof: [0, 255, 10, 10, 13, 128])),
         RoundTripCase("Registry", Registry(admitted: [Registry.Agent(info: AgentInfo(hostname: "hostname-400 ü✓", port: -401, resources: [Resource(name: "name-2815 ü✓", scalar: 2816.25, role: "role-2817 ü✓"), Resource(name: "name-2822 ü✓", scalar: 2823.25, role: "role-2824 ü✓")], id: AgentID(value: "value-2822 ü✓"), pid: "pid-404 ü✓")), Registry.Agent(info: AgentInfo(hostname: "hostname-449 ü✓", port: -450, resources: [Resource(name: "name-3158 ü✓", scalar: 3159.25, role: "role-3160 ü✓"), Resource(name: "name-3165 ü✓", scalar: 3166.25, role: "role-3167 ü✓")], id: AgentID(value: "value-3165 ü✓"), pid: "pid-453 ü✓"))], removed: [AgentID(value: "value-64 ü✓"), AgentID(value: "value-71 ü✓")], highestEpoch: UInt64.max - 10)),
         RoundTripCase("Envelope", Envelope(epoch: UInt64.max - 8, from: "from-9 ü✓")),
     ]
@@ -82,5 +86,9 @@ enum Samples {
         Envelope(epoch: 25, from: "sender-24@127.0.0.1:5074", payload: .lostAgent(LostAgentMessage(agentID: AgentID(value: "value-1331 ü✓")))),
         Envelope(epoch: 26, from: "sender-25@127.0.0.1:5075", payload: .frameworkError(FrameworkErrorMessage(message: "message-197 ü✓"))),
         Envelope(epoch: 27, from: "sender-26@127.0.0.1:5076", payload: .leaderHint(LeaderHintMessage(leader: MasterInfo(id: "id-1429 ü✓", ip: UInt32.max - 1430, port: UInt32.max - 1431, pid: "pid-1432 ü✓", hostname: "hostname-1433 ü✓", version: "version-1434 ü✓", address: Address(hostname: "hostname-10046 ü✓", ip: "ip-10047 ü✓", port: -10048)), leaderEpoch: UInt64.max - 205, reason: "reason-206 ü✓"))),
+        Envelope(epoch: 28, from: "sender-27@127.0.0.1:5077", payload: .authenticate(AuthenticateMessage(principal: "principal-211 ü✓", clientNonce: [0, 255, 212, 10, 13, 128]))),
+        Envelope(epoch: 29, from: "sender-28@127.0.0.1:5078", payload: .authenticationChallenge(AuthenticationChallengeMessage(serverNonce: [0, 255, 218, 10, 13, 128]))),
+        Envelope(epoch: 30, from: "sender-29@127.0.0.1:5079", payload: .authenticationResponse(AuthenticationResponseMessage(proof: [0, 255, 225, 10, 13, 128]))),
+        Envelope(epoch: 31, from: "sender-30@127.0.0.1:5080", payload: .authenticationResult(AuthenticationResultMessage(ok: true, reason: "reason-233 ü✓", serverProof: [0, 255, 234, 10, 13, 128]))),
     ]
 }
