@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // ZooKeeper C client (libzookeeper-mt-dev; no .pc file, linked by the modulemap).
@@ -26,6 +27,7 @@ let package = Package(
             name: "MesosBus",
             dependencies: [
                 "MesosWire",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -66,7 +68,7 @@ let package = Package(
         .target(
             name: "MesosCommands",
             dependencies: [
-                "MesosMaster", "MesosAgent", "MesosDaemon", "ZooKeeper",
+                "MesosMaster", "MesosAgent", "MesosDaemon", "MesosBus", "ZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mesos-master", dependencies: ["MesosCommands"]),
@@ -74,7 +76,7 @@ let package = Package(
         .executableTarget(name: "mesos-slave", dependencies: ["MesosCommands"]),
         .executableTarget(
             name: "example-framework",
-            dependencies: ["MesosScheduler", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["MesosScheduler", "MesosBus", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "MesosAgentTests", dependencies: ["MesosAgent"]),
         .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "TestSupport", "ZooKeeper"]),
         .target(name: "ZooKeeper", dependencies: ["CZooKeeper", .product(name: "Logging", package: "swift-log")]),
@@ -84,6 +86,20 @@ let package = Package(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosHA", "MesosBus"]),
+        // Failover benchmark (Benchmarks/failover-bench.sh): many agents in one process, and the harness.
+        .executableTarget(
+            name: "agent-swarm",
+            dependencies: [
+                "MesosAgent", "MesosDaemon", "MesosWire", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "failover-bench",
+            dependencies: [
+                "MesosScheduler", "MesosHA", "MesosDaemon", "MesosWire", "ZooKeeper", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/Failover/Harness"),
     ]
 )
 

@@ -1,0 +1,171 @@
+// Many agents in one process, for benchmarks: K `AgentDaemon`s, each with its own ZooKeeper
+// session, bus port, TCP connection to the master and work directory, as K real agents would
+// have. Prints one line per agent event on stdout with a millisecond wall-clock timestamp:
+//
+//     <epoch_ms> agent=<i> <event> [key=value ...]
+//
+// events: started, leader epoch=N pid=P, masterless, registered epoch=N id=ID,
+// reregistered epoch=N id=ID, task_started task=T pid=P, task_exited task=T status=S,
+// dropped reason=R, shutdown, exited code=C; warnings and errors as `log level=L msg=...`.
+// SIGTERM/SIGINT terminate every agent (killing its tasks) and exit.
+import ArgumentParser
+import Foundation
+import Logging
+import MesosAgent
+import MesosDaemon
+import MesosWire
+import Synchronization
+
+@main
+struct AgentSwarm: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent-swarm",
+        abstract: "Runs K Mesos agents in one process (each with its own ZooKeeper session, port and work directory) and prints their events with millisecond timestamps.")
+
+    @Option(help: "The master: zk://host:port[,host:port...]/path, file:///path or host:port.") var master: String
+    @Option(help: "How many agents to run.") var agents = 10
+    @Option(name: .customLong("first_index"), help: "Index of the first agent (agent=<i> in the output, agent<i> work directory).") var firstIndex = 0
+    @Option(name: .customLong("work_dir"), help: "Each agent works in <work_dir>/agent<i>.") var workDir: String
+    @Option(help: "Resources each agent offers.") var resources = "cpus:2;mem:1024"
+    @Option(name: .customLong("zk_session_timeout")) var zkSessionTimeout = "10secs"
+    @Option(name: .customLong("registration_backoff_factor")) var registrationBackoffFactor = "1secs"
+    @Option(name: .customLong("status_update_retry_interval")) var statusUpdateRetryInterval = "10secs"
+    @Option(name: .customLong("start_interval"), help: "Pause between starting two agents (spreads the ZooKeeper connects).") var startInterval = "5ms"
+    @Option(name: .customLong("log_level"), help: "Agent log messages at this level or above are printed as `log` events (events are printed anyway).") var logLevel = "warning"
+
+    func run() async throws {
+        guard let resources = Resources(parsing: resources), !resources.isEmpty else { throw ValidationError("bad --resources") }
+        guard let threshold = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("bad --log_level") }
+        func duration(_ text: String, _ flag: String) throws -> Duration {
+            guard let d = MesosDuration(parsing: text) else { throw ValidationError("--\(flag): not a duration: \(text)") }
+            return d.duration
+        }
+        let sessionTimeout = try duration(zkSessionTimeout, "zk_session_timeout")
+        let backoff = try duration(registrationBackoffFactor, "registration_backoff_factor")
+        let retry = try duration(statusUpdateRetryInterval, "status_update_retry_interval")
+        let pause = try duration(startInterval, "start_interval")
+        let out = EventPrinter()
+
+        var daemons: [AgentDaemon] = []
+        for i in firstIndex..<(firstIndex + agents) {
+            var options = AgentOptions(master: master, workDir: "\(workDir)/agent\(i)")
+            options.port = 0
+            options.resources = resources
+            options.sessionTimeout = sessionTimeout
+            options.hostname = "swarm-agent-\(i)"
+            options.core.registrationBackoffFactor = backoff
+            options.core.statusUpdateRetryInterval = retry
+            daemons.append(AgentDaemon(options: options, logger: Logger(label: "agent\(i)") { _ in SwarmLogHandler(index: i, threshold: threshold, out: out) }))
+        }
+        let all = daemons
+        let signals = TerminationSignals { _ in
+            Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for d in all { group.addTask { await d.terminate() } }
+                }
+                out.emit(-1, "exited code=0")
+                Foundation.exit(0)
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for (offset, daemon) in daemons.enumerated() {
+                let i = firstIndex + offset
+                group.addTask {
+                    out.emit(i, "started")
+                    do {
+                        let code = try await daemon.run()
+                        out.emit(i, "exited code=\(code)")
+                    } catch {
+                        out.emit(i, "exited code=1 error=\(String(describing: error).replacingOccurrences(of: " ", with: "_"))")
+                    }
+                }
+                if pause > .zero { try? await Task.sleep(for: pause) }
+            }
+        }
+        withExtendedLifetime(signals) {}
+    }
+}
+
+/// Milliseconds since the epoch (CLOCK_REALTIME): comparable across the processes of one machine.
+func epochMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// One line per event on stdout, whole lines only, flushed at once.
+final class EventPrinter: Sendable {
+    private let lock = Mutex(())
+
+    func emit(_ agent: Int, _ text: String) {
+        let line = "\(epochMilliseconds()) agent=\(agent) \(text)\n"
+        let bytes = Array(line.utf8)
+        lock.withLock { _ in
+            var sent = 0
+            while sent < bytes.count {
+                let n = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + sent, $0.count - sent) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                sent += n
+            }
+        }
+    }
+}
+
+/// Turns an agent's log messages into swarm events (the agent's core logs every step it takes).
+struct SwarmLogHandler: LogHandler {
+    let index: Int
+    let threshold: Logger.Level
+    let out: EventPrinter
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let text = event.message.description
+        if let line = Self.event(text, metadata: event.metadata) {
+            out.emit(index, line)
+        } else if event.level >= threshold {
+            out.emit(index, "log level=\(event.level) msg=\(text.replacingOccurrences(of: "\n", with: " "))")
+        }
+    }
+
+    /// "... (epoch 12) ..." -> 12
+    static func epoch(in text: String) -> String {
+        guard let r = text.range(of: "(epoch ") else { return "?" }
+        return String(text[r.upperBound...].prefix { $0.isNumber })
+    }
+
+    static func master(in text: String) -> String {
+        guard let r = text.range(of: "master@") else { return "?" }
+        return "master@" + text[r.upperBound...].prefix { $0 != " " }
+    }
+
+    static func event(_ text: String, metadata: Logger.Metadata?) -> String? {
+        if text.hasPrefix("re-registered with ") || text.hasPrefix("registered with ") {
+            let kind = text.hasPrefix("re-") ? "reregistered" : "registered"
+            let id = text.range(of: " as agent ").map { String(text[$0.upperBound...]) } ?? "?"
+            return "\(kind) epoch=\(epoch(in: text)) master=\(master(in: text)) id=\(id)"
+        }
+        if text.hasPrefix("new leader detected: ") { return "leader epoch=\(epoch(in: text)) master=\(master(in: text))" }
+        if text.hasPrefix("no leading master detected") { return "masterless" }
+        if text.hasPrefix("task "), text.hasSuffix(" started") {
+            let task = text.dropFirst(5).dropLast(8)
+            return "task_started task=\(task) pid=\(metadata?["task_pid"].map { "\($0)" } ?? "?")"
+        }
+        if text.hasPrefix("task "), text.hasSuffix(" exited") {
+            let task = text.dropFirst(5).dropLast(7)
+            return "task_exited task=\(task) status=\(metadata?["status"].map { "\($0)" } ?? "?")"
+        }
+        if text.hasPrefix("dropped message from ") {
+            return "dropped reason=\(text.split(separator: " ").last.map(String.init) ?? "?") epoch=\(text.range(of: "at epoch ").map { String(text[$0.upperBound...].prefix { $0.isNumber }) } ?? "?")"
+        }
+        if text.hasPrefix("shutting down") { return "shutdown msg=\(text.replacingOccurrences(of: " ", with: "_"))" }
+        return nil
+    }
+}
