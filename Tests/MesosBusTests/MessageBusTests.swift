@@ -80,10 +80,12 @@ import Testing
     }
 
     @Test func unreachablePeerIsReportedAndDropped() async throws {
-        try await Self.withBuses(2) { buses in
-            let (a, b) = (buses[0], buses[1])
-            let dead = b.pid!
-            await b.shutdown()
+        try await Self.withBuses(1) { buses in
+            let a = buses[0]
+            // A bound but not listening socket: connections are refused, and no other test can
+            // take the port meanwhile.
+            let reserved = try ReservedPort()
+            let dead = PID(name: "gone", host: "127.0.0.1", port: reserved.port)
             try await a.send(Self.ping(1), to: dead)
             for await event in a.events {
                 if case .linkBroken(let peer, _) = event {
@@ -92,13 +94,16 @@ import Testing
                 }
             }
             #expect(a.statistics.messagesDropped == 1 && a.statistics.connectsFailed == 1)
+            withExtendedLifetime(reserved) {}
         }
     }
 
     @Test func reconnectsAfterThePeerRestarts() async throws {
-        try await Self.withBuses(2) { buses in
-            let (a, b) = (buses[0], buses[1])
-            let port = b.pid!.port
+        try await Self.withBuses(1) { buses in
+            let a = buses[0]
+            // A port below the kernel's ephemeral range: once released it is not handed out to
+            // other tests' outgoing connections, so the restarted peer can bind it again.
+            let (b, port) = try await Self.busOnFixedPort(name: "p1")
             let first = Collector(b, count: 1)
             try await a.send(Self.ping(1), to: b.pid!)
             #expect(await first.task.value.count == 1)
@@ -112,6 +117,16 @@ import Testing
             #expect(await second.task.value.map(\.epoch) == [2])
             await b2.shutdown()
         }
+    }
+
+    static func busOnFixedPort(name: String) async throws -> (MessageBus, Int) {
+        for _ in 0..<50 {
+            let port = Int.random(in: 20_000..<32_000)
+            let bus = MessageBus()
+            if (try? await bus.start(name: name, port: port)) != nil { return (bus, port) }
+            await bus.shutdown()
+        }
+        throw BusError.notStarted
     }
 
     @Test func badPeersLoseOnlyTheirOwnConnection() async throws {

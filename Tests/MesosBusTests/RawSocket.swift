@@ -36,3 +36,25 @@ final class RawSocket {
 }
 
 enum RawSocketError: Error { case connect(Int32) }
+
+/// A loopback port held by a bound, non-listening socket: connecting to it is refused.
+final class ReservedPort {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && getsockname(s, $0, &length) == 0 }
+        }
+        guard ok else { close(s); throw RawSocketError.connect(errno) }
+        fd = s
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    deinit { close(fd) }
+}
