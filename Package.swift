@@ -86,6 +86,9 @@ let package = Package(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosHA", "MesosBus"]),
+        // Fault injection (issue 6): a TCP proxy that passes, delays, blackholes or resets, and the partition tests.
+        .target(name: "FaultProxy"),
+        .testTarget(name: "FaultTests", dependencies: ["FaultProxy", "TestSupport", "MesosWire", "MesosBus", "MesosHA"]),
         // Failover benchmark (Benchmarks/failover-bench.sh): many agents in one process, and the harness.
         .executableTarget(
             name: "agent-swarm",

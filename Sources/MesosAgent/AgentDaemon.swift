@@ -11,6 +11,8 @@ public struct AgentOptions: Sendable {
     public var ip = "127.0.0.1"
     public var port = 5051
     public var advertiseIP: String?
+    /// The port others reach this process at (default: the bound port), e.g. a proxy's.
+    public var advertisePort: Int?
     public var hostname: String?
     public var workDir: String
     public var resources = Resources(parsing: "cpus:2;mem:1024")!
@@ -54,7 +56,7 @@ public actor AgentDaemon {
         let state = AgentStateFile.read(options.workDir)
         let detector = try MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
-        let pid = try await bus.start(name: "slave(1)", host: options.ip, port: options.port, advertiseHost: options.advertiseIP)
+        let pid = try await bus.start(name: "slave(1)", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
         logger[metadataKey: "pid"] = "\(pid)"
         let info = AgentInfo(hostname: options.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID, pid: pid.description)
         core = AgentCore(info: info, pid: pid.description, epochFloor: state.epochFloor, seed: UInt64.random(in: 0...UInt64.max), configuration: options.core)

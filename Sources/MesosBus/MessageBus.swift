@@ -70,9 +70,10 @@ public final class MessageBus: Sendable {
     public var pid: PID? { state.withLock { $0.pid } }
     public var statistics: BusStats { stats.snapshot }
 
-    /// Binds `host:port` (port 0: any free port) and serves as `name@advertise:port`.
+    /// Binds `host:port` (port 0: any free port) and serves as `name@advertiseHost:advertisePort`
+    /// (each defaulting to what was bound; e.g. a proxy or NAT in front of this process).
     @discardableResult
-    public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil) async throws -> PID {
+    public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
         let configuration = self.configuration, sink = self.sink, logger = self.logger
         let server = try await ServerBootstrap(group: group)
@@ -98,7 +99,7 @@ public final class MessageBus: Sendable {
             try? await server.close()
             throw BusError.connectFailed(peer: "\(host):\(port)", reason: "no local port after bind")
         }
-        let pid = PID(name: name, host: advertiseHost ?? host, port: bound)
+        let pid = PID(name: name, host: advertiseHost ?? host, port: advertisePort ?? bound)
         let ok = state.withLock { s -> Bool in
             guard s.pid == nil, !s.shutDown else { return false }
             s.pid = pid

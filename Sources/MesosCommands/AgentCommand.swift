@@ -16,6 +16,7 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port).") var port = 5051
     @Option(name: .customLong("advertise_ip"), help: "IP address the master uses to reach this agent (default: --ip).") var advertiseIP: String?
+    @Option(name: .customLong("advertise_port"), help: "Port the master uses to reach this agent (default: the bound port).") var advertisePort: Int?
     @Option(help: "Hostname reported to the master (default: this host's name).") var hostname: String?
     @Option(name: .customLong("work_dir"), help: "Directory for the agent's id, the newest epoch seen and task sandboxes.") var workDir: String
     @Option(help: "Resources offered, e.g. 'cpus:4;mem:2048;disk:10000'.") var resources = "cpus:2;mem:1024"
@@ -40,6 +41,7 @@ public struct AgentCommand: AsyncParsableCommand {
         options.ip = ip
         options.port = port
         options.advertiseIP = advertiseIP
+        options.advertisePort = advertisePort
         options.hostname = hostname
         options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
         options.core.registrationBackoffFactor = try duration(registrationBackoffFactor, flag: "registration_backoff_factor")

@@ -17,6 +17,7 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 5050
     @Option(name: .customLong("advertise_ip"), help: "IP address other processes use to reach this master (default: --ip).") var advertiseIP: String?
+    @Option(name: .customLong("advertise_port"), help: "Port other processes use to reach this master (default: the bound port).") var advertisePort: Int?
     @Option(help: "Hostname published in MasterInfo (default: this host's name).") var hostname: String?
     @Option(name: .customLong("work_dir"), help: "Directory for this master's state (highest epoch led; the registry when standalone).") var workDir: String
     @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout; a master cut from ZooKeeper this long exits.") var zkSessionTimeout = "10secs"
@@ -42,6 +43,7 @@ public struct MasterCommand: AsyncParsableCommand {
         options.ip = ip
         options.port = port
         options.advertiseIP = advertiseIP
+        options.advertisePort = advertisePort
         options.hostname = hostname
         options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
         options.core.agentPingTimeout = try duration(agentPingTimeout, flag: "agent_ping_timeout")

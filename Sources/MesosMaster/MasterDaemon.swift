@@ -11,6 +11,8 @@ public struct MasterOptions: Sendable {
     public var ip = "127.0.0.1"
     public var port = 5050
     public var advertiseIP: String?
+    /// The port others reach this process at (default: the bound port), e.g. a proxy's.
+    public var advertisePort: Int?
     public var hostname: String?
     public var workDir: String
     public var sessionTimeout: Duration = .seconds(10)
@@ -50,7 +52,7 @@ public actor MasterDaemon {
     /// Runs until the master exits; returns the process exit code.
     public func run() async throws -> Int32 {
         try FileManager.default.createDirectory(atPath: options.workDir, withIntermediateDirectories: true)
-        let pid = try await bus.start(name: "master", host: options.ip, port: options.port, advertiseHost: options.advertiseIP)
+        let pid = try await bus.start(name: "master", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
         let hostname = options.hostname ?? ProcessInfo.processInfo.hostName
         var info = MasterInfo(id: UUIDString.make(), ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port))
         info.pid = pid.description
