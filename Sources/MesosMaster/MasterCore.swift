@@ -231,7 +231,10 @@ public struct MasterCore: Sendable {
         let from = envelope.from
         if removedPIDs.contains(from) {
             if case .leaderHint = envelope.payload { return [] }
-            return [.send(.shutdown(ShutdownMessage(message: "this agent was removed from the cluster")), to: from)]
+            return [
+                .log(.info, "message from removed agent \(from): telling it to shut down"),
+                .send(.shutdown(ShutdownMessage(message: "this agent was removed from the cluster")), to: from),
+            ]
         }
         switch envelope.payload {
         case .registerAgent(let m)?: return registerAgent(m.agent, from: from)
@@ -291,7 +294,10 @@ public struct MasterCore: Sendable {
         guard let id = m.agent.id else { return registerAgent(m.agent, from: from) }
         if registry.removed.contains(id) {
             removedPIDs.insert(from)
-            return [.send(.shutdown(ShutdownMessage(message: "agent \(id.value) was removed from the cluster; it may not re-register")), to: from)]
+            return [
+                .log(.info, "removed agent \(id.value) at \(from) tried to re-register: telling it to shut down"),
+                .send(.shutdown(ShutdownMessage(message: "agent \(id.value) was removed from the cluster; it may not re-register")), to: from),
+            ]
         }
         if let old = agents[id], old.pid != from { agentByPID[old.pid] = nil }
         var stored = m.agent
