@@ -26,6 +26,9 @@ public enum ProcessLauncher {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of ours goes to the child: not our listening sockets (a task would keep the
+        // port after we die), not our connections (a peer would see them half-open).
+        closeFrom(&actions, 3)
         if outputFile == errorFile {
             posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
@@ -73,5 +76,16 @@ public enum ProcessLauncher {
         await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
             Thread.detachNewThread { done.resume(returning: waitForExit(pid)) }
         }
+    }
+
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift does not import.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
+    private static func closeFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ fd: Int32) {
+        if let addCloseFrom { _ = addCloseFrom(actions, fd) }
     }
 }
