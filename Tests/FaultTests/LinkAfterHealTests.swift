@@ -20,12 +20,10 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
         proxy.heal()
         try await Task.sleep(for: .milliseconds(300))
-        print("after heal: \(proxy.statistics) a=\(a.statistics)")
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 3, to: viaProxy)
         try await Task.sleep(for: .milliseconds(300))
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 4, to: viaProxy)
         let got: UInt64? = if case .message(let e)? = await events.next() { e.epoch } else { nil }
-        print("after heal: \(proxy.statistics) a=\(a.statistics) got=\(String(describing: got))")
         #expect(got == 3 || got == 4)
         proxy.stop()
         await a.shutdown(); await b.shutdown()
