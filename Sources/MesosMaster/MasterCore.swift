@@ -276,6 +276,9 @@ public struct MasterCore: Sendable {
     }
 
     private mutating func registerAgent(_ agentInfo: AgentInfo, from: String) -> [Effect] {
+        guard Resources(agentInfo.resources).isValid else {
+            return [.log(.warning, "refusing agent \(from): its resources are not finite, non-negative numbers")]
+        }
         if let id = agentByPID[from], let agent = agents[id] {
             // A retry of a registration in progress or done: answer again once it is stored.
             return agent.active ? [.send(.agentRegistered(AgentRegisteredMessage(agentID: id, master: info)), to: from)] : []
@@ -292,6 +295,9 @@ public struct MasterCore: Sendable {
 
     private mutating func reregisterAgent(_ m: ReregisterAgentMessage, from: String) -> [Effect] {
         guard let id = m.agent.id else { return registerAgent(m.agent, from: from) }
+        guard Resources(m.agent.resources).isValid else {
+            return [.log(.warning, "refusing agent \(from): its resources are not finite, non-negative numbers")]
+        }
         if registry.removed.contains(id) {
             removedPIDs.insert(from)
             return [
@@ -384,7 +390,7 @@ public struct MasterCore: Sendable {
         var offered = Resources(used.flatMap(\.resources))
         for task in m.tasks {
             let need = Resources(task.resources)
-            guard task.agentID == agentID, offered.contains(need),
+            guard task.agentID == agentID, need.isValid, offered.contains(need),
                 tasks[TaskKey(framework: m.frameworkID, task: task.taskID)] == nil
             else {
                 effects.append(.send(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .error, .invalidOffers, "task does not fit the offer or reuses a task id")), to: from))

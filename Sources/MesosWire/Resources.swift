@@ -23,6 +23,9 @@ public struct Resources: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Every amount is a finite, non-negative number (a peer may send NaN or -1).
+    public var isValid: Bool { amounts.values.allSatisfy { $0.isFinite && $0 >= 0 } }
+
     public var isEmpty: Bool { !amounts.values.contains { $0 > 1e-9 } }
     public var list: [Resource] {
         amounts.keys.sorted().compactMap { amounts[$0]! > 1e-9 ? Resource(name: $0, scalar: amounts[$0]!) : nil }

@@ -287,3 +287,31 @@ struct MasterHarness {
         #expect(m.update.status.state == .lost && m.update.status.reason == .reconciliation)
     }
 }
+
+@Suite struct MasterInputValidationTests {
+    @Test func agentsWithNonFiniteOrNegativeResourcesAreRefused() {
+        var h = MasterHarness()
+        h.lead()
+        for bad in [Double.nan, -1, .infinity] {
+            h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: bad)]))), from: MasterHarness.agentPID)
+            #expect(h.take().isEmpty)
+        }
+        #expect(h.core.activeAgentIDs.isEmpty && h.registry?.admitted.isEmpty == true)
+    }
+
+    @Test func tasksAskingForNaNResourcesAreRefused() {
+        var h = MasterHarness()
+        h.lead()
+        let fw = h.registerFramework()
+        let agent = h.registerAgent()
+        h.tick(.seconds(1))
+        guard case .resourceOffers(let offers)? = h.take().first(where: { if case .resourceOffers = $0.0 { true } else { false } })?.0 else {
+            Issue.record("no offer"); return
+        }
+        let task = TaskInfo(name: "t", taskID: TaskID(value: "t1"), agentID: agent, resources: [Resource(name: "cpus", scalar: .nan)])
+        h.message(.launchTasks(LaunchTasksMessage(frameworkID: fw, tasks: [task], offerIDs: [offers.offers[0].id])), from: MasterHarness.schedulerPID)
+        guard case .statusUpdate(let m)? = h.take().first?.0 else { Issue.record("no update"); return }
+        #expect(m.update.status.state == .error)
+        #expect(h.core.knownTasks.isEmpty)
+    }
+}
