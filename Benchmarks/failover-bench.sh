@@ -69,8 +69,13 @@ echo "== building (release)" >&2
 for p in mesos-master agent-swarm failover-bench; do
   flock "$TMPDIR/build.lock" swift build -c release --product "$p" 2>&1 | grep -E "warning:|error:" >&2 || true
 done
-BIN=$(swift build -c release --show-bin-path)
-for p in mesos-master agent-swarm failover-bench; do [ -x "$BIN/$p" ] || { echo "build of $p failed" >&2; exit 1; }; done
+# A private copy: the harness restarts masters all along, and a rebuild by someone else meanwhile must not change them.
+BUILT=$(swift build -c release --show-bin-path) BIN="$WORK/bin"
+mkdir -p "$BIN"
+for p in mesos-master agent-swarm failover-bench; do
+  [ -x "$BUILT/$p" ] || { echo "build of $p failed" >&2; exit 1; }
+  cp "$BUILT/$p" "$BIN/"
+done
 J=/usr/share/java
 javac -d "$WORK/java" -cp "$J/curator-client.jar:$J/curator-framework.jar:$J/curator-recipes.jar:$J/zookeeper.jar:$J/zookeeper-jute.jar:$J/guava.jar:$J/slf4j-api.jar" \
   Benchmarks/baselines/CuratorContender.java
@@ -127,6 +132,7 @@ for kind in "${zk_list[@]}"; do
     ensemble) ZK_STOP_SIGNAL=KILL scripts/zk-ensemble.sh stop "$dir" 2>/dev/null ;;
     *) ZK_STOP_SIGNAL=KILL scripts/zk-standalone.sh stop "$dir" 2>/dev/null ;;
   esac
+  rm -rf "$dir"/data "$dir"/zk*/data   # every registry write is in the transaction log: GBs at M=1000
 done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)

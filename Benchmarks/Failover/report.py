@@ -95,6 +95,10 @@ def main():
                     entry[key] = s
                     missing = sum(1 for r in rows if r.get(key) is None)
                     cells.append(fmt(s) + (f" ({missing} missing)" if missing else ""))
+                for key in ("znode_gone_ms", "leading_ms"):
+                    entry[key] = summary([r.get(key) for r in rows])
+                loads = [r["load1"] for r in rows if r.get("load1", -1) >= 0]
+                entry["load1_mean"] = sum(loads) / len(loads) if loads else None
                 lost = sum(r.get("tasks_lost", 0) for r in rows)
                 alive_short = sum(1 for r in rows if r.get("tasks_alive", 0) < r.get("tasks_expected", 0))
                 entry["tasks_lost"] = lost
@@ -105,42 +109,73 @@ def main():
                 lost_cell = f"{lost}" + (f" ({alive_short} rounds with a dead task)" if alive_short else "")
                 w(f"| {zk} | {kind_name} | {m} | " + " | ".join(cells) + f" | {lost_cell} | {fmt(gone)} |")
     w("")
-
-    # Baselines: election only, ours pooled over M for the same ZooKeeper and kind.
-    w("New leader elected, ours vs the ZooKeeper recipes (same ZooKeeper, same session timeout; ours pooled over all M):")
+    w("Where the time goes (p50, ms after the fault): the old leader's znode vanishes from ZooKeeper → a detector sees the new "
+      "leader → the new leader has recovered (its epoch is in the registry) → agents, framework, offers. Load = mean 1-minute "
+      "load average of the machine at the faults (2 cores).")
     w("")
-    w("| ZooKeeper | failover | ours p50 / p90 | kazoo Election p50 / p90 | Curator LeaderLatch p50 / p90 | ours / kazoo (p50) | ours / Curator (p50) |")
-    w("|---|---|---|---|---|---|---|")
+    w("| ZooKeeper | failover | M | leader znode gone | new leader elected | new leader leading | first agent | all agents | framework | first offer | load |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for zk in zks:
+        for kind, kind_name in KINDS:
+            for m in ms:
+                rows = [r for r in failovers if r["zk"] == zk and r["kind"] == kind and r["agents"] == m]
+                if not rows:
+                    continue
+                cells = []
+                for key in ("znode_gone_ms", "elected_ms", "leading_ms", "first_agent_ms", "all_agents_ms", "framework_ms", "first_offer_ms"):
+                    s = summary([r.get(key) for r in rows])
+                    cells.append(f"{s['p50']:.0f}" if s else "–")
+                loads = [r["load1"] for r in rows if r.get("load1", -1) >= 0]
+                load = f"{sum(loads) / len(loads):.1f}" if loads else "–"
+                w(f"| {zk} | {kind_name} | {m} | " + " | ".join(cells) + f" | {load} |")
+    w("")
+
+    # Baselines: election only. Ours at the smallest M (the recipes run 3 contenders and nothing else) and over all M.
+    m0 = ms[0] if ms else None
+    w(f"New leader elected, ours vs the ZooKeeper recipes (same ZooKeeper, same session timeout, 3 contenders each; "
+      f"ratios use ours at M={m0}, where the machine carries little else, as for the recipes):")
+    w("")
+    w(f"| ZooKeeper | failover | ours, M={m0}: p50 / p90 (n) | ours, all M: p50 / p90 (n) | kazoo Election: p50 / p90 (n) | Curator LeaderLatch: p50 / p90 (n) | ours / kazoo (p50) | ours / Curator (p50) |")
+    w("|---|---|---|---|---|---|---|---|")
+    two = lambda s: f"{s['p50']:.0f} / {s['p90']:.0f} ({s['n']})" if s else "–"
+    r2 = lambda x: f"{x:.2f}×" if x is not None else "–"
     for zk in zks:
         for kind, kind_name in KINDS[:2]:
+            ours0 = summary([r.get("elected_ms") for r in failovers if r["zk"] == zk and r["kind"] == kind and r["agents"] == m0])
             ours = summary([r.get("elected_ms") for r in failovers if r["zk"] == zk and r["kind"] == kind])
             kz = summary([r.get("elected_ms") for r in baselines if r["zk"] == zk and r["kind"] == kind and r["impl"] == "kazoo"])
             cu = summary([r.get("elected_ms") for r in baselines if r["zk"] == zk and r["kind"] == kind and r["impl"] == "curator"])
             if not (ours or kz or cu):
                 continue
-            two = lambda s: f"{s['p50']:.0f} / {s['p90']:.0f}" if s else "–"
-            rk = ratio(ours and ours["p50"], kz and kz["p50"])
-            rc = ratio(ours and ours["p50"], cu and cu["p50"])
-            doc["baselines"].append({"zk": zk, "kind": kind, "ours": ours, "kazoo": kz, "curator": cu, "ours_over_kazoo": rk, "ours_over_curator": rc})
-            r2 = lambda x: f"{x:.2f}×" if x is not None else "–"
-            w(f"| {zk} | {kind_name} | {two(ours)} | {two(kz)} | {two(cu)} | {r2(rk)} | {r2(rc)} |")
+            rk = ratio(ours0 and ours0["p50"], kz and kz["p50"])
+            rc = ratio(ours0 and ours0["p50"], cu and cu["p50"])
+            doc["baselines"].append({"zk": zk, "kind": kind, "ours_smallest_m": ours0, "smallest_m": m0, "ours_all_m": ours, "kazoo": kz,
+                                     "curator": cu, "ours_over_kazoo": rk, "ours_over_curator": rc})
+            w(f"| {zk} | {kind_name} | {two(ours0)} | {two(ours)} | {two(kz)} | {two(cu)} | {r2(rk)} | {r2(rc)} |")
     w("")
 
-    w("ZooKeeper floor: one ephemeral znode deleted by one session → the exists-watch of another session fires "
-      "(our ZooKeeper module and kazoo; `close` = the znode goes with its session's close). Our graceful failover = "
-      "leader SIGTERM → new leader seen by a detector (the leader deletes its znode, then detectors list the group and read the new leader's znode):")
+    w("ZooKeeper floor: one ephemeral znode deleted by one session → the exists-watch of another session fires, measured with "
+      "our ZooKeeper module and with kazoo (`close`: the znode goes with its session's close). Our graceful failover: leader "
+      f"SIGTERM → its znode is gone (it deletes it on SIGTERM) → a detector has listed the group and read the new leader's znode; at M={m0}:")
     w("")
-    w("| ZooKeeper | floor delete→watch p50 / p90 (ms) | floor close→watch p50 (ms) | kazoo delete→watch p50 (ms) | our SIGTERM election p50 (ms) | ours / floor |")
-    w("|---|---|---|---|---|---|")
+    w("| ZooKeeper | floor delete→watch, our module: p50 / p90 (ms) | same, kazoo: p50 / p90 (ms) | close→watch, our module: p50 (ms) | "
+      "our SIGTERM: leader znode gone, p50 (ms) | our SIGTERM: new leader elected, p50 (ms) | elected / floor (our module's, kazoo's) |")
+    w("|---|---|---|---|---|---|---|")
     for zk in zks:
         get = lambda impl, var: next((summary(f["samples_us"]) for f in floors if f["zk"] == zk and f["impl"] == impl and f["variant"] == var), None)
         d, c, k = get("swift-zookeeper", "delete"), get("swift-zookeeper", "close"), get("kazoo", "delete")
-        ours = summary([r.get("elected_ms") for r in failovers if r["zk"] == zk and r["kind"] == "term"])
+        rows = [r for r in failovers if r["zk"] == zk and r["kind"] == "term" and r["agents"] == m0]
+        ours = summary([r.get("elected_ms") for r in rows])
+        gone = summary([r.get("znode_gone_ms") for r in rows])
         rf = ratio(ours and ours["p50"], d and d["p50"] / 1000)
-        doc["floor"].append({"zk": zk, "delete_us": d, "close_us": c, "kazoo_delete_us": k, "ours_term_elected_ms": ours, "ours_over_floor": rf})
+        rk = ratio(ours and ours["p50"], k and k["p50"] / 1000)
+        doc["floor"].append({"zk": zk, "delete_us": d, "close_us": c, "kazoo_delete_us": k, "ours_term_elected_ms": ours,
+                             "ours_term_znode_gone_ms": gone, "agents": m0, "ours_over_floor": rf, "ours_over_kazoo_floor": rk})
         ms2 = lambda s: f"{s['p50'] / 1000:.2f} / {s['p90'] / 1000:.2f}" if s else "–"
         ms1 = lambda s: f"{s['p50'] / 1000:.2f}" if s else "–"
-        w(f"| {zk} | {ms2(d)} | {ms1(c)} | {ms1(k)} | {ours['p50']:.0f} | {rf:.1f}× |" if ours and rf else f"| {zk} | {ms2(d)} | {ms1(c)} | {ms1(k)} | – | – |")
+        p50 = lambda s: f"{s['p50']:.0f}" if s else "–"
+        rr = f"{rf:.1f}×, {rk:.1f}×" if rf and rk else "–"
+        w(f"| {zk} | {ms2(d)} | {ms2(k)} | {ms1(c)} | {p50(gone)} | {p50(ours)} | {rr} |")
     if errors:
         w("")
         w("Errors: " + "; ".join(f"{e['zk']} M={e['agents']}: {e['error']}" for e in errors))
@@ -187,6 +222,7 @@ def plot(doc, failovers, baselines, zks, ms, out_dir, prefix):
             if s:
                 ax.axhline(s["p50"], color=color, linestyle=":", linewidth=1, label=f"{impl} election p50")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(f"leader {kind_name}")
         ax.set_xlabel("agents (M)")
         ax.grid(True, which="both", alpha=0.3)
@@ -210,7 +246,7 @@ def plot(doc, failovers, baselines, zks, ms, out_dir, prefix):
     for i, (kind, kind_name) in enumerate(KINDS):
         v = sorted(r["elected_ms"] for r in failovers if r["kind"] == kind and r.get("elected_ms") is not None)
         if v:
-            ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", color=f"C{i}", label=f"ours, {kind_name}")
+            ax.step(v, [(j + 1) / len(v) for j in range(len(v))], where="post", color=f"C{i}", label=f"ours (all M), {kind_name}")
         for impl, ls in (("kazoo", "--"), ("curator", ":")):
             b = sorted(r["elected_ms"] for r in baselines if r["kind"] == kind and r["impl"] == impl and r.get("elected_ms") is not None)
             if b:
@@ -229,6 +265,7 @@ def plot(doc, failovers, baselines, zks, ms, out_dir, prefix):
         f = sorted(r["first_offer_ms"] for r in failovers if r["agents"] == m and r.get("first_offer_ms") is not None)
         if f:
             ax.step(f, [(j + 1) / len(f) for j in range(len(f))], where="post", color=f"C{i}", linestyle="--", label=f"first offer (M={m})")
+    ax.set_xscale("log")
     ax.set_xlabel("ms from the fault (all kinds, both ZooKeeper setups)")
     ax.set_title("CDF: all agents re-registered / first offer")
     ax.grid(True, alpha=0.3)

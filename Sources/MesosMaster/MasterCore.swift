@@ -88,6 +88,8 @@ public struct MasterCore: Sendable {
     private var registry = Registry()
     private var nextToken = 0
     private var pendingWrites: [Int: PendingWrite] = [:]
+    /// Agents whose admission is being written to the registry.
+    private var admitting: Set<AgentID> = []
     private var agents: [AgentID: AgentRecord] = [:]
     private var agentByPID: [String: AgentID] = [:]
     private var removedPIDs: Set<String> = []
@@ -185,6 +187,7 @@ public struct MasterCore: Sendable {
     }
 
     private mutating func store(_ write: PendingWrite) -> [Effect] {
+        if case .admit(let id, _) = write { admitting.insert(id) }
         nextToken += 1
         pendingWrites[nextToken] = write
         return [.storeRegistry(registry, token: nextToken)]
@@ -198,6 +201,7 @@ public struct MasterCore: Sendable {
             reregisterDeadline = registry.admitted.isEmpty ? nil : now + configuration.agentReregisterTimeout
             return [.log(.info, "leading at epoch \(epoch) with \(registry.admitted.count) agent(s) expected to re-register")]
         case .admit(let id, let reregistered):
+            admitting.remove(id)
             guard var agent = agents[id] else { return [] }
             agent.active = true
             agent.lastPing = nil
@@ -321,13 +325,16 @@ public struct MasterCore: Sendable {
         for fw in m.frameworks {
             if let fid = fw.id, frameworks[fid] == nil { frameworks[fid] = FrameworkRecord(info: fw, pid: "", active: false) }
         }
+        // A retry while its admission is being written: the answer comes when it is stored.
+        if admitting.contains(id) { return [] }
         if let i = registry.admitted.firstIndex(where: { $0.info.id == id }) {
-            registry.admitted[i].info = stored
-            if wasActive { return completed(.admit(id, reregistered: true)) }
-            agents[id]!.active = false
-            return store(.admit(id, reregistered: true))  // keeps the stored pid current
+            // Already in the registry as it is (the usual case after a failover): nothing to write.
+            if wasActive || registry.admitted[i].info == stored { return completed(.admit(id, reregistered: true)) }
+            registry.admitted[i].info = stored  // e.g. a new pid: keep the registry current
+        } else {
+            registry.admitted.append(Registry.Agent(info: stored))
         }
-        registry.admitted.append(Registry.Agent(info: stored))
+        agents[id]!.active = false
         return store(.admit(id, reregistered: true))
     }
 
@@ -339,6 +346,7 @@ public struct MasterCore: Sendable {
         var stored = fw
         stored.id = id
         frameworks[id] = FrameworkRecord(info: stored, pid: from)
+        lastAllocation = nil  // offer to it on the next tick
         return [
             .send(.frameworkRegistered(FrameworkRegisteredMessage(frameworkID: id, masterInfo: info)), to: from),
             .log(.info, "framework \(id.value) (\(fw.name)) registered from \(from)"),
@@ -352,6 +360,7 @@ public struct MasterCore: Sendable {
         record.pid = from
         record.active = true
         frameworks[id] = record
+        lastAllocation = nil
         return [
             .send(.frameworkReregistered(FrameworkReregisteredMessage(frameworkID: id, masterInfo: info)), to: from),
             .log(.info, "framework \(id.value) (\(fw.name)) re-registered from \(from)"),
@@ -557,9 +566,9 @@ public struct MasterCore: Sendable {
 
     private mutating func allocateIfDue() -> [Effect] {
         if let last = lastAllocation, now - last < configuration.allocationInterval { return [] }
-        lastAllocation = now
         let candidates = frameworks.filter { $0.value.active && !$0.value.pid.isEmpty }.keys.sorted { $0.value < $1.value }
-        guard !candidates.isEmpty else { return [] }
+        guard !candidates.isEmpty else { return [] }  // the interval starts with the first real round
+        lastAllocation = now
         var effects: [Effect] = []
         for (agentID, agent) in agents.sorted(by: { $0.key.value < $1.key.value }) where agent.active {
             guard !offers.values.contains(where: { $0.agentID == agentID }) else { continue }

@@ -37,7 +37,10 @@ public actor MasterDaemon {
     private var contender: ZooKeeperLeaderContender?
     private var detector: ZooKeeperLeaderDetector?
     private var registryVersion: Int32?
-    private var writes: AsyncStream<(Registry, Int)>.Continuation?
+    /// Registry writes asked for while one is in flight: the next write stores the newest registry
+    /// and completes all of their tokens at once.
+    private var queuedWrites: (registry: Registry, tokens: [Int])?
+    private var writing = false
     private let exitCode = AsyncStream<Int32>.makeStream()
 
     public init(options: MasterOptions, logger: Logger) {
@@ -63,9 +66,6 @@ public actor MasterDaemon {
         logger[metadataKey: "pid"] = "\(pid)"
         logger.info("master started", metadata: ["zk": "\(options.zk.map { "\($0)" } ?? "none (standalone)")", "work_dir": "\(options.workDir)"])
 
-        let (writeStream, writeSink) = AsyncStream.makeStream(of: (Registry, Int).self)
-        writes = writeSink
-        Task.detached { for await (registry, token) in writeStream { await self.write(registry, token: token) } }
 
         let events = bus.events, clock = self.clock
         Task.detached { for await event in events { await self.busEvent(event) } }
@@ -160,7 +160,11 @@ public actor MasterDaemon {
         case .loadRegistry:
             Task { await self.loadRegistry() }
         case .storeRegistry(let registry, let token):
-            writes?.yield((registry, token))
+            queuedWrites = (registry, (queuedWrites?.tokens ?? []) + [token])
+            if !writing {
+                writing = true
+                Task { await self.drainWrites() }
+            }
         case .exit(let code, let reason):
             logger.critical("exiting: \(reason)")
             Task {
@@ -188,15 +192,26 @@ public actor MasterDaemon {
         }
     }
 
+    private func drainWrites() async {
+        while let (registry, tokens) = queuedWrites {
+            queuedWrites = nil
+            guard await write(registry) else { break }
+            for token in tokens { feed(.registryStored(token: token)) }
+        }
+        writing = false
+    }
+
     /// A registry write that only succeeds while our leader znode exists: a deposed leader
     /// (its session gone, its znode deleted) cannot overwrite its successor's registry.
-    private func write(_ registry: Registry, token: Int) async {
+    /// False when it failed (the master is then exiting).
+    private func write(_ registry: Registry) async -> Bool {
         guard let zk = options.zk, let session else {
             RegistryFile.write(registry, to: options.workDir)
-            return feed(.registryStored(token: token))
+            return true
         }
         guard let fence = await contender?.membershipPath else {
-            return feed(.candidacyLost(reason: "registry write without a membership znode"))
+            feed(.candidacyLost(reason: "registry write without a membership znode"))
+            return false
         }
         let path = zk.path + "/registry", bytes = registry.serializedBytes()
         for attempt in 0..<50 {
@@ -204,15 +219,17 @@ public actor MasterDaemon {
             do {
                 let results = try await session.multi([.check(fence, version: ZooKeeperSession.anyVersion), op])
                 if case .dataSet(let stat) = results.last { registryVersion = stat.version } else { registryVersion = 0 }
-                return feed(.registryStored(token: token))
+                return true
             } catch let error as ZooKeeperError where error.code == .connectionLoss || error.code == .operationTimeout {
                 logger.warning("registry write attempt \(attempt + 1) failed: \(error); retrying")
                 try? await Task.sleep(for: .milliseconds(200))
             } catch {
-                return feed(.candidacyLost(reason: "fenced registry write refused (\(error)): another master leads"))
+                feed(.candidacyLost(reason: "fenced registry write refused (\(error)): another master leads"))
+                return false
             }
         }
         feed(.candidacyLost(reason: "cannot write the registry"))
+        return false
     }
 }
 

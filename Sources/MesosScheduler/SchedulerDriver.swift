@@ -24,14 +24,18 @@ public actor SchedulerDriver {
     private var detector: (any MasterDetector)?
     private var tasks: [Task<Void, Never>] = []
 
+    /// - registrationBackoffFactor: the first (re)registration after a leader change waits a random
+    ///   time up to this (Mesos's driver uses 2 s), spreading many frameworks' re-registrations.
     /// - credential: for masters that require authentication; its principal becomes `framework.principal`.
     public init(
         framework: FrameworkInfo, master: String, implicitAcknowledgements: Bool = true, sessionTimeout: Duration = .seconds(10),
-        credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
+        registrationBackoffFactor: Duration = .seconds(2), credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
     ) {
         var framework = framework
         if let credential { framework.principal = credential.principal }
-        self.core = SchedulerCore(framework: framework, implicitAcknowledgements: implicitAcknowledgements, seed: UInt64.random(in: 0...UInt64.max))
+        self.core = SchedulerCore(
+            framework: framework, implicitAcknowledgements: implicitAcknowledgements, backoffFactor: registrationBackoffFactor,
+            seed: UInt64.random(in: 0...UInt64.max))
         self.master = master
         self.sessionTimeout = sessionTimeout
         self.logger = logger

@@ -22,6 +22,7 @@ struct ExampleFramework: AsyncParsableCommand {
     @Option(name: .customLong("zk_session_timeout")) var zkSessionTimeout = "10secs"
     @Option(name: .customLong("log_level")) var logLevel = "warning"
     @Option(help: "File with the framework's principal and secret, for masters that authenticate frameworks.") var credential: String?
+    @Option(name: .customLong("registration_backoff_factor"), help: "(Re)registration waits a random time up to this after a leader change.") var registrationBackoffFactor = "2secs"
 
     func run() async throws {
         try DaemonLogging.bootstrap(level: logLevel)
@@ -29,7 +30,9 @@ struct ExampleFramework: AsyncParsableCommand {
         let loaded = try credential.map { try CredentialsFile.load($0) }
         let driver = SchedulerDriver(
             framework: FrameworkInfo(user: ProcessInfo.processInfo.environment["USER"] ?? "root", name: name, failoverTimeout: 3600),
-            master: master, sessionTimeout: timeout, credential: loaded?.first, logger: Logger(label: "example-framework"))
+            master: master, sessionTimeout: timeout,
+            registrationBackoffFactor: MesosDuration(parsing: registrationBackoffFactor)?.duration ?? .seconds(2),
+            credential: loaded?.first, logger: Logger(label: "example-framework"))
         let signals = TerminationSignals { _ in Task { await driver.stop(); Foundation.exit(0) } }
         try await driver.start()
         var launched = 0

@@ -9,6 +9,7 @@ struct MasterHarness {
     var registry: Registry?
     var sent: [(Envelope.Payload, String)] = []
     var exited: String?
+    var registryWrites = 0
     var now: Duration = .zero
     let epoch: UInt64
 
@@ -31,7 +32,10 @@ struct MasterHarness {
                 switch effect {
                 case .send(let payload, let to): sent.append((payload, to))
                 case .loadRegistry: queue.append(.registryLoaded(registry))
-                case .storeRegistry(let r, let token): registry = r; queue.append(.registryStored(token: token))
+                case .storeRegistry(let r, let token):
+                    registry = r
+                    registryWrites += 1
+                    queue.append(.registryStored(token: token))
                 case .exit(_, let reason): exited = reason
                 case .log: break
                 }
@@ -145,7 +149,7 @@ struct MasterHarness {
     }
 
     @Test func failoverRebuildsTasksFromReregisteringAgents() {
-        let admitted = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 4)], id: AgentID(value: "old-S1"))
+        let admitted = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 4)], id: AgentID(value: "old-S1"), pid: MasterHarness.agentPID)
         var h = MasterHarness(registry: Registry(admitted: [Registry.Agent(info: admitted)], highestEpoch: 4))
         h.lead()
         let task = MesosTask(name: "t", taskID: TaskID(value: "t1"), frameworkID: FrameworkID(value: "f1"), agentID: AgentID(value: "old-S1"), state: .running, resources: [Resource(name: "cpus", scalar: 1)])
@@ -153,6 +157,7 @@ struct MasterHarness {
         let sent = h.take()
         #expect(sent.contains { if case .agentReregistered(let m) = $0.0 { m.agentID.value == "old-S1" } else { false } })
         #expect(h.core.knownTasks.map(\.taskID.value) == ["t1"])
+        #expect(h.registryWrites == 1, "only the epoch is written: the agent is in the registry as it is")
         // The framework re-registers and can kill the task it still has.
         h.message(.reregisterFramework(ReregisterFrameworkMessage(framework: FrameworkInfo(user: "u", name: "fw", id: FrameworkID(value: "f1")), failover: false)), from: MasterHarness.schedulerPID)
         _ = h.take()
