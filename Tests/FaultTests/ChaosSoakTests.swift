@@ -1,6 +1,7 @@
-// A bounded chaos soak: leader kills (SIGKILL and SIGTERM) and ZooKeeper member kills while a
-// framework runs tasks, with a supervisor restarting masters that exit. FAULT_SOAK_SECONDS sets
+// A bounded chaos soak: leader kills (SIGKILL and SIGTERM), ZooKeeper member kills and short
+// master->agent partitions while a framework runs tasks, with a supervisor restarting masters that exit. FAULT_SOAK_SECONDS sets
 // its length (default 60).
+import FaultProxy
 import Foundation
 import MesosHA
 import Testing
@@ -14,7 +15,16 @@ extension FaultTests {
 
         @Test func leaderAndZooKeeperChaosLosesNothing() async throws {
             try await withFaultCluster(.ensemble(size: 3)) { cluster in
-                try await cluster.start(masters: 3, agents: 2, tasks: 4)
+                try await cluster.start(masters: 3, agents: 0, tasks: 0)
+                // Agents behind proxies, for short partitions of the master's traffic to them.
+                var agentProxies: [FaultProxy] = []
+                for _ in 0..<2 {
+                    let (agent, proxy) = try cluster.startProxiedAgent()
+                    try await agent.waitForLog("registered with master@", timeout: .seconds(20))
+                    agentProxies.append(proxy)
+                }
+                let fw = try cluster.startFramework(tasks: 4)
+                try await fw.waitForLog("ALL_RUNNING 4", timeout: .seconds(30))
                 let tasks = cluster.allTaskPIDs
                 #expect(tasks.count == 4)
                 let seed = UInt64(ProcessInfo.processInfo.environment["FAULT_SOAK_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
@@ -24,7 +34,16 @@ extension FaultTests {
                 var actions: [String] = []
                 while ContinuousClock.now < end {
                     _ = try cluster.superviseMasters()
-                    switch Int.random(in: 0..<3, using: &generator) {
+                    switch Int.random(in: 0..<4, using: &generator) {
+                    case 3:
+                        // Shorter than the ping budget (3 × 500 ms): at most two pings are lost, so the
+                        // agent must not be removed.
+                        let i = Int.random(in: 0..<agentProxies.count, using: &generator)
+                        let cut = Int64.random(in: 200...700, using: &generator)
+                        agentProxies[i].blackhole()
+                        try await Task.sleep(for: .milliseconds(cut))
+                        agentProxies[i].heal()
+                        actions.append("master->agent\(i + 1) partitioned for \(cut) ms")
                     case 0, 1:
                         guard let (leader, record) = try? await cluster.leader() else { break }
                         let signal = Bool.random(using: &generator) ? SIGKILL : SIGTERM
