@@ -159,11 +159,14 @@ public struct MasterCore: Sendable {
         case .message(let envelope):
             return receive(envelope)
         case .linkBroken(let peer):
+            // Links are one-way: the scheduler may be fine and only have lost what we sent (a cut,
+            // a reset). Its offers may be lost, so they go back to the pool and are offered again on
+            // a new connection; the framework stays registered. (A scheduler that is gone costs one
+            // refused connection per allocation round until it re-registers or is torn down.)
             var effects: [Effect] = []
             for (id, fw) in frameworks where fw.active && endpoint(of: fw.pid) == peer {
-                frameworks[id]!.active = false
                 effects += rescindOffers { $0.frameworkID == id }
-                effects.append(.log(.info, "framework \(id.value) disconnected (\(fw.pid))"))
+                effects.append(.log(.info, "link to framework \(id.value) at \(fw.pid) broke; its offers are rescinded"))
             }
             return effects
         case .tick(let t):

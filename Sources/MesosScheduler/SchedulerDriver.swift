@@ -49,10 +49,12 @@ public actor SchedulerDriver {
     public var droppedMessages: [EpochGuard.DropReason: Int] { core.droppedMessages }
 
     /// Listens on `host:port` (0: any free port) for the master's messages and starts detection.
-    public func start(host: String = "127.0.0.1", port: Int = 0) async throws {
+    /// `advertisePort`: the port the master should use to reach us (behind a proxy or NAT).
+    public func start(host: String = "127.0.0.1", port: Int = 0, advertisePort: Int? = nil) async throws {
         let detector = try MasterDetectors.make(master: master, sessionTimeout: sessionTimeout, logger: logger)
         self.detector = detector
-        let pid = try await bus.start(name: "scheduler-\(UUID().uuidString.prefix(8).lowercased())", host: host, port: port)
+        let pid = try await bus.start(
+            name: "scheduler-\(UUID().uuidString.prefix(8).lowercased())", host: host, port: port, advertisePort: advertisePort)
         logger[metadataKey: "pid"] = "\(pid)"
         let events = bus.events, changes = detector.changes, clock = self.clock
         tasks.append(Task.detached {

@@ -22,6 +22,8 @@ struct ExampleFramework: AsyncParsableCommand {
     @Option(name: .customLong("zk_session_timeout")) var zkSessionTimeout = "10secs"
     @Option(name: .customLong("log_level")) var logLevel = "warning"
     @Option(help: "File with the framework's principal and secret, for masters that authenticate frameworks.") var credential: String?
+    @Option(help: "Port the scheduler listens on for the master (0: any free port).") var port = 0
+    @Option(name: .customLong("advertise_port"), help: "Port the master should use to reach the scheduler (default: --port).") var advertisePort: Int?
     @Option(name: .customLong("registration_backoff_factor"), help: "(Re)registration waits a random time up to this after a leader change.") var registrationBackoffFactor = "2secs"
 
     func run() async throws {
@@ -34,7 +36,7 @@ struct ExampleFramework: AsyncParsableCommand {
             registrationBackoffFactor: MesosDuration(parsing: registrationBackoffFactor)?.duration ?? .seconds(2),
             credential: loaded?.first, logger: Logger(label: "example-framework"))
         let signals = TerminationSignals { _ in Task { await driver.stop(); Foundation.exit(0) } }
-        try await driver.start()
+        try await driver.start(port: port, advertisePort: advertisePort)
         var launched = 0
         var states: [String: TaskState] = [:]
         func say(_ line: String) {

@@ -136,11 +136,11 @@ final class Cluster {
     }
 
     @discardableResult
-    func startFramework(tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1) throws -> Daemon {
+    func startFramework(tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1, extra: [String] = []) throws -> Daemon {
         let fw = try daemon("framework", "example-framework", [
             "--master", url, "--tasks", "\(tasks)", "--command", command, "--task_cpus", "\(taskCPUs)",
             "--zk_session_timeout", Knobs.sessionTimeoutFlag,
-        ])
+        ] + extra)
         framework = fw
         return fw
     }
@@ -165,6 +165,13 @@ final class Cluster {
         let port = try FaultProxy.freePort()
         let proxy = try proxy(to: port)
         return (try startAgent(master: master, port: port, advertisePort: proxy.port, extra: extra), proxy)
+    }
+
+    /// The framework reached by the master through a proxy (master -> scheduler traffic).
+    func startProxiedFramework(tasks: Int) throws -> (Daemon, FaultProxy) {
+        let port = try FaultProxy.freePort()
+        let proxy = try proxy(to: port)
+        return (try startFramework(tasks: tasks, extra: ["--port", "\(port)", "--advertise_port", "\(proxy.port)"]), proxy)
     }
 
     /// `zk://` through `proxy` (standalone ZooKeeper only).

@@ -185,5 +185,36 @@ extension FaultTests {
                 #expect(cluster.lostTaskLines.isEmpty, "\(cluster.lostTaskLines)")
             }
         }
+
+        @Test func masterToSchedulerCutLosesOffersButNotTheFramework() async throws {
+            try await withFaultCluster { cluster in
+                let master = try cluster.startMaster()
+                try await master.daemon.waitForLog("leading at epoch", timeout: .seconds(20))
+                try await cluster.startAgent().waitForLog("registered with master@", timeout: .seconds(20))
+                let (fw, toScheduler) = try cluster.startProxiedFramework(tasks: 2)
+                try await fw.waitForLog("ALL_RUNNING 2", timeout: .seconds(30))
+                let tasks = cluster.allTaskPIDs
+
+                // Offers and updates to the scheduler vanish for 2 s, then the connection is reset.
+                toScheduler.blackhole()
+                try await Task.sleep(for: .seconds(2))
+                toScheduler.heal()
+                // The master gives the possibly lost offers back and offers again on a new connection:
+                // a task launched now still runs.
+                let before = fw.lines.count
+                toScheduler.reset()
+                try await Task.sleep(for: .milliseconds(300))
+                toScheduler.heal()
+                try await Poll.until("offers reach the scheduler again", timeout: .seconds(15)) {
+                    master.daemon.lines.contains { $0.contains("rescind") } || fw.lines.count > before || toScheduler.statistics.accepted > 1
+                }
+                #expect(toScheduler.statistics.accepted > 1, "the master reconnected to the scheduler")
+                #expect(fw.isRunning && master.daemon.isRunning)
+                #expect(master.daemon.log.contains("offers are rescinded"), "the possibly lost offers went back to the pool")
+                #expect(cluster.allTaskPIDs == tasks)
+                #expect(cluster.deadTasks().isEmpty)
+                #expect(cluster.lostTaskLines.isEmpty, "\(cluster.lostTaskLines)")
+            }
+        }
     }
 }

@@ -320,3 +320,21 @@ struct MasterHarness {
         #expect(h.core.knownTasks.isEmpty)
     }
 }
+
+@Suite struct MasterFrameworkLinkTests {
+    @Test func aBrokenLinkRescindsOffersButKeepsTheFramework() {
+        var h = MasterHarness()
+        h.lead()
+        _ = h.registerFramework()
+        _ = h.registerAgent()
+        h.tick(.seconds(1))
+        #expect(h.core.outstandingOffers.count == 1)
+        for _ in 0..<5 {
+            h.feed(.linkBroken(peer: "127.0.0.1:6000"))
+            #expect(h.core.outstandingOffers.isEmpty, "offers that may be lost go back to the pool")
+            _ = h.take()
+            h.tick(.seconds(1))
+            #expect(h.take().contains { if case .resourceOffers = $0.0 { true } else { false } }, "offered again")
+        }
+    }
+}
