@@ -2,16 +2,9 @@ import Foundation
 import ArgumentParser
 import MesosDaemon
 
-extension MesosDuration: ExpressibleByArgument {
-    public init?(argument: String) { self.init(parsing: argument) }
-}
-
-/// Parses a flag value with a clear error naming the flag.
+/// Parses a duration flag with a clear error naming the flag.
 func duration(_ text: String, flag: String) throws -> Duration {
-    guard let d = MesosDuration(parsing: text), d.duration > .zero else {
-        throw ValidationError("--\(flag) must be a positive duration such as 500ms, 15secs or 10mins; got '\(text)'")
-    }
-    return d.duration
+    do { return try MesosDuration.flag(text, name: flag) } catch { throw ValidationError(error.description) }
 }
 
 /// Runs `body` until it returns an exit code, with SIGTERM/SIGINT routed to `terminate`.

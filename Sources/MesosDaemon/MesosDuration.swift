@@ -39,3 +39,13 @@ extension Double {
         self == rounded() ? String(Int(self)) : String(self)
     }
 }
+
+extension MesosDuration {
+    /// A positive duration flag, or an error naming the flag.
+    public static func flag(_ text: String, name: String) throws(DaemonError) -> Duration {
+        guard let d = MesosDuration(parsing: text), d.duration > .zero else {
+            throw DaemonError("--\(name) must be a positive duration such as 500ms, 15secs or 10mins; got '\(text)'")
+        }
+        return d.duration
+    }
+}

@@ -213,7 +213,7 @@ public struct MasterCore: Sendable {
                 ? .agentReregistered(AgentReregisteredMessage(agentID: id, master: info))
                 : .agentRegistered(AgentRegisteredMessage(agentID: id, master: info))
             return [.send(payload, to: agent.pid), .log(.info, "agent \(id.value) at \(agent.pid) \(reregistered ? "re-registered" : "registered")")]
-                + pingDue()
+                + checkAgents()  // its first ping now
         case .remove(let id, let reason):
             return removed(id, reason: reason)
         case .expireUnreregistered(let ids):
@@ -495,8 +495,6 @@ public struct MasterCore: Sendable {
     }
 
     // MARK: Agents' health
-
-    private mutating func pingDue() -> [Effect] { checkAgents() }
 
     private mutating func checkAgents() -> [Effect] {
         var effects: [Effect] = []

@@ -36,10 +36,7 @@ struct AgentSwarm: AsyncParsableCommand {
     func run() async throws {
         guard let resources = Resources(parsing: resources), !resources.isEmpty else { throw ValidationError("bad --resources") }
         guard let threshold = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("bad --log_level") }
-        func duration(_ text: String, _ flag: String) throws -> Duration {
-            guard let d = MesosDuration(parsing: text) else { throw ValidationError("--\(flag): not a duration: \(text)") }
-            return d.duration
-        }
+        func duration(_ text: String, _ flag: String) throws -> Duration { try MesosDuration.flag(text, name: flag) }
         let sessionTimeout = try duration(zkSessionTimeout, "zk_session_timeout")
         let backoff = try duration(registrationBackoffFactor, "registration_backoff_factor")
         let retry = try duration(statusUpdateRetryInterval, "status_update_retry_interval")

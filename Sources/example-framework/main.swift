@@ -28,12 +28,12 @@ struct ExampleFramework: AsyncParsableCommand {
 
     func run() async throws {
         try DaemonLogging.bootstrap(level: logLevel)
-        let timeout = MesosDuration(parsing: zkSessionTimeout)?.duration ?? .seconds(10)
+        let timeout = try MesosDuration.flag(zkSessionTimeout, name: "zk_session_timeout")
         let loaded = try credential.map { try CredentialsFile.load($0) }
         let driver = SchedulerDriver(
             framework: FrameworkInfo(user: ProcessInfo.processInfo.environment["USER"] ?? "root", name: name, failoverTimeout: 3600),
             master: master, sessionTimeout: timeout,
-            registrationBackoffFactor: MesosDuration(parsing: registrationBackoffFactor)?.duration ?? .seconds(2),
+            registrationBackoffFactor: try MesosDuration.flag(registrationBackoffFactor, name: "registration_backoff_factor"),
             credential: loaded?.first, logger: Logger(label: "example-framework"))
         let signals = TerminationSignals { _ in Task { await driver.stop(); Foundation.exit(0) } }
         try await driver.start(port: port, advertisePort: advertisePort)

@@ -25,8 +25,8 @@ struct CommonOptions: ParsableArguments {
 
     func detector() throws -> any MasterDetector {
         try DaemonLogging.bootstrap(level: logLevel)
-        guard let timeout = MesosDuration(parsing: sessionTimeout) else { throw ValidationError("bad --zk_session_timeout '\(sessionTimeout)'") }
-        return try MasterDetectors.make(master: master, sessionTimeout: timeout.duration, logger: Logger(label: "mesosctl"))
+        let timeout = try MesosDuration.flag(sessionTimeout, name: "zk_session_timeout")
+        return try MasterDetectors.make(master: master, sessionTimeout: timeout, logger: Logger(label: "mesosctl"))
     }
 }
 
@@ -43,7 +43,7 @@ struct LeaderCommand: AsyncParsableCommand {
 
     func run() async throws {
         let detector = try common.detector()
-        let wait = MesosDuration(parsing: timeout)?.duration ?? .seconds(5)
+        let wait = try MesosDuration.flag(timeout, name: "timeout")
         await detector.start()
         let found = await withTaskGroup(of: Leader?.self) { group in
             group.addTask { for await l in detector.changes where l != nil { return l }; return nil }
@@ -86,9 +86,9 @@ struct ContendCommand: AsyncParsableCommand {
     func run() async throws {
         try DaemonLogging.bootstrap(level: logLevel)
         let url = try ZooKeeperURL(parsing: zk)
-        guard let timeout = MesosDuration(parsing: sessionTimeout) else { throw ValidationError("bad --zk_session_timeout") }
+        let timeout = try MesosDuration.flag(sessionTimeout, name: "zk_session_timeout")
         let logger = Logger(label: "mesosctl.contend")
-        let session = ZooKeeperSession(url: url, sessionTimeout: timeout.duration, logger: logger)
+        let session = ZooKeeperSession(url: url, sessionTimeout: timeout, logger: logger)
         var info = MasterInfo(id: id, ip: MasterInfoJSON.packedIPv4("127.0.0.1")!, port: 5050)
         info.pid = "\(id)@127.0.0.1:5050"
         info.hostname = "localhost"
