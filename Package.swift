@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "TestSupport", "ZooKeeper"]),
         .target(name: "ZooKeeper", dependencies: ["CZooKeeper", .product(name: "Logging", package: "swift-log")]),
         // Helpers for test targets: throw-away ZooKeeper servers, polling.
-        .target(name: "TestSupport", dependencies: ["MesosDaemon"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MesosDaemon", "FaultProxy"], path: "Tests/TestSupport"),
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),

@@ -9,7 +9,7 @@ import Foundation
 import MesosBus
 import MesosWire
 import Testing
-import TestSupport
+@testable import TestSupport
 
 #if canImport(Glibc)
 import Glibc

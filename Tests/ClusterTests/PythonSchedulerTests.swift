@@ -6,7 +6,7 @@
 // It cleans up everything it started, also on SIGTERM; its last line is "N passed, M failed".
 import Foundation
 import Testing
-import TestSupport
+@testable import TestSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -5,7 +5,7 @@ import FaultProxy
 import Foundation
 import MesosHA
 import Testing
-import TestSupport
+@testable import TestSupport
 
 extension FaultTests {
     @Suite struct ChaosSoakTests {
@@ -14,7 +14,7 @@ extension FaultTests {
         }
 
         @Test func leaderAndZooKeeperChaosLosesNothing() async throws {
-            try await withFaultCluster(.ensemble(size: 3)) { cluster in
+            try await withCluster(.ensemble(size: 3)) { cluster in
                 try await cluster.start(masters: 3, agents: 0, tasks: 0)
                 // Agents behind proxies, for short partitions of the master's traffic to them.
                 var agentProxies: [FaultProxy] = []

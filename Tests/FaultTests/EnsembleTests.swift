@@ -1,12 +1,12 @@
 // A 3-server ZooKeeper ensemble losing one member during traffic, and losing its quorum.
 import Foundation
 import Testing
-import TestSupport
+@testable import TestSupport
 
 extension FaultTests {
     @Suite struct EnsembleTests {
         @Test func memberKilledAndRestartedWhileTasksLaunchLosesNothing() async throws {
-            try await withFaultCluster(.ensemble(size: 3)) { cluster in
+            try await withCluster(.ensemble(size: 3)) { cluster in
                 try await cluster.start(masters: 2, agents: 2, tasks: 0)
                 let (leader, record) = try await cluster.leader()
                 let member = cluster.zooKeeperMember(of: leader.daemon) ?? 1
@@ -27,7 +27,7 @@ extension FaultTests {
         }
 
         @Test func quorumLostThenRestoredRecoversWithSupervisedMasters() async throws {
-            try await withFaultCluster(.ensemble(size: 3)) { cluster in
+            try await withCluster(.ensemble(size: 3)) { cluster in
                 try await cluster.start(masters: 2, agents: 1, tasks: 2)
                 let (_, oldLeader) = try await cluster.leader()
                 let agent = cluster.agents[0]

@@ -3,7 +3,7 @@
 import FaultProxy
 import Foundation
 import Testing
-import TestSupport
+@testable import TestSupport
 
 /// The master's removal budget: `max_agent_ping_timeouts` pings, `agent_ping_timeout` apart.
 let pingBudget = Knobs.agentPingTimeout * Knobs.maxAgentPingTimeouts
@@ -50,7 +50,7 @@ extension FaultTests {
         }
 
         @Test func agentMasterCutBothWaysRemovesTheAgent() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let c = try await proxiedCluster(cluster)
                 let cut = ContinuousClock.now
                 c.toMaster.blackhole()
@@ -61,7 +61,7 @@ extension FaultTests {
         }
 
         @Test func pingsNeverArriveRemovesTheAgent() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let c = try await proxiedCluster(cluster)
                 let cut = ContinuousClock.now
                 c.toAgent.blackhole(.clientToServer)  // master -> agent
@@ -71,7 +71,7 @@ extension FaultTests {
         }
 
         @Test func pongsNeverArriveRemovesTheAgent() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let c = try await proxiedCluster(cluster)
                 let cut = ContinuousClock.now
                 // agent -> master (the framework's calls to the master share this proxy; it only gets updates here).
@@ -82,7 +82,7 @@ extension FaultTests {
         }
 
         @Test func agentCutFromZooKeeperIsMasterlessThenReregistersWithItsTasks() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let master = try cluster.startMaster(extra: longPingBudget)
                 try await master.daemon.waitForLog("leading at epoch", timeout: .seconds(20))
                 let zkProxy = try cluster.zooKeeperProxy()
@@ -119,7 +119,7 @@ extension FaultTests {
         }
 
         @Test func leaderCutFromZooKeeperIsReplacedAndCommitsSuicide() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let zkProxy = try cluster.zooKeeperProxy()
                 let old = try cluster.startMaster(zk: cluster.url(through: zkProxy))
                 try await old.daemon.waitForLog("leading at epoch", timeout: .seconds(20))
@@ -152,7 +152,7 @@ extension FaultTests {
         }
 
         @Test func schedulerCutFromTheMasterKeepsItsTasks() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 // Frameworks and agents both reach the master through its proxy: the ping budget is
                 // made longer than the cut so that only the scheduler's side matters here.
                 let (master, toMaster) = try cluster.startProxiedMaster(extra: longPingBudget)
@@ -187,7 +187,7 @@ extension FaultTests {
         }
 
         @Test func masterToSchedulerCutLosesOffersButNotTheFramework() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let master = try cluster.startMaster()
                 try await master.daemon.waitForLog("leading at epoch", timeout: .seconds(20))
                 try await cluster.startAgent().waitForLog("registered with master@", timeout: .seconds(20))

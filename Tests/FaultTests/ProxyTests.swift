@@ -2,6 +2,7 @@
 import FaultProxy
 import Foundation
 import Testing
+@testable import TestSupport
 
 #if canImport(Glibc)
 import Glibc

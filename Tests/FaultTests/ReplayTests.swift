@@ -4,7 +4,7 @@ import MesosBus
 import MesosWire
 import Synchronization
 import Testing
-import TestSupport
+@testable import TestSupport
 
 final class Inbox: Sendable {
     private let envelopes = Mutex<[Envelope]>([])
@@ -15,7 +15,7 @@ final class Inbox: Sendable {
 extension FaultTests {
     @Suite struct ReplayTests {
         @Test func replayedStaleAndWrongTypeFramesLeaveTheMasterServing() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 try await cluster.start(masters: 1, agents: 1, tasks: 2)
                 let (leader, record) = try await cluster.leader()
                 let masterPID = try #require(PID(record.pid))

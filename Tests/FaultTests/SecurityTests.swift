@@ -2,12 +2,12 @@
 // that prove their secret; the others are refused with a clear reason; no secret reaches a log.
 import Foundation
 import Testing
-import TestSupport
+@testable import TestSupport
 
 extension FaultTests {
     @Suite struct SecurityTests {
         @Test func onlyAuthenticatedAgentsAndFrameworksAreServed() async throws {
-            try await withFaultCluster { cluster in
+            try await withCluster { cluster in
                 let dir = cluster.directory
                 let secrets = ["agent-secret-1111", "framework-secret-2222"]
                 let credentials = dir.appending(path: "credentials.json")

@@ -1,6 +1,5 @@
-// (Copied from Tests/ClusterTests/ClusterHarness.swift, with hooks for fault proxies: ports and
-// advertised ports, other ZooKeeper/master URLs per process, extra flags.)
-// A whole cluster of real processes for the FaultTests: a throw-away ZooKeeper, N mesos-master,
+// A whole cluster of real processes for the ClusterTests and FaultTests (with hooks for fault
+// proxies: ports and advertised ports, other ZooKeeper/master URLs per process, extra flags): a throw-away ZooKeeper, N mesos-master,
 // M mesos-agent and an example-framework, all on loopback with short timeouts. Everything it
 // starts dies with it (also when a test throws): daemons, and the agents' task process groups,
 // which outlive a killed agent.
@@ -10,7 +9,6 @@
 import Foundation
 import Testing
 import FaultProxy
-import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +27,7 @@ enum Knobs {
 }
 
 func report(_ text: String) {
-    print("[fault] \(text)")
+    print("[cluster] \(text)")
     fflush(nil)
 }
 
@@ -72,7 +70,7 @@ final class Cluster {
     init(zk: ZooKeeperServer, name: String) throws {
         self.zk = zk
         let safe = String(name.prefix { $0 != "(" }.map { $0.isLetter || $0.isNumber ? $0 : "-" })
-        directory = FileManager.default.temporaryDirectory.appending(path: "fault-tests/\(safe)")
+        directory = FileManager.default.temporaryDirectory.appending(path: "cluster-tests/\(safe)")
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
@@ -396,7 +394,7 @@ func field(_ line: String, after prefix: String) throws -> String {
 
 /// Runs `body` with a fresh ZooKeeper (`topology`) and an empty cluster on it; tears both down
 /// afterwards, also when `body` throws (then every log's tail is printed).
-func withFaultCluster<T>(
+func withCluster<T>(
     _ topology: ZooKeeperServer.Topology = .standalone, name: String = #function,
     isolation: isolated (any Actor)? = #isolation,
     _ body: (Cluster) async throws -> T
