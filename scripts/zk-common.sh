@@ -39,19 +39,6 @@ close_inherited_fds() {
   return 0
 }
 
-now_ms() { date +%s%3N; }
-
-# The server must not keep descriptors of whoever ran this script: a launcher that waits for EOF on a
-# pipe or socket it handed us (Foundation's Process detects child exit that way) would wait for the
-# server to exit. Called in the subshell that then execs java.
-close_inherited_fds() {
-  local fd
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-  done
-  return 0
-}
 
 # The server must not keep descriptors of whoever ran this script: a launcher that waits for EOF on a
 # pipe or socket it handed us (Foundation's Process detects child exit that way) would wait for the
@@ -88,4 +75,23 @@ stop_pids() {  # signal all pids (ZK_STOP_SIGNAL: TERM ~0.35 s, KILL ~15 ms), wa
     [ "$alive" -eq 0 ] && return 0; sleep 0.05
   done
   for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
+}
+
+# zoo_cfg DATADIR PORT TICK [SERVER_LINES]: the configuration of one server (tickTime 100 ms lets
+# tests use sessions of 200 ms and up; forceSync off: throw-away data).
+zoo_cfg() {
+  cat <<EOF
+tickTime=$3
+initLimit=50
+syncLimit=20
+dataDir=$1
+clientPort=$2
+clientPortAddress=127.0.0.1
+minSessionTimeout=$(($3 * 2))
+maxSessionTimeout=60000
+forceSync=no
+admin.enableServer=false
+4lw.commands.whitelist=*
+${4:-}
+EOF
 }

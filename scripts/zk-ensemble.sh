@@ -42,20 +42,7 @@ configure() {  # configure DIR N TICK: ports, zoo.cfg and myid for every server,
   for i in $(seq 1 "$n"); do
     local d="$dir/zk$i" cp; cp=$(awk -v i="$i" '$1==i{print $2}' "$dir/ports")
     mkdir -p "$d/data"; echo "$i" > "$d/data/myid"
-    cat > "$d/zoo.cfg" <<EOF
-tickTime=$tick
-initLimit=50
-syncLimit=20
-dataDir=$d/data
-clientPort=$cp
-clientPortAddress=127.0.0.1
-minSessionTimeout=$((tick * 2))
-maxSessionTimeout=60000
-forceSync=no
-admin.enableServer=false
-4lw.commands.whitelist=*
-${servers}
-EOF
+    zoo_cfg "$d/data" "$cp" "$tick" "$servers" > "$d/zoo.cfg"
   done
   echo "$connect" > "$dir/connect"
 }

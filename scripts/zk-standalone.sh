@@ -29,19 +29,7 @@ start() {
     port=$(sed -n 's/^clientPort=//p' "$dir/zoo.cfg")
   else
     port="${ZK_PORT:-$(free_ports 1)}"
-    cat > "$dir/zoo.cfg" <<EOF
-tickTime=$tick
-initLimit=50
-syncLimit=20
-dataDir=$dir/data
-clientPort=$port
-clientPortAddress=127.0.0.1
-minSessionTimeout=$((tick * 2))
-maxSessionTimeout=60000
-forceSync=no
-admin.enableServer=false
-4lw.commands.whitelist=*
-EOF
+    zoo_cfg "$dir/data" "$port" "$tick" > "$dir/zoo.cfg"
   fi
   local t0; t0=$(now_ms)
   (close_inherited_fds; exec nohup "$JAVA" -Xms32m -Xmx"${ZK_HEAP:-256m}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
