@@ -67,16 +67,6 @@ stop_pids() {  # signal all pids (ZK_STOP_SIGNAL: TERM ~0.35 s, KILL ~15 ms), wa
   for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
-stop_pids() {  # signal all pids (ZK_STOP_SIGNAL: TERM ~0.35 s, KILL ~15 ms), wait <=10 s, then KILL
-  local pid i alive
-  for pid in "$@"; do kill -"${ZK_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null || true; done
-  for i in $(seq 200); do
-    alive=0; for pid in "$@"; do alive "$pid" && alive=1; done
-    [ "$alive" -eq 0 ] && return 0; sleep 0.05
-  done
-  for pid in "$@"; do kill -9 "$pid" 2>/dev/null || true; done
-}
-
 # zoo_cfg DATADIR PORT TICK [SERVER_LINES]: the configuration of one server (tickTime 100 ms lets
 # tests use sessions of 200 ms and up; forceSync off: throw-away data).
 zoo_cfg() {
