@@ -40,18 +40,6 @@ close_inherited_fds() {
 }
 
 
-# The server must not keep descriptors of whoever ran this script: a launcher that waits for EOF on a
-# pipe or socket it handed us (Foundation's Process detects child exit that way) would wait for the
-# server to exit. Called in the subshell that then execs java.
-close_inherited_fds() {
-  local fd
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-  done
-  return 0
-}
-
 # A killed server is an orphan (parent = init); a slow-reaping init leaves it as a zombie for a
 # while, and `kill -0` succeeds on zombies, so test the process state instead.
 # State letter from /proc/PID/stat (no procps needed): empty = gone, Z = zombie.
