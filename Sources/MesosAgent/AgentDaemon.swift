@@ -65,12 +65,7 @@ public actor AgentDaemon {
         let events = bus.events, clock = self.clock, changes = detector.changes
         Task.detached { for await event in events { await self.busEvent(event) } }
         Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } }
-        Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                await self.feed(.tick(now: clock.now))
-            }
-        }
+        clock.ticks { await self.feed(.tick(now: $0)) }
         await detector.start()
         for await code in exitCode.stream { return code }
         return 1

@@ -69,12 +69,7 @@ public actor MasterDaemon {
 
         let events = bus.events, clock = self.clock
         Task.detached { for await event in events { await self.busEvent(event) } }
-        Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                await self.feed(.tick(now: clock.now))
-            }
-        }
+        clock.ticks { await self.feed(.tick(now: $0)) }
 
         if let zk = options.zk {
             try await joinGroup(zk, info: info)

@@ -65,12 +65,7 @@ public actor SchedulerDriver {
             }
         })
         tasks.append(Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } })
-        tasks.append(Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                await self.feed(.tick(now: clock.now))
-            }
-        })
+        tasks.append(clock.ticks { await self.feed(.tick(now: $0)) })
         await detector.start()
     }
 
