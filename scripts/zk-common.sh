@@ -5,17 +5,23 @@ ZK_CP="/usr/share/java/zookeeper.jar"            # its MANIFEST Class-Path pulls
 [ -r /usr/share/java/slf4j-simple.jar ] && ZK_CP="$ZK_CP:/usr/share/java/slf4j-simple.jar"
 JAVA="${JAVA:-java}"
 
+# Ports come from below the kernel's ephemeral range (32768+): between our check and the server's
+# bind, no outgoing connection can be handed the port (parallel tests make many).
 free_ports() {  # free_ports COUNT -> COUNT distinct free loopback ports, one per line
   python3 - "$1" 2>/dev/null <<'EOF' && return
-import socket, sys
+import random, socket, sys
 socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)   # keep open => distinct
+while len(socks) < int(sys.argv[1]):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randint(10000, 32000))); socks.append(s)   # keep open => distinct
+    except OSError:
+        s.close()
 for s in socks: print(s.getsockname()[1])
 EOF
   local n=0 p seen=" "
   while [ "$n" -lt "$1" ]; do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     case "$seen" in *" $p "*) continue ;; esac
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
     seen="$seen$p "; echo "$p"; n=$((n + 1))

@@ -17,16 +17,22 @@ public final class ZooKeeperServer: Sendable {
     public let directory: URL
 
     /// Starts the servers and returns once every one of them serves clients.
+    /// A start that fails (another process took a chosen port between the check and the bind) is
+    /// tried again on fresh ports, up to three times.
     public static func start(_ topology: Topology = .standalone) async throws -> ZooKeeperServer {
-        let directory = FileManager.default.temporaryDirectory.appending(path: "zk-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        do {
-            let connectString = try await runScript(for: topology, in: directory, "start")
-            return ZooKeeperServer(topology: topology, connectString: connectString, directory: directory)
-        } catch {
-            Self.killAndWait(pidFiles(topology: topology, directory: directory))
-            try? FileManager.default.removeItem(at: directory)
-            throw error
+        var attempt = 1
+        while true {
+            let directory = FileManager.default.temporaryDirectory.appending(path: "zk-test-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            do {
+                let connectString = try await runScript(for: topology, in: directory, "start")
+                return ZooKeeperServer(topology: topology, connectString: connectString, directory: directory)
+            } catch {
+                Self.killAndWait(pidFiles(topology: topology, directory: directory))
+                try? FileManager.default.removeItem(at: directory)
+                guard attempt < 3 else { throw error }
+                attempt += 1
+            }
         }
     }
 
