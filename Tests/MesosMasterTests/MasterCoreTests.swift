@@ -82,6 +82,16 @@ struct MasterHarness {
     }
 }
 
+extension MasterConfiguration {
+    /// Pings every second; removal after `maxTimeouts` unanswered ones.
+    static func pingingEverySecond(maxTimeouts: Int) -> MasterConfiguration {
+        var config = MasterConfiguration()
+        config.agentPingTimeout = .seconds(1)
+        config.maxAgentPingTimeouts = maxTimeouts
+        return config
+    }
+}
+
 @Suite struct MasterLeadershipTests {
     @Test func standbyAnswersEverythingWithAHintToTheLeader() {
         var h = MasterHarness()
@@ -166,10 +176,7 @@ struct MasterHarness {
     }
 
     @Test func agentMissingPingsIsRemovedAfterTheConfiguredCount() {
-        var config = MasterConfiguration()
-        config.agentPingTimeout = .seconds(1)
-        config.maxAgentPingTimeouts = 3
-        var h = MasterHarness(configuration: config)
+        var h = MasterHarness(configuration: .pingingEverySecond(maxTimeouts: 3))
         h.lead()
         let agent = h.registerAgent()
         h.answerPings()
@@ -189,19 +196,15 @@ struct MasterHarness {
     }
 
     @Test func removedAgentGetsShutdownForAnyMessageAndCannotReregister() {
-        var config = MasterConfiguration()
-        config.agentPingTimeout = .seconds(1)
-        config.maxAgentPingTimeouts = 1
-        var h = MasterHarness(configuration: config)
+        var h = MasterHarness(configuration: .pingingEverySecond(maxTimeouts: 1))
         h.lead()
-        let fw = h.registerFramework()
+        _ = h.registerFramework()
         let agent = h.registerAgent()
         h.tick(.seconds(1))  // ping (and an offer)
         h.tick(.seconds(1))  // no pong: removed
         let removal = h.take()
         #expect(removal.contains { if case .shutdown = $0.0 { $0.1 == MasterHarness.agentPID } else { false } })
         #expect(removal.contains { if case .lostAgent(let m) = $0.0 { m.agentID == agent && $0.1 == MasterHarness.schedulerPID } else { false } })
-        _ = fw
         h.message(.pong(PongAgentMessage()), from: MasterHarness.agentPID)
         guard case .shutdown? = h.take().first?.0 else { Issue.record("no shutdown for a late pong"); return }
         h.message(.reregisterAgent(ReregisterAgentMessage(agent: AgentInfo(hostname: "h", id: agent))), from: "slave(1)@127.0.0.1:7777")
@@ -210,10 +213,7 @@ struct MasterHarness {
     }
 
     @Test func lostTasksAreReportedToTheirFramework() {
-        var config = MasterConfiguration()
-        config.agentPingTimeout = .seconds(1)
-        config.maxAgentPingTimeouts = 1
-        var h = MasterHarness(configuration: config)
+        var h = MasterHarness(configuration: .pingingEverySecond(maxTimeouts: 1))
         h.lead()
         let fw = h.registerFramework()
         let agent = h.registerAgent()
