@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "MesosWire", targets: ["MesosWire"]),
         .library(name: "MesosBus", targets: ["MesosBus"]),
         .library(name: "ZooKeeper", targets: ["ZooKeeper"]),
+        .library(name: "MesosCore", targets: ["MesosCore"]),
         .library(name: "MesosHA", targets: ["MesosHA"]),
     ],
     dependencies: [
@@ -23,6 +24,9 @@ let package = Package(
         // protoc-c output, committed; regenerate with scripts/gen-proto.
         .target(name: "MesosProtoC", path: "Sources/MesosProtoC", linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(name: "MesosWire", dependencies: ["MesosProtoC"]),
+        // Every pure state machine (no NIO, no ZooKeeper, no clocks, no logging): MesosWire only.
+        .target(name: "MesosCore", dependencies: ["MesosWire"]),
+        .testTarget(name: "MesosCoreTests", dependencies: ["MesosCore"]),
         .target(
             name: "MesosBus",
             dependencies: [
@@ -40,31 +44,32 @@ let package = Package(
             ],
             path: "Benchmarks/BusBench"),
         .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
-        .testTarget(name: "MesosBusTests", dependencies: ["MesosBus"]),
+        .testTarget(name: "MesosBusTests", dependencies: ["MesosBus", "TestSupport"]),
+        // ZooKeeper shells of the contender and detector cores, and the registry stores.
         .target(
             name: "MesosHA",
-            dependencies: ["MesosWire", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
-        // Flags, logging and signals shared by the daemons and tools.
+            dependencies: ["MesosCore", "MesosWire", "MesosDaemon", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
+        // What the daemons' shells share: the bus runtime (set-up, effects, exit codes), milestone
+        // logging, the clock, flags, signals, processes.
         .target(
             name: "MesosDaemon",
-            dependencies: ["MesosWire", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["MesosCore", "MesosWire", "MesosBus", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "mesosctl",
             dependencies: [
-                "MesosHA", "MesosDaemon", "ZooKeeper",
+                "MesosCore", "MesosHA", "MesosDaemon", "ZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(
             name: "MesosMaster",
-            dependencies: ["MesosHA", "MesosWire", "MesosBus", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "MesosMasterTests", dependencies: ["MesosMaster", "MesosDaemon"]),
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands"]),
         .target(
             name: "MesosAgent",
-            dependencies: ["MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "MesosScheduler",
-            dependencies: ["MesosHA", "MesosWire", "MesosBus", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "MesosSchedulerTests", dependencies: ["MesosScheduler"]),
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "MesosCommands",
             dependencies: [
@@ -76,30 +81,29 @@ let package = Package(
         .executableTarget(name: "mesos-slave", dependencies: ["MesosCommands"]),
         .executableTarget(
             name: "example-framework",
-            dependencies: ["MesosScheduler", "MesosBus", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "MesosAgentTests", dependencies: ["MesosAgent"]),
-        .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "TestSupport", "ZooKeeper"]),
-        .target(name: "ZooKeeper", dependencies: ["CZooKeeper", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["MesosScheduler", "MesosCore", "MesosBus", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "MesosCore", "TestSupport", "ZooKeeper"]),
+        .target(name: "ZooKeeper", dependencies: ["CZooKeeper", "MesosCore", "MesosWire", .product(name: "Logging", package: "swift-log")]),
         // Helpers for test targets: throw-away ZooKeeper servers, polling.
         .target(name: "TestSupport", dependencies: ["MesosDaemon", "FaultProxy"], path: "Tests/TestSupport"),
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosHA", "MesosBus"]),
+        .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosCore", "MesosHA", "MesosBus"]),
         // Fault injection (issue 6): a TCP proxy that passes, delays, blackholes or resets, and the partition tests.
         .target(name: "FaultProxy"),
-        .testTarget(name: "FaultTests", dependencies: ["FaultProxy", "TestSupport", "MesosWire", "MesosBus", "MesosHA"]),
+        .testTarget(name: "FaultTests", dependencies: ["FaultProxy", "TestSupport", "MesosWire", "MesosCore", "MesosBus", "MesosHA"]),
         // Failover benchmark (Benchmarks/failover-bench.sh): many agents in one process, and the harness.
         .executableTarget(
             name: "agent-swarm",
             dependencies: [
-                "MesosAgent", "MesosDaemon", "MesosWire", .product(name: "Logging", package: "swift-log"),
+                "MesosAgent", "MesosCore", "MesosDaemon", "MesosWire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "failover-bench",
             dependencies: [
-                "MesosScheduler", "MesosHA", "MesosDaemon", "MesosWire", "ZooKeeper", .product(name: "Logging", package: "swift-log"),
+                "MesosScheduler", "MesosCore", "MesosHA", "MesosDaemon", "MesosWire", "ZooKeeper", "FaultProxy", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/Failover/Harness"),
@@ -110,6 +114,6 @@ let package = Package(
 if ProcessInfo.processInfo.environment["MESOS_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
-            name: "frame-fuzz", dependencies: ["MesosWire", "MesosHA"], path: "Fuzz/FrameFuzz",
+            name: "frame-fuzz", dependencies: ["MesosWire", "MesosCore"], path: "Fuzz/FrameFuzz",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
 }

@@ -30,6 +30,8 @@ SWIFT_SCALAR = {
 ACRONYMS = {"id": "ID", "ids": "IDs", "uuid": "UUID", "pid": "PID", "pids": "PIDs", "ip": "IP"}
 # Swift names that must not shadow the standard library (`Task` is Swift concurrency's).
 SWIFT_RENAMES = {"Task": "MesosTask"}
+# Nested names Swift reserves (`X.Type` is the metatype): FrameworkInfo.Capability.Type -> .Kind.
+SWIFT_NESTED_RENAMES = {"Type": "Kind"}
 SWIFT_KEYWORDS = {"default", "case", "class", "struct", "enum", "protocol", "func", "var", "let", "in", "is", "as"}
 
 
@@ -101,7 +103,7 @@ class Gen:
         return self.c_prefix(path).upper()
 
     def swift_type(self, path):
-        return ".".join(SWIFT_RENAMES.get(p, p) if i == 0 else p for i, p in enumerate(path))
+        return ".".join(SWIFT_RENAMES.get(p, p) if i == 0 else SWIFT_NESTED_RENAMES.get(p, p) for i, p in enumerate(path))
 
     def need(self, symbol):
         if not re.search(r"\b" + re.escape(symbol) + r"\b", self.header):
@@ -175,7 +177,7 @@ class Gen:
 
     def emit_enum_decl(self, path, e, indent, out):
         names = [v.name for v in e.value]
-        out.append(f"{indent}public enum {path[-1]}: Int32, Sendable, Hashable, CaseIterable {{")
+        out.append(f"{indent}public enum {self.swift_type(path).split('.')[-1]}: Int32, Sendable, Hashable, CaseIterable {{")
         for v in e.value:
             out.append(f"{indent}    case {swift_case(names, v.name)} = {v.number}")
         out.append("")
@@ -206,6 +208,14 @@ class Gen:
             out.append(f"{indent}    public enum {tn}: Sendable, Hashable {{")
             for f in fs:
                 out.append(f"{indent}        case {swift_field(f.name)}({self.swift_type(self.ref(f)[1])})")
+            out.append("")
+            out.append(f"{indent}        /// The field's name in the .proto (logs, refusals, metrics).")
+            out.append(f"{indent}        public var kind: String {{")
+            out.append(f"{indent}            switch self {{")
+            for f in fs:
+                out.append(f"{indent}            case .{swift_field(f.name).strip('`')}: \"{f.name}\"")
+            out.append(f"{indent}            }}")
+            out.append(f"{indent}        }}")
             out.append(f"{indent}    }}")
         out.append("")
         out.append(f"{indent}    public init({', '.join(params)}) {{")

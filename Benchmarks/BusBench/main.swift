@@ -85,8 +85,8 @@ struct BusBench: AsyncParsableCommand {
         let echo = Task {
             var n = 0
             for await event in b.events {
-                guard case .message(let e) = event else { continue }
-                try await b.send(e, to: PID(e.from)!)
+                guard case .message(let inbound) = event, let from = PID(inbound.envelope.from) else { continue }
+                try await b.send(inbound.envelope, to: from)
                 n += 1
                 if n == count { break }
             }

@@ -49,6 +49,8 @@ public final class FaultProxy: Sendable {
         public var open = 0
         public var forwarded: [Direction: Int] = [:]
         public var dropped: [Direction: Int] = [:]
+        /// Connections reset (existing ones when `.reset` was set, and new ones refused by it).
+        public var resets = 0
     }
 
     /// The port this proxy listens on (127.0.0.1).
@@ -139,6 +141,7 @@ final class ProxyCore: Sendable {
     func set(_ mode: Mode, _ direction: Direction? = nil) {
         let connections = state.withLock { s -> [Connection] in
             for d in direction.map({ [$0] }) ?? Direction.allCases { s.modes[d] = mode }
+            if mode == .reset { s.stats.resets += s.connections.count }
             return Array(s.connections.values)
         }
         let modes = state.withLock { $0.modes }
@@ -178,6 +181,7 @@ final class ProxyCore: Sendable {
                 return (s.modes, s.stopped)
             }
             if stopped || modes.values.contains(.reset) {
+                if !stopped { state.withLock { $0.stats.resets += 1 } }
                 Self.closeWithRST(client)
                 continue
             }

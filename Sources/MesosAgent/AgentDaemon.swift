@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MesosBus
+import MesosCore
 import MesosDaemon
 import MesosHA
 import MesosWire
@@ -22,7 +23,7 @@ public struct AgentOptions: Sendable {
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
     /// Authenticates the agent to masters that require it.
     public var credential: Credential?
-    public var core = AgentConfiguration()
+    public var core = AgentSettings()
 
     public init(master: String, workDir: String) {
         self.master = master
@@ -31,16 +32,15 @@ public struct AgentOptions: Sendable {
 }
 
 /// The agent process: the pure `AgentCore` wired to the leader detector, the bus, the clock and
-/// real task processes (`sh -c`, each in its own process group).
+/// real task processes (`sh -c`, each in its own process group, sandbox per framework and task).
 public actor AgentDaemon {
     private let options: AgentOptions
+    private let runtime: DaemonRuntime
     private var logger: Logger
-    private let bus: MessageBus
-    private let clock = CoreClock()
-    private var core: AgentCore!
+    private var core: AgentCore?
     private var detector: (any MasterDetector)?
-    private var processes: [TaskID: pid_t] = [:]
-    private let exitCode = AsyncStream<Int32>.makeStream()
+    private var processes: [TaskKey: pid_t] = [:]
+    private var exiting = false
 
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
@@ -48,7 +48,7 @@ public actor AgentDaemon {
         var config = BusConfiguration()
         config.maxFrameSize = options.maxFrameSize
         config.credential = options.credential
-        bus = MessageBus(configuration: config, logger: logger)
+        runtime = DaemonRuntime(bus: config, logger: logger)
     }
 
     public func run() async throws -> Int32 {
@@ -56,50 +56,53 @@ public actor AgentDaemon {
         let state = AgentStateFile.read(options.workDir)
         let detector = try MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
-        let pid = try await bus.start(name: "slave(1)", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
+        let pid = try await runtime.start(
+            name: "slave(1)", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
         logger[metadataKey: "pid"] = "\(pid)"
-        let info = AgentInfo(hostname: options.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID, pid: pid.description)
-        core = AgentCore(info: info, pid: pid.description, epochFloor: state.epochFloor, seed: UInt64.random(in: 0...UInt64.max), configuration: options.core)
-        logger.info("agent started", metadata: ["master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agentID?.value ?? "none yet")"])
+        let info = AgentInfo(hostname: options.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID)
+        core = AgentCore(info: info, pid: pid, epochFloor: state.epochFloor, seed: UInt64.random(in: 0...UInt64.max), settings: options.core)
+        logger.milestone("agent_started", "agent started", [
+            "master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agentID?.value ?? "none")",
+        ])
 
-        let events = bus.events, clock = self.clock, changes = detector.changes
-        Task.detached { for await event in events { await self.busEvent(event) } }
+        runtime.onBusEvents { event in await self.busEvent(event) }
+        runtime.onTicks { now in await self.feed(.tick(now: now)) }
+        let changes = detector.changes
         Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } }
-        clock.ticks { await self.feed(.tick(now: $0)) }
         await detector.start()
-        for await code in exitCode.stream { return code }
-        return 1
+        return await runtime.waitForExit()
     }
 
     /// SIGTERM: kill the tasks and exit.
     public func terminate() async {
-        logger.info("terminating: killing \(processes.count) task(s)")
+        guard !exiting else { return }
+        exiting = true
+        logger.milestone("terminating", "terminating: killing \(processes.count) task(s)")
         await killAll()
         await detector?.stop()
-        await bus.shutdown()
-        exitCode.continuation.yield(0)
+        await runtime.bus.shutdown()
+        runtime.exit(.terminated)
     }
 
     private func busEvent(_ event: BusEvent) async {
-        guard case .message(let envelope) = event else { return }
-        if case .leaderHint(let hint)? = envelope.payload { await detector?.hint(hint, from: envelope.from) }
-        feed(.message(envelope))
+        guard case .message(let inbound) = event else { return }
+        if case .leaderHint(let hint)? = inbound.envelope.payload { await detector?.hint(hint, from: inbound.envelope.from) }
+        feed(.message(inbound))
     }
 
     private func feed(_ event: AgentCore.Event) {
         guard core != nil else { return }
-        for effect in core.handle(event) { perform(effect) }
+        for effect in core!.handle(event) { perform(effect) }
     }
 
     private func perform(_ effect: AgentCore.Effect) {
         switch effect {
         case .send(let payload, let to, let epoch):
-            guard let peer = PID(to) else { return logger.warning("cannot send to malformed pid '\(to)'") }
-            bus.post(payload, epoch: epoch, to: peer)
-        case .launch(let task, let framework):
-            launch(task, framework: framework)
-        case .kill(let id):
-            guard let pid = processes[id] else { return }
+            runtime.send(payload, epoch: epoch, to: to)
+        case .launch(let key, let task):
+            launch(key, task)
+        case .kill(let key):
+            guard let pid = processes[key] else { return }
             let grace = options.killGracePeriod
             kill(-pid, SIGTERM)
             Task.detached {
@@ -107,49 +110,53 @@ public actor AgentDaemon {
                 kill(-pid, SIGKILL)
             }
         case .persist(let agentID, let floor):
-            AgentStateFile.write(AgentStateFile.State(agentID: agentID, epochFloor: floor), to: options.workDir)
-        case .shutdown(let reason):
-            logger.critical("shutting down at the master's request: \(reason)")
+            AgentStateFile.write(AgentStateFile.State(agentID: agentID, epochFloor: floor), to: options.workDir, logger: logger)
+        case .observe(let observation):
+            logger.observe(observation)
+        case .exit(let reason):
+            guard !exiting else { return }
+            exiting = true
             Task {
                 await self.killAll()
                 await self.detector?.stop()
-                self.exitCode.continuation.yield(0)
+                await self.runtime.bus.shutdown()
+                self.runtime.exit(reason)
             }
-        case .log(let level, let message):
-            logger.log(level: level.loggerLevel, "\(message)")
         }
     }
 
-    private func launch(_ task: TaskInfo, framework: FrameworkID) {
-        let id = task.taskID
-        let sandbox = options.workDir + "/tasks/" + id.value.replacingOccurrences(of: "/", with: "_")
+    /// `<work_dir>/tasks/<framework>/<task>`: ids are validated (no `/`, not `.` or `..`).
+    private func sandbox(_ key: TaskKey) -> String { options.workDir + "/tasks/" + key.framework.value + "/" + key.task.value }
+
+    private func launch(_ key: TaskKey, _ task: TaskInfo) {
         guard let command = task.command?.value, !command.isEmpty else {
-            return feed(.taskFailedToStart(id, reason: "no command"))
+            return feed(.taskFailedToStart(key, reason: "no command"))
         }
+        let sandbox = self.sandbox(key)
         do {
             try FileManager.default.createDirectory(atPath: sandbox, withIntermediateDirectories: true)
             var env = ProcessInfo.processInfo.environment
-            env["MESOS_TASK_ID"] = id.value
-            env["MESOS_FRAMEWORK_ID"] = framework.value
+            env["MESOS_TASK_ID"] = key.task.value
+            env["MESOS_FRAMEWORK_ID"] = key.framework.value
             env["MESOS_SANDBOX"] = sandbox
             let pid = try ProcessLauncher.spawn(
                 "/bin/sh", ["-c", command], environment: env, outputFile: sandbox + "/stdout", errorFile: sandbox + "/stderr", newProcessGroup: true)
-            processes[id] = pid
-            logger.info("task \(id.value) started", metadata: ["task_pid": "\(pid)", "command": "\(command)"])
-            feed(.taskStarted(id))
+            processes[key] = pid
+            logger.milestone("task_started", "task \(key) started", ["framework_id": "\(key.framework.value)", "task_id": "\(key.task.value)", "task_pid": "\(pid)"])
+            feed(.taskStarted(key))
             Task.detached {
                 let code = await ProcessLauncher.exit(of: pid)
-                await self.exited(id, code: code)
+                await self.exited(key, code: code)
             }
         } catch {
-            feed(.taskFailedToStart(id, reason: "\(error)"))
+            feed(.taskFailedToStart(key, reason: "\(error)"))
         }
     }
 
-    private func exited(_ id: TaskID, code: Int32) {
-        processes[id] = nil
-        logger.info("task \(id.value) exited", metadata: ["status": "\(code)"])
-        feed(.taskExited(id, code: code))
+    private func exited(_ key: TaskKey, code: Int32) {
+        processes[key] = nil
+        logger.milestone("task_exited", "task \(key) exited", ["framework_id": "\(key.framework.value)", "task_id": "\(key.task.value)", "status": "\(code)"])
+        feed(.taskExited(key, code: code))
     }
 
     private func killAll() async {
@@ -174,10 +181,14 @@ enum AgentStateFile {
         return State(agentID: (o["agent_id"] as? String).map(AgentID.init(value:)), epochFloor: (o["epoch_floor"] as? NSNumber)?.uint64Value ?? 0)
     }
 
-    static func write(_ state: State, to dir: String) {
+    static func write(_ state: State, to dir: String, logger: Logger) {
         var o: [String: Any] = ["epoch_floor": state.epochFloor]
         if let id = state.agentID { o["agent_id"] = id.value }
-        guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return }
-        try? data.write(to: URL(fileURLWithPath: dir + "/agent.json"), options: .atomic)
+        do {
+            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+            try AtomicFile.write([UInt8](data), to: dir + "/agent.json")
+        } catch {
+            logger.milestone("persist_failed", level: .error, "cannot save the agent's state: \(error)", ["path": "\(dir)/agent.json"])
+        }
     }
 }

@@ -84,8 +84,8 @@ struct Authenticator {
         case deliver
         /// Answer with this payload on the same connection (nil: nothing to answer).
         case answer(Envelope.Payload?)
-        /// Answer, then close the connection: the peer is not authenticated.
-        case refuse(Envelope.Payload, reason: String)
+        /// Answer, then close the connection: the peer is not authenticated (`cause`: a stable key).
+        case refuse(Envelope.Payload, reason: String, cause: String)
     }
 
     private let secrets: [String: Credential]?
@@ -106,26 +106,26 @@ struct Authenticator {
                 return .answer(.authenticationResult(AuthenticationResultMessage(ok: true, reason: "authentication not required")))
             }
             guard let credential = secrets[m.principal], m.clientNonce.count >= 8 else {
-                return .refuse(refusal("unknown principal or bad request"), reason: "authentication failed for principal '\(m.principal)'")
+                return .refuse(refusal("unknown principal or bad request"), reason: "authentication failed for principal '\(m.principal)'", cause: "authentication_failed")
             }
             let serverNonce = ConnectionAuthentication.nonce()
             challenged = (credential, m.clientNonce, serverNonce)
             return .answer(.authenticationChallenge(AuthenticationChallengeMessage(serverNonce: serverNonce)))
         case .authenticationResponse(let m)?:
             guard let (credential, clientNonce, serverNonce) = challenged else {
-                return .refuse(refusal("no challenge outstanding"), reason: "authentication response without a challenge")
+                return .refuse(refusal("no challenge outstanding"), reason: "authentication response without a challenge", cause: "authentication_failed")
             }
             challenged = nil
             let expected = ConnectionAuthentication.clientProof(credential, clientNonce: clientNonce, serverNonce: serverNonce)
             guard ConnectionAuthentication.same(m.proof, expected) else {
-                return .refuse(refusal("wrong secret"), reason: "authentication failed for principal '\(credential.principal)': wrong secret")
+                return .refuse(refusal("wrong secret"), reason: "authentication failed for principal '\(credential.principal)': wrong secret", cause: "authentication_failed")
             }
             principal = credential.principal
             let proof = ConnectionAuthentication.serverProof(credential, clientNonce: clientNonce, serverNonce: serverNonce)
             return .answer(.authenticationResult(AuthenticationResultMessage(ok: true, serverProof: proof)))
         default:
             guard isSatisfied else {
-                return .refuse(refusal("authentication required"), reason: "unauthenticated peer \(envelope.from) sent a message; authentication is required")
+                return .refuse(refusal("authentication required"), reason: "unauthenticated peer \(envelope.from) sent a message; authentication is required", cause: "unauthenticated")
             }
             return .deliver
         }
@@ -141,7 +141,8 @@ struct Authenticatee {
     enum Outcome: Equatable {
         case send(Envelope.Payload)
         case authenticated
-        case failed(String)
+        /// `cause`: `refused` (the peer said no) or `bad_proof` (the peer could not prove the secret).
+        case failed(String, cause: String)
         case ignore
     }
 
@@ -160,11 +161,11 @@ struct Authenticatee {
             return .send(.authenticationResponse(AuthenticationResponseMessage(
                 proof: ConnectionAuthentication.clientProof(credential, clientNonce: clientNonce, serverNonce: m.serverNonce))))
         case .authenticationResult(let m):
-            guard m.ok else { return .failed("authentication refused by the peer: \(m.reason ?? "no reason given")") }
+            guard m.ok else { return .failed("authentication refused by the peer: \(m.reason ?? "no reason given")", cause: "refused") }
             guard let serverNonce else { return .authenticated }  // the peer requires no authentication
             let expected = ConnectionAuthentication.serverProof(credential, clientNonce: clientNonce, serverNonce: serverNonce)
             guard let proof = m.serverProof, ConnectionAuthentication.same(proof, expected) else {
-                return .failed("the peer could not prove it knows the secret of '\(credential.principal)'")
+                return .failed("the peer could not prove it knows the secret of '\(credential.principal)'", cause: "bad_proof")
             }
             return .authenticated
         default:

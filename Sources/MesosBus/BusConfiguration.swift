@@ -10,6 +10,14 @@ public struct BusConfiguration: Sendable {
     public var partialFrameTimeout: TimeAmount = .seconds(10)
     /// Per outbound link: above `high` unwritten bytes, `send` suspends until below `low`.
     public var writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+    /// Per outbound link: frames waiting for a connection or a writable socket, in bytes; beyond
+    /// it frames are dropped (and counted) instead of buffered without bound.
+    public var maxQueuedBytesPerLink = 16 * 1024 * 1024
+    /// A link whose socket takes nothing for this long (the peer stopped reading) is closed and its
+    /// queued frames dropped, so that one stuck peer costs only its own messages.
+    public var writeTimeout: TimeAmount = .seconds(30)
+    /// Links nobody posted to for this long are closed and forgotten.
+    public var idleLinkTimeout: TimeAmount = .minutes(10)
     /// Received messages not yet taken from `events`: above `high`, stop reading sockets.
     public var inboundHighWater = 4096
     public var inboundLowWater = 1024

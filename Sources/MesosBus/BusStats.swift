@@ -9,6 +9,20 @@ public struct BusStats: Sendable, Hashable {
     /// Connections closed because the peer sent bad input.
     public var connectionsRejected = 0
     public var connectsFailed = 0
+    /// Of `messagesDropped`: dropped because their link's queue was full.
+    public var droppedQueueFull = 0
+    /// Links closed because the peer stopped reading for `writeTimeout`.
+    public var linksStalled = 0
+    /// Idle links closed and forgotten.
+    public var linksEvicted = 0
+    public var connectionsAccepted = 0
+    /// Read-idle checks of accepted connections (each closes the connection only when it holds a
+    /// partial frame or never authenticated).
+    public var idleChecks = 0
+    /// `send` calls that waited for a link's backlog to drain (back-pressure on the sender).
+    public var sendsHeldBack = 0
+    /// Times reading was paused because the consumer fell behind (back-pressure on the sockets).
+    public var readsPaused = 0
 }
 
 final class BusStatsCounter: Sendable {

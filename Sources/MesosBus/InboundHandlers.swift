@@ -23,7 +23,7 @@ final class InboundSink: Sendable {
         self.stats = stats
     }
 
-    func deliver(_ envelope: Envelope, on channel: any Channel) {
+    func deliver(_ envelope: Envelope, peer: PeerIdentity, on channel: any Channel) {
         stats.add(\.messagesReceived)
         let pause = state.withLock { s -> Bool in
             s.pending += 1
@@ -31,8 +31,11 @@ final class InboundSink: Sendable {
             s.paused[ObjectIdentifier(channel)] = channel
             return true
         }
-        if pause { channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
-        continuation.yield(.message(envelope))
+        if pause {
+            stats.add(\.readsPaused)
+            channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        continuation.yield(.message(Inbound(envelope, peer: peer)))
     }
 
     func consumed() {
@@ -82,7 +85,7 @@ final class FrameHandler: ChannelInboundHandler {
         do {
             while !rejected, let envelope = try decoder.next() { route(envelope, context) }
         } catch {
-            reject(context, reason: error.description)
+            reject(context, reason: error.description, cause: error.cause)
         }
     }
 
@@ -92,18 +95,18 @@ final class FrameHandler: ChannelInboundHandler {
             let outcome = authenticator.handle(envelope)
             side = .accepted(authenticator, me: me)
             switch outcome {
-            case .deliver: sink.deliver(envelope, on: context.channel)
+            case .deliver: sink.deliver(envelope, peer: PeerIdentity(principal: authenticator.principal), on: context.channel)
             case .answer(nil): break
             case .answer(let payload?): answer(payload, from: me(), context)
-            case .refuse(let payload, let reason):
+            case .refuse(let payload, let reason, let cause):
                 answer(payload, from: me(), context)
-                reject(context, reason: reason)
+                reject(context, reason: reason, cause: cause)
             }
         case .link(let link):
             if let payload = envelope.payload, payload.isAuthentication {
                 link.authentication(payload, on: context.channel)
             } else {
-                sink.deliver(envelope, on: context.channel)
+                sink.deliver(envelope, peer: .unauthenticated, on: context.channel)
             }
         }
     }
@@ -115,10 +118,11 @@ final class FrameHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if case .accepted = side { sink.stats.add(\.idleChecks) }
             if decoder.bufferedBytes > 0 {
-                reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms")
+                reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")
             } else if case .accepted(let authenticator, _) = side, !authenticator.isSatisfied {
-                reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms")
+                reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "authentication_timeout")
             }
             return
         }
@@ -130,13 +134,27 @@ final class FrameHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func reject(_ context: ChannelHandlerContext, reason: String) {
+    private func reject(_ context: ChannelHandlerContext, reason: String, cause: String) {
         rejected = true
         sink.stats.add(\.connectionsRejected)
         logger.warning(
-            "closing connection",
-            metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
+            "closing connection: \(reason)",
+            metadata: ["event": "connection_rejected", "cause": "\(cause)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
         context.close(promise: nil)
+    }
+}
+
+extension WireError {
+    /// A stable key for logs and counters.
+    var cause: String {
+        switch self {
+        case .malformed: "malformed_frame"
+        case .invalidUTF8: "invalid_utf8"
+        case .missingField: "missing_field"
+        case .unknownEnumValue: "unknown_enum_value"
+        case .frameTooLarge: "frame_too_large"
+        case .emptyFrame: "empty_frame"
+        }
     }
 }
 

@@ -4,111 +4,192 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// One outbound TCP connection to a peer endpoint: connected lazily on the first send,
-/// reconnected lazily on the first send after it broke. Frames keep their send order.
-/// All state lives on `loop`; methods other than `init` must run there.
-final class Link: @unchecked Sendable {
-    private enum State {
-        case idle
-        case connecting(pending: CircularBuffer<ByteBuffer>, bytes: Int)
-        /// Connected, proving our credential; frames wait until the peer accepts it.
-        case authenticating(any Channel, Authenticatee, pending: CircularBuffer<ByteBuffer>, bytes: Int)
-        case connected(any Channel)
-        case closed
-    }
-
+/// One outbound TCP connection to a peer endpoint, connected lazily on the first frame and
+/// again on the first frame after it broke. Frames keep their posting order.
+///
+/// Posting is safe from any thread: frames go into a small locked inbox, and the link's event
+/// loop is woken once per batch (on the empty-to-non-empty transition), not once per frame. On
+/// the loop, `LinkStateMachine` decides; this class only performs its decisions.
+final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and atomics shared
     let endpoint: Endpoint
     let loop: any EventLoop
     private let configuration: BusConfiguration
     private let sink: InboundSink
     private let logger: Logger
     private let me: @Sendable () -> String
-    private var state = State.idle
-    private var waiters: [EventLoopPromise<Void>] = []
-    private var flushScheduled = false
-    /// Readable from any thread: while set, senders queue without waiting for the loop.
-    let accepting = Atomic<Bool>(true)
 
-    init(
-        endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger,
-        me: @escaping @Sendable () -> String
-    ) {
-        self.me = me
+    private struct Inbox {
+        var frames: [ByteBuffer] = []
+        var bytes = 0
+        var scheduled = false
+        /// Set when the link is evicted or shut down: posts go to a new link instead.
+        var retired = false
+    }
+    private let inbox = Mutex(Inbox())
+    /// Bytes posted and not yet handed to the socket: senders above the high water mark wait.
+    private let backlog = Atomic<Int>(0)
+    /// Nanoseconds (uptime) of the last post, for idle eviction.
+    let lastPost = Atomic<UInt64>(0)
+
+    // Loop-confined:
+    private var machine: LinkStateMachine
+    private var channel: (any Channel)?
+    private var authenticatee: Authenticatee?
+    private var stallTimer: Scheduled<Void>?
+    private var backPressureWaiters: [EventLoopPromise<Void>] = []
+    private var flushWaiters: [EventLoopPromise<Void>] = []
+
+    init(endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger, me: @escaping @Sendable () -> String) {
         self.endpoint = endpoint
         self.loop = loop
         self.configuration = configuration
         self.sink = sink
         self.logger = logger
+        self.me = me
+        machine = LinkStateMachine(maxQueuedBytes: configuration.maxQueuedBytesPerLink)
+        lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
     }
 
-    /// Queues a frame. The future completes when the caller may send more (back-pressure);
-    /// it never fails: an unreachable peer drops the frame and reports `linkBroken`.
-    func send(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
+    // MARK: Any thread
+
+    /// Queues a frame; false when the link is retired (the caller posts to a new link).
+    func post(_ frame: ByteBuffer) -> Bool {
+        let n = frame.readableBytes
+        let wake = inbox.withLock { box -> Bool? in
+            guard !box.retired else { return nil }
+            box.frames.append(frame)
+            box.bytes += n
+            defer { box.scheduled = true }
+            return !box.scheduled
+        }
+        guard let wake else { return false }
+        backlog.add(n, ordering: .relaxed)
+        lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
+        if wake { loop.execute { self.drainInbox() } }
+        return true
+    }
+
+    /// Completes when the backlog is below the low water mark (back-pressure for `send`).
+    func belowHighWater() -> EventLoopFuture<Void>? {
+        guard backlog.load(ordering: .relaxed) > configuration.writeBufferWaterMark.high else { return nil }
+        return loop.submit { () -> EventLoopFuture<Void> in
+            self.drainInbox()
+            guard self.backlog.load(ordering: .relaxed) > self.configuration.writeBufferWaterMark.low else { return self.loop.makeSucceededVoidFuture() }
+            let p = self.loop.makePromise(of: Void.self)
+            self.backPressureWaiters.append(p)
+            return p.futureResult
+        }.flatMap { $0 }
+    }
+
+    /// Completes once everything posted so far is written to the socket (or dropped).
+    func flushed() -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            self.drainInbox()
+            if self.machine.queuedFrames == 0, let channel = self.channel, self.machine.connection == ObjectIdentifier(channel) {
+                return channel.writeAndFlush(ByteBuffer()).recover { _ in }
+            }
+            if self.machine.queuedFrames == 0 { return self.loop.makeSucceededVoidFuture() }
+            let p = self.loop.makePromise(of: Void.self)
+            self.flushWaiters.append(p)
+            return p.futureResult
+        }
+    }
+
+    /// Stops taking posts (shutdown).
+    func retire() { inbox.withLock { $0.retired = true } }
+
+    /// Stops taking posts if nothing is waiting to be drained (idle eviction); false otherwise.
+    func retireIfIdle() -> Bool {
+        inbox.withLock { box in
+            guard box.frames.isEmpty, !box.scheduled else { return false }
+            box.retired = true
+            return true
+        }
+    }
+
+    // MARK: On the loop
+
+    private func drainInbox() {
         loop.preconditionInEventLoop()
-        switch state {
-        case .closed:
-            sink.stats.add(\.messagesDropped)
-            return loop.makeSucceededVoidFuture()
-        case .idle:
-            var pending = CircularBuffer<ByteBuffer>()
-            pending.append(frame)
-            state = .connecting(pending: pending, bytes: frame.readableBytes)
-            connect()
-            return loop.makeSucceededVoidFuture()
-        case .connecting(var pending, let bytes):
-            state = .idle  // drop the enum's reference first, or each append copies the whole queue
-            pending.append(frame)
-            state = .connecting(pending: pending, bytes: bytes + frame.readableBytes)
-            return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
-        case .authenticating(let channel, let authenticatee, var pending, let bytes):
-            state = .idle
-            pending.append(frame)
-            state = .authenticating(channel, authenticatee, pending: pending, bytes: bytes + frame.readableBytes)
-            return bytes + frame.readableBytes > configuration.writeBufferWaterMark.high ? wait() : loop.makeSucceededVoidFuture()
-        case .connected(let channel):
+        let frames = inbox.withLock { box -> [ByteBuffer] in
+            box.scheduled = false
+            box.bytes = 0
+            defer { box.frames.removeAll(keepingCapacity: true) }
+            return box.frames
+        }
+        guard !frames.isEmpty else { return }
+        var wrote = false
+        for frame in frames {
+            switch machine.enqueue(frame, channelWritable: channel?.isWritable ?? false) {
+            case .write:
+                channel?.write(frame, promise: nil)
+                sent(frame)
+                wrote = true
+            case .connect:
+                connect()
+            case .queued:
+                break
+            case .dropped(let reason):
+                dropped(frame.readableBytes, count: 1, reason: reason.rawValue)
+            }
+        }
+        if wrote { channel?.flush() }
+        writeQueued()
+    }
+
+    private func sent(_ frame: ByteBuffer) {
+        sink.stats.add(\.messagesSent)
+        released(frame.readableBytes)
+    }
+
+    private func released(_ bytes: Int) {
+        let left = backlog.add(-bytes, ordering: .relaxed).newValue
+        if left <= configuration.writeBufferWaterMark.low, !backPressureWaiters.isEmpty {
+            let w = backPressureWaiters
+            backPressureWaiters = []
+            for p in w { p.succeed() }
+        }
+    }
+
+    /// Writes queued frames while the channel takes them.
+    private func writeQueued() {
+        guard let channel else { return }
+        var wrote = false
+        while let frame = machine.nextFrame(channelWritable: channel.isWritable) {
             channel.write(frame, promise: nil)
-            sink.stats.add(\.messagesSent)
-            scheduleFlush(channel)
-            return channel.isWritable ? loop.makeSucceededVoidFuture() : wait()
+            sent(frame)
+            wrote = true
+        }
+        if wrote { channel.flush() }
+        if machine.queuedFrames == 0, !flushWaiters.isEmpty {
+            let w = flushWaiters
+            flushWaiters = []
+            let done = channel.writeAndFlush(ByteBuffer())
+            for p in w { done.whenComplete { _ in p.succeed() } }
         }
     }
 
-    func close() {
-        loop.preconditionInEventLoop()
-        switch state {
-        case .connected(let channel): channel.close(promise: nil)
-        case .connecting(let pending, _): sink.stats.add(\.messagesDropped, pending.count)
-        case .authenticating(let channel, _, let pending, _):
-            channel.close(promise: nil)
-            sink.stats.add(\.messagesDropped, pending.count)
-        case .idle, .closed: break
+    private func dropped(_ bytes: Int, count: Int, reason: String) {
+        sink.stats.add(\.messagesDropped, count)
+        if reason == LinkStateMachine.DropReason.queueFull.rawValue { sink.stats.add(\.droppedQueueFull, count) }
+        released(bytes)
+    }
+
+    /// Applies a transition that empties the queue (broken, stalled, closed); the frames it
+    /// dropped are counted and logged. False when the transition did not apply.
+    @discardableResult
+    private func dropQueue(_ reason: String, _ transition: (inout LinkStateMachine) -> Int?) -> Bool {
+        let bytes = machine.queuedBytes
+        guard let count = transition(&machine) else { return false }
+        if count > 0 {
+            sink.stats.add(\.messagesDropped, count)
+            logger.warning("dropped \(count) queued message(s): \(reason)", metadata: ["event": "messages_dropped", "count": "\(count)", "peer": "\(endpoint)"])
         }
-        state = .closed
-        releaseWaiters()
-    }
-
-    private func wait() -> EventLoopFuture<Void> {
-        accepting.store(false, ordering: .relaxed)
-        let promise = loop.makePromise(of: Void.self)
-        waiters.append(promise)
-        return promise.futureResult
-    }
-
-    private func releaseWaiters() {
-        accepting.store(true, ordering: .relaxed)
-        let w = waiters
-        waiters = []
+        released(bytes)
+        let w = flushWaiters
+        flushWaiters = []
         for p in w { p.succeed() }
-    }
-
-    private func scheduleFlush(_ channel: any Channel) {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        // Coalesce: sends already queued on this loop are written before one flush.
-        loop.execute {
-            self.flushScheduled = false
-            channel.flush()
-        }
+        return true
     }
 
     private func connect() {
@@ -123,9 +204,7 @@ final class Link: @unchecked Sendable {
                     // Peers answer on their own links, but whatever arrives here is decoded too.
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
-                        FrameHandler(
-                            codec: configuration.codec, side: .link(self), sink: sink, logger: logger,
-                            partialFrameTimeout: configuration.partialFrameTimeout),
+                        FrameHandler(codec: configuration.codec, side: .link(self), sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
                         LinkHandler(link: self),
                     ])
                 }
@@ -135,35 +214,29 @@ final class Link: @unchecked Sendable {
     }
 
     private func connected(_ result: Result<any Channel, any Error>) {
-        guard case .connecting(let pending, _) = state else {
-            if case .success(let channel) = result { channel.close(promise: nil) }  // closed meanwhile
-            return
-        }
         switch result {
         case .success(let channel):
-            if let credential = configuration.credential {
-                let authenticatee = Authenticatee(credential: credential)
-                state = .authenticating(channel, authenticatee, pending: pending, bytes: 0)
-                write(authenticatee.opening, on: channel)
+            guard machine.state == .connecting else {
+                channel.close(promise: nil)  // closed meanwhile
                 return
             }
-            becomeConnected(channel, pending)
+            self.channel = channel
+            let id = ObjectIdentifier(channel)
+            if let credential = configuration.credential {
+                machine.connected(id, authenticate: true)
+                let authenticatee = Authenticatee(credential: credential)
+                self.authenticatee = authenticatee
+                write(authenticatee.opening, on: channel)
+            } else {
+                machine.connected(id, authenticate: false)
+                writeQueued()
+            }
         case .failure(let error):
-            state = .idle
             sink.stats.add(\.connectsFailed)
-            sink.stats.add(\.messagesDropped, pending.count)
-            logger.warning("cannot connect to peer; dropped \(pending.count) message(s)", metadata: ["peer": "\(endpoint)", "error": "\(error)"])
-            releaseWaiters()
+            dropQueue("connect failed: \(error)") { $0.broken(nil) }
+            logger.warning("cannot connect to peer: \(error)", metadata: ["event": "connect_failed", "peer": "\(endpoint)"])
             sink.event(.linkBroken(peer: endpoint.description, reason: "connect failed: \(error)"))
         }
-    }
-
-    private func becomeConnected(_ channel: any Channel, _ pending: CircularBuffer<ByteBuffer>) {
-        state = .connected(channel)
-        for frame in pending { channel.write(frame, promise: nil) }
-        sink.stats.add(\.messagesSent, pending.count)
-        channel.flush()
-        if channel.isWritable { releaseWaiters() }
     }
 
     private func write(_ payload: Envelope.Payload, on channel: any Channel) {
@@ -174,20 +247,21 @@ final class Link: @unchecked Sendable {
     /// An authentication answer arrived on `channel` (from its FrameHandler, on our loop).
     func authentication(_ payload: Envelope.Payload, on channel: any Channel) {
         loop.preconditionInEventLoop()
-        guard case .authenticating(let current, var authenticatee, let pending, let bytes) = state, current === channel else { return }
-        switch authenticatee.handle(payload) {
+        guard machine.state == .authenticating(ObjectIdentifier(channel)), var authenticatee else { return }
+        let outcome = authenticatee.handle(payload)
+        self.authenticatee = authenticatee
+        switch outcome {
         case .send(let answer):
-            state = .authenticating(channel, authenticatee, pending: pending, bytes: bytes)
             write(answer, on: channel)
         case .authenticated:
             logger.debug("authenticated to peer", metadata: ["peer": "\(endpoint)", "principal": "\(authenticatee.credential.principal)"])
-            becomeConnected(channel, pending)
-        case .failed(let reason):
-            state = .idle
-            sink.stats.add(\.messagesDropped, pending.count)
-            logger.error("\(reason); dropped \(pending.count) message(s)", metadata: ["peer": "\(endpoint)"])
+            _ = machine.authenticated(ObjectIdentifier(channel))
+            writeQueued()
+        case .failed(let reason, let cause):
+            dropQueue(reason) { $0.broken(ObjectIdentifier(channel)) }
+            logger.error("\(reason)", metadata: ["event": "authentication_failed", "cause": "\(cause)", "peer": "\(endpoint)"])
+            self.channel = nil
             channel.close(promise: nil)
-            releaseWaiters()
             sink.event(.linkBroken(peer: endpoint.description, reason: reason))
         case .ignore:
             break
@@ -195,20 +269,49 @@ final class Link: @unchecked Sendable {
     }
 
     fileprivate func writabilityChanged(_ channel: any Channel) {
-        if channel.isWritable { releaseWaiters() }
+        guard self.channel === channel else { return }
+        if channel.isWritable {
+            stallTimer?.cancel()
+            stallTimer = nil
+            writeQueued()
+        } else if stallTimer == nil {
+            let id = ObjectIdentifier(channel)
+            stallTimer = loop.scheduleTask(in: configuration.writeTimeout) { self.stalled(id) }
+        }
+    }
+
+    private func stalled(_ id: ObjectIdentifier) {
+        stallTimer = nil
+        guard let channel, ObjectIdentifier(channel) == id, !channel.isWritable else { return }
+        let reason = "the peer stopped reading: nothing could be written for \(configuration.writeTimeout.nanoseconds / 1_000_000) ms"
+        sink.stats.add(\.linksStalled)
+        logger.warning("closing a stalled link: \(reason)", metadata: ["event": "link_stalled", "peer": "\(endpoint)"])
+        self.channel = nil
+        dropQueue(reason) { $0.broken(id) }
+        channel.close(promise: nil)
+        sink.event(.linkBroken(peer: endpoint.description, reason: reason))
     }
 
     fileprivate func inactive(_ channel: any Channel) {
-        switch state {
-        case .connected(let current) where current === channel: break
-        case .authenticating(let current, _, let pending, _) where current === channel:
-            sink.stats.add(\.messagesDropped, pending.count)
-        default: return
-        }
-        state = .idle
-        releaseWaiters()
+        guard dropQueue("connection closed", { $0.broken(ObjectIdentifier(channel)) }) else { return }
+        if self.channel === channel { self.channel = nil }
+        stallTimer?.cancel()
+        stallTimer = nil
         logger.info("link to peer closed", metadata: ["peer": "\(endpoint)"])
         sink.event(.linkBroken(peer: endpoint.description, reason: "connection closed"))
+    }
+
+    /// Closes for good (shutdown, idle eviction) without reporting a broken link.
+    func close() {
+        loop.preconditionInEventLoop()
+        drainInbox()
+        stallTimer?.cancel()
+        dropQueue("link closed") { $0.close() }
+        channel?.close(promise: nil)
+        channel = nil
+        let w = backPressureWaiters
+        backPressureWaiters = []
+        for p in w { p.succeed() }
     }
 }
 
@@ -225,5 +328,14 @@ private final class LinkHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         link.inactive(context.channel)
         context.fireChannelInactive()
+    }
+}
+
+/// Monotonic nanoseconds for timestamps shared across threads.
+enum DispatchTimeSource {
+    static var uptimeNanoseconds: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }

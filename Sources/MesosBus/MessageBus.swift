@@ -5,8 +5,8 @@ import NIOPosix
 import Synchronization
 
 public enum BusEvent: Sendable {
-    /// A message from a peer; reply to `envelope.from`.
-    case message(Envelope)
+    /// A message from a peer, with what its connection proved; reply to `envelope.from`.
+    case message(Inbound)
     /// The outbound link to `peer` ("host:port") broke or could not be made; queued
     /// messages were dropped (like libprocess's ExitedEvent). The next send reconnects.
     case linkBroken(peer: String, reason: String)
@@ -16,11 +16,15 @@ public enum BusEvent: Sendable {
 /// Envelopes to peers addressed by PID over lazily made, reused links.
 ///
 /// Delivery is at most once, in order per link; a send to an unreachable peer is dropped
-/// and reported as `linkBroken` (callers retry at their own level, as Mesos does).
+/// and reported as `linkBroken` (callers retry at their own level, as Mesos does). Every
+/// peer has its own bounded queue: a peer that stops reading delays nobody else, and its link
+/// is closed once nothing could be written to it for `writeTimeout`. Links unused for
+/// `idleLinkTimeout` are closed and forgotten, so the table of links stays bounded by the
+/// peers in use. All of one bus's sockets run on one event loop.
 public final class MessageBus: Sendable {
     public let configuration: BusConfiguration
     public let events: BusEvents
-    private let group: any EventLoopGroup
+    private let loop: any EventLoop
     private let logger: Logger
     private let sink: InboundSink
     private let stats = BusStatsCounter()
@@ -31,9 +35,9 @@ public final class MessageBus: Sendable {
         var links: [Endpoint: Link] = [:]
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var shutDown = false
+        var sweeper: RepeatedTask?
     }
     private let state = Mutex(State())
-    private let outbox: AsyncStream<(Envelope, PID)>.Continuation
 
     public init(
         configuration: BusConfiguration = BusConfiguration(),
@@ -41,34 +45,32 @@ public final class MessageBus: Sendable {
         logger: Logger = Logger(label: "mesos.bus")
     ) {
         self.configuration = configuration
-        self.group = group
+        self.loop = group.next()
         self.logger = logger
         let (stream, continuation) = AsyncStream<BusEvent>.makeStream()
         self.sink = InboundSink(
             continuation: continuation, high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
         self.events = BusEvents(stream: stream, sink: sink)
-        let (posted, outbox) = AsyncStream.makeStream(of: (Envelope, PID).self)
-        self.outbox = outbox
-        Task { [weak self] in
-            for await (envelope, peer) in posted {
-                guard let self else { return }
-                do { try await self.send(envelope, to: peer) } catch {
-                    self.logger.warning("cannot send to \(peer): \(error)")
-                }
-            }
-        }
     }
 
-    /// Sends from synchronous code (the daemons' state machines): queued, sent in posting order,
-    /// errors logged. Fills in `from` with this bus's PID.
+    /// Sends from synchronous code (the daemons' cores): queued on the peer's link, sent in
+    /// posting order. Never waits; an oversized message or a full queue is dropped, counted and
+    /// logged. Fills in `from` with this bus's PID.
     public func post(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) {
         guard let me = pid else { return logger.warning("not started: dropped a message to \(peer)") }
-        outbox.yield((Envelope(epoch: epoch, from: me.description, payload: payload), peer))
+        do {
+            try enqueue(Envelope(epoch: epoch, from: me.description, payload: payload), to: peer)
+        } catch {
+            stats.add(\.messagesDropped)
+            logger.warning("cannot send to \(peer): \(error)")
+        }
     }
 
     /// This process's address; nil before `start`.
     public var pid: PID? { state.withLock { $0.pid } }
     public var statistics: BusStats { stats.snapshot }
+    /// Links currently open or connecting (idle ones are evicted).
+    public var linkCount: Int { state.withLock { $0.links.count } }
 
     /// Binds `host:port` (port 0: any free port) and serves as `name@advertiseHost:advertisePort`
     /// (each defaulting to what was bound; e.g. a proxy or NAT in front of this process).
@@ -76,7 +78,7 @@ public final class MessageBus: Sendable {
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
         let configuration = self.configuration, sink = self.sink, logger = self.logger
-        let server = try await ServerBootstrap(group: group)
+        let server = try await ServerBootstrap(group: loop, childGroup: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -100,37 +102,29 @@ public final class MessageBus: Sendable {
             throw BusError.connectFailed(peer: "\(host):\(port)", reason: "no local port after bind")
         }
         let pid = PID(name: name, host: advertiseHost ?? host, port: advertisePort ?? bound)
+        let sweepEvery = TimeAmount.nanoseconds(max(configuration.idleLinkTimeout.nanoseconds / 2, 1_000_000))
         let ok = state.withLock { s -> Bool in
             guard s.pid == nil, !s.shutDown else { return false }
             s.pid = pid
             s.server = server
+            s.sweeper = loop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { [weak self] _ in self?.evictIdleLinks() }
             return true
         }
         if !ok {
             try? await server.close()
             throw BusError.alreadyStarted
         }
-        logger.info("listening", metadata: ["pid": "\(pid)"])
+        logger.debug("listening", metadata: ["pid": "\(pid)"])
         return pid
     }
 
-    /// Sends `envelope` to `peer`. Returns once the frame is queued and the link is below its
-    /// high water mark (back-pressure); never waits for the peer to read it.
+    /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is
+    /// below its high water mark (back-pressure); never waits for the peer to read it.
     public func send(_ envelope: Envelope, to peer: PID) async throws {
-        let frame: [UInt8]
-        do {
-            frame = try configuration.codec.encode(envelope)
-        } catch {
-            if case .frameTooLarge(let length, let max) = error { throw BusError.frameTooLarge(bytes: length, max: max) }
-            throw error
-        }
-        let link = try self.link(to: peer.endpoint)
-        let buffer = ByteBuffer(bytes: frame)
-        if link.accepting.load(ordering: .relaxed) {
-            // Fast path: no hop back; the loop runs queued sends in order.
-            link.loop.execute { _ = link.send(buffer) }
-        } else {
-            try await link.loop.flatSubmit { link.send(buffer) }.get()
+        let link = try enqueue(envelope, to: peer)
+        if let wait = link.belowHighWater() {
+            stats.add(\.sendsHeldBack)
+            try await wait.get()
         }
     }
 
@@ -140,17 +134,45 @@ public final class MessageBus: Sendable {
         try await send(Envelope(epoch: epoch, from: me.description, payload: payload), to: peer)
     }
 
+    /// Returns once everything sent or posted so far is written to its socket (or dropped).
+    public func flush() async {
+        let links = state.withLock { Array($0.links.values) }
+        for link in links { try? await link.flushed().get() }
+    }
+
+    @discardableResult
+    private func enqueue(_ envelope: Envelope, to peer: PID) throws -> Link {
+        let frame: [UInt8]
+        do {
+            frame = try configuration.codec.encode(envelope)
+        } catch {
+            if case .frameTooLarge(let length, let max) = error { throw BusError.frameTooLarge(bytes: length, max: max) }
+            throw error
+        }
+        let buffer = ByteBuffer(bytes: frame)
+        let endpoint = Endpoint(peer)
+        while true {
+            let link = try self.link(to: endpoint)
+            if link.post(buffer) { return link }
+            // Evicted meanwhile: forget it and post to a new one.
+            state.withLock { s in if s.links[endpoint] === link { s.links[endpoint] = nil } }
+        }
+    }
+
     /// Stops listening, closes every connection and ends `events`. Idempotent.
     public func shutdown() async {
-        let (server, links, inbound) = state.withLock { s in
+        let (server, links, inbound, sweeper) = state.withLock { s in
             s.shutDown = true
-            defer { s.links = [:]; s.inbound = [:]; s.server = nil }
-            return (s.server, Array(s.links.values), Array(s.inbound.values))
+            defer { s.links = [:]; s.inbound = [:]; s.server = nil; s.sweeper = nil }
+            return (s.server, Array(s.links.values), Array(s.inbound.values), s.sweeper)
         }
+        sweeper?.cancel()
         try? await server?.close()
-        for link in links { try? await link.loop.submit { link.close() }.get() }
+        for link in links {
+            link.retire()
+            try? await link.loop.submit { link.close() }.get()
+        }
         for channel in inbound { try? await channel.close() }
-        outbox.finish()
         sink.finish()
     }
 
@@ -159,10 +181,29 @@ public final class MessageBus: Sendable {
             if s.shutDown { throw BusError.shutDown }
             if let link = s.links[endpoint] { return link }
             let link = Link(
-                endpoint: endpoint, loop: group.next(), configuration: configuration, sink: sink, logger: logger,
+                endpoint: endpoint, loop: loop, configuration: configuration, sink: sink, logger: logger,
                 me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
             return link
+        }
+    }
+
+    /// Closes and forgets links nobody posted to for `idleLinkTimeout` (not reported as broken).
+    private func evictIdleLinks() {
+        let now = DispatchTimeSource.uptimeNanoseconds
+        let limit = UInt64(max(0, configuration.idleLinkTimeout.nanoseconds))
+        let idle = state.withLock { s -> [Link] in
+            let old = s.links.filter { now &- $0.value.lastPost.load(ordering: .relaxed) > limit }
+            var evicted: [Link] = []
+            for (endpoint, link) in old where link.retireIfIdle() {
+                s.links[endpoint] = nil
+                evicted.append(link)
+            }
+            return evicted
+        }
+        for link in idle {
+            stats.add(\.linksEvicted)
+            link.loop.execute { link.close() }
         }
     }
 
@@ -174,6 +215,7 @@ public final class MessageBus: Sendable {
             return true
         }
         guard accepted else { channel.close(promise: nil); return }
+        stats.add(\.connectionsAccepted)
         channel.closeFuture.whenComplete { [weak self] _ in
             self?.state.withLock { _ = $0.inbound.removeValue(forKey: id) }
         }

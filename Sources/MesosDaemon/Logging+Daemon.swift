@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MesosCore
 
 public enum DaemonLogging {
     /// Logs to stderr, one line per event, at `level` (trace, debug, info, notice, warning, error, critical).
@@ -8,7 +9,7 @@ public enum DaemonLogging {
             throw DaemonError("--log_level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")); got '\(level)'")
         }
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = MilestoneLogHandler(label: label)
             handler.logLevel = parsed
             return handler
         }
@@ -20,13 +21,97 @@ public struct DaemonError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+extension Logger {
+    /// Logs a core's milestone once: `event=<key>` and its fields as metadata, its sentence as the message.
+    public func observe(_ milestone: some Milestone, _ extra: Logger.Metadata = [:]) {
+        var metadata = extra
+        metadata["event"] = .string(milestone.event)
+        for field in milestone.fields { metadata[field.key] = .string(field.value) }
+        log(level: milestone.level.loggerLevel, "\(milestone.message)", metadata: metadata)
+    }
+
+    /// A shell's own milestone (one that no core decides, e.g. `listening`, `task_started`).
+    public func milestone(_ event: String, level: Logger.Level = .info, _ message: String, _ fields: Logger.Metadata = [:]) {
+        var metadata = fields
+        metadata["event"] = .string(event)
+        log(level: level, "\(message)", metadata: metadata)
+    }
+}
+
+extension ObservationLevel {
+    public var loggerLevel: Logger.Level {
+        switch self {
+        case .debug: .debug
+        case .info: .info
+        case .warning: .warning
+        case .error: .error
+        case .critical: .critical
+        }
+    }
+}
+
+/// One line per log event on stderr:
+///
+///     2026-12-01T20:21:07.123Z info mesos-master: event=leading epoch=5 pid=master@127.0.0.1:5050 | leading at epoch 5 ...
+///
+/// `event` first, then the other metadata sorted by key; values with spaces, quotes or `|` are
+/// quoted. What is left of ` | ` is for tools (`event=` keys and fields); the text after it is for people.
+public struct MilestoneLogHandler: LogHandler {
+    public let label: String
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+
+    public init(label: String) { self.label = label }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        var line = "\(Self.timestamp()) \(event.level) \(label):"
+        if let e = all.removeValue(forKey: "event") { line += " event=\(Self.quoted("\(e)"))" }
+        for (key, value) in all.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(Self.quoted("\(value)"))" }
+        line += " | \(event.message)\n"
+        let bytes = Array(line.utf8)
+        bytes.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = write(STDERR_FILENO, raw.baseAddress! + sent, raw.count - sent)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                sent += n
+            }
+        }
+    }
+
+    public static func quoted(_ value: String) -> String {
+        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "|" || $0 == "=" || $0.isNewline }) else { return value }
+        return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = time_t(ts.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(ts.tv_nsec / 1_000_000))
+    }
+}
+
 /// Runs `handler` on every SIGTERM or SIGINT (instead of the default: dying on the spot).
 public final class TerminationSignals: @unchecked Sendable {  // immutable after init
     private let sources: [any DispatchSourceSignal]
 
-    public init(_ handler: @escaping @Sendable (Int32) -> Void) {
+    public init(_ signals: [Int32] = [SIGTERM, SIGINT], _ handler: @escaping @Sendable (Int32) -> Void) {
         let queue = DispatchQueue(label: "signals")
-        sources = [SIGTERM, SIGINT].map { signo in
+        sources = signals.map { signo in
             signal(signo, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signo, queue: queue)
             source.setEventHandler { handler(signo) }

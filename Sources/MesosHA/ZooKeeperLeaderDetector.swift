@@ -1,4 +1,7 @@
+import Foundation
 import Logging
+import MesosCore
+import MesosDaemon
 import MesosWire
 import ZooKeeper
 
@@ -21,7 +24,7 @@ public enum MasterDetectors {
             let session = ZooKeeperSession(url: url, sessionTimeout: sessionTimeout, logger: logger)
             return ZooKeeperLeaderDetector(session: session, path: url.path, epochFloor: epochFloor, ownsSession: true, logger: logger)
         }
-        guard let fixed = FixedMasterDetector(hostPort: master) else {
+        guard let fixed = FixedMasterDetector(hostPort: master, logger: logger) else {
             throw MasterFlagError(description: "--master must be zk://host:port[,host:port...]/path, file:///path or host:port; got '\(master)'")
         }
         return fixed
@@ -33,7 +36,7 @@ public struct MasterFlagError: Error, CustomStringConvertible {
 }
 
 /// Follows the `json.info_` group under `path`. The pure `LeaderDetectorCore` decides; this
-/// actor only runs its effects against the session.
+/// actor only performs its requests against the session and feeds back the results.
 public actor ZooKeeperLeaderDetector: MasterDetector {
     public nonisolated let changes: AsyncStream<Leader?>
     private let sink: AsyncStream<Leader?>.Continuation
@@ -42,7 +45,8 @@ public actor ZooKeeperLeaderDetector: MasterDetector {
     private let ownsSession: Bool
     private let logger: Logger
     private var core: LeaderDetectorCore
-    /// Bumped on every (re)connection and session loss, so late results of an older round are ignored.
+    /// Bumped on every (re)connection and session loss: results and watches of an older round
+    /// are dropped, so one children watch loop runs at a time.
     private var round = 0
     private var follower: Task<Void, Never>?
 
@@ -82,104 +86,117 @@ public actor ZooKeeperLeaderDetector: MasterDetector {
         switch event {
         case .connected:
             round += 1
-            run(core.handle(.connected))
+            feed(.connected)
         case .expired, .authFailed:
             round += 1
-            run(core.handle(.sessionLost))
+            feed(.sessionLost)
         case .disconnected:
             break  // still the same session until it expires (the session times that out locally)
         }
     }
 
-    private func run(_ effects: [LeaderDetectorCore.Effect]) {
-        for effect in effects {
+    private func feed(_ event: LeaderDetectorCore.Event) {
+        for effect in core.handle(event) {
             switch effect {
-            case .listChildrenAndWatch: spawn { await $0.listChildren(round: $1) }
-            case .readMember(let name): spawn { await $0.readMember(name, round: $1) }
+            case .request(let request):
+                let round = self.round
+                Task { await self.perform(request, round: round) }
+            case .retry(let request, let delay):
+                let round = self.round
+                Task {
+                    try? await Task.sleep(for: delay)
+                    if round == self.round { self.feed(.retryDue(request)) }
+                }
             case .report(let leader):
-                logger.info("detected leader", metadata: ["leader": "\(leader.map(\.description) ?? "none")"])
+                logger.milestone("detector_leader", "detected leader \(leader.map(\.description) ?? "none")",
+                    ["epoch": "\(leader?.epoch ?? 0)", "master": "\(leader.map { "\($0.pid)" } ?? "none")"])
                 sink.yield(leader)
-            case .warn(let message): logger.warning("\(message)")
+            case .observe(let observation): logger.observe(observation)
             }
         }
     }
 
-    /// Work of the current round; it ends on its own once the round is over (watches resolve
-    /// with `.sessionLost` when the session goes).
-    private func spawn(_ body: @escaping @Sendable (ZooKeeperLeaderDetector, Int) async -> Void) {
-        let round = self.round
-        Task { await body(self, round) }
-    }
-
-    private func listChildren(round: Int) async {
+    private func perform(_ request: LeaderDetectorCore.Request, round: Int) async {
         do {
-            let (children, watch) = try await session.watchChildren(path)
+            switch request {
+            case .listChildrenAndWatch:
+                let (children, watch) = try await session.watchChildren(path)
+                guard round == self.round else { return }
+                feed(.children(children))
+                let event = try await watch.event()
+                guard round == self.round, event != .sessionLost else { return }
+                feed(.childrenChanged)
+            case .watchGroupCreation:
+                let (stat, watch) = try await session.watchExists(path)
+                guard round == self.round else { return }
+                if stat == nil, try await watch.event() == .sessionLost { return }
+                guard round == self.round else { return }
+                feed(.groupCreated)
+            case .readMember(let name):
+                let data: [UInt8]?
+                do {
+                    data = try await session.get(path + "/" + name).data
+                } catch let error as ZooKeeperError where error.code == .noNode {
+                    data = nil
+                }
+                guard round == self.round else { return }
+                feed(.memberData(name: name, data: data))
+            }
+        } catch let error as ZooKeeperError where error.code == .noNode && request == .listChildrenAndWatch {
             guard round == self.round else { return }
-            run(core.handle(.children(children)))
-            let event = try await watch.event()
-            guard round == self.round, event != .sessionLost else { return }
-            await listChildren(round: round)
-        } catch let error as ZooKeeperError where error.code == .noNode {
-            // No group yet: wait for its creation.
-            guard let (stat, watch) = try? await session.watchExists(path), round == self.round else { return }
-            run(core.handle(.children([])))
-            if stat == nil, (try? await watch.event()) == .sessionLost { return }
-            guard round == self.round else { return }
-            await listChildren(round: round)
+            feed(.groupMissing)
         } catch is CancellationError {
         } catch {
-            // Connection loss: the next `.connected` starts a new round. Anything else: retry soon.
-            logger.debug("listing \(path) failed: \(error)")
-            try? await Task.sleep(for: .milliseconds(200))
-            if round == self.round && session.isConnected { await listChildren(round: round) }
+            guard round == self.round else { return }
+            feed(.failed(request, error: "\(error)"))
         }
-    }
-
-    private func readMember(_ name: String, round: Int) async {
-        let data: [UInt8]?
-        do {
-            data = try await session.get(path + "/" + name).data
-        } catch let error as ZooKeeperError where error.code == .noNode {
-            data = nil
-        } catch {
-            logger.debug("reading \(name) failed: \(error)")
-            data = nil  // the children watch or the next round brings it back
-        }
-        guard round == self.round else { return }
-        run(core.handle(.memberData(name: name, data: data)))
     }
 }
 
-/// `--master=host:port`: that master is the leader. Its epoch is learned from its LeaderHint
-/// answer to our first message (a master answers a wrong epoch with a hint carrying its own).
+/// `--master=host:port`: that master is the leader. The pure `FixedMasterCore` decides which
+/// hints count (only the configured master's own); this actor resolves the host once and reports.
 public actor FixedMasterDetector: MasterDetector {
     public nonisolated let changes: AsyncStream<Leader?>
     private let sink: AsyncStream<Leader?>.Continuation
-    private let port: Int
-    /// "master@host:port" as given; replaced by the pid the master itself announces.
-    public private(set) var pid: String
-    private var epoch: UInt64 = 0
+    private var core: FixedMasterCore
+    private let logger: Logger
 
-    public init?(hostPort: String) {
-        guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]),
-            (1...65535).contains(port), colon > hostPort.startIndex
+    public init?(hostPort: String, logger: Logger = Logger(label: "mesos.detector")) {
+        guard let colon = hostPort.lastIndex(of: ":"), colon > hostPort.startIndex,
+            let port = Int(hostPort[hostPort.index(after: colon)...]), (1...65535).contains(port),
+            let pid = PID("master@" + Self.resolve(String(hostPort[..<colon])) + ":\(port)")
         else { return nil }
-        self.port = port
-        pid = "master@\(hostPort)"
+        core = FixedMasterCore(master: pid)
+        self.logger = logger
         (changes, sink) = AsyncStream.makeStream(of: Leader?.self)
     }
 
-    public func start() { sink.yield(Leader(epoch: epoch, pid: pid)) }
+    public var pid: PID { core.leader.pid }
+
+    public func start() { sink.yield(core.leader) }
     public func stop() { sink.finish() }
 
-    /// Learns the epoch (and the exact pid, e.g. `localhost` given but `127.0.0.1` announced) from a
-    /// hint the configured master sends about itself.
     public func hint(_ hint: LeaderHintMessage, from sender: String) {
-        guard let leader = hint.leader, leader.pid == sender, sender.hasSuffix(":\(port)"),
-            let e = hint.leaderEpoch, e != epoch || sender != pid
-        else { return }
-        epoch = e
-        pid = sender
-        sink.yield(Leader(epoch: e, pid: sender, info: leader))
+        guard let leader = core.hint(hint, from: sender) else { return }
+        logger.milestone("detector_leader", "master \(leader.pid) leads at epoch \(leader.epoch)", ["epoch": "\(leader.epoch)", "master": "\(leader.pid)"])
+        sink.yield(leader)
+    }
+
+    /// The IPv4 address a host name resolves to (the address a master announces), or the name.
+    static func resolve(_ host: String) -> String {
+        if host.hasPrefix("[") && host.hasSuffix("]") { return String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return host }
+        defer { freeaddrinfo(result) }
+        guard let address = first.pointee.ai_addr else { return host }
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        let ok = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin -> Bool in
+            var addr = sin.pointee.sin_addr
+            return inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN)) != nil
+        }
+        return ok ? text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } : host
     }
 }

@@ -52,7 +52,7 @@ void   mesos__envelope__free_unpacked
   assert(message->base.descriptor == &mesos__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[33] =
+static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[36] =
 {
   {
     "epoch",
@@ -391,6 +391,30 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[33] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "suppress_offers",
+    44,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, suppress_offers),
+    &mesos__suppress_offers_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_disconnected",
+    45,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, framework_disconnected),
+    &mesos__framework_disconnected_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "leader_hint",
     50,
     PROTOBUF_C_LABEL_OPTIONAL,
@@ -398,6 +422,18 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[33] =
     offsetof(Mesos__Envelope, payload_case),
     offsetof(Mesos__Envelope, leader_hint),
     &mesos__leader_hint_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_refused",
+    51,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, message_refused),
+    &mesos__message_refused_message__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -454,21 +490,23 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[33] =
 static const unsigned mesos__envelope__field_indices_by_name[] = {
   4,   /* field[4] = agent_registered */
   5,   /* field[5] = agent_reregistered */
-  29,   /* field[29] = authenticate */
-  30,   /* field[30] = authentication_challenge */
-  31,   /* field[31] = authentication_response */
-  32,   /* field[32] = authentication_result */
+  32,   /* field[32] = authenticate */
+  33,   /* field[33] = authentication_challenge */
+  34,   /* field[34] = authentication_response */
+  35,   /* field[35] = authentication_result */
   19,   /* field[19] = deactivate_framework */
   23,   /* field[23] = decline_offers */
   0,   /* field[0] = epoch */
+  29,   /* field[29] = framework_disconnected */
   27,   /* field[27] = framework_error */
   16,   /* field[16] = framework_registered */
   17,   /* field[17] = framework_reregistered */
   1,   /* field[1] = from */
   10,   /* field[10] = kill_task */
   22,   /* field[22] = launch_tasks */
-  28,   /* field[28] = leader_hint */
+  30,   /* field[30] = leader_hint */
   26,   /* field[26] = lost_agent */
+  31,   /* field[31] = message_refused */
   6,   /* field[6] = ping */
   7,   /* field[7] = pong */
   25,   /* field[25] = reconcile_tasks */
@@ -484,6 +522,7 @@ static const unsigned mesos__envelope__field_indices_by_name[] = {
   11,   /* field[11] = shutdown_framework */
   12,   /* field[12] = status_update */
   13,   /* field[13] = status_update_ack */
+  28,   /* field[28] = suppress_offers */
   18,   /* field[18] = unregister_framework */
 };
 static const ProtobufCIntRange mesos__envelope__number_ranges[5 + 1] =
@@ -491,9 +530,9 @@ static const ProtobufCIntRange mesos__envelope__number_ranges[5 + 1] =
   { 1, 0 },
   { 10, 2 },
   { 30, 14 },
-  { 50, 28 },
-  { 60, 29 },
-  { 0, 33 }
+  { 50, 30 },
+  { 60, 32 },
+  { 0, 36 }
 };
 const ProtobufCMessageDescriptor mesos__envelope__descriptor =
 {
@@ -503,7 +542,7 @@ const ProtobufCMessageDescriptor mesos__envelope__descriptor =
   "Mesos__Envelope",
   "mesos",
   sizeof(Mesos__Envelope),
-  33,
+  36,
   mesos__envelope__field_descriptors,
   mesos__envelope__field_indices_by_name,
   5,  mesos__envelope__number_ranges,

@@ -367,6 +367,12 @@ void   mesos__agent_info__free_unpacked
   assert(message->base.descriptor == &mesos__agent_info__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__framework_info__capability__init
+                     (Mesos__FrameworkInfo__Capability         *message)
+{
+  static const Mesos__FrameworkInfo__Capability init_value = MESOS__FRAMEWORK_INFO__CAPABILITY__INIT;
+  *message = init_value;
+}
 void   mesos__framework_info__init
                      (Mesos__FrameworkInfo         *message)
 {
@@ -590,6 +596,51 @@ void   mesos__task_status__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &mesos__task_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__time_info__init
+                     (Mesos__TimeInfo         *message)
+{
+  static const Mesos__TimeInfo init_value = MESOS__TIME_INFO__INIT;
+  *message = init_value;
+}
+size_t mesos__time_info__get_packed_size
+                     (const Mesos__TimeInfo *message)
+{
+  assert(message->base.descriptor == &mesos__time_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__time_info__pack
+                     (const Mesos__TimeInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__time_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__time_info__pack_to_buffer
+                     (const Mesos__TimeInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__time_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__TimeInfo *
+       mesos__time_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__TimeInfo *)
+     protobuf_c_message_unpack (&mesos__time_info__descriptor,
+                                allocator, len, data);
+}
+void   mesos__time_info__free_unpacked
+                     (Mesos__TimeInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__time_info__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   mesos__task__init
@@ -1126,10 +1177,86 @@ const ProtobufCMessageDescriptor mesos__agent_info__descriptor =
   (ProtobufCMessageInit) mesos__agent_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCEnumValue mesos__framework_info__capability__type__enum_values_by_number[7] =
+{
+  { "UNKNOWN", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__UNKNOWN", 0 },
+  { "REVOCABLE_RESOURCES", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__REVOCABLE_RESOURCES", 1 },
+  { "TASK_KILLING_STATE", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__TASK_KILLING_STATE", 2 },
+  { "GPU_RESOURCES", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__GPU_RESOURCES", 3 },
+  { "SHARED_RESOURCES", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__SHARED_RESOURCES", 4 },
+  { "PARTITION_AWARE", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__PARTITION_AWARE", 5 },
+  { "MULTI_ROLE", "MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__MULTI_ROLE", 6 },
+};
+static const ProtobufCIntRange mesos__framework_info__capability__type__value_ranges[] = {
+{0, 0},{0, 7}
+};
+static const ProtobufCEnumValueIndex mesos__framework_info__capability__type__enum_values_by_name[7] =
+{
+  { "GPU_RESOURCES", 3 },
+  { "MULTI_ROLE", 6 },
+  { "PARTITION_AWARE", 5 },
+  { "REVOCABLE_RESOURCES", 1 },
+  { "SHARED_RESOURCES", 4 },
+  { "TASK_KILLING_STATE", 2 },
+  { "UNKNOWN", 0 },
+};
+const ProtobufCEnumDescriptor mesos__framework_info__capability__type__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "mesos.FrameworkInfo.Capability.Type",
+  "Type",
+  "Mesos__FrameworkInfo__Capability__Type",
+  "mesos",
+  7,
+  mesos__framework_info__capability__type__enum_values_by_number,
+  7,
+  mesos__framework_info__capability__type__enum_values_by_name,
+  1,
+  mesos__framework_info__capability__type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor mesos__framework_info__capability__field_descriptors[1] =
+{
+  {
+    "type",
+    1,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Mesos__FrameworkInfo__Capability, has_type),
+    offsetof(Mesos__FrameworkInfo__Capability, type),
+    &mesos__framework_info__capability__type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__framework_info__capability__field_indices_by_name[] = {
+  0,   /* field[0] = type */
+};
+static const ProtobufCIntRange mesos__framework_info__capability__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__framework_info__capability__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.FrameworkInfo.Capability",
+  "Capability",
+  "Mesos__FrameworkInfo__Capability",
+  "mesos",
+  sizeof(Mesos__FrameworkInfo__Capability),
+  1,
+  mesos__framework_info__capability__field_descriptors,
+  mesos__framework_info__capability__field_indices_by_name,
+  1,  mesos__framework_info__capability__number_ranges,
+  (ProtobufCMessageInit) mesos__framework_info__capability__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 char mesos__framework_info__role__default_value[] = "*";
 static const double mesos__framework_info__failover_timeout__default_value = 0;
 static const protobuf_c_boolean mesos__framework_info__checkpoint__default_value = 0;
-static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[8] =
+static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[9] =
 {
   {
     "user",
@@ -1227,8 +1354,21 @@ static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[8
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "capabilities",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__FrameworkInfo, n_capabilities),
+    offsetof(Mesos__FrameworkInfo, capabilities),
+    &mesos__framework_info__capability__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__framework_info__field_indices_by_name[] = {
+  8,   /* field[8] = capabilities */
   4,   /* field[4] = checkpoint */
   3,   /* field[3] = failover_timeout */
   6,   /* field[6] = hostname */
@@ -1241,7 +1381,7 @@ static const unsigned mesos__framework_info__field_indices_by_name[] = {
 static const ProtobufCIntRange mesos__framework_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor mesos__framework_info__descriptor =
 {
@@ -1251,7 +1391,7 @@ const ProtobufCMessageDescriptor mesos__framework_info__descriptor =
   "Mesos__FrameworkInfo",
   "mesos",
   sizeof(Mesos__FrameworkInfo),
-  8,
+  9,
   mesos__framework_info__field_descriptors,
   mesos__framework_info__field_indices_by_name,
   1,  mesos__framework_info__number_ranges,
@@ -1533,32 +1673,54 @@ const ProtobufCEnumDescriptor mesos__task_status__source__descriptor =
   mesos__task_status__source__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue mesos__task_status__reason__enum_values_by_number[9] =
+static const ProtobufCEnumValue mesos__task_status__reason__enum_values_by_number[20] =
 {
   { "REASON_COMMAND_EXECUTOR_FAILED", "MESOS__TASK_STATUS__REASON__REASON_COMMAND_EXECUTOR_FAILED", 0 },
-  { "REASON_AGENT_REMOVED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED", 1 },
-  { "REASON_AGENT_DISCONNECTED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_DISCONNECTED", 2 },
-  { "REASON_AGENT_UNKNOWN", "MESOS__TASK_STATUS__REASON__REASON_AGENT_UNKNOWN", 3 },
-  { "REASON_TASK_UNKNOWN", "MESOS__TASK_STATUS__REASON__REASON_TASK_UNKNOWN", 4 },
-  { "REASON_RECONCILIATION", "MESOS__TASK_STATUS__REASON__REASON_RECONCILIATION", 5 },
-  { "REASON_TASK_KILLED_DURING_LAUNCH", "MESOS__TASK_STATUS__REASON__REASON_TASK_KILLED_DURING_LAUNCH", 6 },
-  { "REASON_INVALID_OFFERS", "MESOS__TASK_STATUS__REASON__REASON_INVALID_OFFERS", 7 },
-  { "REASON_FRAMEWORK_REMOVED", "MESOS__TASK_STATUS__REASON__REASON_FRAMEWORK_REMOVED", 8 },
+  { "REASON_EXECUTOR_TERMINATED", "MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_TERMINATED", 1 },
+  { "REASON_FRAMEWORK_REMOVED", "MESOS__TASK_STATUS__REASON__REASON_FRAMEWORK_REMOVED", 3 },
+  { "REASON_INVALID_FRAMEWORKID", "MESOS__TASK_STATUS__REASON__REASON_INVALID_FRAMEWORKID", 5 },
+  { "REASON_INVALID_OFFERS", "MESOS__TASK_STATUS__REASON__REASON_INVALID_OFFERS", 6 },
+  { "REASON_MASTER_DISCONNECTED", "MESOS__TASK_STATUS__REASON__REASON_MASTER_DISCONNECTED", 7 },
+  { "REASON_RECONCILIATION", "MESOS__TASK_STATUS__REASON__REASON_RECONCILIATION", 9 },
+  { "REASON_AGENT_DISCONNECTED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_DISCONNECTED", 10 },
+  { "REASON_AGENT_REMOVED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED", 11 },
+  { "REASON_AGENT_RESTARTED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_RESTARTED", 12 },
+  { "REASON_AGENT_UNKNOWN", "MESOS__TASK_STATUS__REASON__REASON_AGENT_UNKNOWN", 13 },
+  { "REASON_TASK_INVALID", "MESOS__TASK_STATUS__REASON__REASON_TASK_INVALID", 14 },
+  { "REASON_TASK_UNAUTHORIZED", "MESOS__TASK_STATUS__REASON__REASON_TASK_UNAUTHORIZED", 15 },
+  { "REASON_TASK_UNKNOWN", "MESOS__TASK_STATUS__REASON__REASON_TASK_UNKNOWN", 16 },
+  { "REASON_CONTAINER_LAUNCH_FAILED", "MESOS__TASK_STATUS__REASON__REASON_CONTAINER_LAUNCH_FAILED", 21 },
+  { "REASON_EXECUTOR_REGISTRATION_TIMEOUT", "MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_REGISTRATION_TIMEOUT", 23 },
+  { "REASON_EXECUTOR_REREGISTRATION_TIMEOUT", "MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_REREGISTRATION_TIMEOUT", 24 },
+  { "REASON_TASK_KILLED_DURING_LAUNCH", "MESOS__TASK_STATUS__REASON__REASON_TASK_KILLED_DURING_LAUNCH", 30 },
+  { "REASON_AGENT_REMOVED_BY_OPERATOR", "MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED_BY_OPERATOR", 31 },
+  { "REASON_AGENT_REREGISTERED", "MESOS__TASK_STATUS__REASON__REASON_AGENT_REREGISTERED", 32 },
 };
 static const ProtobufCIntRange mesos__task_status__reason__value_ranges[] = {
-{0, 0},{0, 9}
+{0, 0},{3, 2},{5, 3},{9, 6},{21, 14},{23, 15},{30, 17},{0, 20}
 };
-static const ProtobufCEnumValueIndex mesos__task_status__reason__enum_values_by_name[9] =
+static const ProtobufCEnumValueIndex mesos__task_status__reason__enum_values_by_name[20] =
 {
-  { "REASON_AGENT_DISCONNECTED", 2 },
-  { "REASON_AGENT_REMOVED", 1 },
-  { "REASON_AGENT_UNKNOWN", 3 },
+  { "REASON_AGENT_DISCONNECTED", 7 },
+  { "REASON_AGENT_REMOVED", 8 },
+  { "REASON_AGENT_REMOVED_BY_OPERATOR", 18 },
+  { "REASON_AGENT_REREGISTERED", 19 },
+  { "REASON_AGENT_RESTARTED", 9 },
+  { "REASON_AGENT_UNKNOWN", 10 },
   { "REASON_COMMAND_EXECUTOR_FAILED", 0 },
-  { "REASON_FRAMEWORK_REMOVED", 8 },
-  { "REASON_INVALID_OFFERS", 7 },
-  { "REASON_RECONCILIATION", 5 },
-  { "REASON_TASK_KILLED_DURING_LAUNCH", 6 },
-  { "REASON_TASK_UNKNOWN", 4 },
+  { "REASON_CONTAINER_LAUNCH_FAILED", 14 },
+  { "REASON_EXECUTOR_REGISTRATION_TIMEOUT", 15 },
+  { "REASON_EXECUTOR_REREGISTRATION_TIMEOUT", 16 },
+  { "REASON_EXECUTOR_TERMINATED", 1 },
+  { "REASON_FRAMEWORK_REMOVED", 2 },
+  { "REASON_INVALID_FRAMEWORKID", 3 },
+  { "REASON_INVALID_OFFERS", 4 },
+  { "REASON_MASTER_DISCONNECTED", 5 },
+  { "REASON_RECONCILIATION", 6 },
+  { "REASON_TASK_INVALID", 11 },
+  { "REASON_TASK_KILLED_DURING_LAUNCH", 17 },
+  { "REASON_TASK_UNAUTHORIZED", 12 },
+  { "REASON_TASK_UNKNOWN", 13 },
 };
 const ProtobufCEnumDescriptor mesos__task_status__reason__descriptor =
 {
@@ -1567,15 +1729,15 @@ const ProtobufCEnumDescriptor mesos__task_status__reason__descriptor =
   "Reason",
   "Mesos__TaskStatus__Reason",
   "mesos",
-  9,
+  20,
   mesos__task_status__reason__enum_values_by_number,
-  9,
+  20,
   mesos__task_status__reason__enum_values_by_name,
-  1,
+  7,
   mesos__task_status__reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor mesos__task_status__field_descriptors[8] =
+static const ProtobufCFieldDescriptor mesos__task_status__field_descriptors[9] =
 {
   {
     "task_id",
@@ -1673,6 +1835,18 @@ static const ProtobufCFieldDescriptor mesos__task_status__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "unreachable_time",
+    9,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__TaskStatus, unreachable_time),
+    &mesos__time_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__task_status__field_indices_by_name[] = {
   5,   /* field[5] = agent_id */
@@ -1682,12 +1856,13 @@ static const unsigned mesos__task_status__field_indices_by_name[] = {
   1,   /* field[1] = state */
   0,   /* field[0] = task_id */
   6,   /* field[6] = timestamp */
+  8,   /* field[8] = unreachable_time */
   7,   /* field[7] = uuid */
 };
 static const ProtobufCIntRange mesos__task_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor mesos__task_status__descriptor =
 {
@@ -1697,11 +1872,49 @@ const ProtobufCMessageDescriptor mesos__task_status__descriptor =
   "Mesos__TaskStatus",
   "mesos",
   sizeof(Mesos__TaskStatus),
-  8,
+  9,
   mesos__task_status__field_descriptors,
   mesos__task_status__field_indices_by_name,
   1,  mesos__task_status__number_ranges,
   (ProtobufCMessageInit) mesos__task_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__time_info__field_descriptors[1] =
+{
+  {
+    "nanoseconds",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__TimeInfo, nanoseconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__time_info__field_indices_by_name[] = {
+  0,   /* field[0] = nanoseconds */
+};
+static const ProtobufCIntRange mesos__time_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__time_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.TimeInfo",
+  "TimeInfo",
+  "Mesos__TimeInfo",
+  "mesos",
+  sizeof(Mesos__TimeInfo),
+  1,
+  mesos__time_info__field_descriptors,
+  mesos__time_info__field_indices_by_name,
+  1,  mesos__time_info__number_ranges,
+  (ProtobufCMessageInit) mesos__time_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__task__field_descriptors[7] =

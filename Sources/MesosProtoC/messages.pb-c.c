@@ -1132,6 +1132,51 @@ void   mesos__revive_offers_message__free_unpacked
   assert(message->base.descriptor == &mesos__revive_offers_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__suppress_offers_message__init
+                     (Mesos__SuppressOffersMessage         *message)
+{
+  static const Mesos__SuppressOffersMessage init_value = MESOS__SUPPRESS_OFFERS_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__suppress_offers_message__get_packed_size
+                     (const Mesos__SuppressOffersMessage *message)
+{
+  assert(message->base.descriptor == &mesos__suppress_offers_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__suppress_offers_message__pack
+                     (const Mesos__SuppressOffersMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__suppress_offers_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__suppress_offers_message__pack_to_buffer
+                     (const Mesos__SuppressOffersMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__suppress_offers_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__SuppressOffersMessage *
+       mesos__suppress_offers_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__SuppressOffersMessage *)
+     protobuf_c_message_unpack (&mesos__suppress_offers_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__suppress_offers_message__free_unpacked
+                     (Mesos__SuppressOffersMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__suppress_offers_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__reconcile_tasks_message__init
                      (Mesos__ReconcileTasksMessage         *message)
 {
@@ -1265,6 +1310,96 @@ void   mesos__framework_error_message__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &mesos__framework_error_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__framework_disconnected_message__init
+                     (Mesos__FrameworkDisconnectedMessage         *message)
+{
+  static const Mesos__FrameworkDisconnectedMessage init_value = MESOS__FRAMEWORK_DISCONNECTED_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__framework_disconnected_message__get_packed_size
+                     (const Mesos__FrameworkDisconnectedMessage *message)
+{
+  assert(message->base.descriptor == &mesos__framework_disconnected_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__framework_disconnected_message__pack
+                     (const Mesos__FrameworkDisconnectedMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__framework_disconnected_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__framework_disconnected_message__pack_to_buffer
+                     (const Mesos__FrameworkDisconnectedMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__framework_disconnected_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__FrameworkDisconnectedMessage *
+       mesos__framework_disconnected_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__FrameworkDisconnectedMessage *)
+     protobuf_c_message_unpack (&mesos__framework_disconnected_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__framework_disconnected_message__free_unpacked
+                     (Mesos__FrameworkDisconnectedMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__framework_disconnected_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__message_refused_message__init
+                     (Mesos__MessageRefusedMessage         *message)
+{
+  static const Mesos__MessageRefusedMessage init_value = MESOS__MESSAGE_REFUSED_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__message_refused_message__get_packed_size
+                     (const Mesos__MessageRefusedMessage *message)
+{
+  assert(message->base.descriptor == &mesos__message_refused_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__message_refused_message__pack
+                     (const Mesos__MessageRefusedMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__message_refused_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__message_refused_message__pack_to_buffer
+                     (const Mesos__MessageRefusedMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__message_refused_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__MessageRefusedMessage *
+       mesos__message_refused_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__MessageRefusedMessage *)
+     protobuf_c_message_unpack (&mesos__message_refused_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__message_refused_message__free_unpacked
+                     (Mesos__MessageRefusedMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__message_refused_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   mesos__leader_hint_message__init
@@ -1722,7 +1857,7 @@ const ProtobufCMessageDescriptor mesos__agent_registered_message__descriptor =
   (ProtobufCMessageInit) mesos__agent_registered_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mesos__agent_reregistered_message__field_descriptors[2] =
+static const ProtobufCFieldDescriptor mesos__agent_reregistered_message__field_descriptors[3] =
 {
   {
     "agent_id",
@@ -1748,15 +1883,28 @@ static const ProtobufCFieldDescriptor mesos__agent_reregistered_message__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reconciliations",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__AgentReregisteredMessage, n_reconciliations),
+    offsetof(Mesos__AgentReregisteredMessage, reconciliations),
+    &mesos__reconcile_tasks_message__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__agent_reregistered_message__field_indices_by_name[] = {
   0,   /* field[0] = agent_id */
   1,   /* field[1] = master */
+  2,   /* field[2] = reconciliations */
 };
 static const ProtobufCIntRange mesos__agent_reregistered_message__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor mesos__agent_reregistered_message__descriptor =
 {
@@ -1766,7 +1914,7 @@ const ProtobufCMessageDescriptor mesos__agent_reregistered_message__descriptor =
   "Mesos__AgentReregisteredMessage",
   "mesos",
   sizeof(Mesos__AgentReregisteredMessage),
-  2,
+  3,
   mesos__agent_reregistered_message__field_descriptors,
   mesos__agent_reregistered_message__field_indices_by_name,
   1,  mesos__agent_reregistered_message__number_ranges,
@@ -2825,6 +2973,44 @@ const ProtobufCMessageDescriptor mesos__revive_offers_message__descriptor =
   (ProtobufCMessageInit) mesos__revive_offers_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor mesos__suppress_offers_message__field_descriptors[1] =
+{
+  {
+    "framework_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__SuppressOffersMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__suppress_offers_message__field_indices_by_name[] = {
+  0,   /* field[0] = framework_id */
+};
+static const ProtobufCIntRange mesos__suppress_offers_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__suppress_offers_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.SuppressOffersMessage",
+  "SuppressOffersMessage",
+  "Mesos__SuppressOffersMessage",
+  "mesos",
+  sizeof(Mesos__SuppressOffersMessage),
+  1,
+  mesos__suppress_offers_message__field_descriptors,
+  mesos__suppress_offers_message__field_indices_by_name,
+  1,  mesos__suppress_offers_message__number_ranges,
+  (ProtobufCMessageInit) mesos__suppress_offers_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor mesos__reconcile_tasks_message__field_descriptors[2] =
 {
   {
@@ -2950,6 +3136,95 @@ const ProtobufCMessageDescriptor mesos__framework_error_message__descriptor =
   mesos__framework_error_message__field_indices_by_name,
   1,  mesos__framework_error_message__number_ranges,
   (ProtobufCMessageInit) mesos__framework_error_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__framework_disconnected_message__field_descriptors[1] =
+{
+  {
+    "reason",
+    1,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkDisconnectedMessage, reason),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__framework_disconnected_message__field_indices_by_name[] = {
+  0,   /* field[0] = reason */
+};
+static const ProtobufCIntRange mesos__framework_disconnected_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__framework_disconnected_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.FrameworkDisconnectedMessage",
+  "FrameworkDisconnectedMessage",
+  "Mesos__FrameworkDisconnectedMessage",
+  "mesos",
+  sizeof(Mesos__FrameworkDisconnectedMessage),
+  1,
+  mesos__framework_disconnected_message__field_descriptors,
+  mesos__framework_disconnected_message__field_indices_by_name,
+  1,  mesos__framework_disconnected_message__number_ranges,
+  (ProtobufCMessageInit) mesos__framework_disconnected_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__message_refused_message__field_descriptors[2] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__MessageRefusedMessage, kind),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__MessageRefusedMessage, reason),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__message_refused_message__field_indices_by_name[] = {
+  0,   /* field[0] = kind */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange mesos__message_refused_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__message_refused_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.MessageRefusedMessage",
+  "MessageRefusedMessage",
+  "Mesos__MessageRefusedMessage",
+  "mesos",
+  sizeof(Mesos__MessageRefusedMessage),
+  2,
+  mesos__message_refused_message__field_descriptors,
+  mesos__message_refused_message__field_indices_by_name,
+  1,  mesos__message_refused_message__number_ranges,
+  (ProtobufCMessageInit) mesos__message_refused_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__leader_hint_message__field_descriptors[3] =
@@ -3245,7 +3520,7 @@ const ProtobufCMessageDescriptor mesos__registry__agent__descriptor =
   (ProtobufCMessageInit) mesos__registry__agent__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mesos__registry__field_descriptors[3] =
+static const ProtobufCFieldDescriptor mesos__registry__field_descriptors[4] =
 {
   {
     "admitted",
@@ -3283,16 +3558,29 @@ static const ProtobufCFieldDescriptor mesos__registry__field_descriptors[3] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "removed_frameworks",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Registry, n_removed_frameworks),
+    offsetof(Mesos__Registry, removed_frameworks),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__registry__field_indices_by_name[] = {
   0,   /* field[0] = admitted */
   2,   /* field[2] = highest_epoch */
   1,   /* field[1] = removed */
+  3,   /* field[3] = removed_frameworks */
 };
 static const ProtobufCIntRange mesos__registry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor mesos__registry__descriptor =
 {
@@ -3302,7 +3590,7 @@ const ProtobufCMessageDescriptor mesos__registry__descriptor =
   "Mesos__Registry",
   "mesos",
   sizeof(Mesos__Registry),
-  3,
+  4,
   mesos__registry__field_descriptors,
   mesos__registry__field_indices_by_name,
   1,  mesos__registry__number_ranges,

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import MesosBus
+import MesosCore
+import MesosDaemon
 import MesosHA
 import MesosWire
 
@@ -12,6 +14,9 @@ import MesosWire
 ///     for await event in driver.events {
 ///         if case .offers(let offers) = event { await driver.launch(offers: [offers[0].id], tasks: [...]) }
 ///     }
+///
+/// To resume an existing framework (a scheduler failover), set `framework.id`: the new instance
+/// takes the framework over, and the old one, if still running, is told "Framework failed over".
 public actor SchedulerDriver {
     public nonisolated let events: AsyncStream<SchedulerEvent>
     private let sink: AsyncStream<SchedulerEvent>.Continuation
@@ -19,29 +24,26 @@ public actor SchedulerDriver {
     private let master: String
     private let sessionTimeout: Duration
     private var logger: Logger
-    private let bus: MessageBus
-    private let clock = CoreClock()
+    private let runtime: DaemonRuntime
     private var detector: (any MasterDetector)?
     private var tasks: [Task<Void, Never>] = []
+    private var finished = false
 
-    /// - registrationBackoffFactor: the first (re)registration after a leader change waits a random
-    ///   time up to this (Mesos's driver uses 2 s), spreading many frameworks' re-registrations.
+    /// - settings: backoff, acknowledgements (`implicitAcknowledgements`: Mesos's default, true).
     /// - credential: for masters that require authentication; its principal becomes `framework.principal`.
     public init(
-        framework: FrameworkInfo, master: String, implicitAcknowledgements: Bool = true, sessionTimeout: Duration = .seconds(10),
-        registrationBackoffFactor: Duration = .seconds(2), credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
+        framework: FrameworkInfo, master: String, settings: SchedulerSettings = SchedulerSettings(), sessionTimeout: Duration = .seconds(10),
+        credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
     ) {
         var framework = framework
         if let credential { framework.principal = credential.principal }
-        self.core = SchedulerCore(
-            framework: framework, implicitAcknowledgements: implicitAcknowledgements, backoffFactor: registrationBackoffFactor,
-            seed: UInt64.random(in: 0...UInt64.max))
+        self.core = SchedulerCore(framework: framework, settings: settings, seed: UInt64.random(in: 0...UInt64.max))
         self.master = master
         self.sessionTimeout = sessionTimeout
         self.logger = logger
         var config = BusConfiguration()
         config.credential = credential
-        self.bus = MessageBus(configuration: config, logger: logger)
+        self.runtime = DaemonRuntime(bus: config, logger: logger)
         (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
     }
 
@@ -53,55 +55,61 @@ public actor SchedulerDriver {
     public func start(host: String = "127.0.0.1", port: Int = 0, advertisePort: Int? = nil) async throws {
         let detector = try MasterDetectors.make(master: master, sessionTimeout: sessionTimeout, logger: logger)
         self.detector = detector
-        let pid = try await bus.start(
+        let pid = try await runtime.start(
             name: "scheduler-\(UUID().uuidString.prefix(8).lowercased())", host: host, port: port, advertisePort: advertisePort)
         logger[metadataKey: "pid"] = "\(pid)"
-        let events = bus.events, changes = detector.changes, clock = self.clock
-        tasks.append(Task.detached {
-            for await event in events {
-                guard case .message(let envelope) = event else { continue }
-                if case .leaderHint(let hint)? = envelope.payload { await detector.hint(hint, from: envelope.from) }
-                await self.feed(.message(envelope))
-            }
-        })
+        runtime.onBusEvents { event in
+            guard case .message(let inbound) = event else { return }
+            if case .leaderHint(let hint)? = inbound.envelope.payload { await detector.hint(hint, from: inbound.envelope.from) }
+            await self.feed(.message(inbound))
+        }
+        let changes = detector.changes
         tasks.append(Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } })
-        tasks.append(clock.ticks { await self.feed(.tick(now: $0)) })
+        tasks.append(runtime.onTicks { now in await self.feed(.tick(now: now)) })
         await detector.start()
     }
 
     public func launch(offers: [OfferID], tasks: [TaskInfo], filters: Filters? = nil) { feed(.call(.launch(offers: offers, tasks: tasks, filters: filters))) }
     public func decline(offers: [OfferID], filters: Filters? = nil) { feed(.call(.decline(offers: offers, filters: filters))) }
     public func kill(_ task: TaskID) { feed(.call(.kill(task))) }
+    /// With `implicitAcknowledgements` off: acknowledge a status update once it is handled.
     public func acknowledge(_ status: TaskStatus) { feed(.call(.acknowledge(status))) }
     public func reconcile(_ statuses: [TaskStatus] = []) { feed(.call(.reconcile(statuses))) }
-    public func revive() { feed(.call(.revive)) }
+    public func reviveOffers() { feed(.call(.revive)) }
+    public func suppressOffers() { feed(.call(.suppress)) }
 
-    /// `failover: true` leaves the framework and its tasks for another scheduler to take over.
+    /// `failover: true` leaves the framework and its tasks for another scheduler instance to take
+    /// over within its `failover_timeout`; false unregisters it (its tasks are killed). Returns
+    /// once the goodbye (if any) is written and the driver is shut down.
     public func stop(failover: Bool = false) async {
         feed(.call(.stop(failover: failover)))
-        try? await Task.sleep(for: .milliseconds(100))  // let the goodbye reach the wire
+        await shutdown()
+    }
+
+    /// Stops the driver without unregistering: the framework is deactivated (no offers) and kept.
+    public func abort() async {
+        feed(.call(.abort))
         await shutdown()
     }
 
     private func shutdown() async {
+        guard !finished else { return }
+        finished = true
         for t in tasks { t.cancel() }
         tasks = []
+        await runtime.bus.flush()
         await detector?.stop()
-        await bus.shutdown()
+        await runtime.bus.shutdown()
         sink.finish()
     }
 
     private func feed(_ event: SchedulerCore.Event) {
         for effect in core.handle(event) {
             switch effect {
-            case .send(let payload, let to, let epoch):
-                guard let peer = PID(to) else { continue }
-                bus.post(payload, epoch: epoch, to: peer)
+            case .send(let payload, let to, let epoch): runtime.send(payload, epoch: epoch, to: to)
             case .event(let e): sink.yield(e)
-            case .log(let level, let message):
-                logger.log(level: level.loggerLevel, "\(message)")
-            case .stopped:
-                Task { await self.shutdown() }
+            case .observe(let observation): logger.observe(observation)
+            case .stopped: Task { await self.shutdown() }
             }
         }
     }

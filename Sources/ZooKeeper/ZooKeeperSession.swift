@@ -1,6 +1,8 @@
 import CZooKeeper
 import Dispatch
 import Logging
+import MesosCore
+import MesosWire
 import Synchronization
 
 #if canImport(Glibc)
@@ -53,17 +55,20 @@ public final class ZooKeeperSession: Sendable {
     private let logger: Logger
     private let eventSink: AsyncStream<SessionEvent>.Continuation
     private let lifecycle = DispatchQueue(label: "zookeeper.session.lifecycle")
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+    private let clock = ContinuousClock()
+    private let origin = ContinuousClock.now
 
     private struct State {
         var connection: Connection?
         var isConnected = false
-        var negotiatedTimeout = Duration.zero
-        /// Bumped on every connect/disconnect, so a stale local-expiry timer does nothing.
-        var connectivityChanges: UInt64 = 0
+        /// When a disconnect counts as an expiry (a reconnect meanwhile makes a stale timer do nothing).
+        var expiry: LocalSessionExpiry
         /// Watches set on the current handle, kept alive until they fire or the handle is closed.
         var watches: [ObjectIdentifier: WatchRegistration] = [:]
         var isStarted = false
+
+        init(requestedTimeout: Duration) { expiry = LocalSessionExpiry(requestedTimeout: requestedTimeout) }
         /// Why the session ended for good (`closing`, `authFailed`); nil while it is usable.
         var endedWith: ZooKeeperError.Code?
 
@@ -91,6 +96,7 @@ public final class ZooKeeperSession: Sendable {
     ) {
         self.servers = servers
         self.sessionTimeout = sessionTimeout
+        self.state = Mutex(State(requestedTimeout: sessionTimeout))
         self.operationTimeout = operationTimeout ?? sessionTimeout
         self.credentials = credentials
         self.defaultACL = credentials == nil ? [.worldAll] : [.creatorAll, .worldRead]
@@ -144,6 +150,9 @@ public final class ZooKeeperSession: Sendable {
     }
 
     public var isConnected: Bool { state.withLock { $0.isConnected } }
+
+    /// Time since this session object was made (the local expiry's clock).
+    private var elapsed: Duration { clock.now - origin }
 
     // MARK: Operations
 
@@ -357,31 +366,37 @@ public final class ZooKeeperSession: Sendable {
         let session = state.withLock { state -> (id: Int64, timeout: Duration)? in
             guard let connection = state.connection, connection.context === context else { return nil }
             state.isConnected = true
-            state.negotiatedTimeout = .milliseconds(zoo_recv_timeout(connection.handle))
-            state.connectivityChanges &+= 1
-            return (zoo_client_id(connection.handle).pointee.client_id, state.negotiatedTimeout)
+            state.expiry.connected(negotiatedTimeout: .milliseconds(zoo_recv_timeout(connection.handle)))
+            return (zoo_client_id(connection.handle).pointee.client_id, state.expiry.timeout)
         }
         guard let session else { return }
-        logger.info("ZooKeeper session 0x\(String(UInt64(bitPattern: session.id), radix: 16)) connected, timeout \(session.timeout)")
+        let id = "0x" + String(UInt64(bitPattern: session.id), radix: 16)
+        logger.info("ZooKeeper session \(id) connected, timeout \(session.timeout)", metadata: [
+            "event": "zk_session_connected", "session": "\(id)", "timeout_ms": "\(session.timeout.milliseconds)",
+        ])
         eventSink.yield(.connected(sessionID: session.id, negotiatedTimeout: session.timeout))
     }
 
     private func disconnected(_ context: HandleContext) {
-        let timer = state.withLock { state -> (change: UInt64, timeout: Duration)? in
+        let now = elapsed
+        let deadline = state.withLock { state -> LocalSessionExpiry.Deadline? in
             guard state.connection?.context === context, state.isConnected else { return nil }
             state.isConnected = false
-            state.connectivityChanges &+= 1
-            return (state.connectivityChanges, state.negotiatedTimeout)
+            return state.expiry.disconnected(at: now)
         }
-        guard let timer else { return }
-        logger.warning("ZooKeeper session disconnected; expiring it locally in \(timer.timeout) unless reconnected")
+        guard let deadline else { return }
+        let wait = deadline.at - now
+        logger.warning("ZooKeeper session disconnected; expiring it locally in \(wait) unless reconnected", metadata: [
+            "event": "zk_session_disconnected", "expires_in_ms": "\(wait.milliseconds)",
+        ])
         eventSink.yield(.disconnected)
-        lifecycle.asyncAfter(deadline: .now() + timer.timeout.dispatchInterval) { [weak self] in
+        lifecycle.asyncAfter(deadline: .now() + wait.dispatchInterval) { [weak self] in
             guard let self else { return }
-            let stillDown = state.withLock { state in
-                state.connection?.context === context && state.connectivityChanges == timer.change
+            let now = elapsed
+            let due = state.withLock { state in
+                state.connection?.context === context && state.expiry.isDue(deadline, now: now)
             }
-            if stillDown { expire(context, local: true) }
+            if due { expire(context, local: true) }
         }
     }
 
@@ -390,11 +405,13 @@ public final class ZooKeeperSession: Sendable {
             guard let connection = state.connection, connection.context === context else { return nil }
             state.connection = nil
             state.isConnected = false
-            state.connectivityChanges &+= 1
+            state.expiry.expired()
             return (connection, state.takeWatches())
         }
         guard let (connection, watches) = expired else { return }
-        logger.error("ZooKeeper session expired (\(local ? "locally, disconnected for the session timeout" : "reported by the server")); starting a new one")
+        logger.error("ZooKeeper session expired (\(local ? "locally, disconnected for the session timeout" : "reported by the server")); starting a new one", metadata: [
+            "event": "zk_session_expired", "local": "\(local)",
+        ])
         eventSink.yield(.expired(local: local))
         Self.close(connection, resolving: watches)
         openHandle()
@@ -450,9 +467,5 @@ private func sessionEventReceived(
 }
 
 extension Duration {
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
-
-    var dispatchInterval: DispatchTimeInterval { .milliseconds(Int(milliseconds)) }
+    var dispatchInterval: DispatchTimeInterval { .milliseconds(Int(clamping: max(0, milliseconds))) }
 }

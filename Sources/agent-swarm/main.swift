@@ -109,7 +109,7 @@ final class EventPrinter: Sendable {
     }
 }
 
-/// Turns an agent's log messages into swarm events (the agent's core logs every step it takes).
+/// Turns an agent's milestones (`event=` keys and their fields) into swarm events.
 struct SwarmLogHandler: LogHandler {
     let index: Int
     let threshold: Logger.Level
@@ -124,45 +124,27 @@ struct SwarmLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        let text = event.message.description
-        if let line = Self.event(text, metadata: event.metadata) {
+        let fields = event.metadata ?? [:]
+        if let line = Self.event(fields) {
             out.emit(index, line)
         } else if event.level >= threshold {
-            out.emit(index, "log level=\(event.level) msg=\(text.replacingOccurrences(of: "\n", with: " "))")
+            out.emit(index, "log level=\(event.level) msg=\(event.message.description.replacingOccurrences(of: "\n", with: " "))")
         }
     }
 
-    /// "... (epoch 12) ..." -> 12
-    static func epoch(in text: String) -> String {
-        guard let r = text.range(of: "(epoch ") else { return "?" }
-        return String(text[r.upperBound...].prefix { $0.isNumber })
-    }
-
-    static func master(in text: String) -> String {
-        guard let r = text.range(of: "master@") else { return "?" }
-        return "master@" + text[r.upperBound...].prefix { $0 != " " }
-    }
-
-    static func event(_ text: String, metadata: Logger.Metadata?) -> String? {
-        if text.hasPrefix("re-registered with ") || text.hasPrefix("registered with ") {
-            let kind = text.hasPrefix("re-") ? "reregistered" : "registered"
-            let id = text.range(of: " as agent ").map { String(text[$0.upperBound...]) } ?? "?"
-            return "\(kind) epoch=\(epoch(in: text)) master=\(master(in: text)) id=\(id)"
+    static func event(_ m: Logger.Metadata) -> String? {
+        func f(_ key: String) -> String { m[key].map { "\($0)" } ?? "?" }
+        switch m["event"].map({ "\($0)" }) {
+        case "registered": return "registered epoch=\(f("epoch")) master=\(f("master")) id=\(f("agent_id"))"
+        case "reregistered": return "reregistered epoch=\(f("epoch")) master=\(f("master")) id=\(f("agent_id"))"
+        case "leader_detected":
+            return "leader epoch=\(f("epoch")) master=\(f("master"))"
+        case "masterless": return "masterless"
+        case "task_started": return "task_started task=\(f("task_id")) pid=\(f("task_pid"))"
+        case "task_exited": return "task_exited task=\(f("task_id")) status=\(f("status"))"
+        case "message_dropped": return "dropped reason=\(f("reason")) epoch=\(f("epoch"))"
+        case "exit": return "shutdown reason=\(f("reason"))"
+        default: return nil
         }
-        if text.hasPrefix("new leader detected: ") { return "leader epoch=\(epoch(in: text)) master=\(master(in: text))" }
-        if text.hasPrefix("no leading master detected") { return "masterless" }
-        if text.hasPrefix("task "), text.hasSuffix(" started") {
-            let task = text.dropFirst(5).dropLast(8)
-            return "task_started task=\(task) pid=\(metadata?["task_pid"].map { "\($0)" } ?? "?")"
-        }
-        if text.hasPrefix("task "), text.hasSuffix(" exited") {
-            let task = text.dropFirst(5).dropLast(7)
-            return "task_exited task=\(task) status=\(metadata?["status"].map { "\($0)" } ?? "?")"
-        }
-        if text.hasPrefix("dropped message from ") {
-            return "dropped reason=\(text.split(separator: " ").last.map(String.init) ?? "?") epoch=\(text.range(of: "at epoch ").map { String(text[$0.upperBound...].prefix { $0.isNumber }) } ?? "?")"
-        }
-        if text.hasPrefix("shutting down") { return "shutdown msg=\(text.replacingOccurrences(of: " ", with: "_"))" }
-        return nil
     }
 }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MesosDaemon
+import MesosCore
 import MesosHA
 import MesosWire
 import ZooKeeper
@@ -98,7 +99,7 @@ struct ContendCommand: AsyncParsableCommand {
         session.start()
         let events = session.events
         Task { for await e in events { await contender.sessionEvent(e) } }
-        await contender.start()
+        await contender.start(ledInRegistry: 0, ledHere: 0)
         for await outcome in contender.outcomes {
             switch outcome {
             case .elected(let epoch): print("ELECTED \(epoch)")

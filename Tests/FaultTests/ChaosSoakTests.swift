@@ -3,6 +3,7 @@
 // its length (default 60).
 import FaultProxy
 import Foundation
+import MesosCore
 import MesosHA
 import Testing
 @testable import TestSupport
@@ -20,11 +21,11 @@ extension FaultTests {
                 var agentProxies: [FaultProxy] = []
                 for _ in 0..<2 {
                     let (agent, proxy) = try cluster.startProxiedAgent()
-                    try await agent.waitForLog("registered with master@", timeout: .seconds(20))
+                    try await agent.waitFor("registered", timeout: .seconds(20))
                     agentProxies.append(proxy)
                 }
                 let fw = try cluster.startFramework(tasks: 4)
-                try await fw.waitForLog("ALL_RUNNING 4", timeout: .seconds(30))
+                try await fw.waitFor("all_running", ["count": "4"], timeout: .seconds(30))
                 let tasks = cluster.allTaskPIDs
                 #expect(tasks.count == 4)
                 let seed = UInt64(ProcessInfo.processInfo.environment["FAULT_SOAK_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
@@ -86,7 +87,7 @@ extension FaultTests {
                 #expect(cluster.lostTaskLines.isEmpty, "no task was lost: \(cluster.lostTaskLines)")
                 #expect(cluster.allTaskPIDs == tasks, "the same task processes")
                 #expect(cluster.deadTasks().isEmpty)
-                #expect(!cluster.masters.contains { $0.daemon.log.contains("removing agent") }, "no agent was removed")
+                #expect(cluster.masters.allSatisfy { $0.daemon.milestones("agent_removed").isEmpty }, "no agent was removed")
                 for agent in cluster.agents {
                     // An agent only ever follows newer leaders: a stale epoch is never accepted.
                     let epochs = Cluster.registeredEpochs(of: agent)

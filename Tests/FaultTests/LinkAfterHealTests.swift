@@ -14,7 +14,7 @@ import Testing
         var events = b.events.makeAsyncIterator()
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 1, to: viaProxy)
         guard case .message(let first)? = await events.next() else { Issue.record("nothing"); return }
-        #expect(first.epoch == 1)
+        #expect(first.envelope.epoch == 1)
         proxy.blackhole(.clientToServer)
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 2, to: viaProxy)
         try await Task.sleep(for: .milliseconds(300))
@@ -23,7 +23,7 @@ import Testing
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 3, to: viaProxy)
         try await Task.sleep(for: .milliseconds(300))
         try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 4, to: viaProxy)
-        let got: UInt64? = if case .message(let e)? = await events.next() { e.epoch } else { nil }
+        let got: UInt64? = if case .message(let e)? = await events.next() { e.envelope.epoch } else { nil }
         #expect(got == 3 || got == 4)
         proxy.stop()
         await a.shutdown(); await b.shutdown()

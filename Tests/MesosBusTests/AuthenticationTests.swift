@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MesosWire
 import Synchronization
+import TestSupport
 import Testing
 @testable import MesosBus
 
@@ -57,8 +58,10 @@ final class CapturedLogs: Sendable {
         let (server, client) = (try await server(logs), try await client(Self.agent, logs))
         try await client.send(.pong(PongAgentMessage()), epoch: 7, to: server.pid!)
         var it = server.events.makeAsyncIterator()
-        guard case .message(let e)? = await it.next() else { Issue.record("nothing delivered"); return }
+        guard case .message(let inbound)? = await it.next() else { Issue.record("nothing delivered"); return }
+        let e = inbound.envelope
         #expect(e.epoch == 7 && e.from == client.pid!.description && e.payload == .pong(PongAgentMessage()))
+        #expect(inbound.peer.principal == Self.agent.principal, "the connection's principal comes with the message")
         await client.shutdown(); await server.shutdown()
         #expect(!logs.all.contains(Self.secret))
     }
@@ -119,15 +122,5 @@ final class CapturedLogs: Sendable {
         }
         #expect("\(Credential(principal: "a", secret: "zzz"))" == "a:***")
         #expect(!String(reflecting: Credential(principal: "a", secret: "zzz")).contains("zzz"))
-    }
-}
-
-enum Poll {
-    static func until(timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw CancellationError() }
-            try await Task.sleep(for: .milliseconds(20))
-        }
     }
 }

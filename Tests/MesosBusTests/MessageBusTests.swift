@@ -1,5 +1,6 @@
 import MesosWire
 import NIOCore
+import TestSupport
 import Testing
 @testable import MesosBus
 
@@ -16,7 +17,7 @@ import Testing
             task = Task {
                 var got: [Envelope] = []
                 for await event in bus.events {
-                    if case .message(let e) = event { got.append(e) }
+                    if case .message(let inbound) = event { got.append(inbound.envelope) }
                     if got.count == count { break }
                 }
                 return got
@@ -70,7 +71,8 @@ import Testing
             let answers = Collector(a, count: 1)
             try await a.send(.ping(PingAgentMessage(connected: true)), epoch: 3, to: b.pid!)
             for await event in b.events {
-                guard case .message(let e) = event, let from = PID(e.from) else { continue }
+                guard case .message(let inbound) = event, let from = PID(inbound.envelope.from) else { continue }
+                let e = inbound.envelope
                 try await b.send(.pong(PongAgentMessage()), epoch: e.epoch, to: from)
                 break
             }
@@ -169,9 +171,12 @@ import Testing
             let (a, b) = (buses[0], buses[1])
             let collector = Collector(b, count: 2)
             try await a.send(Self.ping(1), to: b.pid!)
-            try await Task.sleep(for: .milliseconds(700))
+            // The idle timer fires on the idle connection (and keeps it: no partial frame)...
+            try await Poll.until("an idle check", timeout: .seconds(10)) { b.statistics.idleChecks >= 2 }
             try await a.send(Self.ping(2), to: b.pid!)
             #expect(await collector.task.value.count == 2)
+            // ...so the second message came over the first connection.
+            #expect(b.statistics.connectionsAccepted == 1)
             #expect(a.statistics.connectsFailed == 0 && b.statistics.connectionsRejected == 0)
         }
     }
@@ -198,12 +203,12 @@ import Testing
                     try await a.send(Envelope(epoch: UInt64(i), from: "a@h:1", payload: .frameworkError(payload)), to: b.pid!)
                 }
             }
-            try await Task.sleep(for: .milliseconds(500))
-            let stillSending = !(sender.isCancelled) && a.statistics.messagesSent < total
-            #expect(stillSending, "sender was not held back by a consumer that reads nothing")
+            // The consumer reads nothing: the receiver stops reading its socket, and the sender waits.
+            try await Poll.until("the sender held back", timeout: .seconds(20)) { a.statistics.sendsHeldBack > 0 && b.statistics.readsPaused > 0 }
+            #expect(a.statistics.messagesSent < total, "sender was not held back by a consumer that reads nothing")
             var epochs: [UInt64] = []
             for await event in b.events {
-                if case .message(let e) = event { epochs.append(e.epoch) }
+                if case .message(let inbound) = event { epochs.append(inbound.envelope.epoch) }
                 if epochs.count == total { break }
             }
             try await sender.value

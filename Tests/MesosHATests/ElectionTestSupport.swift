@@ -2,6 +2,7 @@
 // a harness that closes every session it made (also when the test fails), ZooKeeper four-letter words.
 import Foundation
 import Logging
+import MesosCore
 import MesosHA
 import MesosWire
 import Synchronization
@@ -43,13 +44,15 @@ final class Candidate: Sendable {
     /// The session's events with their arrival times, recorded after the contender got them.
     private let sessionLog = SessionLog()
     private let feeder: Task<Void, Never>
+    private let epochFloor: UInt64
 
     init(name: String, port: UInt32, servers: String, path: String, sessionTimeout: Duration, epochFloor: UInt64) {
         self.name = name
+        self.epochFloor = epochFloor
         info = testMasterInfo(name, port: port)
         session = ZooKeeperSession(servers: servers, sessionTimeout: sessionTimeout, logger: electionLogger)
         let contender = ZooKeeperLeaderContender(
-            session: session, path: path, info: info, epochFloor: epochFloor, logger: electionLogger)
+            session: session, path: path, info: info, logger: electionLogger)
         self.contender = contender
         outcomes = EventRecorder(contender.outcomes)
         let detector = DetectorProbe(
@@ -67,7 +70,7 @@ final class Candidate: Sendable {
 
     func start() async {
         session.start()
-        await contender.start()
+        await contender.start(ledInRegistry: 0, ledHere: epochFloor)
     }
 
     var pid: String { info.pid! }
@@ -76,7 +79,7 @@ final class Candidate: Sendable {
     func membership(within timeout: Duration = .seconds(10)) async throws -> String {
         var name: String?
         try await Poll.until("\(self.name) joined the group", timeout: timeout) {
-            name = await contender.membership
+            name = await contender.membershipPath.map { String($0.split(separator: "/").last ?? "") }
             return name != nil
         }
         return name!
@@ -91,7 +94,7 @@ final class Candidate: Sendable {
         outcomes.events.compactMap { if case .elected(let epoch) = $0 { epoch } else { nil } }
     }
 
-    var losses: [String] {
+    var losses: [LeadershipLoss] {
         outcomes.events.compactMap { if case .lost(let reason) = $0 { reason } else { nil } }
     }
 
@@ -168,7 +171,7 @@ final class DetectorProbe: Sendable {
 
     @discardableResult
     func nextLeader(_ pid: String, within timeout: Duration) async throws -> (leader: Leader, time: ContinuousClock.Instant) {
-        let arrival = try await next("detector reports \(pid)", within: timeout) { $0?.pid == pid }
+        let arrival = try await next("detector reports \(pid)", within: timeout) { $0?.pid.description == pid }
         return (arrival.event!, arrival.time)
     }
 }

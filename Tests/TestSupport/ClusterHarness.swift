@@ -92,18 +92,18 @@ final class Cluster {
         for i in 0..<masters {
             let master = try startMaster()
             if i == 0 {
-                try await master.daemon.waitForLog("leading at epoch", timeout: .seconds(20))
+                try await master.daemon.waitFor("leading", timeout: .seconds(20))
             } else {
-                try await master.daemon.waitForLog("detected leader", timeout: .seconds(20))
+                try await master.daemon.waitFor("detector_leader", timeout: .seconds(20))
             }
         }
         for _ in 0..<agents {
             let agent = try startAgent()
-            try await agent.waitForLog("registered with master@", timeout: .seconds(20))
+            try await agent.waitFor("registered", timeout: .seconds(20))
         }
         if tasks > 0 {
             let fw = try startFramework(tasks: tasks, command: command, taskCPUs: taskCPUs)
-            try await fw.waitForLog("ALL_RUNNING \(tasks)", timeout: .seconds(30))
+            try await fw.waitFor("all_running", ["count": "\(tasks)"], timeout: .seconds(30))
         }
     }
 
@@ -166,10 +166,10 @@ final class Cluster {
     }
 
     /// The framework reached by the master through a proxy (master -> scheduler traffic).
-    func startProxiedFramework(tasks: Int) throws -> (Daemon, FaultProxy) {
+    func startProxiedFramework(tasks: Int, taskCPUs: Double = 0.1) throws -> (Daemon, FaultProxy) {
         let port = try FaultProxy.freePort()
         let proxy = try proxy(to: port)
-        return (try startFramework(tasks: tasks, extra: ["--port", "\(port)", "--advertise_port", "\(proxy.port)"]), proxy)
+        return (try startFramework(tasks: tasks, taskCPUs: taskCPUs, extra: ["--port", "\(port)", "--advertise_port", "\(proxy.port)"]), proxy)
     }
 
     /// `zk://` through `proxy` (standalone ZooKeeper only).
@@ -185,10 +185,9 @@ final class Cluster {
 
     var liveMasters: [Master] { masters.filter(\.daemon.isRunning) }
 
-    /// The master's bus pid (`master@127.0.0.1:PORT`), from its log.
+    /// The master's bus pid (`master@127.0.0.1:PORT`), from its `listening` milestone.
     func busPID(of daemon: Daemon) async throws -> String {
-        let line = try await daemon.waitForLog("pid=master@", timeout: .seconds(20))
-        return try field(line, after: "pid=")
+        try await daemon.waitFor("listening", timeout: .seconds(20))["pid"] ?? ""
     }
 
     /// The leader ZooKeeper shows, asked with `mesosctl leader` (a separate process, as an operator would).
@@ -211,7 +210,7 @@ final class Cluster {
         let record = try await leaderInZooKeeper()
         for master in liveMasters {
             guard try await busPID(of: master.daemon) == record.pid else { continue }
-            try await master.daemon.waitForLog("leading at epoch \(record.epoch) ", timeout: .seconds(20))
+            try await master.daemon.waitFor("leading", ["epoch": "\(record.epoch)"], timeout: .seconds(20))
             return (master, record)
         }
         throw ClusterError("ZooKeeper shows \(record) as the leader, which is none of the running masters")
@@ -219,7 +218,7 @@ final class Cluster {
 
     /// The epoch a master's log last announced it leads at, if any.
     func leadingEpoch(of daemon: Daemon) -> UInt64? {
-        daemon.lines.last { $0.contains("leading at epoch ") }.flatMap { UInt64((try? field($0, after: "leading at epoch ")) ?? "") }
+        daemon.milestones("leading").last?["epoch"].flatMap { UInt64($0) }
     }
 
     /// Waits until a running master other than `old`'s announces it leads at a newer epoch, and
@@ -252,27 +251,22 @@ final class Cluster {
     /// Waits until every running agent has re-registered with `leader`.
     func waitForAgentsReregistered(with leader: LeaderRecord, timeout: Duration = .seconds(20)) async throws {
         for agent in agents where agent.isRunning {
-            try await agent.waitForLog("re-registered with \(leader.pid) (epoch \(leader.epoch))", timeout: timeout)
+            try await agent.waitFor("reregistered", ["master": leader.pid, "epoch": "\(leader.epoch)"], timeout: timeout)
         }
     }
 
     /// Waits until the framework printed REREGISTERED naming `leader`.
     func waitForFrameworkReregistered(with leader: LeaderRecord, timeout: Duration = .seconds(20)) async throws {
         let fw = try #require(framework)
-        try await Poll.until("the framework re-registered with \(leader)", timeout: timeout) {
-            fw.lines.contains { $0.contains(" REREGISTERED ") && $0.hasSuffix("master=\(leader.pid)") }
-        }
+        try await fw.waitFor("reregistered", ["master": leader.pid], timeout: timeout)
     }
 
-    /// The agent's tasks and their process ids, from its "task <id> started" lines.
+    /// The agent's tasks ("framework/task") and their process ids, from its `task_started` milestones.
     func taskPIDs(of agent: Daemon) -> [String: pid_t] {
         var result: [String: pid_t] = [:]
-        for line in agent.lines where line.contains("task_pid=") && line.hasSuffix(" started") {
-            guard let pid = (try? field(line, after: "task_pid=")).flatMap({ pid_t($0) }),
-                let range = line.range(of: "] task ")
-            else { continue }
-            let id = line[range.upperBound...].dropLast(" started".count)
-            result[String(id)] = pid
+        for m in agent.milestones("task_started") {
+            guard let pid = m["task_pid"].flatMap({ pid_t($0) }), let fw = m["framework_id"], let task = m["task_id"] else { continue }
+            result["\(fw)/\(task)"] = pid
         }
         return result
     }
@@ -339,8 +333,8 @@ final class Cluster {
         return modes
     }
 
-    /// Lines the framework printed that report a lost task.
-    var lostTaskLines: [String] { framework?.lines.filter { $0.contains("TASK_LOST") } ?? [] }
+    /// Status updates the framework printed that report a lost task.
+    var lostTaskLines: [String] { framework?.milestones("status", ["state": "TASK_LOST"]).map(\.line) ?? [] }
 
     // MARK: Teardown
 
@@ -431,17 +425,13 @@ extension Cluster {
         return restarted
     }
 
-    /// The agent id from an agent's "registered with ... as agent ID" line.
+    /// The agent id from an agent's `registered` milestone.
     func agentID(of agent: Daemon) async throws -> String {
-        let line = try await agent.waitForLog("registered with master@", timeout: .seconds(20))
-        return try field(line, after: "as agent ")
+        try await agent.waitFor("registered", timeout: .seconds(20))["agent_id"] ?? ""
     }
 
     /// The epochs of the leaders an agent (re-)registered with, in log order.
     static func registeredEpochs(of agent: Daemon) -> [UInt64] {
-        agent.lines.compactMap { line -> UInt64? in
-            guard line.contains("registered with master@"), let r = line.range(of: "(epoch ") else { return nil }
-            return UInt64(line[r.upperBound...].prefix { $0.isNumber })
-        }
+        agent.milestones.filter { $0.event == "registered" || $0.event == "reregistered" }.compactMap { $0["epoch"].flatMap { UInt64($0) } }
     }
 }

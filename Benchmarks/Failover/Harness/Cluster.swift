@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MesosCore
 import MesosHA
 import MesosWire
 import Synchronization
@@ -233,7 +234,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         return (alive, pids.count)
     }
 
-    func slot(of leader: Leader) -> MasterSlot? { masters.first { $0.pid == leader.pid } }
+    func slot(of leader: Leader) -> MasterSlot? { masters.first { $0.pid == leader.pid.description } }
 }
 
 /// Every leader change the harness's detector reported, with its time.

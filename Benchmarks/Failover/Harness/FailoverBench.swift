@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MesosCore
 import MesosDaemon
 import MesosHA
 import MesosWire

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MesosCore
 import MesosScheduler
 import MesosWire
 import Synchronization
@@ -84,6 +85,7 @@ final class BenchFramework: Sendable {
             state.withLock { $0.taskStates[status.taskID.value] = status.state }
             record(.status, "\(status.taskID.value) \(status.state.protoName)", state: status.state, task: status.taskID.value)
         case .agentLost(let id): record(.agentLost, id.value)
+        case .refused(let kind, let reason): record(.error, "\(kind) refused: \(reason)")
         case .error(let message): record(.error, message)
         }
     }

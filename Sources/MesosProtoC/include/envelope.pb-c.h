@@ -52,6 +52,9 @@ typedef enum {
   MESOS__ENVELOPE__PAYLOAD_RECONCILE_TASKS = 41,
   MESOS__ENVELOPE__PAYLOAD_LOST_AGENT = 42,
   MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR = 43,
+  MESOS__ENVELOPE__PAYLOAD_SUPPRESS_OFFERS = 44,
+  MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED = 45,
+  MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED = 51,
   MESOS__ENVELOPE__PAYLOAD_LEADER_HINT = 50,
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE = 60,
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE = 61,
@@ -101,6 +104,9 @@ struct  Mesos__Envelope
     Mesos__ReconcileTasksMessage *reconcile_tasks;
     Mesos__LostAgentMessage *lost_agent;
     Mesos__FrameworkErrorMessage *framework_error;
+    Mesos__SuppressOffersMessage *suppress_offers;
+    Mesos__FrameworkDisconnectedMessage *framework_disconnected;
+    Mesos__MessageRefusedMessage *message_refused;
     Mesos__LeaderHintMessage *leader_hint;
     Mesos__AuthenticateMessage *authenticate;
     Mesos__AuthenticationChallengeMessage *authentication_challenge;

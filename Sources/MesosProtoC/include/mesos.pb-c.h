@@ -24,31 +24,57 @@ typedef struct Mesos__MasterInfo Mesos__MasterInfo;
 typedef struct Mesos__Resource Mesos__Resource;
 typedef struct Mesos__AgentInfo Mesos__AgentInfo;
 typedef struct Mesos__FrameworkInfo Mesos__FrameworkInfo;
+typedef struct Mesos__FrameworkInfo__Capability Mesos__FrameworkInfo__Capability;
 typedef struct Mesos__CommandInfo Mesos__CommandInfo;
 typedef struct Mesos__Offer Mesos__Offer;
 typedef struct Mesos__TaskInfo Mesos__TaskInfo;
 typedef struct Mesos__TaskStatus Mesos__TaskStatus;
+typedef struct Mesos__TimeInfo Mesos__TimeInfo;
 typedef struct Mesos__Task Mesos__Task;
 
 
 /* --- enums --- */
 
+typedef enum _Mesos__FrameworkInfo__Capability__Type {
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__UNKNOWN = 0,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__REVOCABLE_RESOURCES = 1,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__TASK_KILLING_STATE = 2,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__GPU_RESOURCES = 3,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__SHARED_RESOURCES = 4,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__PARTITION_AWARE = 5,
+  MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__MULTI_ROLE = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE)
+} Mesos__FrameworkInfo__Capability__Type;
 typedef enum _Mesos__TaskStatus__Source {
   MESOS__TASK_STATUS__SOURCE__SOURCE_MASTER = 0,
   MESOS__TASK_STATUS__SOURCE__SOURCE_AGENT = 1,
   MESOS__TASK_STATUS__SOURCE__SOURCE_EXECUTOR = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__TASK_STATUS__SOURCE)
 } Mesos__TaskStatus__Source;
+/*
+ * Names and numbers are Mesos's (v1 TaskStatus.Reason).
+ */
 typedef enum _Mesos__TaskStatus__Reason {
   MESOS__TASK_STATUS__REASON__REASON_COMMAND_EXECUTOR_FAILED = 0,
-  MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED = 1,
-  MESOS__TASK_STATUS__REASON__REASON_AGENT_DISCONNECTED = 2,
-  MESOS__TASK_STATUS__REASON__REASON_AGENT_UNKNOWN = 3,
-  MESOS__TASK_STATUS__REASON__REASON_TASK_UNKNOWN = 4,
-  MESOS__TASK_STATUS__REASON__REASON_RECONCILIATION = 5,
-  MESOS__TASK_STATUS__REASON__REASON_TASK_KILLED_DURING_LAUNCH = 6,
-  MESOS__TASK_STATUS__REASON__REASON_INVALID_OFFERS = 7,
-  MESOS__TASK_STATUS__REASON__REASON_FRAMEWORK_REMOVED = 8
+  MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_TERMINATED = 1,
+  MESOS__TASK_STATUS__REASON__REASON_FRAMEWORK_REMOVED = 3,
+  MESOS__TASK_STATUS__REASON__REASON_INVALID_FRAMEWORKID = 5,
+  MESOS__TASK_STATUS__REASON__REASON_INVALID_OFFERS = 6,
+  MESOS__TASK_STATUS__REASON__REASON_MASTER_DISCONNECTED = 7,
+  MESOS__TASK_STATUS__REASON__REASON_RECONCILIATION = 9,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_DISCONNECTED = 10,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED = 11,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_RESTARTED = 12,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_UNKNOWN = 13,
+  MESOS__TASK_STATUS__REASON__REASON_TASK_INVALID = 14,
+  MESOS__TASK_STATUS__REASON__REASON_TASK_UNAUTHORIZED = 15,
+  MESOS__TASK_STATUS__REASON__REASON_TASK_UNKNOWN = 16,
+  MESOS__TASK_STATUS__REASON__REASON_CONTAINER_LAUNCH_FAILED = 21,
+  MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_REGISTRATION_TIMEOUT = 23,
+  MESOS__TASK_STATUS__REASON__REASON_EXECUTOR_REREGISTRATION_TIMEOUT = 24,
+  MESOS__TASK_STATUS__REASON__REASON_TASK_KILLED_DURING_LAUNCH = 30,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_REMOVED_BY_OPERATOR = 31,
+  MESOS__TASK_STATUS__REASON__REASON_AGENT_REREGISTERED = 32
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__TASK_STATUS__REASON)
 } Mesos__TaskStatus__Reason;
 /*
@@ -186,12 +212,30 @@ struct  Mesos__AgentInfo
     , NULL, 0, 5051, 0,NULL, NULL, NULL }
 
 
+/*
+ * Numbers are Mesos's (FrameworkInfo.Capability.Type).
+ */
+struct  Mesos__FrameworkInfo__Capability
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean has_type;
+  Mesos__FrameworkInfo__Capability__Type type;
+};
+#define MESOS__FRAMEWORK_INFO__CAPABILITY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_info__capability__descriptor) \
+    , 0, MESOS__FRAMEWORK_INFO__CAPABILITY__TYPE__UNKNOWN }
+
+
 struct  Mesos__FrameworkInfo
 {
   ProtobufCMessage base;
   char *user;
   char *name;
   Mesos__FrameworkID *id;
+  /*
+   * Seconds the master keeps a disconnected framework (and its tasks) for its scheduler to
+   * come back; then the framework is removed and its tasks killed. Finite, >= 0.
+   */
   protobuf_c_boolean has_failover_timeout;
   double failover_timeout;
   protobuf_c_boolean has_checkpoint;
@@ -199,11 +243,13 @@ struct  Mesos__FrameworkInfo
   char *role;
   char *hostname;
   char *principal;
+  size_t n_capabilities;
+  Mesos__FrameworkInfo__Capability **capabilities;
 };
 extern char mesos__framework_info__role__default_value[];
 #define MESOS__FRAMEWORK_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_info__descriptor) \
-    , NULL, NULL, NULL, 0, 0, 0, 0, mesos__framework_info__role__default_value, NULL, NULL }
+    , NULL, NULL, NULL, 0, 0, 0, 0, mesos__framework_info__role__default_value, NULL, NULL, 0,NULL }
 
 
 struct  Mesos__CommandInfo
@@ -271,10 +317,21 @@ struct  Mesos__TaskStatus
    */
   protobuf_c_boolean has_uuid;
   ProtobufCBinaryData uuid;
+  Mesos__TimeInfo *unreachable_time;
 };
 #define MESOS__TASK_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__task_status__descriptor) \
-    , NULL, MESOS__TASK_STATE__TASK_STAGING, NULL, 0, MESOS__TASK_STATUS__SOURCE__SOURCE_MASTER, 0, MESOS__TASK_STATUS__REASON__REASON_COMMAND_EXECUTOR_FAILED, NULL, 0, 0, 0, {0,NULL} }
+    , NULL, MESOS__TASK_STATE__TASK_STAGING, NULL, 0, MESOS__TASK_STATUS__SOURCE__SOURCE_MASTER, 0, MESOS__TASK_STATUS__REASON__REASON_COMMAND_EXECUTOR_FAILED, NULL, 0, 0, 0, {0,NULL}, NULL }
+
+
+struct  Mesos__TimeInfo
+{
+  ProtobufCMessage base;
+  int64_t nanoseconds;
+};
+#define MESOS__TIME_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__time_info__descriptor) \
+    , 0 }
 
 
 /*
@@ -452,6 +509,9 @@ Mesos__AgentInfo *
 void   mesos__agent_info__free_unpacked
                      (Mesos__AgentInfo *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__FrameworkInfo__Capability methods */
+void   mesos__framework_info__capability__init
+                     (Mesos__FrameworkInfo__Capability         *message);
 /* Mesos__FrameworkInfo methods */
 void   mesos__framework_info__init
                      (Mesos__FrameworkInfo         *message);
@@ -547,6 +607,25 @@ Mesos__TaskStatus *
 void   mesos__task_status__free_unpacked
                      (Mesos__TaskStatus *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__TimeInfo methods */
+void   mesos__time_info__init
+                     (Mesos__TimeInfo         *message);
+size_t mesos__time_info__get_packed_size
+                     (const Mesos__TimeInfo   *message);
+size_t mesos__time_info__pack
+                     (const Mesos__TimeInfo   *message,
+                      uint8_t             *out);
+size_t mesos__time_info__pack_to_buffer
+                     (const Mesos__TimeInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__TimeInfo *
+       mesos__time_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__time_info__free_unpacked
+                     (Mesos__TimeInfo *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__Task methods */
 void   mesos__task__init
                      (Mesos__Task         *message);
@@ -592,6 +671,9 @@ typedef void (*Mesos__Resource_Closure)
 typedef void (*Mesos__AgentInfo_Closure)
                  (const Mesos__AgentInfo *message,
                   void *closure_data);
+typedef void (*Mesos__FrameworkInfo__Capability_Closure)
+                 (const Mesos__FrameworkInfo__Capability *message,
+                  void *closure_data);
 typedef void (*Mesos__FrameworkInfo_Closure)
                  (const Mesos__FrameworkInfo *message,
                   void *closure_data);
@@ -606,6 +688,9 @@ typedef void (*Mesos__TaskInfo_Closure)
                   void *closure_data);
 typedef void (*Mesos__TaskStatus_Closure)
                  (const Mesos__TaskStatus *message,
+                  void *closure_data);
+typedef void (*Mesos__TimeInfo_Closure)
+                 (const Mesos__TimeInfo *message,
                   void *closure_data);
 typedef void (*Mesos__Task_Closure)
                  (const Mesos__Task *message,
@@ -626,12 +711,15 @@ extern const ProtobufCMessageDescriptor mesos__master_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__resource__descriptor;
 extern const ProtobufCMessageDescriptor mesos__agent_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__framework_info__descriptor;
+extern const ProtobufCMessageDescriptor mesos__framework_info__capability__descriptor;
+extern const ProtobufCEnumDescriptor    mesos__framework_info__capability__type__descriptor;
 extern const ProtobufCMessageDescriptor mesos__command_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__offer__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task_status__descriptor;
 extern const ProtobufCEnumDescriptor    mesos__task_status__source__descriptor;
 extern const ProtobufCEnumDescriptor    mesos__task_status__reason__descriptor;
+extern const ProtobufCMessageDescriptor mesos__time_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -41,9 +41,12 @@ typedef struct Mesos__Filters Mesos__Filters;
 typedef struct Mesos__LaunchTasksMessage Mesos__LaunchTasksMessage;
 typedef struct Mesos__DeclineOffersMessage Mesos__DeclineOffersMessage;
 typedef struct Mesos__ReviveOffersMessage Mesos__ReviveOffersMessage;
+typedef struct Mesos__SuppressOffersMessage Mesos__SuppressOffersMessage;
 typedef struct Mesos__ReconcileTasksMessage Mesos__ReconcileTasksMessage;
 typedef struct Mesos__LostAgentMessage Mesos__LostAgentMessage;
 typedef struct Mesos__FrameworkErrorMessage Mesos__FrameworkErrorMessage;
+typedef struct Mesos__FrameworkDisconnectedMessage Mesos__FrameworkDisconnectedMessage;
+typedef struct Mesos__MessageRefusedMessage Mesos__MessageRefusedMessage;
 typedef struct Mesos__LeaderHintMessage Mesos__LeaderHintMessage;
 typedef struct Mesos__AuthenticateMessage Mesos__AuthenticateMessage;
 typedef struct Mesos__AuthenticationChallengeMessage Mesos__AuthenticationChallengeMessage;
@@ -109,10 +112,16 @@ struct  Mesos__AgentReregisteredMessage
   ProtobufCMessage base;
   Mesos__AgentID *agent_id;
   Mesos__MasterInfo *master;
+  /*
+   * Tasks the master knows on this agent that the agent did not report (Mesos's
+   * reconcileKnownSlave): the agent answers each one it does not have with a terminal update.
+   */
+  size_t n_reconciliations;
+  Mesos__ReconcileTasksMessage **reconciliations;
 };
 #define MESOS__AGENT_REREGISTERED_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__agent_reregistered_message__descriptor) \
-    , NULL, NULL }
+    , NULL, NULL, 0,NULL }
 
 
 struct  Mesos__PingAgentMessage
@@ -369,6 +378,19 @@ struct  Mesos__ReviveOffersMessage
     , NULL }
 
 
+/*
+ * No offers until the next revive (or re-registration).
+ */
+struct  Mesos__SuppressOffersMessage
+{
+  ProtobufCMessage base;
+  Mesos__FrameworkID *framework_id;
+};
+#define MESOS__SUPPRESS_OFFERS_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__suppress_offers_message__descriptor) \
+    , NULL }
+
+
 struct  Mesos__ReconcileTasksMessage
 {
   ProtobufCMessage base;
@@ -394,6 +416,10 @@ struct  Mesos__LostAgentMessage
     , NULL }
 
 
+/*
+ * Fatal for the framework's scheduler instance: the driver stops ("Framework failed over",
+ * "Framework has been removed", an invalid FrameworkInfo...).
+ */
 struct  Mesos__FrameworkErrorMessage
 {
   ProtobufCMessage base;
@@ -402,6 +428,38 @@ struct  Mesos__FrameworkErrorMessage
 #define MESOS__FRAMEWORK_ERROR_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_error_message__descriptor) \
     , NULL }
+
+
+/*
+ * Master -> scheduler, not fatal: the master considers the framework disconnected (its link to
+ * the scheduler broke); a scheduler that is still there re-registers at once to carry on.
+ */
+struct  Mesos__FrameworkDisconnectedMessage
+{
+  ProtobufCMessage base;
+  char *reason;
+};
+#define MESOS__FRAMEWORK_DISCONNECTED_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_disconnected_message__descriptor) \
+    , NULL }
+
+
+/*
+ * Any -> sender: a message was refused because a value in it is invalid or the sender may not
+ * send it; nothing of it was acted on.
+ */
+struct  Mesos__MessageRefusedMessage
+{
+  ProtobufCMessage base;
+  /*
+   * the refused payload's field name in Envelope
+   */
+  char *kind;
+  char *reason;
+};
+#define MESOS__MESSAGE_REFUSED_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__message_refused_message__descriptor) \
+    , NULL, NULL }
 
 
 /*
@@ -504,10 +562,15 @@ struct  Mesos__Registry
    */
   protobuf_c_boolean has_highest_epoch;
   uint64_t highest_epoch;
+  /*
+   * bounded; their ids may not register again
+   */
+  size_t n_removed_frameworks;
+  Mesos__FrameworkID **removed_frameworks;
 };
 #define MESOS__REGISTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__registry__descriptor) \
-    , 0,NULL, 0,NULL, 0, 0 }
+    , 0,NULL, 0,NULL, 0, 0, 0,NULL }
 
 
 /* Mesos__RegisterAgentMessage methods */
@@ -985,6 +1048,25 @@ Mesos__ReviveOffersMessage *
 void   mesos__revive_offers_message__free_unpacked
                      (Mesos__ReviveOffersMessage *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__SuppressOffersMessage methods */
+void   mesos__suppress_offers_message__init
+                     (Mesos__SuppressOffersMessage         *message);
+size_t mesos__suppress_offers_message__get_packed_size
+                     (const Mesos__SuppressOffersMessage   *message);
+size_t mesos__suppress_offers_message__pack
+                     (const Mesos__SuppressOffersMessage   *message,
+                      uint8_t             *out);
+size_t mesos__suppress_offers_message__pack_to_buffer
+                     (const Mesos__SuppressOffersMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__SuppressOffersMessage *
+       mesos__suppress_offers_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__suppress_offers_message__free_unpacked
+                     (Mesos__SuppressOffersMessage *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__ReconcileTasksMessage methods */
 void   mesos__reconcile_tasks_message__init
                      (Mesos__ReconcileTasksMessage         *message);
@@ -1041,6 +1123,44 @@ Mesos__FrameworkErrorMessage *
                       const uint8_t       *data);
 void   mesos__framework_error_message__free_unpacked
                      (Mesos__FrameworkErrorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__FrameworkDisconnectedMessage methods */
+void   mesos__framework_disconnected_message__init
+                     (Mesos__FrameworkDisconnectedMessage         *message);
+size_t mesos__framework_disconnected_message__get_packed_size
+                     (const Mesos__FrameworkDisconnectedMessage   *message);
+size_t mesos__framework_disconnected_message__pack
+                     (const Mesos__FrameworkDisconnectedMessage   *message,
+                      uint8_t             *out);
+size_t mesos__framework_disconnected_message__pack_to_buffer
+                     (const Mesos__FrameworkDisconnectedMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__FrameworkDisconnectedMessage *
+       mesos__framework_disconnected_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__framework_disconnected_message__free_unpacked
+                     (Mesos__FrameworkDisconnectedMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__MessageRefusedMessage methods */
+void   mesos__message_refused_message__init
+                     (Mesos__MessageRefusedMessage         *message);
+size_t mesos__message_refused_message__get_packed_size
+                     (const Mesos__MessageRefusedMessage   *message);
+size_t mesos__message_refused_message__pack
+                     (const Mesos__MessageRefusedMessage   *message,
+                      uint8_t             *out);
+size_t mesos__message_refused_message__pack_to_buffer
+                     (const Mesos__MessageRefusedMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__MessageRefusedMessage *
+       mesos__message_refused_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__message_refused_message__free_unpacked
+                     (Mesos__MessageRefusedMessage *message,
                       ProtobufCAllocator *allocator);
 /* Mesos__LeaderHintMessage methods */
 void   mesos__leader_hint_message__init
@@ -1236,6 +1356,9 @@ typedef void (*Mesos__DeclineOffersMessage_Closure)
 typedef void (*Mesos__ReviveOffersMessage_Closure)
                  (const Mesos__ReviveOffersMessage *message,
                   void *closure_data);
+typedef void (*Mesos__SuppressOffersMessage_Closure)
+                 (const Mesos__SuppressOffersMessage *message,
+                  void *closure_data);
 typedef void (*Mesos__ReconcileTasksMessage_Closure)
                  (const Mesos__ReconcileTasksMessage *message,
                   void *closure_data);
@@ -1244,6 +1367,12 @@ typedef void (*Mesos__LostAgentMessage_Closure)
                   void *closure_data);
 typedef void (*Mesos__FrameworkErrorMessage_Closure)
                  (const Mesos__FrameworkErrorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__FrameworkDisconnectedMessage_Closure)
+                 (const Mesos__FrameworkDisconnectedMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__MessageRefusedMessage_Closure)
+                 (const Mesos__MessageRefusedMessage *message,
                   void *closure_data);
 typedef void (*Mesos__LeaderHintMessage_Closure)
                  (const Mesos__LeaderHintMessage *message,
@@ -1297,9 +1426,12 @@ extern const ProtobufCMessageDescriptor mesos__filters__descriptor;
 extern const ProtobufCMessageDescriptor mesos__launch_tasks_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__decline_offers_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__revive_offers_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__suppress_offers_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__reconcile_tasks_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__lost_agent_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__framework_error_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__framework_disconnected_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__message_refused_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__leader_hint_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authenticate_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_challenge_message__descriptor;

@@ -140,8 +140,9 @@ public struct FrameworkInfo: Sendable, Hashable {
     public var role: String
     public var hostname: String?
     public var principal: String?
+    public var capabilities: [FrameworkInfo.Capability]
 
-    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil) {
+    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil, capabilities: [FrameworkInfo.Capability] = []) {
         self.user = user
         self.name = name
         self.id = id
@@ -150,6 +151,38 @@ public struct FrameworkInfo: Sendable, Hashable {
         self.role = role
         self.hostname = hostname
         self.principal = principal
+        self.capabilities = capabilities
+    }
+
+    public struct Capability: Sendable, Hashable {
+        public var type: FrameworkInfo.Capability.Kind?
+
+        public init(type: FrameworkInfo.Capability.Kind? = nil) {
+            self.type = type
+        }
+
+        public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+            case unknown = 0
+            case revocableResources = 1
+            case taskKillingState = 2
+            case gpuResources = 3
+            case sharedResources = 4
+            case partitionAware = 5
+            case multiRole = 6
+
+            /// The name in the .proto, as Mesos logs print it.
+            public var protoName: String {
+                switch self {
+                case .unknown: "UNKNOWN"
+                case .revocableResources: "REVOCABLE_RESOURCES"
+                case .taskKillingState: "TASK_KILLING_STATE"
+                case .gpuResources: "GPU_RESOURCES"
+                case .sharedResources: "SHARED_RESOURCES"
+                case .partitionAware: "PARTITION_AWARE"
+                case .multiRole: "MULTI_ROLE"
+                }
+            }
+        }
     }
 }
 
@@ -206,8 +239,9 @@ public struct TaskStatus: Sendable, Hashable {
     public var agentID: AgentID?
     public var timestamp: Double?
     public var uuid: [UInt8]?
+    public var unreachableTime: TimeInfo?
 
-    public init(taskID: TaskID, state: TaskState, message: String? = nil, source: TaskStatus.Source? = nil, reason: TaskStatus.Reason? = nil, agentID: AgentID? = nil, timestamp: Double? = nil, uuid: [UInt8]? = nil) {
+    public init(taskID: TaskID, state: TaskState, message: String? = nil, source: TaskStatus.Source? = nil, reason: TaskStatus.Reason? = nil, agentID: AgentID? = nil, timestamp: Double? = nil, uuid: [UInt8]? = nil, unreachableTime: TimeInfo? = nil) {
         self.taskID = taskID
         self.state = state
         self.message = message
@@ -216,6 +250,7 @@ public struct TaskStatus: Sendable, Hashable {
         self.agentID = agentID
         self.timestamp = timestamp
         self.uuid = uuid
+        self.unreachableTime = unreachableTime
     }
 
     public enum Source: Int32, Sendable, Hashable, CaseIterable {
@@ -235,29 +270,59 @@ public struct TaskStatus: Sendable, Hashable {
 
     public enum Reason: Int32, Sendable, Hashable, CaseIterable {
         case commandExecutorFailed = 0
-        case agentRemoved = 1
-        case agentDisconnected = 2
-        case agentUnknown = 3
-        case taskUnknown = 4
-        case reconciliation = 5
-        case taskKilledDuringLaunch = 6
-        case invalidOffers = 7
-        case frameworkRemoved = 8
+        case executorTerminated = 1
+        case frameworkRemoved = 3
+        case invalidFrameworkid = 5
+        case invalidOffers = 6
+        case masterDisconnected = 7
+        case reconciliation = 9
+        case agentDisconnected = 10
+        case agentRemoved = 11
+        case agentRestarted = 12
+        case agentUnknown = 13
+        case taskInvalid = 14
+        case taskUnauthorized = 15
+        case taskUnknown = 16
+        case containerLaunchFailed = 21
+        case executorRegistrationTimeout = 23
+        case executorReregistrationTimeout = 24
+        case taskKilledDuringLaunch = 30
+        case agentRemovedByOperator = 31
+        case agentReregistered = 32
 
         /// The name in the .proto, as Mesos logs print it.
         public var protoName: String {
             switch self {
             case .commandExecutorFailed: "REASON_COMMAND_EXECUTOR_FAILED"
-            case .agentRemoved: "REASON_AGENT_REMOVED"
-            case .agentDisconnected: "REASON_AGENT_DISCONNECTED"
-            case .agentUnknown: "REASON_AGENT_UNKNOWN"
-            case .taskUnknown: "REASON_TASK_UNKNOWN"
-            case .reconciliation: "REASON_RECONCILIATION"
-            case .taskKilledDuringLaunch: "REASON_TASK_KILLED_DURING_LAUNCH"
-            case .invalidOffers: "REASON_INVALID_OFFERS"
+            case .executorTerminated: "REASON_EXECUTOR_TERMINATED"
             case .frameworkRemoved: "REASON_FRAMEWORK_REMOVED"
+            case .invalidFrameworkid: "REASON_INVALID_FRAMEWORKID"
+            case .invalidOffers: "REASON_INVALID_OFFERS"
+            case .masterDisconnected: "REASON_MASTER_DISCONNECTED"
+            case .reconciliation: "REASON_RECONCILIATION"
+            case .agentDisconnected: "REASON_AGENT_DISCONNECTED"
+            case .agentRemoved: "REASON_AGENT_REMOVED"
+            case .agentRestarted: "REASON_AGENT_RESTARTED"
+            case .agentUnknown: "REASON_AGENT_UNKNOWN"
+            case .taskInvalid: "REASON_TASK_INVALID"
+            case .taskUnauthorized: "REASON_TASK_UNAUTHORIZED"
+            case .taskUnknown: "REASON_TASK_UNKNOWN"
+            case .containerLaunchFailed: "REASON_CONTAINER_LAUNCH_FAILED"
+            case .executorRegistrationTimeout: "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+            case .executorReregistrationTimeout: "REASON_EXECUTOR_REREGISTRATION_TIMEOUT"
+            case .taskKilledDuringLaunch: "REASON_TASK_KILLED_DURING_LAUNCH"
+            case .agentRemovedByOperator: "REASON_AGENT_REMOVED_BY_OPERATOR"
+            case .agentReregistered: "REASON_AGENT_REREGISTERED"
             }
         }
+    }
+}
+
+public struct TimeInfo: Sendable, Hashable {
+    public var nanoseconds: Int64
+
+    public init(nanoseconds: Int64) {
+        self.nanoseconds = nanoseconds
     }
 }
 
@@ -318,10 +383,12 @@ public struct AgentRegisteredMessage: Sendable, Hashable {
 public struct AgentReregisteredMessage: Sendable, Hashable {
     public var agentID: AgentID
     public var master: MasterInfo?
+    public var reconciliations: [ReconcileTasksMessage]
 
-    public init(agentID: AgentID, master: MasterInfo? = nil) {
+    public init(agentID: AgentID, master: MasterInfo? = nil, reconciliations: [ReconcileTasksMessage] = []) {
         self.agentID = agentID
         self.master = master
+        self.reconciliations = reconciliations
     }
 }
 
@@ -533,6 +600,14 @@ public struct ReviveOffersMessage: Sendable, Hashable {
     }
 }
 
+public struct SuppressOffersMessage: Sendable, Hashable {
+    public var frameworkID: FrameworkID
+
+    public init(frameworkID: FrameworkID) {
+        self.frameworkID = frameworkID
+    }
+}
+
 public struct ReconcileTasksMessage: Sendable, Hashable {
     public var frameworkID: FrameworkID
     public var statuses: [TaskStatus]
@@ -556,6 +631,24 @@ public struct FrameworkErrorMessage: Sendable, Hashable {
 
     public init(message: String) {
         self.message = message
+    }
+}
+
+public struct FrameworkDisconnectedMessage: Sendable, Hashable {
+    public var reason: String?
+
+    public init(reason: String? = nil) {
+        self.reason = reason
+    }
+}
+
+public struct MessageRefusedMessage: Sendable, Hashable {
+    public var kind: String
+    public var reason: String
+
+    public init(kind: String, reason: String) {
+        self.kind = kind
+        self.reason = reason
     }
 }
 
@@ -613,11 +706,13 @@ public struct Registry: Sendable, Hashable {
     public var admitted: [Registry.Agent]
     public var removed: [AgentID]
     public var highestEpoch: UInt64?
+    public var removedFrameworks: [FrameworkID]
 
-    public init(admitted: [Registry.Agent] = [], removed: [AgentID] = [], highestEpoch: UInt64? = nil) {
+    public init(admitted: [Registry.Agent] = [], removed: [AgentID] = [], highestEpoch: UInt64? = nil, removedFrameworks: [FrameworkID] = []) {
         self.admitted = admitted
         self.removed = removed
         self.highestEpoch = highestEpoch
+        self.removedFrameworks = removedFrameworks
     }
 
     public struct Agent: Sendable, Hashable {
@@ -661,17 +756,69 @@ public struct Envelope: Sendable, Hashable {
         case reconcileTasks(ReconcileTasksMessage)
         case lostAgent(LostAgentMessage)
         case frameworkError(FrameworkErrorMessage)
+        case suppressOffers(SuppressOffersMessage)
+        case frameworkDisconnected(FrameworkDisconnectedMessage)
+        case messageRefused(MessageRefusedMessage)
         case leaderHint(LeaderHintMessage)
         case authenticate(AuthenticateMessage)
         case authenticationChallenge(AuthenticationChallengeMessage)
         case authenticationResponse(AuthenticationResponseMessage)
         case authenticationResult(AuthenticationResultMessage)
+
+        /// The field's name in the .proto (logs, refusals, metrics).
+        public var kind: String {
+            switch self {
+            case .registerAgent: "register_agent"
+            case .reregisterAgent: "reregister_agent"
+            case .agentRegistered: "agent_registered"
+            case .agentReregistered: "agent_reregistered"
+            case .ping: "ping"
+            case .pong: "pong"
+            case .shutdown: "shutdown"
+            case .runTask: "run_task"
+            case .killTask: "kill_task"
+            case .shutdownFramework: "shutdown_framework"
+            case .statusUpdate: "status_update"
+            case .statusUpdateAck: "status_update_ack"
+            case .registerFramework: "register_framework"
+            case .reregisterFramework: "reregister_framework"
+            case .frameworkRegistered: "framework_registered"
+            case .frameworkReregistered: "framework_reregistered"
+            case .unregisterFramework: "unregister_framework"
+            case .deactivateFramework: "deactivate_framework"
+            case .resourceOffers: "resource_offers"
+            case .rescindOffer: "rescind_offer"
+            case .launchTasks: "launch_tasks"
+            case .declineOffers: "decline_offers"
+            case .reviveOffers: "revive_offers"
+            case .reconcileTasks: "reconcile_tasks"
+            case .lostAgent: "lost_agent"
+            case .frameworkError: "framework_error"
+            case .suppressOffers: "suppress_offers"
+            case .frameworkDisconnected: "framework_disconnected"
+            case .messageRefused: "message_refused"
+            case .leaderHint: "leader_hint"
+            case .authenticate: "authenticate"
+            case .authenticationChallenge: "authentication_challenge"
+            case .authenticationResponse: "authentication_response"
+            case .authenticationResult: "authentication_result"
+            }
+        }
     }
 
     public init(epoch: UInt64, from: String, payload: Payload? = nil) {
         self.epoch = epoch
         self.from = from
         self.payload = payload
+    }
+}
+
+extension FrameworkInfo.Capability.Kind: CEnum {
+    var cValue: Mesos__FrameworkInfo__Capability__Type { Mesos__FrameworkInfo__Capability__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__FrameworkInfo__Capability__Type, field: String) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = FrameworkInfo.Capability.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        self = v
     }
 }
 
@@ -944,6 +1091,10 @@ extension FrameworkInfo: CMessage {
         self.role = try wireString(role, field: field + ".role")
         if let v = m.hostname { self.hostname = try wireString(v, field: field + ".hostname") } else { self.hostname = nil }
         if let v = m.principal { self.principal = try wireString(v, field: field + ".principal") } else { self.principal = nil }
+        var capabilities: [FrameworkInfo.Capability] = []
+        capabilities.reserveCapacity(m.n_capabilities)
+        for i in 0..<m.n_capabilities { capabilities.append(try FrameworkInfo.Capability(c: m.capabilities[i]!, field: field + ".capabilities")) }
+        self.capabilities = capabilities
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkInfo>, _ a: CArena) {
@@ -957,6 +1108,8 @@ extension FrameworkInfo: CMessage {
         p.pointee.role = a.string(role)
         if let v = hostname { p.pointee.hostname = a.string(v) }
         if let v = principal { p.pointee.principal = a.string(v) }
+        p.pointee.n_capabilities = capabilities.count
+        p.pointee.capabilities = a.array(capabilities) { a.message($0) }
     }
 }
 
@@ -967,6 +1120,20 @@ extension FrameworkInfo: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_info__pack(m, out) }
     static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkInfo>? { mesos__framework_info__unpack(nil, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkInfo>) { mesos__framework_info__free_unpacked(m, nil) }
+}
+
+extension FrameworkInfo.Capability: CMessage {
+    typealias CType = Mesos__FrameworkInfo__Capability
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkInfo__Capability>) { mesos__framework_info__capability__init(m) }
+
+    init(c p: UnsafePointer<Mesos__FrameworkInfo__Capability>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.type = m.has_type != 0 ? try FrameworkInfo.Capability.Kind(cValue: m.type, field: field + ".type") : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkInfo__Capability>, _ a: CArena) {
+        if let v = type { p.pointee.has_type = 1; p.pointee.type = v.cValue }
+    }
 }
 
 extension CommandInfo: CMessage {
@@ -1093,6 +1260,7 @@ extension TaskStatus: CMessage {
         if let v = m.agent_id { self.agentID = try AgentID(c: v, field: field + ".agent_id") } else { self.agentID = nil }
         self.timestamp = m.has_timestamp != 0 ? m.timestamp : nil
         self.uuid = m.has_uuid != 0 ? wireBytes(m.uuid) : nil
+        if let v = m.unreachable_time { self.unreachableTime = try TimeInfo(c: v, field: field + ".unreachable_time") } else { self.unreachableTime = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__TaskStatus>, _ a: CArena) {
@@ -1104,6 +1272,7 @@ extension TaskStatus: CMessage {
         if let v = agentID { p.pointee.agent_id = a.message(v) }
         if let v = timestamp { p.pointee.has_timestamp = 1; p.pointee.timestamp = v }
         if let v = uuid { p.pointee.has_uuid = 1; p.pointee.uuid = a.bytes(v) }
+        if let v = unreachableTime { p.pointee.unreachable_time = a.message(v) }
     }
 }
 
@@ -1114,6 +1283,29 @@ extension TaskStatus: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__TaskStatus>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task_status__pack(m, out) }
     static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskStatus>? { mesos__task_status__unpack(nil, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskStatus>) { mesos__task_status__free_unpacked(m, nil) }
+}
+
+extension TimeInfo: CMessage {
+    typealias CType = Mesos__TimeInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__TimeInfo>) { mesos__time_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__TimeInfo>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.nanoseconds = m.nanoseconds
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__TimeInfo>, _ a: CArena) {
+        p.pointee.nanoseconds = nanoseconds
+    }
+}
+
+extension TimeInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__TimeInfo>) -> Int { mesos__time_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__TimeInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__time_info__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TimeInfo>? { mesos__time_info__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__TimeInfo>) { mesos__time_info__free_unpacked(m, nil) }
 }
 
 extension MesosTask: CMessage {
@@ -1258,11 +1450,17 @@ extension AgentReregisteredMessage: CMessage {
         guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
         self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
         if let v = m.master { self.master = try MasterInfo(c: v, field: field + ".master") } else { self.master = nil }
+        var reconciliations: [ReconcileTasksMessage] = []
+        reconciliations.reserveCapacity(m.n_reconciliations)
+        for i in 0..<m.n_reconciliations { reconciliations.append(try ReconcileTasksMessage(c: m.reconciliations[i]!, field: field + ".reconciliations")) }
+        self.reconciliations = reconciliations
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__AgentReregisteredMessage>, _ a: CArena) {
         p.pointee.agent_id = a.message(agentID)
         if let v = master { p.pointee.master = a.message(v) }
+        p.pointee.n_reconciliations = reconciliations.count
+        p.pointee.reconciliations = a.array(reconciliations) { a.message($0) }
     }
 }
 
@@ -1845,6 +2043,30 @@ extension ReviveOffersMessage: WireMessage, ProtobufMessage {
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReviveOffersMessage>) { mesos__revive_offers_message__free_unpacked(m, nil) }
 }
 
+extension SuppressOffersMessage: CMessage {
+    typealias CType = Mesos__SuppressOffersMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__SuppressOffersMessage>) { mesos__suppress_offers_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__SuppressOffersMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__SuppressOffersMessage>, _ a: CArena) {
+        p.pointee.framework_id = a.message(frameworkID)
+    }
+}
+
+extension SuppressOffersMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__SuppressOffersMessage>) -> Int { mesos__suppress_offers_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__SuppressOffersMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__suppress_offers_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__SuppressOffersMessage>? { mesos__suppress_offers_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__SuppressOffersMessage>) { mesos__suppress_offers_message__free_unpacked(m, nil) }
+}
+
 extension ReconcileTasksMessage: CMessage {
     typealias CType = Mesos__ReconcileTasksMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReconcileTasksMessage>) { mesos__reconcile_tasks_message__init(m) }
@@ -1921,6 +2143,56 @@ extension FrameworkErrorMessage: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkErrorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_error_message__pack(m, out) }
     static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkErrorMessage>? { mesos__framework_error_message__unpack(nil, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkErrorMessage>) { mesos__framework_error_message__free_unpacked(m, nil) }
+}
+
+extension FrameworkDisconnectedMessage: CMessage {
+    typealias CType = Mesos__FrameworkDisconnectedMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>) { mesos__framework_disconnected_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__FrameworkDisconnectedMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        if let v = m.reason { self.reason = try wireString(v, field: field + ".reason") } else { self.reason = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>, _ a: CArena) {
+        if let v = reason { p.pointee.reason = a.string(v) }
+    }
+}
+
+extension FrameworkDisconnectedMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkDisconnectedMessage>) -> Int { mesos__framework_disconnected_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__FrameworkDisconnectedMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_disconnected_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>? { mesos__framework_disconnected_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>) { mesos__framework_disconnected_message__free_unpacked(m, nil) }
+}
+
+extension MessageRefusedMessage: CMessage {
+    typealias CType = Mesos__MessageRefusedMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__MessageRefusedMessage>) { mesos__message_refused_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__MessageRefusedMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let kind = m.kind else { throw .missingField(field + ".kind") }
+        self.kind = try wireString(kind, field: field + ".kind")
+        guard let reason = m.reason else { throw .missingField(field + ".reason") }
+        self.reason = try wireString(reason, field: field + ".reason")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__MessageRefusedMessage>, _ a: CArena) {
+        p.pointee.kind = a.string(kind)
+        p.pointee.reason = a.string(reason)
+    }
+}
+
+extension MessageRefusedMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__MessageRefusedMessage>) -> Int { mesos__message_refused_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__MessageRefusedMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__message_refused_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__MessageRefusedMessage>? { mesos__message_refused_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__MessageRefusedMessage>) { mesos__message_refused_message__free_unpacked(m, nil) }
 }
 
 extension LeaderHintMessage: CMessage {
@@ -2064,6 +2336,10 @@ extension Registry: CMessage {
         for i in 0..<m.n_removed { removed.append(try AgentID(c: m.removed[i]!, field: field + ".removed")) }
         self.removed = removed
         self.highestEpoch = m.has_highest_epoch != 0 ? m.highest_epoch : nil
+        var removedFrameworks: [FrameworkID] = []
+        removedFrameworks.reserveCapacity(m.n_removed_frameworks)
+        for i in 0..<m.n_removed_frameworks { removedFrameworks.append(try FrameworkID(c: m.removed_frameworks[i]!, field: field + ".removed_frameworks")) }
+        self.removedFrameworks = removedFrameworks
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__Registry>, _ a: CArena) {
@@ -2072,6 +2348,8 @@ extension Registry: CMessage {
         p.pointee.n_removed = removed.count
         p.pointee.removed = a.array(removed) { a.message($0) }
         if let v = highestEpoch { p.pointee.has_highest_epoch = 1; p.pointee.highest_epoch = v }
+        p.pointee.n_removed_frameworks = removedFrameworks.count
+        p.pointee.removed_frameworks = a.array(removedFrameworks) { a.message($0) }
     }
 }
 
@@ -2187,6 +2465,15 @@ extension Envelope: CMessage {
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR:
             guard let v = m.framework_error else { throw .missingField(field + ".framework_error") }
             self.payload = .frameworkError(try FrameworkErrorMessage(c: v, field: field + ".framework_error"))
+        case MESOS__ENVELOPE__PAYLOAD_SUPPRESS_OFFERS:
+            guard let v = m.suppress_offers else { throw .missingField(field + ".suppress_offers") }
+            self.payload = .suppressOffers(try SuppressOffersMessage(c: v, field: field + ".suppress_offers"))
+        case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED:
+            guard let v = m.framework_disconnected else { throw .missingField(field + ".framework_disconnected") }
+            self.payload = .frameworkDisconnected(try FrameworkDisconnectedMessage(c: v, field: field + ".framework_disconnected"))
+        case MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED:
+            guard let v = m.message_refused else { throw .missingField(field + ".message_refused") }
+            self.payload = .messageRefused(try MessageRefusedMessage(c: v, field: field + ".message_refused"))
         case MESOS__ENVELOPE__PAYLOAD_LEADER_HINT:
             guard let v = m.leader_hint else { throw .missingField(field + ".leader_hint") }
             self.payload = .leaderHint(try LeaderHintMessage(c: v, field: field + ".leader_hint"))
@@ -2288,6 +2575,15 @@ extension Envelope: CMessage {
         case .frameworkError(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR
             p.pointee.framework_error = a.message(v)
+        case .suppressOffers(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_SUPPRESS_OFFERS
+            p.pointee.suppress_offers = a.message(v)
+        case .frameworkDisconnected(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED
+            p.pointee.framework_disconnected = a.message(v)
+        case .messageRefused(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED
+            p.pointee.message_refused = a.message(v)
         case .leaderHint(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_LEADER_HINT
             p.pointee.leader_hint = a.message(v)

@@ -6,14 +6,29 @@ import MesosWire
 /// The lowest sequence leads, and that sequence is the leader's epoch.
 public enum LeaderGroup {
     public static let label = "json.info_"
+    /// Prefix of the non-member znodes a contender creates to move the group's sequence counter
+    /// past the epoch floor. No `_` (Mesos's Group skips children it cannot split into
+    /// `label_sequence`) and sorting after `json.info_` (clients that take the smallest child).
+    public static let floorMarkerPrefix = "zz-epoch-floor-"
+    /// Largest MasterInfo JSON read from a znode (ZooKeeper's own limit is 1 MiB).
+    public static let maxMemberData = 64 * 1024
+
+    /// The sequence ZooKeeper appended to a floor marker's name.
+    public static func floorMarkerSequence(of name: String) -> UInt64? {
+        guard name.hasPrefix(floorMarkerPrefix) else { return nil }
+        return digits(name.dropFirst(floorMarkerPrefix.count))
+    }
+
+    private static func digits(_ s: Substring) -> UInt64? {
+        guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return UInt64(s)
+    }
 
     /// The sequence of a member znode name; nil for anything else (other labels,
     /// non-numeric suffixes, the registry node...), which election ignores.
     public static func sequence(of name: String) -> UInt64? {
         guard name.hasPrefix(label) else { return nil }
-        let digits = name.dropFirst(label.count)
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
-        return UInt64(digits)
+        return digits(name.dropFirst(label.count))
     }
 
     /// Members of the group, lowest sequence first.
@@ -40,11 +55,15 @@ public enum MasterInfoJSON {
             if let ip = a.ip { address["ip"] = ip }
             object["address"] = address
         }
-        // Keys sorted: the same MasterInfo always gives the same bytes.
-        return [UInt8](try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+        // Keys sorted: the same MasterInfo always gives the same bytes. Strings and integers only,
+        // which JSONSerialization always encodes.
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])).map { [UInt8]($0) } ?? []
     }
 
     public static func decode(_ bytes: [UInt8]) throws(Invalid) -> MasterInfo {
+        guard bytes.count <= LeaderGroup.maxMemberData else {
+            throw Invalid(description: "MasterInfo znode holds \(bytes.count) bytes, more than \(LeaderGroup.maxMemberData)")
+        }
         guard let any = try? JSONSerialization.jsonObject(with: Data(bytes)), let o = any as? [String: Any] else {
             throw Invalid(description: "MasterInfo znode is not a JSON object")
         }

@@ -11,9 +11,15 @@ public struct PID: Hashable, Sendable, CustomStringConvertible, LosslessStringCo
         self.port = port
     }
 
-    /// Parses `name@host:port`; nil for anything else.
+    /// Longest pid text accepted from a peer.
+    public static let maxLength = 512
+
+    /// Parses `name@host:port`; nil for anything else (also over `maxLength`, or with whitespace
+    /// or control characters: a pid from the network is never trusted to be printable).
     public init?(_ text: String) {
-        guard let at = text.lastIndex(of: "@") else { return nil }
+        guard text.utf8.count <= Self.maxLength, !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+            let at = text.lastIndex(of: "@")
+        else { return nil }
         let name = String(text[..<at])
         var rest = text[text.index(after: at)...]
         let host: String
@@ -41,12 +47,6 @@ public struct PID: Hashable, Sendable, CustomStringConvertible, LosslessStringCo
     /// The same process address with another name (one socket serves many named processes).
     public func named(_ other: String) -> PID { PID(name: other, host: host, port: port) }
 
-    /// Transport endpoint: links are per host:port, whatever the process name.
-    var endpoint: Endpoint { Endpoint(host: host, port: port) }
-}
-
-struct Endpoint: Hashable, Sendable, CustomStringConvertible {
-    var host: String
-    var port: Int
-    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    /// The transport address, "host:port" ("[v6]:port"): links are per endpoint, whatever the process name.
+    public var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

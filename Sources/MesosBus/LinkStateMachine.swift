@@ -1,0 +1,114 @@
+import NIOCore
+
+/// What an outbound link does with frames, connects, authentication, writability, stalls and
+/// closes, without doing any of it: `Link` asks it for an action and carries the action out.
+///
+/// - Frames keep their order. While not connected (or authenticating, or the channel is not
+///   writable) they wait in a queue bounded by `maxQueuedBytes`; beyond it a frame is dropped
+///   and counted, never buffered without bound.
+/// - A connected channel that stays unwritable for the write timeout (the peer stopped reading)
+///   is closed and its queued frames dropped: one stuck peer costs its own messages only.
+struct LinkStateMachine {
+    enum State: Equatable {
+        case idle
+        case connecting
+        /// Connected, proving our credential; frames wait until the peer accepts it.
+        case authenticating(ObjectIdentifier)
+        case connected(ObjectIdentifier)
+        case closed
+    }
+
+    enum Enqueue: Equatable {
+        /// Write the frame to the channel now.
+        case write
+        /// Queued; start connecting.
+        case connect
+        case queued
+        case dropped(DropReason)
+    }
+
+    enum DropReason: String, Equatable {
+        case queueFull = "queue_full"
+        case closed
+    }
+
+    private(set) var state = State.idle
+    private var queue = CircularBuffer<ByteBuffer>()
+    private(set) var queuedBytes = 0
+    let maxQueuedBytes: Int
+
+    init(maxQueuedBytes: Int) { self.maxQueuedBytes = maxQueuedBytes }
+
+    var queuedFrames: Int { queue.count }
+    var isIdle: Bool { state == .idle && queue.isEmpty }
+
+    mutating func enqueue(_ frame: ByteBuffer, channelWritable: Bool) -> Enqueue {
+        switch state {
+        case .closed:
+            return .dropped(.closed)
+        case .connected where channelWritable && queue.isEmpty:
+            return .write
+        default:
+            guard queuedBytes + frame.readableBytes <= maxQueuedBytes || queue.isEmpty else { return .dropped(.queueFull) }
+            queue.append(frame)
+            queuedBytes += frame.readableBytes
+            if state == .idle {
+                state = .connecting
+                return .connect
+            }
+            return .queued
+        }
+    }
+
+    /// The next queued frame to write now (connected, channel writable).
+    mutating func nextFrame(channelWritable: Bool) -> ByteBuffer? {
+        guard case .connected = state, channelWritable, let frame = queue.popFirst() else { return nil }
+        queuedBytes -= frame.readableBytes
+        return frame
+    }
+
+    /// The connection is up; true: authenticate first.
+    mutating func connected(_ id: ObjectIdentifier, authenticate: Bool) {
+        guard state == .connecting else { return }
+        state = authenticate ? .authenticating(id) : .connected(id)
+    }
+
+    mutating func authenticated(_ id: ObjectIdentifier) -> Bool {
+        guard state == .authenticating(id) else { return false }
+        state = .connected(id)
+        return true
+    }
+
+    /// Connecting or authenticating failed, or the connection closed: back to idle (the next
+    /// frame reconnects). Returns the frames dropped, nil when `id` is not the current connection.
+    mutating func broken(_ id: ObjectIdentifier?) -> Int? {
+        switch state {
+        case .connecting where id == nil: break
+        case .authenticating(let current) where current == id: break
+        case .connected(let current) where current == id: break
+        default: return nil
+        }
+        state = .idle
+        return dropAll()
+    }
+
+    /// Closed for good (bus shutdown, idle eviction): returns the frames dropped.
+    mutating func close() -> Int {
+        state = .closed
+        return dropAll()
+    }
+
+    private mutating func dropAll() -> Int {
+        let n = queue.count
+        queue.removeAll()
+        queuedBytes = 0
+        return n
+    }
+
+    var connection: ObjectIdentifier? {
+        switch state {
+        case .authenticating(let id), .connected(let id): id
+        default: nil
+        }
+    }
+}

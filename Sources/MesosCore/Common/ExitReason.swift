@@ -1,0 +1,87 @@
+/// Why a daemon's core tells its shell to exit. The shell logs it (`event=exit reason=<key>`) and
+/// exits with `code`.
+public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
+    /// SIGTERM: stepped down / stopped cleanly.
+    case terminated
+    /// A leading (or recovering) master lost leadership ("committing suicide").
+    case lostLeadership(LeadershipLoss)
+    /// A standby's candidacy ended (its session expired): it exits so a supervisor restarts it.
+    case candidacyLost(LeadershipLoss)
+    /// The registry shows an epoch at or above ours already led (the group was recreated).
+    case epochAlreadyLed(epoch: UInt64, highest: UInt64)
+    /// The registry could not be read or written.
+    case registryUnavailable(String)
+    /// A fenced registry write was refused: another master leads.
+    case registryWriteFenced(String)
+    /// After a failover, too many registered agents did not come back.
+    case recoveryAgentRemovalLimit(missing: Int, registered: Int, limitPercent: Double)
+    /// The master told this agent to shut down (removed from the cluster).
+    case shutDownByMaster(String)
+    /// SIGUSR1: the agent unregisters and kills its executors for good.
+    case shutDownForGood
+
+    public var code: Int32 {
+        switch self {
+        case .terminated, .shutDownByMaster, .shutDownForGood: 0
+        default: 1
+        }
+    }
+
+    /// Stable key (`reason=` of `event=exit`).
+    public var key: String {
+        switch self {
+        case .terminated: "terminated"
+        case .lostLeadership: "lost_leadership"
+        case .candidacyLost: "candidacy_lost"
+        case .epochAlreadyLed: "epoch_already_led"
+        case .registryUnavailable: "registry_unavailable"
+        case .registryWriteFenced: "registry_write_fenced"
+        case .recoveryAgentRemovalLimit: "recovery_agent_removal_limit"
+        case .shutDownByMaster: "shut_down_by_master"
+        case .shutDownForGood: "shut_down_for_good"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .terminated: "terminated"
+        case .lostLeadership(let loss): "lost leadership: \(loss); committing suicide"
+        case .candidacyLost(let loss): "candidacy lost while standing by: \(loss)"
+        case .epochAlreadyLed(let epoch, let highest): "refusing to lead at epoch \(epoch): epoch \(highest) was already led (was the group recreated?)"
+        case .registryUnavailable(let why): "the registry is unavailable: \(why)"
+        case .registryWriteFenced(let why): "fenced registry write refused (\(why)): another master leads"
+        case .recoveryAgentRemovalLimit(let missing, let registered, let limit):
+            "Post-recovery agent removal limit exceeded: \(missing) of \(registered) agents did not re-register (limit \(limit)%)"
+        case .shutDownByMaster(let message): "shut down by the master: \(message)"
+        case .shutDownForGood: "shut down for good (SIGUSR1)"
+        }
+    }
+}
+
+/// How a master's leadership (or candidacy) ended.
+public enum LeadershipLoss: Sendable, Hashable, CustomStringConvertible {
+    case sessionExpired
+    case membershipDeleted
+    /// The detector shows someone else (or nobody) while we lead.
+    case otherLeaderDetected(Leader?)
+    /// Joining or contending failed for good (e.g. a ZooKeeper error that is not retryable).
+    case contenderFailed(String)
+
+    public var key: String {
+        switch self {
+        case .sessionExpired: "session_expired"
+        case .membershipDeleted: "membership_deleted"
+        case .otherLeaderDetected: "other_leader_detected"
+        case .contenderFailed: "contender_failed"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .sessionExpired: "ZooKeeper session expired"
+        case .membershipDeleted: "our membership znode was deleted"
+        case .otherLeaderDetected(let leader): "ZooKeeper shows \(leader.map { "\($0)" } ?? "no leader"), not us"
+        case .contenderFailed(let why): why
+        }
+    }
+}

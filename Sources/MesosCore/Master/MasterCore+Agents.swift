@@ -1,0 +1,245 @@
+import MesosWire
+
+/// Agents: registration (written to the registry before the answer), re-registration (which
+/// rebuilds the task table after a failover and reconciles both ways), health checks, removal.
+extension MasterCore {
+    /// The agent `from` speaks for, if the connection's principal is the one it registered with.
+    func agent(speakingAs from: PID, peer: PeerIdentity) -> AgentID? {
+        guard let id = agentByPID[from], let record = agents[id], record.principal == peer.principal else { return nil }
+        return id
+    }
+
+    mutating func registerAgent(_ agentInfo: AgentInfo, from: PID, peer: PeerIdentity) -> [Effect] {
+        if let id = agentByPID[from], let agent = agents[id] {
+            guard agent.principal == peer.principal else { return refuseAgent(from, "principal does not match the agent's registration") }
+            // A retry of a registration in progress or done: answer again once it is stored.
+            return agent.isActive ? [.send(.agentRegistered(AgentRegisteredMessage(agentID: id, master: info)), to: from)] : []
+        }
+        removedAgentPIDs.remove(from)  // a new agent on a removed one's address (its id is new)
+        let id = AgentID(value: newID("S"))
+        var stored = agentInfo
+        stored.id = id
+        stored.pid = from.description
+        agents[id] = AgentRecord(info: stored, pid: from, principal: peer.principal, state: .admitting(reregistered: false))
+        agentByPID[from] = id
+        registry.admitted.append(Registry.Agent(info: stored))
+        return store(.admit(id))
+    }
+
+    mutating func reregisterAgent(_ m: ReregisterAgentMessage, from: PID, peer: PeerIdentity) -> [Effect] {
+        guard let id = m.agent.id else { return [] }  // validated
+        if registry.removed.contains(id) {
+            removedAgentPIDs.insert(from)
+            return [
+                .observe(.removedAgentToldToShutDown(pid: from)),
+                .send(.shutdown(ShutdownMessage(message: "agent \(id.value) was removed from the cluster; it may not re-register")), to: from),
+            ]
+        }
+        if let existing = agents[id], existing.principal != peer.principal {
+            return refuseAgent(from, "principal does not match agent \(id.value)'s registration")
+        }
+        if let other = agentByPID[from], other != id {
+            return refuseAgent(from, "pid \(from) belongs to agent \(other.value)")
+        }
+        var stored = m.agent
+        stored.pid = from.description
+        let known = agents[id]
+        if let known, known.pid != from { agentByPID[known.pid] = nil }
+        var record = known ?? AgentRecord(info: stored, pid: from, principal: peer.principal, state: .admitting(reregistered: true))
+        record.info = stored
+        record.pid = from
+        agentByPID[from] = id
+
+        var effects: [Effect] = []
+        // The agent's report is the truth about its tasks: tasks of removed frameworks are shut
+        // down; the rest rebuild the table (after a failover) or refresh it.
+        var reported: Set<TaskKey> = []
+        var removedFrameworks: Set<FrameworkID> = []
+        for task in m.tasks where task.agentID == id {
+            let key = TaskKey(framework: task.frameworkID, task: task.taskID)
+            if registry.removedFrameworks.contains(task.frameworkID) {
+                removedFrameworks.insert(task.frameworkID)
+                continue
+            }
+            reported.insert(key)
+            setTask(key, task)
+        }
+        for fid in removedFrameworks.sorted(by: { $0.value < $1.value }) {
+            effects.append(.send(.shutdownFramework(ShutdownFrameworkMessage(frameworkID: fid)), to: from))
+        }
+        for fw in m.frameworks {
+            guard let fid = fw.id, frameworks[fid] == nil, !registry.removedFrameworks.contains(fid) else { continue }
+            // Mesos's recovered framework: its scheduler has `failover_timeout` from the failover to come back.
+            let timeout = Duration(validatingSeconds: fw.failoverTimeout) ?? .zero
+            frameworks[fid] = FrameworkRecord(info: fw, pid: nil, principal: fw.principal, state: .recovered(since: leadingSince ?? now), failoverTimeout: timeout)
+            effects.append(.observe(.frameworkRecovered(fid, fromAgent: id)))
+        }
+        // Tasks we know that the agent did not report: ask it (Mesos's reconcileKnownSlave); it
+        // answers each unknown one with a terminal update. Kills it may have missed go again.
+        let unreported = (tasksByAgent[id] ?? []).subtracting(reported).sorted()
+        var byFramework: [FrameworkID: [TaskStatus]] = [:]
+        for key in unreported {
+            guard let task = tasks[key], !task.state.isTerminal else { continue }
+            byFramework[key.framework, default: []].append(
+                TaskStatus(taskID: key.task, state: task.state, message: "Reconciliation request", source: .master, reason: .reconciliation, agentID: id))
+        }
+        record.reconciliations = byFramework.keys.sorted { $0.value < $1.value }.map { ReconcileTasksMessage(frameworkID: $0, statuses: byFramework[$0]!) }
+        if !unreported.isEmpty { effects.append(.observe(.tasksReconciledWithAgent(id, count: unreported.count))) }
+        agents[id] = record
+
+        // A retry while its admission (or removal) is being written: the answer comes when it is stored.
+        if let known, case .admitting = known.state { return effects }
+        if let i = registry.admitted.firstIndex(where: { $0.info.id == id }) {
+            // In the registry as it is (the usual case after a failover): nothing to write.
+            if registry.admitted[i].info == stored { return effects + admitted(id, reregistered: true) }
+            registry.admitted[i].info = stored  // e.g. a new pid: keep the registry current
+        } else {
+            registry.admitted.append(Registry.Agent(info: stored))
+        }
+        agents[id]?.state = .admitting(reregistered: true)
+        return effects + store(.admit(id))
+    }
+
+    private mutating func refuseAgent(_ from: PID, _ reason: String) -> [Effect] {
+        metrics.invalidMessages += 1
+        return [
+            .observe(.agentRefused(pid: from, reason: reason)),
+            .send(.messageRefused(MessageRefusedMessage(kind: "register_agent", reason: reason)), to: from),
+        ]
+    }
+
+    /// The admission of `id` is in the registry: answer it and start pinging.
+    mutating func admitted(_ id: AgentID, reregistered: Bool? = nil) -> [Effect] {
+        guard var agent = agents[id] else { return [] }
+        let again: Bool
+        if case .admitting(let r) = agent.state { again = reregistered ?? r } else { again = reregistered ?? true }
+        agent.state = .active
+        agent.lastPing = nil
+        agent.missedPings = 0
+        let reconciliations = agent.reconciliations
+        agent.reconciliations = []
+        agents[id] = agent
+        recoveringAgents.remove(id)
+        let payload: Envelope.Payload
+        if again {
+            metrics.agentReregistrations += 1
+            payload = .agentReregistered(AgentReregisteredMessage(agentID: id, master: info, reconciliations: reconciliations))
+        } else {
+            metrics.agentRegistrations += 1
+            payload = .agentRegistered(AgentRegisteredMessage(agentID: id, master: info))
+        }
+        let observed: MasterObservation = again ? .agentReregistered(id, pid: agent.pid) : .agentRegistered(id, pid: agent.pid)
+        var effects: [Effect] = [.send(payload, to: agent.pid), .observe(observed)]
+        // Kills asked for while it could not be told.
+        for key in pendingKills.sorted() where tasks[key]?.agentID == id && tasks[key]?.state.isTerminal == false {
+            effects.append(.send(.killTask(KillTaskMessage(frameworkID: key.framework, taskID: key.task)), to: agent.pid))
+        }
+        return effects + checkAgents()  // its first ping now
+    }
+
+    // MARK: Health
+
+    mutating func checkAgents() -> [Effect] {
+        var effects: [Effect] = []
+        for (id, agent) in agents where agent.isActive {
+            if let last = agent.lastPing, now - last < settings.agentPingTimeout { continue }
+            var a = agent
+            if a.lastPing != nil { a.missedPings = a.pongSinceLastPing ? 0 : a.missedPings + 1 }
+            if a.missedPings >= settings.maxAgentPingTimeouts {
+                agents[id] = a
+                effects += remove(id, reason: .missedPings(count: a.missedPings, timeout: settings.agentPingTimeout))
+                continue
+            }
+            a.lastPing = now
+            a.pongSinceLastPing = false
+            agents[id] = a
+            effects.append(.send(.ping(PingAgentMessage(connected: true)), to: a.pid))
+        }
+        return effects
+    }
+
+    mutating func remove(_ id: AgentID, reason: AgentRemovalReason) -> [Effect] {
+        agents[id]?.state = .admitting(reregistered: true)  // inactive until the removal is stored
+        registry.admitted.removeAll { $0.info.id == id }
+        if !registry.removed.contains(id) { registry.removed.append(id) }
+        return [.observe(.agentRemoved(id, reason: reason))] + rescindOffers { $0.agentID == id } + store(.remove(id, reason: reason))
+    }
+
+    /// The removal is in the registry: tell the agent and the frameworks.
+    mutating func removed(_ id: AgentID, reason: AgentRemovalReason) -> [Effect] {
+        var effects: [Effect] = []
+        metrics.agentRemovals += 1
+        recoveringAgents.remove(id)
+        if let agent = agents.removeValue(forKey: id) {
+            agentByPID[agent.pid] = nil
+            removedAgentPIDs.insert(agent.pid)
+            effects.append(.send(.shutdown(ShutdownMessage(message: "agent removed: \(reason)")), to: agent.pid))
+        }
+        for key in (tasksByAgent[id] ?? []).sorted() {
+            guard let task = tasks[key] else { continue }
+            removeTask(key)
+            guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], fw.isConnected, let to = fw.pid else { continue }
+            metrics.tasksLost += 1
+            // Partition-aware frameworks learn the agent is unreachable, the others that the task is lost.
+            let state: TaskState = fw.isPartitionAware ? .unreachable : .lost
+            effects.append(.send(.statusUpdate(masterUpdate(
+                task.taskID, task.frameworkID, id, state, .agentRemoved, "agent \(id.value) removed: \(reason)",
+                unreachableSince: fw.isPartitionAware ? now : nil)), to: to))
+        }
+        for fw in frameworks.values where fw.isConnected {
+            if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
+        }
+        return effects
+    }
+
+    mutating func expireUnreregistered() -> [Effect] {
+        guard let deadline = reregisterDeadline, now >= deadline else { return [] }
+        reregisterDeadline = nil
+        let missing = registry.admitted.compactMap(\.info.id).filter { agents[$0] == nil }
+        recoveringAgents = []
+        guard !missing.isEmpty else { return [] }
+        let gone = Set(missing)
+        registry.admitted.removeAll { $0.info.id.map(gone.contains) ?? false }
+        registry.removed += missing
+        return [.observe(.agentsNotReregistered(count: missing.count))] + store(.expireUnreregistered(missing))
+    }
+
+    // MARK: Status updates from agents
+
+    mutating func statusUpdate(_ m: StatusUpdateMessage, from: PID, peer: PeerIdentity) -> [Effect] {
+        guard let agentID = agent(speakingAs: from, peer: peer), agents[agentID]?.isActive == true else {
+            return []  // from an unregistered agent: it retries after registering
+        }
+        let fid = m.update.frameworkID
+        let key = TaskKey(framework: fid, task: m.update.status.taskID)
+        if registry.removedFrameworks.contains(fid) || (frameworks[fid] == nil && tasks[key] == nil && m.update.status.state.isTerminal) {
+            // Its framework is gone: nobody will acknowledge it, so the master does (the agent stops retrying).
+            return [.send(.statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: agentID, frameworkID: fid, taskID: key.task, uuid: m.update.uuid)), to: from)]
+        }
+        if var task = tasks[key], task.agentID == agentID {
+            task.state = m.update.status.state
+            task.status = m.update.status
+            tasks[key] = task
+            if task.state.isTerminal { pendingKills.remove(key) }
+        }
+        guard let fw = frameworks[fid], fw.isConnected, let to = fw.pid else {
+            return []  // the agent retries until the framework is back and acknowledges
+        }
+        var forwarded = m
+        forwarded.pid = from.description
+        return [.send(.statusUpdate(forwarded), to: to)]
+    }
+
+    mutating func setTask(_ key: TaskKey, _ task: MesosTask) {
+        if let old = tasks[key], old.agentID != task.agentID { tasksByAgent[old.agentID]?.remove(key) }
+        tasks[key] = task
+        tasksByAgent[task.agentID, default: []].insert(key)
+    }
+
+    mutating func removeTask(_ key: TaskKey) {
+        guard let task = tasks.removeValue(forKey: key) else { return }
+        tasksByAgent[task.agentID]?.remove(key)
+        if tasksByAgent[task.agentID]?.isEmpty == true { tasksByAgent[task.agentID] = nil }
+        pendingKills.remove(key)
+    }
+}

@@ -1,0 +1,166 @@
+import MesosWire
+
+/// Why an agent left the cluster.
+public enum AgentRemovalReason: Sendable, Hashable, CustomStringConvertible {
+    case missedPings(count: Int, timeout: Duration)
+    case notReregistered(after: Duration)
+
+    public var key: String {
+        switch self {
+        case .missedPings: "missed_pings"
+        case .notReregistered: "not_reregistered"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .missedPings(let n, let t): "missed \(n) consecutive pings (\(t) each)"
+        case .notReregistered(let t): "did not re-register within \(t) after failover"
+        }
+    }
+}
+
+/// Why a framework was removed.
+public enum FrameworkRemovalReason: String, Sendable, Hashable {
+    /// Its scheduler unregistered (the driver's `stop(failover: false)`).
+    case unregistered
+    /// Its scheduler did not come back within `failover_timeout`.
+    case failoverTimeout = "failover_timeout"
+    /// `POST /master/teardown`.
+    case teardownByOperator = "teardown"
+}
+
+/// Why a framework (re)registration was refused. The message is what the scheduler is told.
+public enum FrameworkRefusal: Sendable, Hashable, CustomStringConvertible {
+    case removed
+    case failedOver
+    case invalid(InvalidValue)
+    case principalMismatch(claimed: String?, authenticated: String?)
+
+    public var key: String {
+        switch self {
+        case .removed: "removed"
+        case .failedOver: "failed_over"
+        case .invalid: "invalid"
+        case .principalMismatch: "principal_mismatch"
+        }
+    }
+
+    /// Mesos's texts where Mesos has one.
+    public var description: String {
+        switch self {
+        case .removed: "Framework has been removed"
+        case .failedOver: "Framework failed over"
+        case .invalid(let v): "Invalid FrameworkInfo: \(v)"
+        case .principalMismatch(let c, let a):
+            "Framework principal '\(c ?? "")' does not match the authenticated principal '\(a ?? "")'"
+        }
+    }
+}
+
+/// What the master reports to its shell (logged once each with `event=<key>`).
+public enum MasterObservation: Milestone, Hashable {
+    case elected(epoch: UInt64)
+    case leading(epoch: UInt64, agentsExpected: Int)
+    case agentRegistered(AgentID, pid: PID)
+    case agentReregistered(AgentID, pid: PID)
+    case agentRefused(pid: PID, reason: String)
+    case agentRemoved(AgentID, reason: AgentRemovalReason)
+    case removedAgentToldToShutDown(pid: PID)
+    case agentsNotReregistered(count: Int)
+    case frameworkRegistered(FrameworkID, name: String, pid: PID)
+    case frameworkReregistered(FrameworkID, pid: PID)
+    case frameworkFailedOver(FrameworkID, from: PID, to: PID)
+    case frameworkRecovered(FrameworkID, fromAgent: AgentID)
+    case frameworkDisconnected(FrameworkID, failoverTimeout: Duration)
+    case frameworkRemoved(FrameworkID, reason: FrameworkRemovalReason)
+    case frameworkRefused(pid: PID, reason: FrameworkRefusal)
+    case callRefused(from: PID, kind: String, reason: String)
+    case messageDropped(from: String, reason: EpochGuard.DropReason)
+    case messageRefused(from: PID, kind: String, reason: String)
+    case unexpectedMessage(from: PID, kind: String)
+    case tasksReconciledWithAgent(AgentID, count: Int)
+
+    public var event: String {
+        switch self {
+        case .elected: "elected"
+        case .leading: "leading"
+        case .agentRegistered: "agent_registered"
+        case .agentReregistered: "agent_reregistered"
+        case .agentRefused: "agent_refused"
+        case .agentRemoved: "agent_removed"
+        case .removedAgentToldToShutDown: "removed_agent_shutdown"
+        case .agentsNotReregistered: "agents_not_reregistered"
+        case .frameworkRegistered: "framework_registered"
+        case .frameworkReregistered: "framework_reregistered"
+        case .frameworkFailedOver: "framework_failed_over"
+        case .frameworkRecovered: "framework_recovered"
+        case .frameworkDisconnected: "framework_disconnected"
+        case .frameworkRemoved: "framework_removed"
+        case .frameworkRefused: "framework_refused"
+        case .callRefused: "call_refused"
+        case .messageDropped: "message_dropped"
+        case .messageRefused: "message_refused"
+        case .unexpectedMessage: "unexpected_message"
+        case .tasksReconciledWithAgent: "tasks_reconciled_with_agent"
+        }
+    }
+
+    public var level: ObservationLevel {
+        switch self {
+        case .messageDropped: .debug
+        case .agentRefused, .agentRemoved, .agentsNotReregistered, .frameworkRefused, .messageRefused, .unexpectedMessage,
+            .callRefused, .frameworkDisconnected, .frameworkRemoved:
+            .warning
+        default: .info
+        }
+    }
+
+    public var fields: [MilestoneField] {
+        switch self {
+        case .elected(let e): .of(("epoch", e))
+        case .leading(let e, let n): .of(("epoch", e), ("agents_expected", n))
+        case .agentRegistered(let id, let pid), .agentReregistered(let id, let pid): .of(("agent_id", id.value), ("agent", pid))
+        case .agentRefused(let pid, _): .of(("agent", pid))
+        case .agentRemoved(let id, let r): .of(("agent_id", id.value), ("reason", r.key))
+        case .removedAgentToldToShutDown(let pid): .of(("agent", pid))
+        case .agentsNotReregistered(let n): .of(("count", n))
+        case .frameworkRegistered(let id, _, let pid), .frameworkReregistered(let id, let pid): .of(("framework_id", id.value), ("scheduler", pid))
+        case .frameworkFailedOver(let id, let a, let b): .of(("framework_id", id.value), ("old", a), ("scheduler", b))
+        case .frameworkRecovered(let id, let agent): .of(("framework_id", id.value), ("agent_id", agent.value))
+        case .frameworkDisconnected(let id, let t): .of(("framework_id", id.value), ("failover_timeout_ms", t.milliseconds))
+        case .frameworkRemoved(let id, let r): .of(("framework_id", id.value), ("reason", r.rawValue))
+        case .frameworkRefused(let pid, let r): .of(("scheduler", pid), ("reason", r.key))
+        case .callRefused(let from, let kind, _): .of(("from", from), ("kind", kind))
+        case .messageDropped(let from, let r): .of(("from", from), ("reason", r.rawValue))
+        case .messageRefused(let from, let kind, _): .of(("from", from), ("kind", kind))
+        case .unexpectedMessage(let from, let kind): .of(("from", from), ("kind", kind))
+        case .tasksReconciledWithAgent(let id, let n): .of(("agent_id", id.value), ("count", n))
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .elected(let e): "elected leader at epoch \(e); recovering the registry"
+        case .leading(let e, let n): "leading at epoch \(e) with \(n) agent(s) expected to re-register"
+        case .agentRegistered(let id, let pid): "agent \(id.value) at \(pid) registered"
+        case .agentReregistered(let id, let pid): "agent \(id.value) at \(pid) re-registered"
+        case .agentRefused(let pid, let r): "refusing agent \(pid): \(r)"
+        case .agentRemoved(let id, let r): "removing agent \(id.value): \(r)"
+        case .removedAgentToldToShutDown(let pid): "message from removed agent \(pid): telling it to shut down"
+        case .agentsNotReregistered(let n): "removing \(n) agent(s) that did not re-register"
+        case .frameworkRegistered(let id, let name, let pid): "framework \(id.value) (\(name)) registered from \(pid)"
+        case .frameworkReregistered(let id, let pid): "framework \(id.value) re-registered from \(pid)"
+        case .frameworkFailedOver(let id, let a, let b): "framework \(id.value) failed over from \(a) to \(b)"
+        case .frameworkRecovered(let id, let agent): "recovering framework \(id.value) from re-registering agent \(agent.value)"
+        case .frameworkDisconnected(let id, let t): "framework \(id.value) disconnected; giving it \(t) to fail over"
+        case .frameworkRemoved(let id, let r): "removing framework \(id.value) (\(r.rawValue))"
+        case .frameworkRefused(let pid, let r): "refusing framework registration from \(pid): \(r)"
+        case .callRefused(let from, let kind, let r): "refusing \(kind) from \(from): \(r)"
+        case .messageDropped(let from, let r): "dropped message from \(from): \(r.explanation)"
+        case .messageRefused(let from, let kind, let r): "refusing \(kind) from \(from): \(r)"
+        case .unexpectedMessage(let from, let kind): "unexpected message \(kind) from \(from)"
+        case .tasksReconciledWithAgent(let id, let n): "asking agent \(id.value) about \(n) task(s) it did not report"
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Logging
+import MesosBus
+import MesosCore
+import MesosWire
+
+/// What every daemon shell (master, agent, scheduler driver) does the same way: a bus started
+/// on its address, the bus's events and the clock's ticks fed to its core, sends posted at an
+/// epoch, and one exit code when the core says so. The shells differ only in what they feed and
+/// which other effects they carry out.
+public final class DaemonRuntime: Sendable {
+    public let bus: MessageBus
+    public let clock = CoreClock()
+    public let logger: Logger
+    private let exits = AsyncStream<Int32>.makeStream()
+
+    public init(bus configuration: BusConfiguration, logger: Logger) {
+        self.logger = logger
+        bus = MessageBus(configuration: configuration, logger: logger)
+    }
+
+    /// Listens as `name@host:port` (or the advertised address) and logs `event=listening`.
+    public func start(name: String, host: String, port: Int, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
+        let pid = try await bus.start(name: name, host: host, port: port, advertiseHost: advertiseHost, advertisePort: advertisePort)
+        logger.milestone("listening", "listening", ["pid": "\(pid)"])
+        return pid
+    }
+
+    /// Feeds every bus event to `handler`, in order, until the bus shuts down.
+    public func onBusEvents(_ handler: @escaping @Sendable (BusEvent) async -> Void) {
+        let events = bus.events
+        Task.detached { for await event in events { await handler(event) } }
+    }
+
+    /// Feeds the clock's time to `handler` every `interval` (the cores' timers run on these ticks).
+    @discardableResult
+    public func onTicks(every interval: Duration = .milliseconds(50), _ handler: @escaping @Sendable (Duration) async -> Void) -> Task<Void, Never> {
+        clock.ticks(every: interval, handler)
+    }
+
+    /// Sends `payload` stamped with `epoch`; queued per peer, errors counted by the bus.
+    public func send(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) {
+        bus.post(payload, epoch: epoch, to: peer)
+    }
+
+    /// Logs the core's reason once (`event=exit reason=<key>`) and makes `waitForExit` return its code.
+    public func exit(_ reason: ExitReason) {
+        let level: Logger.Level = reason.code == 0 ? .notice : .critical
+        logger.milestone("exit", level: level, "exiting: \(reason)", ["reason": "\(reason.key)", "code": "\(reason.code)"])
+        exits.continuation.yield(reason.code)
+    }
+
+    /// The exit code, once `exit` was called.
+    public func waitForExit() async -> Int32 {
+        for await code in exits.stream { return code }
+        return 1
+    }
+}
