@@ -27,6 +27,12 @@ let package = Package(
         // Every pure state machine (no NIO, no ZooKeeper, no clocks, no logging): MesosWire only.
         .target(name: "MesosCore", dependencies: ["MesosWire"]),
         .testTarget(name: "MesosCoreTests", dependencies: ["MesosCore"]),
+        // The deterministic cluster simulator (the real cores over in-memory ZooKeeper and network).
+        .target(name: "MesosSimulation", dependencies: ["MesosCore", "MesosWire"]),
+        .executableTarget(
+            name: "simulate",
+            dependencies: ["MesosSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "SimulationTests", dependencies: ["MesosSimulation", "MesosCore", "MesosWire"]),
         .target(
             name: "MesosBus",
             dependencies: [
@@ -115,5 +121,9 @@ if ProcessInfo.processInfo.environment["MESOS_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
             name: "frame-fuzz", dependencies: ["MesosWire", "MesosCore"], path: "Fuzz/FrameFuzz",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    package.targets.append(
+        .executableTarget(
+            name: "core-fuzz", dependencies: ["MesosWire", "MesosCore"], path: "Fuzz/CoreFuzz",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
 }

@@ -109,8 +109,9 @@ public actor MasterDaemon {
     private var joined = false
 
     private func sessionEvent(_ event: SessionEvent) async {
-        await detector?.sessionEvent(event)
+        // The candidacy first: a lost session ends it with that reason (not "no leader detected").
         await contender?.sessionEvent(event)
+        await detector?.sessionEvent(event)
         if case .connected = event, !joined, let store {
             joined = true
             // The floor: the registry's highest epoch and this work directory's.

@@ -59,9 +59,13 @@ public actor SchedulerDriver {
             name: "scheduler-\(UUID().uuidString.prefix(8).lowercased())", host: host, port: port, advertisePort: advertisePort)
         logger[metadataKey: "pid"] = "\(pid)"
         runtime.onBusEvents { event in
-            guard case .message(let inbound) = event else { return }
-            if case .leaderHint(let hint)? = inbound.envelope.payload { await detector.hint(hint, from: inbound.envelope.from) }
-            await self.feed(.message(inbound))
+            switch event {
+            case .message(let inbound):
+                if case .leaderHint(let hint)? = inbound.envelope.payload { await detector.hint(hint, from: inbound.envelope.from) }
+                await self.feed(.message(inbound))
+            case .linkBroken(let peer, _):
+                await self.feed(.linkBroken(endpoint: peer))
+            }
         }
         let changes = detector.changes
         tasks.append(Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } })

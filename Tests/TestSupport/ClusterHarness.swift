@@ -137,7 +137,7 @@ final class Cluster {
     func startFramework(tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1, extra: [String] = []) throws -> Daemon {
         let fw = try daemon("framework", "example-framework", [
             "--master", url, "--tasks", "\(tasks)", "--command", command, "--task_cpus", "\(taskCPUs)",
-            "--zk_session_timeout", Knobs.sessionTimeoutFlag,
+            "--zk_session_timeout", Knobs.sessionTimeoutFlag, "--log_level", "info",
         ] + extra)
         framework = fw
         return fw

@@ -330,7 +330,9 @@ def test_task_finishes():
                     rf"^STATUS {task} TASK_FINISHED source=SOURCE_AGENT", rf"^DONE task {task} finished"):
         assert any(re.search(pattern, line) for line in s.lines), f"no line matching {pattern!r}:\n{out}"
     assert s.lines[-1].startswith("DONE"), out
-    with open(os.path.join(CLUSTER.agents[0].work_dir, "tasks", task, "stdout")) as f:
+    # Sandboxes are <work_dir>/tasks/<framework id>/<task id>.
+    registered = next(re.match(r"^REGISTERED (\S+) ", line) for line in s.lines if line.startswith("REGISTERED "))
+    with open(os.path.join(CLUSTER.agents[0].work_dir, "tasks", registered.group(1), task, "stdout")) as f:
         assert "hello-from-python" in f.read()
     # The agent sends a task's next update only once the previous one is acknowledged: seeing
     # TASK_FINISHED proves the acknowledgement of TASK_RUNNING went through the master.

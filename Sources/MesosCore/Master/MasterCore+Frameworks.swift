@@ -48,6 +48,7 @@ extension MasterCore {
             record.principal = peer.principal
             record.state = .connected
             record.active = true
+            record.nextNotice = nil
             record.failoverTimeout = timeout(of: fw)
             frameworks[id] = record
         } else {
@@ -117,12 +118,22 @@ extension MasterCore {
         for (id, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected && fw.pid?.endpoint == endpoint {
             effects += discardOffers(of: id)
             frameworks[id]?.state = .disconnected(since: now)
+            frameworks[id]?.nextNotice = Notice(at: now, backoff: Self.firstNoticeBackoff)
             effects.append(.observe(.frameworkDisconnected(id, failoverTimeout: fw.failoverTimeout)))
-            if let to = fw.pid {
-                effects.append(.send(.frameworkDisconnected(FrameworkDisconnectedMessage(reason: "the master's link to the scheduler broke")), to: to))
-            }
+            effects += noticeDisconnected(id)
         }
         return effects
+    }
+
+    static let firstNoticeBackoff: Duration = .seconds(1)
+    static let maxNoticeBackoff: Duration = .seconds(30)
+
+    /// Tells a disconnected framework's scheduler so, again and again with a doubling pause (each
+    /// attempt reconnects the link; a scheduler that is there re-registers and carries on).
+    private mutating func noticeDisconnected(_ id: FrameworkID) -> [Effect] {
+        guard let fw = frameworks[id], case .disconnected = fw.state, let to = fw.pid, let notice = fw.nextNotice, now >= notice.at else { return [] }
+        frameworks[id]?.nextNotice = Notice(at: now + notice.backoff, backoff: min(notice.backoff * 2, Self.maxNoticeBackoff))
+        return [.send(.frameworkDisconnected(FrameworkDisconnectedMessage(reason: "the master's link to the scheduler broke; re-register")), to: to)]
     }
 
     mutating func expireDisconnectedFrameworks() -> [Effect] {
@@ -133,7 +144,11 @@ extension MasterCore {
             case .connected: continue
             case .disconnected(let s), .recovered(let s): since = s
             }
-            if now - since >= fw.failoverTimeout { effects += removeFramework(id, reason: .failoverTimeout) }
+            if now - since >= fw.failoverTimeout {
+                effects += removeFramework(id, reason: .failoverTimeout)
+            } else {
+                effects += noticeDisconnected(id)
+            }
         }
         return effects
     }
@@ -188,7 +203,8 @@ extension MasterCore {
         for id in m.offerIDs { removeOffer(id) }
         var effects: [Effect] = []
         guard valid, let agentID = used.first?.agentID, let agent = agents[agentID], agent.isActive else {
-            for task in m.tasks {
+            // A task id already in use stays as it is (a replayed launch must not make a running task LOST).
+            for task in m.tasks where tasks[TaskKey(framework: m.frameworkID, task: task.taskID)] == nil {
                 effects.append(.send(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .lost, .invalidOffers, "invalid or stale offers")), to: from))
             }
             return effects

@@ -91,10 +91,17 @@ public struct MasterCore: Sendable {
         var suppressed = false
         var refusedUntil: [AgentID: Duration] = [:]
         var failoverTimeout: Duration
+        /// While disconnected: when to tell its scheduler again (the notice may not get through).
+        var nextNotice: Notice?
 
         var isConnected: Bool { state == .connected }
         var wantsOffers: Bool { isConnected && active && !suppressed && pid != nil }
         var isPartitionAware: Bool { info.capabilities.contains { $0.type == .partitionAware } }
+    }
+
+    struct Notice: Sendable, Hashable {
+        var at: Duration
+        var backoff: Duration
     }
 
     enum PendingWrite: Sendable, Hashable {

@@ -45,6 +45,8 @@ public struct SchedulerCore: Sendable {
     public enum Event: Sendable, Hashable {
         case leaderDetected(Leader?)
         case message(Inbound)
+        /// Our outbound link to endpoint "host:port" broke: what we sent may be lost.
+        case linkBroken(endpoint: String)
         case tick(now: Duration)
         case call(SchedulerCall)
     }
@@ -93,6 +95,12 @@ public struct SchedulerCore: Sendable {
             return retryRegistration()
         case .message(let inbound):
             return receive(inbound)
+        case .linkBroken(let endpoint):
+            // Calls to the leader may be lost (a decline, an acknowledgement): re-register to
+            // resynchronize (the master rescinds what it offered; updates are resent by agents).
+            guard follower.isRegistered, let leader = follower.leader, leader.pid.endpoint == endpoint else { return [] }
+            follower.reregisterNow(now: now)
+            return [.event(.disconnected), .observe(.linkToLeaderBroken(leader))] + retryRegistration()
         case .call(let call):
             return perform(call)
         }
@@ -230,6 +238,7 @@ public enum SchedulerObservation: Milestone, Hashable {
     case registered(FrameworkID, Leader)
     case reregistered(FrameworkID, Leader)
     case toldDisconnected(String)
+    case linkToLeaderBroken(Leader)
     case messageDropped(from: String, epoch: UInt64, reason: EpochGuard.DropReason)
     case messageRefused(kind: String, reason: String)
     case callDropped(String)
@@ -243,6 +252,7 @@ public enum SchedulerObservation: Milestone, Hashable {
         case .registered: "framework_registered"
         case .reregistered: "framework_reregistered"
         case .toldDisconnected: "framework_disconnected"
+        case .linkToLeaderBroken: "link_to_leader_broken"
         case .messageDropped: "message_dropped"
         case .messageRefused: "message_refused"
         case .callDropped: "call_dropped"
@@ -261,7 +271,7 @@ public enum SchedulerObservation: Milestone, Hashable {
 
     public var fields: [MilestoneField] {
         switch self {
-        case .leaderDetected(let l), .leaderBelowFloor(let l): .of(("epoch", l.epoch), ("master", l.pid))
+        case .leaderDetected(let l), .leaderBelowFloor(let l), .linkToLeaderBroken(let l): .of(("epoch", l.epoch), ("master", l.pid))
         case .masterless, .toldDisconnected, .error: []
         case .registered(let id, let l), .reregistered(let id, let l): .of(("framework_id", id.value), ("epoch", l.epoch), ("master", l.pid))
         case .messageDropped(let from, let epoch, let r): .of(("from", from), ("epoch", epoch), ("reason", r.rawValue))
@@ -278,6 +288,7 @@ public enum SchedulerObservation: Milestone, Hashable {
         case .registered(let id, let l): "framework \(id.value) registered with \(l)"
         case .reregistered(let id, let l): "framework \(id.value) re-registered with \(l)"
         case .toldDisconnected(let why): "the master considers this framework disconnected (\(why)): re-registering"
+        case .linkToLeaderBroken(let l): "the link to \(l) broke; calls may be lost: re-registering"
         case .messageDropped(let from, let epoch, let r): "dropped message from \(from) at epoch \(epoch): \(r.explanation)"
         case .messageRefused(let kind, let r): "\(kind) refused: \(r)"
         case .callDropped(let name): "not registered: dropped \(name)"

@@ -1,0 +1,365 @@
+import MesosCore
+import MesosWire
+
+/// A simulated `mesos-master`: the real `MasterCore`, `LeaderContenderCore`,
+/// `LeaderDetectorCore` and `RegistryWriteCore`, with a shell that does what `MasterDaemon` and
+/// the ZooKeeper shells do, against the in-memory ZooKeeper and network.
+final class SimMaster: SimNode {
+    let slot: Int
+    private(set) var core: MasterCore?
+    private var contender = LeaderContenderCore()
+    private var detector = LeaderDetectorCore()
+    private var client: SimZKClient!
+    /// The work directory's epoch file: survives restarts.
+    private(set) var epochFile: UInt64 = 0
+    private var joined = false
+    private var round = 0
+    private var registryVersion: Int32?
+    private var queuedWrites: (registry: Registry, tokens: [Int])?
+    private var writing = false
+    /// Why each run of this process ended on its own, in order.
+    private(set) var exits: [ExitReason] = []
+
+    init(world: World, slot: Int) {
+        self.slot = slot
+        super.init(world: world, name: "master\(slot)", pid: PID(name: "master", host: "10.0.1.\(slot)", port: 5050))
+    }
+
+    var isLeading: Bool { core?.isLeading ?? false }
+    var epoch: UInt64? { core?.epoch }
+
+    override func started() {
+        var settings = MasterSettings()
+        settings.agentPingTimeout = world.settings.agentPingTimeout
+        settings.maxAgentPingTimeouts = world.settings.maxAgentPingTimeouts
+        settings.allocationInterval = world.settings.allocationInterval
+        settings.agentReregisterTimeout = world.settings.agentReregisterTimeout
+        let info = MasterInfo(id: "\(name)-\(incarnation)", ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port), pid: pid.description, hostname: name)
+        core = MasterCore(info: info, pid: pid, settings: settings)
+        contender = LeaderContenderCore()
+        detector = LeaderDetectorCore()
+        joined = false
+        round = 0
+        registryVersion = nil
+        queuedWrites = nil
+        writing = false
+        client = SimZKClient(world: world, node: self, timeout: world.settings.sessionTimeout)
+        client.onEvent = { [unowned self] event in self.sessionEvent(event) }
+        client.start()
+        world.trace("\(name): started (incarnation \(incarnation))")
+    }
+
+    override func stopped() {
+        client.kill()
+        world.trace("\(name): died")
+    }
+
+    /// SIGTERM: withdraw (delete our znode), close the session, exit.
+    override func terminate() {
+        guard isAlive else { return }
+        for effect in contender.handle(.withdraw) {
+            if case .request(.delete(let node)) = effect, world.zkReachable(self) { world.zk.delete(world.groupPath + "/" + node) }
+        }
+        client.close()
+        world.trace("\(name): terminated (withdrew)")
+        die()
+    }
+
+    override func tick() { feed(.tick(now: world.now)) }
+
+    override func deliver(_ envelope: Envelope) {
+        guard let core else { return }
+        let droppedBefore = core.metrics.droppedTotal
+        let epochBefore = core.isLeading ? core.epoch : nil
+        feed(.message(Inbound(envelope)))
+        // Invariant 1 (master side): a leading master acts only on messages at its own epoch.
+        if let leading = epochBefore, let after = self.core, after.metrics.droppedTotal == droppedBefore,
+            envelope.epoch != leading, !(envelope.payload.map { if case .leaderHint = $0 { true } else { false } } ?? true)
+        {
+            world.violation(.followerActsOnlyOnTheLeader, "\(name) leading at epoch \(leading) acted on \(envelope.payload?.kind ?? "?") from \(envelope.from) at epoch \(envelope.epoch)")
+        }
+    }
+
+    override func linkBroken(_ endpoint: String) { feed(.linkBroken(endpoint: endpoint)) }
+
+    // MARK: The master core
+
+    func feed(_ event: MasterCore.Event) {
+        guard isAlive, core != nil else { return }
+        let wasLeading = core!.isLeading
+        for effect in core!.handle(event) { perform(effect) }
+        if !wasLeading, let core, core.isLeading, let e = core.epoch { becameLeader(e) }
+    }
+
+    private func becameLeader(_ epoch: UInt64) {
+        // Invariant 2: one master per epoch, and epochs only grow.
+        if let other = world.truth.leaderOfEpoch[epoch], other != name {
+            world.violation(.oneLeaderPerEpoch, "\(name) leads at epoch \(epoch), which \(other) led")
+        }
+        if epoch <= world.truth.highestLeadingEpoch {
+            world.violation(.oneLeaderPerEpoch, "\(name) leads at epoch \(epoch), not above \(world.truth.highestLeadingEpoch)")
+        }
+        world.truth.leaderOfEpoch[epoch] = name
+        world.truth.highestLeadingEpoch = max(world.truth.highestLeadingEpoch, epoch)
+    }
+
+    private func perform(_ effect: MasterCore.Effect) {
+        switch effect {
+        case .send(let payload, let to):
+            world.network.send(from: self, to: to, Envelope(epoch: core?.epoch ?? 0, from: pid.description, payload: payload))
+        case .loadRegistry:
+            let path = world.registryPath
+            client.request({ zk, _ in zk.getData(path, watch: nil) }) { [unowned self] result in
+                switch result {
+                case .success(let (data, version)):
+                    registryVersion = version
+                    do { feed(.registryLoaded(try Registry(serializedBytes: data))) } catch { feed(.registryLoadFailed("\(error)")) }
+                case .failure(.noNode):
+                    registryVersion = nil
+                    feed(.registryLoaded(nil))
+                case .failure(let e):
+                    feed(.registryLoadFailed("\(e)"))
+                }
+            }
+        case .storeRegistry(let registry, let token):
+            queuedWrites = (registry, (queuedWrites?.tokens ?? []) + [token])
+            if !writing { writeNext() }
+        case .observe(let o):
+            world.trace("\(name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        case .exit(let reason):
+            exits.append(reason)
+            world.trace("\(name): exit \(reason.key) (\(reason))")
+            client.close()
+            die()
+        }
+    }
+
+    // MARK: Fenced registry writes (as ZooKeeperRegistryStore, with RegistryWriteCore)
+
+    private func writeNext() {
+        guard let (registry, tokens) = queuedWrites else { writing = false; return }
+        queuedWrites = nil
+        writing = true
+        guard let fence = contender.membership.map({ world.groupPath + "/" + $0 }) else {
+            return feed(.registryStoreFailed(fenced: true, reason: "a registry write without a leader znode"))
+        }
+        var write = RegistryWriteCore(bytes: registry.serializedBytes(), version: registryVersion)
+        let effects = write.start()
+        runWrite(&write, effects, fence: fence, tokens: tokens, run: incarnation)
+    }
+
+    private func runWrite(_ write: inout RegistryWriteCore, _ effects: [RegistryWriteCore.Effect], fence: String, tokens: [Int], run: Int) {
+        var machine = write
+        for effect in effects {
+            switch effect {
+            case .multi(let version):
+                let path = world.registryPath, bytes = machine.bytes
+                client.request({ zk, _ in
+                    zk.multi([.check(fence), version.map { .setData(path, bytes, version: $0) } ?? .create(path, bytes)])
+                }) { [unowned self] result in
+                    guard run == incarnation else { return }
+                    let event: RegistryWriteCore.Event
+                    switch result {
+                    case .success(let v): event = .committed(version: v)
+                    case .failure(.connectionLoss): event = .failed(.connectionLoss)
+                    case .failure(.badVersion), .failure(.nodeExists): event = .failed(.versionConflict)
+                    case .failure(.noNode(let p)) where p == fence: event = .failed(.fenceGone)
+                    case .failure(let e): event = .failed(.other("\(e)"))
+                    }
+                    let next = machine.handle(event)
+                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                }
+            case .readBack:
+                let path = world.registryPath
+                client.request({ zk, _ -> Result<([UInt8]?, Int32?, Bool), ZKError> in
+                    let found = try? zk.getData(path, watch: nil).get()
+                    return .success((found?.0, found?.1, zk.exists(fence, watch: nil)))
+                }) { [unowned self] result in
+                    guard run == incarnation else { return }
+                    let event: RegistryWriteCore.Event = switch result {
+                    case .success(let (bytes, version, fenceExists)): .readBack(bytes: bytes, version: version, fenceExists: fenceExists)
+                    case .failure: .readBackFailed(.connectionLoss)
+                    }
+                    let next = machine.handle(event)
+                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                }
+            case .retry(let delay):
+                world.after(delay) { [unowned self] in
+                    guard run == incarnation, isAlive else { return }
+                    let next = machine.handle(.retryDue)
+                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                }
+            case .stored(let version):
+                registryVersion = version
+                for token in tokens { feed(.registryStored(token: token)) }
+                writeNext()
+            case .failed(let fenced, let reason):
+                writing = false
+                feed(.registryStoreFailed(fenced: fenced, reason: reason))
+            }
+        }
+        write = machine
+    }
+
+    // MARK: ZooKeeper: session events, contender and detector shells
+
+    private func sessionEvent(_ event: SimSessionEvent) {
+        switch event {
+        case .connected:
+            round += 1
+            feedDetector(.connected)
+            if !joined {
+                joined = true
+                // The epoch floor: the registry's highest epoch, and this work directory's.
+                let path = world.registryPath
+                client.request({ zk, _ in zk.getData(path, watch: nil) }) { [unowned self] result in
+                    let registry = (try? result.get()).flatMap { try? Registry(serializedBytes: $0.0) }
+                    feedContender(.start(ledInRegistry: registry?.highestEpoch ?? 0, ledHere: epochFile))
+                }
+            }
+        case .expired:
+            round += 1
+            feedContender(.sessionLost)  // first: the reason is the session, not "no leader detected"
+            feedDetector(.sessionLost)
+        case .disconnected:
+            break
+        }
+    }
+
+    private func feedContender(_ event: LeaderContenderCore.Event) {
+        guard isAlive else { return }
+        for effect in contender.handle(event) {
+            switch effect {
+            case .request(let r): contenderRequest(r)
+            case .retry(let r, let delay): world.after(delay) { [unowned self] in feedContender(.retryDue(r)) }
+            case .observe(let o): world.trace("\(name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+            case .elected(let epoch):
+                epochFile = max(epochFile, epoch)
+                feed(.elected(epoch: epoch))
+            case .lost(let loss): feed(.candidacyLost(loss))
+            }
+        }
+    }
+
+    private func contenderRequest(_ request: LeaderContenderCore.Request) {
+        let group = world.groupPath
+        let data = MasterInfoJSON.encode(core?.info ?? MasterInfo(id: name, ip: 0, port: 0))
+        func failed(_ e: ZKError) {
+            feedContender(.failed(request, retryable: e == .connectionLoss, error: "\(e)"))
+        }
+        switch request {
+        case .createFloorMarker, .createMembership:
+            let prefix = request == .createFloorMarker ? LeaderGroup.floorMarkerPrefix : LeaderGroup.label
+            client.request({ zk, session in
+                zk.createPath(group)
+                return zk.create(group + "/" + prefix, data: request == .createFloorMarker ? [] : data, ephemeral: true, sequential: true, session: session)
+            }) { [unowned self] result in
+                switch result {
+                case .success(let path):
+                    let leaf = SimZooKeeper.leaf(of: path)
+                    feedContender(request == .createFloorMarker ? .floorMarkerCreated(leaf) : .joined(leaf))
+                case .failure(let e): failed(e)
+                }
+            }
+        case .listChildren:
+            client.request({ zk, _ in zk.children(group, watch: nil) }) { [unowned self] result in
+                switch result {
+                case .success(let names): feedContender(.children(names))
+                case .failure(let e): failed(e)
+                }
+            }
+        case .watchPredecessor(let node), .watchMembership(let node):
+            let own = { if case .watchMembership = request { true } else { false } }()
+            watchDeletion(of: group + "/" + node) { [unowned self] outcome in
+                switch outcome {
+                case .success(true): feedContender(own ? .membershipDeleted : .predecessorGone)
+                case .success(false): break  // the session went: its event ends the candidacy
+                case .failure(let e): failed(e)
+                }
+            }
+        case .delete(let node):
+            client.request({ zk, _ in zk.deleteChecked(group + "/" + node) }) { _ in }
+        }
+    }
+
+    /// Resolves true once `path` is deleted (false: the session went), re-watching on changes.
+    private func watchDeletion(of path: String, _ done: @escaping (Result<Bool, ZKError>) -> Void) {
+        guard let watcher = client.watcher({ [unowned self] event in
+            switch event {
+            case .deleted: done(.success(true))
+            case .sessionLost: done(.success(false))
+            default: watchDeletion(of: path, done)
+            }
+        }) else { return done(.failure(.connectionLoss)) }
+        client.request({ zk, _ in .success(zk.exists(path, watch: watcher)) }) { result in
+            switch result {
+            case .success(false): done(.success(true))
+            case .success(true): break
+            case .failure(let e): done(.failure(e))
+            }
+        }
+    }
+
+    private func feedDetector(_ event: LeaderDetectorCore.Event) {
+        guard isAlive else { return }
+        for effect in detector.handle(event) {
+            switch effect {
+            case .request(let r): DetectorShell.perform(r, client: client, world: world, round: round, current: { [unowned self] in round }) { [unowned self] e in feedDetector(e) }
+            case .retry(let r, let delay):
+                let at = round
+                world.after(delay) { [unowned self] in if at == round { feedDetector(.retryDue(r)) } }
+            case .report(let leader):
+                world.trace("\(name): detector reports \(leader.map { "\($0)" } ?? "no leader")")
+                feed(.leaderDetected(leader))
+            case .observe(let o): world.trace("\(name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+            }
+        }
+    }
+}
+
+/// The detector shell every simulated process shares (as `ZooKeeperLeaderDetector` does).
+enum DetectorShell {
+    static func perform(
+        _ request: LeaderDetectorCore.Request, client: SimZKClient, world: World, round: Int, current: @escaping () -> Int,
+        feed: @escaping (LeaderDetectorCore.Event) -> Void
+    ) {
+        let group = world.groupPath
+        let inRound: (@escaping () -> Void) -> Void = { body in if current() == round { body() } }
+        switch request {
+        case .listChildrenAndWatch:
+            let watcher = client.watcher { event in
+                guard event != .sessionLost else { return }
+                inRound { feed(.childrenChanged) }
+            }
+            guard let watcher else { return inRound { feed(.failed(request, error: "CONNECTIONLOSS")) } }
+            client.request({ zk, _ in zk.children(group, watch: watcher) }) { result in
+                inRound {
+                    switch result {
+                    case .success(let names): feed(.children(names))
+                    case .failure(.noNode): feed(.groupMissing)
+                    case .failure(let e): feed(.failed(request, error: "\(e)"))
+                    }
+                }
+            }
+        case .watchGroupCreation:
+            let watcher = client.watcher { event in
+                guard event == .created else { return }
+                inRound { feed(.groupCreated) }
+            }
+            guard let watcher else { return }
+            client.request({ zk, _ in .success(zk.exists(group, watch: watcher)) }) { result in
+                if case .success(true) = result { inRound { feed(.groupCreated) } }
+            }
+        case .readMember(let name):
+            client.request({ zk, _ in zk.getData(group + "/" + name, watch: nil) }) { result in
+                inRound {
+                    switch result {
+                    case .success(let (data, _)): feed(.memberData(name: name, data: data))
+                    case .failure(.noNode): feed(.memberData(name: name, data: nil))
+                    case .failure(let e): feed(.failed(request, error: "\(e)"))
+                    }
+                }
+            }
+        }
+    }
+}
