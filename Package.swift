@@ -50,7 +50,9 @@ let package = Package(
             ],
             path: "Benchmarks/BusBench"),
         .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
-        .testTarget(name: "MesosBusTests", dependencies: ["MesosBus", "TestSupport"]),
+        .testTarget(
+            name: "MesosBusTests",
+            dependencies: ["MesosBus", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]),
         // ZooKeeper shells of the contender and detector cores, and the registry stores.
         .target(
             name: "MesosHA",

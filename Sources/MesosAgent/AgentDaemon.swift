@@ -9,12 +9,7 @@ import MesosWire
 public struct AgentOptions: Sendable {
     /// `zk://...`, `file:///...` or `host:port`.
     public var master: String
-    public var ip = "127.0.0.1"
-    public var port = 5051
-    public var advertiseIP: String?
-    /// The port others reach this process at (default: the bound port), e.g. a proxy's.
-    public var advertisePort: Int?
-    public var hostname: String?
+    public var address = DaemonAddress(port: 5051)
     public var workDir: String
     public var resources = Resources(parsing: "cpus:2;mem:1024")!
     public var sessionTimeout: Duration = .seconds(10)
@@ -45,10 +40,7 @@ public actor AgentDaemon {
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        var config = BusConfiguration()
-        config.maxFrameSize = options.maxFrameSize
-        config.credential = options.credential
-        runtime = DaemonRuntime(bus: config, logger: logger)
+        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, credential: options.credential), logger: logger)
     }
 
     public func run() async throws -> Int32 {
@@ -56,10 +48,9 @@ public actor AgentDaemon {
         let state = AgentStateFile.read(options.workDir)
         let detector = try MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
-        let pid = try await runtime.start(
-            name: "slave(1)", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
+        let pid = try await runtime.start(name: "slave(1)", at: options.address)
         logger[metadataKey: "pid"] = "\(pid)"
-        let info = AgentInfo(hostname: options.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID)
+        let info = AgentInfo(hostname: options.address.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID)
         core = AgentCore(info: info, pid: pid, epochFloor: state.epochFloor, seed: UInt64.random(in: 0...UInt64.max), settings: options.core)
         logger.milestone("agent_started", "agent started", [
             "master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agentID?.value ?? "none")",

@@ -13,11 +13,7 @@ public struct AgentCommand: AsyncParsableCommand {
         discussion: "Durations take Mesos units: ns, us, ms, secs, mins, hrs, days, weeks (e.g. 15secs).")
 
     @Option(help: "The master: zk://[user:pass@]host:port[,host:port...]/path, file:///path, or host:port.") var master: String
-    @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
-    @Option(help: "Port to listen on (0: any free port).") var port = 5051
-    @Option(name: .customLong("advertise_ip"), help: "IP address the master uses to reach this agent (default: --ip).") var advertiseIP: String?
-    @Option(name: .customLong("advertise_port"), help: "Port the master uses to reach this agent (default: the bound port).") var advertisePort: Int?
-    @Option(help: "Hostname reported to the master (default: this host's name).") var hostname: String?
+    @OptionGroup var network: AddressFlags
     @Option(name: .customLong("work_dir"), help: "Directory for the agent's id, the newest epoch seen and task sandboxes.") var workDir: String
     @Option(help: "Resources offered, e.g. 'cpus:4;mem:2048;disk:10000'.") var resources = "cpus:2;mem:1024"
     @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout; cut from ZooKeeper this long, the agent is master-less.") var zkSessionTimeout = "10secs"
@@ -38,11 +34,7 @@ public struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--resources must look like 'cpus:2;mem:1024'; got '\(resources)'")
         }
         options.resources = parsed
-        options.ip = ip
-        options.port = port
-        options.advertiseIP = advertiseIP
-        options.advertisePort = advertisePort
-        options.hostname = hostname
+        options.address = try network.address(defaultPort: 5051)
         options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
         options.core.registrationBackoffFactor = try duration(registrationBackoffFactor, flag: "registration_backoff_factor")
         options.core.statusUpdateRetryInterval = try duration(statusUpdateRetryInterval, flag: "status_update_retry_interval")

@@ -31,3 +31,23 @@ public func runCommand<C: AsyncParsableCommand>(_: C.Type) async -> Never {
         C.exit(withError: error)
     }
 }
+
+/// `--ip`, `--port`, `--advertise_ip`, `--advertise_port`, `--hostname`, as every Mesos daemon takes them.
+struct AddressFlags: ParsableArguments {
+    @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port; default 5050 for masters, 5051 for agents).") var port: Int?
+    @Option(name: .customLong("advertise_ip"), help: "IP address other processes use to reach this one (default: --ip).") var advertiseIP: String?
+    @Option(name: .customLong("advertise_port"), help: "Port other processes use to reach this one (default: the bound port).") var advertisePort: Int?
+    @Option(help: "Hostname published to the cluster (default: this host's name).") var hostname: String?
+
+    func address(defaultPort: Int) throws -> DaemonAddress {
+        var a = DaemonAddress(port: port ?? defaultPort)
+        guard (0...65535).contains(a.port) else { throw ValidationError("--port must be 0...65535; got \(a.port)") }
+        if let advertisePort, !(1...65535).contains(advertisePort) { throw ValidationError("--advertise_port must be 1...65535; got \(advertisePort)") }
+        a.ip = ip
+        a.advertiseIP = advertiseIP
+        a.advertisePort = advertisePort
+        a.hostname = hostname
+        return a
+    }
+}

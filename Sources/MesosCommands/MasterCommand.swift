@@ -14,11 +14,7 @@ public struct MasterCommand: AsyncParsableCommand {
 
     @Option(help: "ZooKeeper URL for leader election and the registry: zk://[user:pass@]host:port[,host:port...]/path or file:///path. Absent: a standalone master (epoch 1, registry in --work_dir).")
     var zk: String?
-    @Option(help: "IP address to listen on.") var ip = "127.0.0.1"
-    @Option(help: "Port to listen on.") var port = 5050
-    @Option(name: .customLong("advertise_ip"), help: "IP address other processes use to reach this master (default: --ip).") var advertiseIP: String?
-    @Option(name: .customLong("advertise_port"), help: "Port other processes use to reach this master (default: the bound port).") var advertisePort: Int?
-    @Option(help: "Hostname published in MasterInfo (default: this host's name).") var hostname: String?
+    @OptionGroup var network: AddressFlags
     @Option(name: .customLong("work_dir"), help: "Directory for this master's state (highest epoch led; the registry when standalone).") var workDir: String
     @Option(name: .customLong("zk_session_timeout"), help: "ZooKeeper session timeout; a master cut from ZooKeeper this long exits.") var zkSessionTimeout = "10secs"
     @Option(name: [.customLong("agent_ping_timeout"), .customLong("slave_ping_timeout")], help: "Time between health-check pings to an agent.") var agentPingTimeout = "15secs"
@@ -40,11 +36,7 @@ public struct MasterCommand: AsyncParsableCommand {
         if let zk {
             do { options.zk = try ZooKeeperURL(parsing: zk) } catch { throw ValidationError("--zk: \(error)") }
         }
-        options.ip = ip
-        options.port = port
-        options.advertiseIP = advertiseIP
-        options.advertisePort = advertisePort
-        options.hostname = hostname
+        options.address = try network.address(defaultPort: 5050)
         options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
         options.core.agentPingTimeout = try duration(agentPingTimeout, flag: "agent_ping_timeout")
         guard maxAgentPingTimeouts >= 1 else { throw ValidationError("--max_agent_ping_timeouts must be at least 1") }

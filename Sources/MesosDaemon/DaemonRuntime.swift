@@ -55,3 +55,35 @@ public final class DaemonRuntime: Sendable {
         return 1
     }
 }
+
+/// Where a daemon listens and how others reach it (`--ip`, `--port`, `--advertise_ip`,
+/// `--advertise_port`, `--hostname`), and what its bus requires (`--max_frame_size`, credentials).
+public struct DaemonAddress: Sendable, Hashable {
+    public var ip = "127.0.0.1"
+    public var port: Int
+    /// The address others reach this process at (default: the bound one), e.g. a proxy's or NAT's.
+    public var advertiseIP: String?
+    public var advertisePort: Int?
+    /// Published in MasterInfo / AgentInfo (default: this host's name).
+    public var hostname: String?
+
+    public init(port: Int) { self.port = port }
+}
+
+extension DaemonRuntime {
+    /// Listens at `address` as `name@...` (see `start(name:host:port:...)`).
+    public func start(name: String, at address: DaemonAddress) async throws -> PID {
+        try await start(name: name, host: address.ip, port: address.port, advertiseHost: address.advertiseIP, advertisePort: address.advertisePort)
+    }
+}
+
+extension BusConfiguration {
+    /// A daemon's bus: frames up to `maxFrameSize`; with credentials to prove (links) and to require (accepted connections).
+    public static func daemon(maxFrameSize: Int, credential: Credential? = nil, requiredCredentials: [Credential]? = nil) -> BusConfiguration {
+        var config = BusConfiguration()
+        config.maxFrameSize = maxFrameSize
+        config.credential = credential
+        config.requiredCredentials = requiredCredentials
+        return config
+    }
+}

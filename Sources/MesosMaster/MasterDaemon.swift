@@ -10,12 +10,7 @@ import ZooKeeper
 /// Everything `mesos-master` is told on its command line.
 public struct MasterOptions: Sendable {
     public var zk: ZooKeeperURL?
-    public var ip = "127.0.0.1"
-    public var port = 5050
-    public var advertiseIP: String?
-    /// The port others reach this process at (default: the bound port), e.g. a proxy's.
-    public var advertisePort: Int?
-    public var hostname: String?
+    public var address = DaemonAddress(port: 5050)
     public var workDir: String
     public var sessionTimeout: Duration = .seconds(10)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
@@ -47,18 +42,14 @@ public actor MasterDaemon {
     public init(options: MasterOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        var config = BusConfiguration()
-        config.maxFrameSize = options.maxFrameSize
-        config.requiredCredentials = options.requiredCredentials
-        runtime = DaemonRuntime(bus: config, logger: logger)
+        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, requiredCredentials: options.requiredCredentials), logger: logger)
     }
 
     /// Runs until the master exits; returns the process exit code.
     public func run() async throws -> Int32 {
         try FileManager.default.createDirectory(atPath: options.workDir, withIntermediateDirectories: true)
-        let pid = try await runtime.start(
-            name: "master", host: options.ip, port: options.port, advertiseHost: options.advertiseIP, advertisePort: options.advertisePort)
-        let hostname = options.hostname ?? ProcessInfo.processInfo.hostName
+        let pid = try await runtime.start(name: "master", at: options.address)
+        let hostname = options.address.hostname ?? ProcessInfo.processInfo.hostName
         var info = MasterInfo(id: UUID().uuidString.lowercased(), ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port))
         info.hostname = hostname
         info.version = MesosVersion.current

@@ -13,19 +13,8 @@ public final class Scenario {
         settings: SimulationSettings = SimulationSettings(), partitionAware: Bool? = nil)
     {
         world = World(seed: seed, settings: settings, traceAll: true)
-        world.masters = (1...max(1, masters)).map { SimMaster(world: world, slot: $0) }
-        world.agents = agents > 0 ? (1...agents).map { SimAgent(world: world, slot: $0) } : []
-        world.schedulers = schedulers > 0 ? (1...schedulers).map { SimScheduler(world: world, slot: $0, wanted: tasksPerScheduler, partitionAware: partitionAware) } : []
-        for s in world.schedulers { s.finiteTasks = false }
-        for node in world.nodes { world.register(node) }
-        func expiryLoop() {
-            world.zk.expireStale()
-            world.after(.milliseconds(100)) { expiryLoop() }
-        }
-        expiryLoop()
-        for (i, m) in world.masters.enumerated() { world.after(.milliseconds(Int64(10 * i))) { m.start() } }
-        for (i, a) in world.agents.enumerated() { world.after(.milliseconds(Int64(300 + 10 * i))) { a.start() } }
-        for (i, s) in world.schedulers.enumerated() { world.after(.milliseconds(Int64(600 + 10 * i))) { s.start() } }
+        let plan = SimScheduler.Plan(wanted: tasksPerScheduler, finiteTasks: false, partitionAware: partitionAware)
+        world.bootstrap(masters: max(1, masters), agents: agents, schedulers: Array(repeating: plan, count: schedulers))
     }
 
     public struct Timeout: Error, CustomStringConvertible {

@@ -7,9 +7,8 @@ import MesosWire
 final class SimAgent: SimNode {
     let slot: Int
     private(set) var core: AgentCore?
-    private var detector = LeaderDetectorCore()
+    private var detector: SimDetector!
     private var client: SimZKClient!
-    private var round = 0
     /// The work directory: survives restarts.
     private(set) var persistedID: AgentID?
     private(set) var persistedFloor: UInt64 = 0
@@ -35,10 +34,9 @@ final class SimAgent: SimNode {
         settings.masterPingTimeout = world.settings.masterPingTimeout
         let info = AgentInfo(hostname: name, port: Int32(pid.port), resources: [Resource(name: "cpus", scalar: 4), Resource(name: "mem", scalar: 4096)], id: persistedID)
         core = AgentCore(info: info, pid: pid, epochFloor: persistedFloor, seed: world.rng.next(), settings: settings)
-        detector = LeaderDetectorCore(epochFloor: persistedFloor)
-        round = 0
         client = SimZKClient(world: world, node: self, timeout: world.settings.sessionTimeout)
-        client.onEvent = { [unowned self] event in sessionEvent(event) }
+        detector = SimDetector(world: world, node: self, client: client, epochFloor: persistedFloor) { [unowned self] leader in feed(.leaderDetected(leader)) }
+        client.onEvent = { [unowned self] event in detector.sessionEvent(event) }
         client.start()
         world.trace("\(name): started (incarnation \(incarnation), agent id \(persistedID?.value ?? "none"))")
     }
@@ -128,31 +126,4 @@ final class SimAgent: SimNode {
     }
 
     var pendingUpdateKeys: [TaskKey] { core?.pendingUpdateKeys ?? [] }
-
-    private func sessionEvent(_ event: SimSessionEvent) {
-        switch event {
-        case .connected:
-            round += 1
-            feedDetector(.connected)
-        case .expired:
-            round += 1
-            feedDetector(.sessionLost)
-        case .disconnected:
-            break
-        }
-    }
-
-    private func feedDetector(_ event: LeaderDetectorCore.Event) {
-        guard isAlive else { return }
-        for effect in detector.handle(event) {
-            switch effect {
-            case .request(let r): DetectorShell.perform(r, client: client, world: world, round: round, current: { [unowned self] in round }) { [unowned self] e in feedDetector(e) }
-            case .retry(let r, let delay):
-                let at = round
-                world.after(delay) { [unowned self] in if at == round { feedDetector(.retryDue(r)) } }
-            case .report(let leader): feed(.leaderDetected(leader))
-            case .observe: break
-            }
-        }
-    }
 }

@@ -8,12 +8,11 @@ final class SimMaster: SimNode {
     let slot: Int
     private(set) var core: MasterCore?
     private var contender = LeaderContenderCore()
-    private var detector = LeaderDetectorCore()
+    private var detector: SimDetector!
     private var client: SimZKClient!
     /// The work directory's epoch file: survives restarts.
     private(set) var epochFile: UInt64 = 0
     private var joined = false
-    private var round = 0
     private var registryVersion: Int32?
     private var queuedWrites: (registry: Registry, tokens: [Int])?
     private var writing = false
@@ -37,13 +36,12 @@ final class SimMaster: SimNode {
         let info = MasterInfo(id: "\(name)-\(incarnation)", ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port), pid: pid.description, hostname: name)
         core = MasterCore(info: info, pid: pid, settings: settings)
         contender = LeaderContenderCore()
-        detector = LeaderDetectorCore()
         joined = false
-        round = 0
         registryVersion = nil
         queuedWrites = nil
         writing = false
         client = SimZKClient(world: world, node: self, timeout: world.settings.sessionTimeout)
+        detector = SimDetector(world: world, node: self, client: client) { [unowned self] leader in feed(.leaderDetected(leader)) }
         client.onEvent = { [unowned self] event in self.sessionEvent(event) }
         client.start()
         world.trace("\(name): started (incarnation \(incarnation))")
@@ -206,8 +204,7 @@ final class SimMaster: SimNode {
     private func sessionEvent(_ event: SimSessionEvent) {
         switch event {
         case .connected:
-            round += 1
-            feedDetector(.connected)
+            detector.sessionEvent(event)
             if !joined {
                 joined = true
                 // The epoch floor: the registry's highest epoch, and this work directory's.
@@ -218,9 +215,8 @@ final class SimMaster: SimNode {
                 }
             }
         case .expired:
-            round += 1
             feedContender(.sessionLost)  // first: the reason is the session, not "no leader detected"
-            feedDetector(.sessionLost)
+            detector.sessionEvent(event)
         case .disconnected:
             break
         }
@@ -299,64 +295,90 @@ final class SimMaster: SimNode {
             }
         }
     }
+}
 
-    private func feedDetector(_ event: LeaderDetectorCore.Event) {
-        guard isAlive else { return }
-        for effect in detector.handle(event) {
+/// The detector shell every simulated process has (as `ZooKeeperLeaderDetector`): the real
+/// `LeaderDetectorCore`, its requests run against the in-memory ZooKeeper; results and watches
+/// of an older session round are dropped.
+final class SimDetector {
+    private unowned let world: World
+    private unowned let node: SimNode
+    private let client: SimZKClient
+    private(set) var core: LeaderDetectorCore
+    private var round = 0
+    private let report: (Leader?) -> Void
+
+    init(world: World, node: SimNode, client: SimZKClient, epochFloor: UInt64 = 0, report: @escaping (Leader?) -> Void) {
+        self.world = world
+        self.node = node
+        self.client = client
+        self.core = LeaderDetectorCore(epochFloor: epochFloor)
+        self.report = report
+    }
+
+    var leader: Leader? { core.leader }
+
+    func sessionEvent(_ event: SimSessionEvent) {
+        switch event {
+        case .connected:
+            round += 1
+            feed(.connected)
+        case .expired:
+            round += 1
+            feed(.sessionLost)
+        case .disconnected:
+            break
+        }
+    }
+
+    private func feed(_ event: LeaderDetectorCore.Event) {
+        guard node.isAlive else { return }
+        for effect in core.handle(event) {
             switch effect {
-            case .request(let r): DetectorShell.perform(r, client: client, world: world, round: round, current: { [unowned self] in round }) { [unowned self] e in feedDetector(e) }
+            case .request(let r): perform(r)
             case .retry(let r, let delay):
                 let at = round
-                world.after(delay) { [unowned self] in if at == round { feedDetector(.retryDue(r)) } }
+                world.after(delay) { [weak self] in if let self, at == round { feed(.retryDue(r)) } }
             case .report(let leader):
-                world.trace("\(name): detector reports \(leader.map { "\($0)" } ?? "no leader")")
-                feed(.leaderDetected(leader))
-            case .observe(let o): world.trace("\(name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+                world.trace("\(node.name): detector reports \(leader.map { "\($0)" } ?? "no leader")")
+                report(leader)
+            case .observe(let o): world.trace("\(node.name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
             }
         }
     }
-}
 
-/// The detector shell every simulated process shares (as `ZooKeeperLeaderDetector` does).
-enum DetectorShell {
-    static func perform(
-        _ request: LeaderDetectorCore.Request, client: SimZKClient, world: World, round: Int, current: @escaping () -> Int,
-        feed: @escaping (LeaderDetectorCore.Event) -> Void
-    ) {
-        let group = world.groupPath
-        let inRound: (@escaping () -> Void) -> Void = { body in if current() == round { body() } }
+    private func perform(_ request: LeaderDetectorCore.Request) {
+        let group = world.groupPath, round = self.round
+        let inRound: (@escaping () -> Void) -> Void = { [weak self] body in if let self, self.round == round { body() } }
         switch request {
         case .listChildrenAndWatch:
-            let watcher = client.watcher { event in
-                guard event != .sessionLost else { return }
-                inRound { feed(.childrenChanged) }
-            }
-            guard let watcher else { return inRound { feed(.failed(request, error: "CONNECTIONLOSS")) } }
-            client.request({ zk, _ in zk.children(group, watch: watcher) }) { result in
+            let watcher = client.watcher { [weak self] event in inRound { self?.feed(.childrenChanged) } }
+            guard let watcher else { return inRound { self.feed(.failed(request, error: "CONNECTIONLOSS")) } }
+            client.request({ zk, _ in zk.children(group, watch: watcher) }) { [weak self] result in
                 inRound {
                     switch result {
-                    case .success(let names): feed(.children(names))
-                    case .failure(.noNode): feed(.groupMissing)
-                    case .failure(let e): feed(.failed(request, error: "\(e)"))
+                    case .success(let names): self?.feed(.children(names))
+                    case .failure(.noNode): self?.feed(.groupMissing)
+                    case .failure(let e): self?.feed(.failed(request, error: "\(e)"))
                     }
                 }
             }
         case .watchGroupCreation:
-            let watcher = client.watcher { event in
+            let watcher = client.watcher { [weak self] event in
                 guard event == .created else { return }
-                inRound { feed(.groupCreated) }
+                inRound { self?.feed(.groupCreated) }
             }
             guard let watcher else { return }
-            client.request({ zk, _ in .success(zk.exists(group, watch: watcher)) }) { result in
-                if case .success(true) = result { inRound { feed(.groupCreated) } }
+            client.request({ zk, _ in .success(zk.exists(group, watch: watcher)) }) { [weak self] result in
+                if case .success(true) = result { inRound { self?.feed(.groupCreated) } }
             }
         case .readMember(let name):
-            client.request({ zk, _ in zk.getData(group + "/" + name, watch: nil) }) { result in
+            client.request({ zk, _ in zk.getData(group + "/" + name, watch: nil) }) { [weak self] result in
                 inRound {
                     switch result {
-                    case .success(let (data, _)): feed(.memberData(name: name, data: data))
-                    case .failure(.noNode): feed(.memberData(name: name, data: nil))
-                    case .failure(let e): feed(.failed(request, error: "\(e)"))
+                    case .success(let (data, _)): self?.feed(.memberData(name: name, data: data))
+                    case .failure(.noNode): self?.feed(.memberData(name: name, data: nil))
+                    case .failure(let e): self?.feed(.failed(request, error: "\(e)"))
                     }
                 }
             }

@@ -8,27 +8,33 @@ import MesosWire
 final class SimScheduler: SimNode {
     let slot: Int
     private(set) var core: SchedulerCore?
-    private var detector = LeaderDetectorCore()
+    private var detector: SimDetector!
     private var client: SimZKClient!
-    private var round = 0
     /// What a restarted scheduler resumes (nil: register a new framework).
     private(set) var persistedFrameworkID: FrameworkID?
     private(set) var stoppedForGood = false
-    let wanted: Int
-    /// Every other task finishes on its own (random runs); scenario tests keep theirs running.
-    var finiteTasks = true
+    /// What the framework does.
+    struct Plan {
+        /// Tasks it keeps launched.
+        var wanted = 3
+        /// Every other task finishes on its own, and now and then one is killed (random runs);
+        /// scenario tests keep theirs running.
+        var finiteTasks = true
+        /// nil: every other scheduler is PARTITION_AWARE.
+        var partitionAware: Bool? = nil
+    }
+
+    let plan: Plan
+    var wanted: Int { plan.wanted }
+    var finiteTasks: Bool { plan.finiteTasks }
     private var nextTask = 0
     private(set) var states: [TaskID: TaskState] = [:]
     /// Every scheduler event this process got, in order (for the scenario tests).
     private(set) var events: [SchedulerEvent] = []
 
-    /// nil: every other scheduler is PARTITION_AWARE.
-    let partitionAware: Bool?
-
-    init(world: World, slot: Int, wanted: Int, partitionAware: Bool? = nil) {
+    init(world: World, slot: Int, plan: Plan) {
         self.slot = slot
-        self.wanted = wanted
-        self.partitionAware = partitionAware
+        self.plan = plan
         super.init(world: world, name: "scheduler\(slot)", pid: PID(name: "scheduler", host: "10.0.3.\(slot)", port: 6000))
     }
 
@@ -40,15 +46,14 @@ final class SimScheduler: SimNode {
         settings.registrationBackoffFactor = world.settings.registrationBackoff
         settings.maxRegistrationBackoff = world.settings.registrationBackoff * 16
         let info = FrameworkInfo(user: "sim", name: name, id: persistedFrameworkID, failoverTimeout: world.settings.failoverTimeout,
-            capabilities: (partitionAware ?? (slot % 2 == 0)) ? [FrameworkInfo.Capability(type: .partitionAware)] : [])
+            capabilities: (plan.partitionAware ?? (slot % 2 == 0)) ? [FrameworkInfo.Capability(type: .partitionAware)] : [])
         core = SchedulerCore(framework: info, settings: settings, seed: world.rng.next())
-        detector = LeaderDetectorCore()
-        round = 0
         stoppedForGood = false
         states = [:]
         events = []
         client = SimZKClient(world: world, node: self, timeout: world.settings.sessionTimeout)
-        client.onEvent = { [unowned self] event in sessionEvent(event) }
+        detector = SimDetector(world: world, node: self, client: client, epochFloor: 0) { [unowned self] leader in feed(.leaderDetected(leader)) }
+        client.onEvent = { [unowned self] event in detector.sessionEvent(event) }
         client.start()
         world.trace("\(name): started (incarnation \(incarnation), framework \(persistedFrameworkID?.value ?? "new"))")
     }
@@ -120,33 +125,6 @@ final class SimScheduler: SimNode {
             if message == FrameworkRefusal.removed.description || message == FrameworkRefusal.failedOver.description { persistedFrameworkID = nil }
         case .disconnected, .rescinded, .agentLost, .refused:
             break
-        }
-    }
-
-    private func sessionEvent(_ event: SimSessionEvent) {
-        switch event {
-        case .connected:
-            round += 1
-            feedDetector(.connected)
-        case .expired:
-            round += 1
-            feedDetector(.sessionLost)
-        case .disconnected:
-            break
-        }
-    }
-
-    private func feedDetector(_ event: LeaderDetectorCore.Event) {
-        guard isAlive else { return }
-        for effect in detector.handle(event) {
-            switch effect {
-            case .request(let r): DetectorShell.perform(r, client: client, world: world, round: round, current: { [unowned self] in round }) { [unowned self] e in feedDetector(e) }
-            case .retry(let r, let delay):
-                let at = round
-                world.after(delay) { [unowned self] in if at == round { feedDetector(.retryDue(r)) } }
-            case .report(let leader): feed(.leaderDetected(leader))
-            case .observe: break
-            }
         }
     }
 }

@@ -63,19 +63,7 @@ public enum Simulation {
         let masterCount = Int(world.random(1...3)), agentCount = Int(world.random(2...4)), schedulerCount = Int(world.random(1...2))
         let topology = "\(masterCount) masters, \(agentCount) agents, \(schedulerCount) schedulers"
         world.trace("seed \(seed): \(topology)")
-        world.masters = (1...masterCount).map { SimMaster(world: world, slot: $0) }
-        world.agents = (1...agentCount).map { SimAgent(world: world, slot: $0) }
-        world.schedulers = (1...schedulerCount).map { SimScheduler(world: world, slot: $0, wanted: 3) }
-        for node in world.nodes { world.register(node) }
-        // Server-side session expiry runs all along.
-        func expiryLoop() {
-            world.zk.expireStale()
-            world.after(.milliseconds(100)) { expiryLoop() }
-        }
-        expiryLoop()
-        for (i, m) in world.masters.enumerated() { world.after(.milliseconds(Int64(10 * i))) { m.start() } }
-        for (i, a) in world.agents.enumerated() { world.after(.milliseconds(Int64(300 + 10 * i))) { a.start() } }
-        for (i, s) in world.schedulers.enumerated() { world.after(.milliseconds(Int64(600 + 10 * i))) { s.start() } }
+        world.bootstrap(masters: masterCount, agents: agentCount, schedulers: Array(repeating: SimScheduler.Plan(), count: schedulerCount))
 
         // The fault schedule, drawn up front from the seed.
         var faults: [(Duration, Fault)] = []

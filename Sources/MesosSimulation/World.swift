@@ -159,6 +159,23 @@ final class World {
     }
 
     func register(_ node: SimNode) { byEndpoint[node.pid.endpoint] = node }
+
+    /// Builds the cluster and starts it: masters first, then agents, then schedulers; server-side
+    /// session expiry runs all along.
+    func bootstrap(masters: Int, agents: Int, schedulers: [SimScheduler.Plan]) {
+        self.masters = (0..<masters).map { SimMaster(world: self, slot: $0 + 1) }
+        self.agents = (0..<agents).map { SimAgent(world: self, slot: $0 + 1) }
+        self.schedulers = schedulers.enumerated().map { SimScheduler(world: self, slot: $0.offset + 1, plan: $0.element) }
+        for node in nodes { register(node) }
+        func expiryLoop() {
+            zk.expireStale()
+            after(.milliseconds(100)) { expiryLoop() }
+        }
+        expiryLoop()
+        for (i, m) in self.masters.enumerated() { after(.milliseconds(Int64(10 * i))) { m.start() } }
+        for (i, a) in self.agents.enumerated() { after(.milliseconds(Int64(300 + 10 * i))) { a.start() } }
+        for (i, s) in self.schedulers.enumerated() { after(.milliseconds(Int64(600 + 10 * i))) { s.start() } }
+    }
     func node(at endpoint: String) -> SimNode? { byEndpoint[endpoint] }
     var nodes: [SimNode] { masters as [SimNode] + agents + schedulers }
 

@@ -46,10 +46,10 @@ struct AgentSwarm: AsyncParsableCommand {
         var daemons: [AgentDaemon] = []
         for i in firstIndex..<(firstIndex + agents) {
             var options = AgentOptions(master: master, workDir: "\(workDir)/agent\(i)")
-            options.port = 0
+            options.address.port = 0
             options.resources = resources
             options.sessionTimeout = sessionTimeout
-            options.hostname = "swarm-agent-\(i)"
+            options.address.hostname = "swarm-agent-\(i)"
             options.core.registrationBackoffFactor = backoff
             options.core.statusUpdateRetryInterval = retry
             daemons.append(AgentDaemon(options: options, logger: Logger(label: "agent\(i)") { _ in SwarmLogHandler(index: i, threshold: threshold, out: out) }))
