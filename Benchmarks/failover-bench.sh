@@ -95,18 +95,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ZooKeeper with no per-IP connection limit (every agent connects from 127.0.0.1; the default
-# maxClientCnxns=60 would refuse agents past the 60th): start once to get the configuration, stop,
-# add the setting, start again (the scripts restart a directory with its configuration).
+# ZooKeeper (the scripts' configuration has no per-IP connection limit: every agent connects from 127.0.0.1).
 start_zk() {  # start_zk standalone|ensemble DIR -> comma-separated client ports
   local kind=$1 dir=$2 script=scripts/zk-standalone.sh
   [ "$kind" = ensemble ] && script=scripts/zk-ensemble.sh
-  "$script" start "$dir" >/dev/null 2>"$dir.log"
-  ZK_STOP_SIGNAL=KILL "$script" stop "$dir" 2>>"$dir.log"
-  local cfg; for cfg in "$dir"/zoo.cfg "$dir"/zk*/zoo.cfg; do
-    [ -f "$cfg" ] && { echo "maxClientCnxns=0"; echo "globalOutstandingLimit=10000"; } >> "$cfg"
-  done
-  "$script" start "$dir" 2>>"$dir.log" | tail -1 | tr ',' '\n' | sed 's/.*://' | paste -sd, -
+  "$script" start "$dir" 2>"$dir.log" | tail -1 | tr ',' '\n' | sed 's/.*://' | paste -sd, -
 }
 
 IFS=, read -r -a zk_list <<<"$ZKS"

@@ -62,7 +62,8 @@ stop_pids() {  # signal all pids (ZK_STOP_SIGNAL: TERM ~0.35 s, KILL ~15 ms), wa
 }
 
 # zoo_cfg DATADIR PORT TICK [SERVER_LINES]: the configuration of one server (tickTime 100 ms lets
-# tests use sessions of 200 ms and up; forceSync off: throw-away data).
+# tests use sessions of 200 ms and up; forceSync off: throw-away data; no per-IP connection limit,
+# as every local agent connects from 127.0.0.1 and the default 60 would refuse the 61st).
 zoo_cfg() {
   cat <<EOF
 tickTime=$3
@@ -76,6 +77,8 @@ maxSessionTimeout=60000
 forceSync=no
 admin.enableServer=false
 4lw.commands.whitelist=*
+maxClientCnxns=0
+globalOutstandingLimit=10000
 ${4:-}
 EOF
 }

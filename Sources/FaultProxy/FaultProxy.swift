@@ -88,6 +88,16 @@ public final class FaultProxy: Sendable {
     /// A port that was free a moment ago (bind to 0, read it, close): for daemons that must be told
     /// their port up front. Racy in principle; fine on a test machine.
     public static func freePort() throws -> Int { try ProxyCore.freePort() }
+
+    /// A free port below the kernel's ephemeral range (32768+): no outgoing connection is handed
+    /// it, so a daemon restarted on it finds it free again.
+    public static func freePortBelowEphemeralRange() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<32_000)
+            if (try? ProxyCore.bindable(port)) == true { return port }
+        }
+        throw FaultProxyError("no free port in 20000..<32000")
+    }
 }
 
 final class ProxyCore: Sendable {
@@ -252,6 +262,16 @@ final class ProxyCore: Sendable {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(fd)
+    }
+
+    static func bindable(_ port: Int) throws -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FaultProxyError("socket: \(errnoText())") }
+        defer { close(fd) }
+        var address = sockaddr(host: "127.0.0.1", port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
     static func freePort() throws -> Int {

@@ -16,6 +16,8 @@ public struct AgentOptions: Sendable {
     /// SIGTERM first; SIGKILL to the task's process group after this.
     public var killGracePeriod: Duration = .seconds(3)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
+    /// A link whose peer stops reading for this long is closed (its queued messages dropped).
+    public var linkWriteTimeout: Duration = .seconds(30)
     /// Authenticates the agent to masters that require it.
     public var credential: Credential?
     public var core = AgentSettings()
@@ -40,7 +42,7 @@ public actor AgentDaemon {
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, credential: options.credential), logger: logger)
+        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential), logger: logger)
     }
 
     public func run() async throws -> Int32 {
@@ -76,9 +78,13 @@ public actor AgentDaemon {
     }
 
     private func busEvent(_ event: BusEvent) async {
-        guard case .message(let inbound) = event else { return }
-        if case .leaderHint(let hint)? = inbound.envelope.payload { await detector?.hint(hint, from: inbound.envelope.from) }
-        feed(.message(inbound))
+        switch event {
+        case .message(let inbound):
+            if case .leaderHint(let hint)? = inbound.envelope.payload { await detector?.hint(hint, from: inbound.envelope.from) }
+            feed(.message(inbound))
+        case .linkBroken(let peer, _):
+            feed(.linkBroken(endpoint: peer))
+        }
     }
 
     private func feed(_ event: AgentCore.Event) {

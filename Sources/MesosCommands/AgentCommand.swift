@@ -22,6 +22,8 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("master_ping_timeout"), help: "No ping from the leader for this long: re-register.") var masterPingTimeout = "75secs"
     @Option(name: .customLong("executor_shutdown_grace_period"), help: "Time between SIGTERM and SIGKILL when killing a task.") var killGracePeriod = "3secs"
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
+    var linkWriteTimeout = "30secs"
     @Option(help: "File with this agent's principal and secret (JSON {\"principal\":..,\"secret\":..} or one line 'principal secret').") var credential: String?
     @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -41,6 +43,7 @@ public struct AgentCommand: AsyncParsableCommand {
         options.core.masterPingTimeout = try duration(masterPingTimeout, flag: "master_ping_timeout")
         options.killGracePeriod = try duration(killGracePeriod, flag: "executor_shutdown_grace_period")
         options.maxFrameSize = maxFrameSize
+        options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")
         if let credential {
             do {
                 let loaded = try CredentialsFile.load(credential)

@@ -23,6 +23,8 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(name: [.customLong("agent_reregister_timeout"), .customLong("slave_reregister_timeout")], help: "After a failover, agents not re-registered by then are removed.") var agentReregisterTimeout = "10mins"
     @Option(help: "Accepted for Mesos compatibility; the registry lives in ZooKeeper, so no replicated-log quorum is needed.") var quorum: Int?
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
+    @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
+    var linkWriteTimeout = "30secs"
     @Option(help: "File of principals and secrets (JSON {\"credentials\":[{\"principal\":..,\"secret\":..}]} or lines 'principal secret').") var credentials: String?
     @Flag(name: .customLong("authenticate_agents"), help: "Agents must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateAgents = false
     @Flag(name: .customLong("authenticate_frameworks"), help: "Frameworks must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateFrameworks = false
@@ -45,6 +47,7 @@ public struct MasterCommand: AsyncParsableCommand {
         options.core.agentReregisterTimeout = try duration(agentReregisterTimeout, flag: "agent_reregister_timeout")
         guard maxFrameSize >= 1024 else { throw ValidationError("--max_frame_size must be at least 1024") }
         options.maxFrameSize = maxFrameSize
+        options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")
         if authenticateAgents || authenticateFrameworks {
             guard let credentials else { throw ValidationError("--authenticate_agents/--authenticate_frameworks need --credentials") }
             do { options.requiredCredentials = try CredentialsFile.load(credentials) } catch { throw ValidationError("--credentials: \(error)") }

@@ -79,9 +79,10 @@ extension DaemonRuntime {
 
 extension BusConfiguration {
     /// A daemon's bus: frames up to `maxFrameSize`; with credentials to prove (links) and to require (accepted connections).
-    public static func daemon(maxFrameSize: Int, credential: Credential? = nil, requiredCredentials: [Credential]? = nil) -> BusConfiguration {
+    public static func daemon(maxFrameSize: Int, writeTimeout: Duration = .seconds(30), credential: Credential? = nil, requiredCredentials: [Credential]? = nil) -> BusConfiguration {
         var config = BusConfiguration()
         config.maxFrameSize = maxFrameSize
+        config.writeTimeout = .nanoseconds(Int64(clamping: writeTimeout.milliseconds) * 1_000_000)
         config.credential = credential
         config.requiredCredentials = requiredCredentials
         return config

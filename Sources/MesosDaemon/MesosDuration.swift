@@ -20,8 +20,8 @@ public struct MesosDuration: Sendable, Hashable, CustomStringConvertible {
             scale = s
             break
         }
-        guard let value = Double(number), value >= 0, value.isFinite else { return nil }
-        duration = .nanoseconds(Int64((value * scale * 1e9).rounded()))
+        guard let value = Double(number), let d = Duration(validatingSeconds: value * scale) else { return nil }
+        duration = d
     }
 
     public var seconds: Double { duration.inSeconds }
@@ -44,7 +44,7 @@ extension MesosDuration {
     /// A positive duration flag, or an error naming the flag.
     public static func flag(_ text: String, name: String) throws(DaemonError) -> Duration {
         guard let d = MesosDuration(parsing: text), d.duration > .zero else {
-            throw DaemonError("--\(name) must be a positive duration such as 500ms, 15secs or 10mins; got '\(text)'")
+            throw DaemonError("--\(name) must be a positive duration such as 500ms, 15secs or 10mins (at most 100 years); got '\(text)'")
         }
         return d.duration
     }

@@ -14,6 +14,8 @@ public struct MasterOptions: Sendable {
     public var workDir: String
     public var sessionTimeout: Duration = .seconds(10)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
+    /// A link whose peer stops reading for this long is closed (its queued messages dropped).
+    public var linkWriteTimeout: Duration = .seconds(30)
     /// When set, agents and frameworks must authenticate (HMAC challenge-response) as one of these.
     public var requiredCredentials: [Credential]?
     public var core = MasterSettings()
@@ -42,7 +44,7 @@ public actor MasterDaemon {
     public init(options: MasterOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, requiredCredentials: options.requiredCredentials), logger: logger)
+        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials), logger: logger)
     }
 
     /// Runs until the master exits; returns the process exit code.

@@ -64,6 +64,7 @@ final class SimScheduler: SimNode {
     }
 
     override func tick() { feed(.tick(now: world.now)) }
+    override func linkBroken(_ endpoint: String) { feed(.linkBroken(endpoint: endpoint)) }
 
     override func deliver(_ envelope: Envelope) {
         guard let core else { return }

@@ -84,7 +84,7 @@ func stringCompleted(_ rc: Int32, _ value: UnsafePointer<CChar>?, _ data: Unsafe
 }
 
 func statCompleted(_ rc: Int32, _ stat: UnsafePointer<CZooKeeper.Stat>?, _ data: UnsafeRawPointer?) {
-    PendingOperation<Stat>.complete(data, rc) { _ in Stat(stat!.pointee) }
+    PendingOperation<Stat>.complete(data, rc) { _ in Stat(stat?.pointee ?? CZooKeeper.Stat()) }  // never nil on ZOK; no trap if it were
 }
 
 func dataCompleted(
@@ -94,14 +94,14 @@ func dataCompleted(
     PendingOperation<(data: [UInt8], stat: Stat)>.complete(data, rc) { _ in
         // length is -1 for a node with null data.
         let bytes = value.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: Int(max(length, 0)))) } ?? []
-        return (bytes, Stat(stat!.pointee))
+        return (bytes, Stat(stat?.pointee ?? CZooKeeper.Stat()))
     }
 }
 
 func childrenCompleted(_ rc: Int32, _ strings: UnsafePointer<String_vector>?, _ data: UnsafeRawPointer?) {
     PendingOperation<[String]>.complete(data, rc) { _ in
         guard let strings = strings?.pointee, let names = strings.data else { return [] }
-        return (0..<Int(strings.count)).map { String(cString: names[$0]!) }
+        return (0..<Int(max(0, strings.count))).compactMap { names[$0].map { String(cString: $0) } }
     }
 }
 

@@ -216,6 +216,34 @@ import Testing
         }
     }
 
+    @Test func idleLinksAreClosedAndForgottenAndTheNextSendReconnects() async throws {
+        var config = BusConfiguration()
+        config.idleLinkTimeout = .milliseconds(200)
+        try await Self.withBuses(2, configuration: config) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let collector = Collector(b, count: 2)
+            try await a.send(Self.ping(1), to: b.pid!)
+            #expect(a.linkCount == 1)
+            try await Poll.until("the idle link evicted", timeout: .seconds(10)) { a.statistics.linksEvicted == 1 }
+            #expect(a.linkCount == 0)
+            try await a.send(Self.ping(2), to: b.pid!)
+            #expect(await collector.task.value.map(\.epoch) == [1, 2])
+            #expect(b.statistics.connectionsAccepted == 2, "a new connection after the eviction")
+        }
+    }
+
+    /// `flush` returns once what was posted is in the socket: shutting down right after loses nothing.
+    @Test func flushWaitsForWhatWasPostedToBeWritten() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let collector = Collector(b, count: 200)
+            for i in 0..<200 { a.post(.ping(PingAgentMessage(connected: true)), epoch: UInt64(i), to: b.pid!) }
+            await a.flush()
+            await a.shutdown()
+            #expect(await collector.task.value.count == 200)
+        }
+    }
+
     @Test func shutdownEndsEventsAndRefusesSends() async throws {
         let bus = MessageBus()
         let pid = try await bus.start(name: "x")

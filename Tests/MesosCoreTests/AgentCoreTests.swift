@@ -244,6 +244,19 @@ func key(_ framework: FrameworkID, _ task: String) -> TaskKey { TaskKey(framewor
         #expect(h.take().isEmpty)
     }
 
+    /// What was sent on a broken link may be lost (or the master restarted on the same address):
+    /// re-register at once, as Mesos agents do when their master's link exits.
+    @Test func aBrokenLinkToTheLeaderMeansReregistering() {
+        var h = AgentHarness()
+        h.register(with: AgentHarness.m1)
+        _ = h.take()
+        h.feed(.linkBroken(endpoint: P.stranger.endpoint))
+        #expect(h.take().isEmpty, "another peer's link is not the leader's")
+        h.feed(.linkBroken(endpoint: P.master.endpoint))
+        #expect(h.take().contains { if case .reregisterAgent = $0.0 { $0.1 == P.master } else { false } })
+        #expect(h.observed.contains(.linkToLeaderBroken(AgentHarness.m1)))
+    }
+
     @Test func noPingsForTooLongMeansReregistering() {
         var h = AgentHarness()
         h.register(with: AgentHarness.m1)

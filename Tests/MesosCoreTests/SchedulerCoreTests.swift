@@ -131,6 +131,15 @@ struct SchedulerHarness {
         #expect(m.failover == false && m.framework.id?.value == "f1")
     }
 
+    @Test func aBrokenLinkToTheLeaderMeansReregistering() {
+        var h = SchedulerHarness()
+        h.registered()
+        h.feed(.linkBroken(endpoint: P.master.endpoint))
+        #expect(h.events.last == .disconnected)
+        guard case .reregisterFramework(let m)? = h.sent.last?.0 else { Issue.record("no re-registration"); return }
+        #expect(m.failover == false)
+    }
+
     @Test func stopWithFailoverSendsNothingAndStopWithoutUnregisters() {
         var a = SchedulerHarness()
         a.registered()

@@ -59,7 +59,11 @@ final class Cluster {
     let directory: URL
     private(set) var masters: [Master] = []
     private(set) var agents: [Daemon] = []
-    private(set) var framework: Daemon?
+    private(set) var frameworks: [Daemon] = []
+    /// The last framework started.
+    var framework: Daemon? { frameworks.last }
+    /// Other processes (agent swarms), stopped at teardown like the rest.
+    private(set) var others: [Daemon] = []
     private(set) var proxies: [FaultProxy] = []
     private var spawned = 0
     private var slots = 0
@@ -121,6 +125,31 @@ final class Cluster {
         return master
     }
 
+    /// A master without ZooKeeper on a fixed port (it leads alone); a restart reuses the slot's work directory.
+    @discardableResult
+    func startStandaloneMaster(slot: Int? = nil, port: Int, extra: [String] = []) throws -> Master {
+        let slot = slot ?? { slots += 1; return slots }()
+        let daemon = try daemon("master\(slot)", "mesos-master", [
+            "--port", "\(port)", "--work_dir", directory.appending(path: "master\(slot)").path,
+            "--agent_ping_timeout", Knobs.agentPingTimeoutFlag, "--max_agent_ping_timeouts", "\(Knobs.maxAgentPingTimeouts)",
+            "--allocation_interval", "200ms", "--log_level", "info",
+        ] + extra)
+        let master = Master(slot: slot, daemon: daemon)
+        masters.append(master)
+        return master
+    }
+
+    /// `agents` agents in one `agent-swarm` process (each its own ZooKeeper session, port and work directory).
+    @discardableResult
+    func startSwarm(agents: Int, extra: [String] = []) throws -> Daemon {
+        let swarm = try daemon("swarm", "agent-swarm", [
+            "--master", url, "--agents", "\(agents)", "--work_dir", directory.appending(path: "swarm").path,
+            "--zk_session_timeout", Knobs.sessionTimeoutFlag, "--registration_backoff_factor", "200ms",
+        ] + extra)
+        others.append(swarm)
+        return swarm
+    }
+
     @discardableResult
     func startAgent(master: String? = nil, port: Int = 0, advertisePort: Int? = nil, extra: [String] = []) throws -> Daemon {
         let n = agents.count + 1
@@ -134,12 +163,12 @@ final class Cluster {
     }
 
     @discardableResult
-    func startFramework(tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1, extra: [String] = []) throws -> Daemon {
+    func startFramework(tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1, master: String? = nil, extra: [String] = []) throws -> Daemon {
         let fw = try daemon("framework", "example-framework", [
-            "--master", url, "--tasks", "\(tasks)", "--command", command, "--task_cpus", "\(taskCPUs)",
+            "--master", master ?? url, "--tasks", "\(tasks)", "--command", command, "--task_cpus", "\(taskCPUs)",
             "--zk_session_timeout", Knobs.sessionTimeoutFlag, "--log_level", "info",
         ] + extra)
-        framework = fw
+        frameworks.append(fw)
         return fw
     }
 
@@ -340,7 +369,7 @@ final class Cluster {
 
     /// Prints the last lines of every log (for a failing test).
     func dumpLogs(lines count: Int = 25) {
-        for daemon in masters.map(\.daemon) + agents + [framework].compactMap({ $0 }) {
+        for daemon in masters.map(\.daemon) + agents + frameworks + others {
             let state = daemon.exitStatus.map { "exited \($0)" } ?? "running"
             report("---- \(daemon.name) (pid \(daemon.pid), \(state)), last \(count) lines of \(daemon.logFile.path)")
             for line in daemon.lines.suffix(count) { print("  \(line)") }
@@ -353,7 +382,7 @@ final class Cluster {
     func tearDown() async {
         for proxy in proxies { proxy.stop() }
         for pid in allTaskPIDs.values where Self.isTaskRunning(pid) { _ = kill(-pid, SIGKILL) }
-        let all = masters.map(\.daemon) + agents + [framework].compactMap { $0 }
+        let all = masters.map(\.daemon) + agents + frameworks + others
         for daemon in all {
             daemon.signal(SIGKILL)
             daemon.signal(SIGCONT)

@@ -19,6 +19,8 @@ public struct AgentCore: Sendable {
     public enum Event: Sendable, Hashable {
         case leaderDetected(Leader?)
         case message(Inbound)
+        /// Our outbound link to endpoint "host:port" broke: what we sent may be lost.
+        case linkBroken(endpoint: String)
         case tick(now: Duration)
         case taskStarted(TaskKey)
         case taskFailedToStart(TaskKey, reason: String)
@@ -74,6 +76,12 @@ public struct AgentCore: Sendable {
             return leaderChanged(new)
         case .message(let inbound):
             return receive(inbound)
+        case .linkBroken(let endpoint):
+            // The master may have lost what we sent, or restarted (a standalone master on the same
+            // address): re-register to resynchronize, as Mesos agents do when their master exits.
+            guard follower.isRegistered, let leader = follower.leader, leader.pid.endpoint == endpoint else { return [] }
+            follower.reregisterNow(now: now)
+            return [.observe(.linkToLeaderBroken(leader))] + retryRegistration()
         case .tick(let t):
             now = max(now, t)
             return retryRegistration() + retryUpdates() + checkMasterPings()
@@ -276,6 +284,7 @@ public enum AgentObservation: Milestone, Hashable {
     case registered(AgentID, Leader)
     case reregistered(AgentID, Leader)
     case masterPingsMissed(Duration)
+    case linkToLeaderBroken(Leader)
     case messageDropped(from: String, epoch: UInt64, reason: EpochGuard.DropReason)
     case messageRefused(kind: String, reason: String)
     case killOfUnknownTask(TaskKey)
@@ -288,6 +297,7 @@ public enum AgentObservation: Milestone, Hashable {
         case .registered: "registered"
         case .reregistered: "reregistered"
         case .masterPingsMissed: "master_pings_missed"
+        case .linkToLeaderBroken: "link_to_leader_broken"
         case .messageDropped: "message_dropped"
         case .messageRefused: "message_refused"
         case .killOfUnknownTask: "kill_of_unknown_task"
@@ -304,7 +314,7 @@ public enum AgentObservation: Milestone, Hashable {
 
     public var fields: [MilestoneField] {
         switch self {
-        case .leaderDetected(let l): .of(("epoch", l.epoch), ("master", l.pid))
+        case .leaderDetected(let l), .linkToLeaderBroken(let l): .of(("epoch", l.epoch), ("master", l.pid))
         case .leaderBelowFloor(let l, let floor): .of(("epoch", l.epoch), ("master", l.pid), ("floor", floor))
         case .masterless: []
         case .registered(let id, let l), .reregistered(let id, let l): .of(("agent_id", id.value), ("epoch", l.epoch), ("master", l.pid))
@@ -323,6 +333,7 @@ public enum AgentObservation: Milestone, Hashable {
         case .registered(let id, let l): "registered with \(l) as agent \(id.value)"
         case .reregistered(let id, let l): "re-registered with \(l) as agent \(id.value)"
         case .masterPingsMissed(let d): "no ping from the master for \(d): re-registering"
+        case .linkToLeaderBroken(let l): "the link to \(l) broke: re-registering"
         case .messageDropped(let from, let epoch, let r): "dropped message from \(from) at epoch \(epoch): \(r.explanation)"
         case .messageRefused(let kind, let r): "refused \(kind) from the master: \(r)"
         case .killOfUnknownTask(let key): "kill of unknown task \(key)"

@@ -83,7 +83,7 @@ extension MasterCore {
             byFramework[key.framework, default: []].append(
                 TaskStatus(taskID: key.task, state: task.state, message: "Reconciliation request", source: .master, reason: .reconciliation, agentID: id))
         }
-        record.reconciliations = byFramework.keys.sorted { $0.value < $1.value }.map { ReconcileTasksMessage(frameworkID: $0, statuses: byFramework[$0]!) }
+        record.reconciliations = byFramework.sorted { $0.key.value < $1.key.value }.map { ReconcileTasksMessage(frameworkID: $0.key, statuses: $0.value) }
         if !unreported.isEmpty { effects.append(.observe(.tasksReconciledWithAgent(id, count: unreported.count))) }
         agents[id] = record
 
