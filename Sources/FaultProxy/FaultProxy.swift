@@ -433,8 +433,9 @@ final class Connection: Sendable {
                 }
                 switch mode {
                 case .blackhole, .reset:
-                    proxy.count(pipes[i].direction, dropped: n)
+                    // Flag the loss before counting it: a heal seen after the count must break this connection.
                     flags.withLock { _ = $0.dropped.insert(pipes[i].direction) }
+                    proxy.count(pipes[i].direction, dropped: n)
                 case .pass, .delay:
                     let due = max(received + mode.latency, pipes[i].queue.last?.due ?? received)
                     pipes[i].queue.append(Chunk(due: due, bytes: Array(buffer[..<n])))

@@ -95,11 +95,11 @@ final class SimZooKeeper {
         guard let session = sessions.removeValue(forKey: id) else { return }
         world.trace("zk: session 0x\(String(id, radix: 16)) of \(session.client) expired")
         for (path, node) in nodes.sorted(by: { $0.key < $1.key }) where node.owner == id { delete(path) }
-        for (path, list) in dataWatches {
+        for (path, list) in dataWatches.sorted(by: { $0.key < $1.key }) {
             for (owner, callback) in list where owner == id { callback(.sessionLost) }
             dataWatches[path] = list.filter { $0.0 != id }
         }
-        for (path, list) in childWatches {
+        for (path, list) in childWatches.sorted(by: { $0.key < $1.key }) {
             for (owner, callback) in list where owner == id { callback(.sessionLost) }
             childWatches[path] = list.filter { $0.0 != id }
         }

@@ -162,7 +162,7 @@ public enum Simulation {
             n.die()
             world.after(.milliseconds(world.random(50...1000))) { if !n.isAlive { n.start() } }
         case .expireSession(let n):
-            for (id, s) in world.zk.sessions where s.client == n.name { world.zk.expire(id) }
+            for (id, s) in world.zk.sessions.sorted(by: { $0.key < $1.key }) where s.client == n.name { world.zk.expire(id) }
         case .zooKeeperDown(let d):
             world.zk.available = false
             world.after(d) { world.zk.available = true }

@@ -127,7 +127,8 @@ func memberJSON(_ pid: PID, id: String = "m") -> [UInt8] {
 @Suite struct LeaderContenderCoreTests {
     @Test func electedWhenLowestAndWatchesOnlyItsPredecessor() {
         var c = LeaderContenderCore()
-        #expect(c.handle(.start(ledInRegistry: 0, ledHere: 0)) == [.request(.createMembership)])
+        #expect(c.handle(.start(ledInRegistry: 0, ledHere: 0)) == [.request(.createFloorMarker)], "even a fresh group's counter is moved past 0 first")
+        #expect(c.handle(.floorMarkerCreated("zz-epoch-floor-0000000000")) == [.request(.delete("zz-epoch-floor-0000000000")), .request(.createMembership)])
         #expect(c.handle(.joined("json.info_0000000007")) == [.observe(.joined("json.info_0000000007")), .request(.listChildren)])
         #expect(c.handle(.children(["json.info_0000000005", "json.info_0000000007", "json.info_0000000003"])) == [.request(.watchPredecessor("json.info_0000000005"))])
         #expect(c.handle(.predecessorGone) == [.request(.listChildren)])
@@ -158,6 +159,7 @@ func memberJSON(_ pid: PID, id: String = "m") -> [UInt8] {
     @Test func retryableFailuresAreRetriedAndOthersEndTheCandidacy() {
         var c = LeaderContenderCore()
         _ = c.handle(.start(ledInRegistry: 0, ledHere: 0))
+        _ = c.handle(.floorMarkerCreated("zz-epoch-floor-0000000000"))
         #expect(c.handle(.failed(.createMembership, retryable: true, error: "CONNECTIONLOSS")).contains(.retry(.createMembership, after: .milliseconds(200))))
         #expect(c.handle(.retryDue(.createMembership)) == [.request(.createMembership)])
         #expect(c.handle(.failed(.createMembership, retryable: false, error: "NOAUTH")).last == .lost(.contenderFailed("createMembership failed: NOAUTH")))
@@ -166,11 +168,13 @@ func memberJSON(_ pid: PID, id: String = "m") -> [UInt8] {
     @Test func sessionLossEndsItAndWithdrawDeletesTheMembership() {
         var a = LeaderContenderCore()
         _ = a.handle(.start(ledInRegistry: 0, ledHere: 0))
+        _ = a.handle(.floorMarkerCreated("zz-epoch-floor-0000000000"))
         _ = a.handle(.joined("json.info_0000000001"))
         #expect(a.handle(.sessionLost) == [.lost(.sessionExpired)])
 
         var b = LeaderContenderCore()
         _ = b.handle(.start(ledInRegistry: 0, ledHere: 0))
+        _ = b.handle(.floorMarkerCreated("zz-epoch-floor-0000000000"))
         _ = b.handle(.joined("json.info_0000000001"))
         #expect(b.handle(.withdraw) == [.request(.delete("json.info_0000000001"))])
         #expect(b.handle(.joined("json.info_0000000002")) == [.request(.delete("json.info_0000000002"))], "a create in flight when withdrawing is undone")

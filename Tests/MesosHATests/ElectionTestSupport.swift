@@ -32,7 +32,9 @@ func testMasterInfo(_ name: String, port: UInt32) -> MasterInfo {
 }
 
 /// One master's candidacy on its own session, with the master's own detector on that same session; both
-/// are fed every session event, detector first (as `MasterDaemon` does).
+/// are fed every session event, detector first (as `MasterDaemon` does). Each event is logged once both
+/// have taken it in, with the leader the detector held right after it: a logged event is a positive signal
+/// that the candidate processed it.
 final class Candidate: Sendable {
     let name: String
     let info: MasterInfo
@@ -55,15 +57,15 @@ final class Candidate: Sendable {
             session: session, path: path, info: info, logger: electionLogger)
         self.contender = contender
         outcomes = EventRecorder(contender.outcomes)
-        let detector = DetectorProbe(
-            ZooKeeperLeaderDetector(session: session, path: path, ownsSession: false, logger: electionLogger))
+        let detector = DetectorProbe(session: session, path: path, ownsSession: false)
         self.detector = detector
         let events = session.events, log = sessionLog
         feeder = Task {
             for await event in events {
                 await detector.detector.sessionEvent(event)
+                let leader = await detector.detector.leader
                 await contender.sessionEvent(event)
-                log.append(event)
+                log.append(event, detectorLeader: leader)
             }
         }
     }
@@ -100,6 +102,26 @@ final class Candidate: Sendable {
 
     var sessionEvents: [SessionEvent] { sessionLog.entries.map(\.event) }
 
+    /// The session events with the leader this candidate's detector held right after taking each in.
+    var sessionTimeline: [(event: SessionEvent, detectorLeader: Leader?)] {
+        sessionLog.entries.map { ($0.event, $0.detectorLeader) }
+    }
+
+    /// The id of the session's first connection (nil before it connected).
+    var sessionID: Int64? {
+        for event in sessionEvents { if case .connected(let id, _) = event { return id } }
+        return nil
+    }
+
+    /// Whether the session is connected and, if it lost its server since `start`, came back as the same
+    /// session (`.connected` with the first session id is the last event since then).
+    func reconnectedToTheSameSession(since start: ContinuousClock.Instant) -> Bool {
+        guard session.isConnected, let id = sessionID else { return false }
+        guard let last = sessionLog.entries.last(where: { $0.time >= start }) else { return true }
+        if case .connected(let now, _) = last.event { return now == id }
+        return false
+    }
+
     var expiries: Int {
         sessionEvents.filter { if case .expired = $0 { true } else { false } }.count
     }
@@ -123,27 +145,92 @@ final class Candidate: Sendable {
 }
 
 private final class SessionLog: Sendable {
-    private let log = Mutex<[(event: SessionEvent, time: ContinuousClock.Instant)]>([])
-    func append(_ event: SessionEvent) { log.withLock { $0.append((event, .now)) } }
-    var entries: [(event: SessionEvent, time: ContinuousClock.Instant)] { log.withLock { $0 } }
+    typealias Entry = (event: SessionEvent, detectorLeader: Leader?, time: ContinuousClock.Instant)
+    private let log = Mutex<[Entry]>([])
+    func append(_ event: SessionEvent, detectorLeader: Leader?) { log.withLock { $0.append((event, detectorLeader, .now)) } }
+    var entries: [Entry] { log.withLock { $0 } }
 }
 
-/// A `ZooKeeperLeaderDetector` (owning its session, or on a candidate's), its changes recorded.
+/// A milestone a core observed (`logger.observe`): its `event=` key and fields.
+struct Observed: Sendable, Hashable, CustomStringConvertible {
+    let event: String
+    let fields: [String: String]
+    var description: String { "event=\(event) \(fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))" }
+}
+
+/// Records the milestones logged through its loggers (and passes every line on to `electionLogger`).
+final class ObservationLog: Sendable {
+    private let observed = Mutex<[Observed]>([])
+
+    var all: [Observed] { observed.withLock { $0 } }
+
+    func logger(_ label: String) -> Logger {
+        Logger(label: label) { _ in Handler(log: self) }
+    }
+
+    fileprivate func record(_ event: LogEvent) {
+        let metadata = event.metadata ?? [:]
+        if let key = metadata["event"] {
+            var fields: [String: String] = [:]
+            for (name, value) in metadata where name != "event" { fields[name] = "\(value)" }
+            observed.withLock { $0.append(Observed(event: "\(key)", fields: fields)) }
+        }
+        electionLogger.log(level: event.level, event.message, metadata: event.metadata)
+    }
+
+    private struct Handler: LogHandler {
+        let log: ObservationLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            var event = event
+            event.metadata = metadata.merging(event.metadata ?? [:]) { $1 }
+            log.record(event)
+        }
+    }
+}
+
+/// A `ZooKeeperLeaderDetector` (owning its session, or on a candidate's), its changes and the milestones
+/// it observed recorded.
 final class DetectorProbe: Sendable {
     let detector: ZooKeeperLeaderDetector
     let changes: EventRecorder<Leader?>
+    /// The session the detector runs on.
+    let session: ZooKeeperSession
+    let observations = ObservationLog()
 
-    init(_ detector: ZooKeeperLeaderDetector) {
-        self.detector = detector
+    init(session: ZooKeeperSession, path: String, epochFloor: UInt64 = 0, ownsSession: Bool) {
+        self.session = session
+        detector = ZooKeeperLeaderDetector(
+            session: session, path: path, epochFloor: epochFloor, ownsSession: ownsSession,
+            logger: observations.logger("election-it.detector"))
         changes = EventRecorder(detector.changes)
     }
 
     /// A detector owning its session.
     convenience init(servers: String, path: String, sessionTimeout: Duration, epochFloor: UInt64 = 0) {
         let session = ZooKeeperSession(servers: servers, sessionTimeout: sessionTimeout, logger: electionLogger)
-        self.init(
-            ZooKeeperLeaderDetector(
-                session: session, path: path, epochFloor: epochFloor, ownsSession: true, logger: electionLogger))
+        self.init(session: session, path: path, epochFloor: epochFloor, ownsSession: true)
+    }
+
+    /// Waits until the detector observed `event` with `fields` (e.g. `detector_below_floor` for a znode):
+    /// a positive signal that it read the group and decided.
+    @discardableResult
+    func waitForObservation(_ event: String, _ fields: [String: String] = [:], timeout: Duration) async throws -> Observed {
+        var found: Observed?
+        do {
+            try await Poll.until("detector observes \(event) \(fields)", timeout: timeout) {
+                found = observations.all.first { seen in seen.event == event && fields.allSatisfy { seen.fields[$0.key] == $0.value } }
+                return found != nil
+            }
+        } catch {
+            throw Unexpected("\(error); observed: \(observations.all)")
+        }
+        return found!
     }
 
     /// Starts a detector owning its session (a shared session's detector follows the events fed to it).
@@ -336,6 +423,27 @@ func fourLetterWord(_ word: String, port: Int, timeout: Duration = .seconds(2)) 
         reply += buffer[0..<n]
     }
     return String(decoding: reply, as: UTF8.self)
+}
+
+/// A session id as ZooKeeper's four-letter words print it (`0x` and lowercase hex, like Java's `Long.toHexString`).
+func sessionHex(_ id: Int64) -> String { "0x" + String(UInt64(bitPattern: id), radix: 16) }
+
+/// Waits until `watcher`'s session has a watch on `znode` of the group (`wchp` on the server at `port`).
+/// For a contender that is a positive signal: it took in the group's children and now waits on `znode`.
+func waitUntil(
+    _ watcher: Candidate, watches znode: String, in group: ElectionHarness, port: Int, timeout: Duration = .seconds(10)
+) async throws {
+    let path = "\(group.path)/\(znode)"
+    var seen: Set<String> = []
+    do {
+        try await Poll.until("\(watcher.name) watches \(znode)", timeout: timeout) {
+            guard let id = watcher.sessionID else { return false }
+            seen = try watchesByPath(port: port)[path] ?? []
+            return seen.contains(sessionHex(id))
+        }
+    } catch {
+        throw Unexpected("\(error); watchers of \(path): \(seen), \(watcher.name)'s session: \(watcher.sessionID.map(sessionHex) ?? "none")")
+    }
 }
 
 /// `wchp`: the sessions watching each path (data, exists and child watches alike).

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import TestSupport
 import ZooKeeper
 
@@ -33,6 +34,30 @@ func connect(
 
 struct UnexpectedEvent: Error {
     let event: SessionEvent
+}
+
+/// Runs `operation` and waits up to `timeout` for it to end (success or error): the bound of a wait, so
+/// a test of "fails fast" or "times out" hangs for no longer than that. Throws `Poll.TimedOut` if it has not ended.
+func finishes<T: Sendable>(
+    within timeout: Duration, _ what: String, _ operation: @escaping @Sendable () async throws -> T
+) async throws -> Result<T, any Error> {
+    let outcome = Mutex<Result<T, any Error>?>(nil)
+    let task = Task {
+        let result: Result<T, any Error>
+        do { result = .success(try await operation()) } catch { result = .failure(error) }
+        outcome.withLock { $0 = result }
+    }
+    do {
+        try await Poll.until("\(what) ends", timeout: timeout, every: .milliseconds(5)) { outcome.withLock { $0 != nil } }
+    } catch {
+        task.cancel()
+        throw error
+    }
+    return outcome.withLock { $0! }
+}
+
+extension Duration {
+    var ms: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
 
 extension String {

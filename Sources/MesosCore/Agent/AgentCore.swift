@@ -116,7 +116,7 @@ public struct AgentCore: Sendable {
         guard let leader = follower.registrationDue(now: now) else { return [] }
         let payload: Envelope.Payload
         if let id = agentID {
-            let frameworks = Dictionary(tasks.values.map { ($0.frameworkID, $0.framework) }, uniquingKeysWith: { a, _ in a })
+            let frameworks = Dictionary(tasks.sorted { $0.key < $1.key }.map { ($0.value.frameworkID, $0.value.framework) }, uniquingKeysWith: { a, _ in a })
             payload = .reregisterAgent(ReregisterAgentMessage(
                 agent: info, tasks: tasks.keys.sorted().compactMap { tasks[$0].map { reported($0, agent: id) } },
                 frameworks: frameworks.keys.sorted { $0.value < $1.value }.compactMap { frameworks[$0] }))

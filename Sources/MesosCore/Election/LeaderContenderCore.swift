@@ -73,12 +73,9 @@ public struct LeaderContenderCore: Sendable {
     public mutating func handle(_ event: Event) -> [Effect] {
         switch (event, state) {
         case (.start(let registry, let here), .idle):
-            let floor = max(registry, here)
-            epochFloor = floor
-            if floor == 0 {
-                state = .joining
-                return [.request(.createMembership)]
-            }
+            // Always through a marker: a fresh group's counter starts at 0, and a member at
+            // sequence 0 would be burnt (epoch 0 is never led) after detectors may have read it.
+            epochFloor = max(registry, here)
             state = .passingFloor
             return [.request(.createFloorMarker)]
         case (.floorMarkerCreated(let name), .passingFloor):

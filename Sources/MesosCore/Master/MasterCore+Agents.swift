@@ -141,7 +141,8 @@ extension MasterCore {
 
     mutating func checkAgents() -> [Effect] {
         var effects: [Effect] = []
-        for (id, agent) in agents where agent.isActive {
+        // In id order: the same events give the same effects in the same order (a deterministic core).
+        for (id, agent) in agents.sorted(by: { $0.key.value < $1.key.value }) where agent.isActive {
             if let last = agent.lastPing, now - last < settings.agentPingTimeout { continue }
             var a = agent
             if a.lastPing != nil { a.missedPings = a.pongSinceLastPing ? 0 : a.missedPings + 1 }
@@ -186,7 +187,7 @@ extension MasterCore {
                 task.taskID, task.frameworkID, id, state, .agentRemoved, "agent \(id.value) removed: \(reason)",
                 unreachableSince: fw.isPartitionAware ? now : nil)), to: to))
         }
-        for fw in frameworks.values where fw.isConnected {
+        for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
             if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
         }
         return effects
