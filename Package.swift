@@ -93,7 +93,10 @@ let package = Package(
         .testTarget(name: "MesosHATests", dependencies: ["MesosHA", "MesosCore", "TestSupport", "ZooKeeper"]),
         .target(name: "ZooKeeper", dependencies: ["CZooKeeper", "MesosCore", "MesosWire", .product(name: "Logging", package: "swift-log")]),
         // Helpers for test targets: throw-away ZooKeeper servers, polling.
-        .target(name: "TestSupport", dependencies: ["MesosDaemon", "FaultProxy"], path: "Tests/TestSupport"),
+        // Processes, polls, milestones and throw-away ZooKeeper servers, for tests and benchmarks
+        // (no Swift Testing); TestSupport adds the cluster harness of the tests on top.
+        .target(name: "ProcessSupport", dependencies: ["MesosDaemon", "FaultProxy"], path: "Tests/ProcessSupport"),
+        .target(name: "TestSupport", dependencies: ["ProcessSupport", "MesosDaemon", "FaultProxy"], path: "Tests/TestSupport"),
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
@@ -111,7 +114,8 @@ let package = Package(
         .executableTarget(
             name: "failover-bench",
             dependencies: [
-                "MesosScheduler", "MesosCore", "MesosHA", "MesosDaemon", "MesosWire", "ZooKeeper", "FaultProxy", .product(name: "Logging", package: "swift-log"),
+                "MesosScheduler", "MesosCore", "MesosHA", "MesosDaemon", "MesosWire", "ZooKeeper", "FaultProxy", "ProcessSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/Failover/Harness"),

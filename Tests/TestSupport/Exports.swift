@@ -1,0 +1,2 @@
+// The tests see the process support as part of TestSupport.
+@_exported import ProcessSupport
