@@ -2,27 +2,39 @@
 """A Mesos-style framework scheduler in plain Python, speaking the cluster's .proto contract.
 
     /usr/bin/python3 examples/python/scheduler.py --master zk://127.0.0.1:2181/mesos \\
-        --command "echo hi; sleep 2" --timeout 60 [--until finished|running|failover]
+        --command "echo hi; sleep 2" --timeout 60 [--until finished|running|failover|failedover]
+        [--framework_id ID] [--failover_timeout SECONDS]
 
 It finds the leading master in ZooKeeper (kazoo), registers a framework, takes one offer,
 launches one shell task, acknowledges its status updates and re-registers (then reconciles)
-whenever another master takes over. One line per event goes to stdout:
+whenever another master takes over, the master says it lost its link to us, or our own link to
+the leader breaks. With --framework_id it resumes an existing framework instead (a scheduler
+failover: the previous instance is fenced with "Framework failed over"); it then launches
+nothing and follows, through reconciliation, the task named by --task-id (or, without one, the
+first live task of the framework the master reports). One line per event goes to stdout:
 
     LEADER <pid> epoch=<n> | NO_LEADER
     REGISTERED <framework id> master=<pid>      REREGISTERED <framework id> master=<pid>
+    DISCONNECTED <why>                           REFUSED <kind> <reason>
     OFFER <offer id> agent=<id> cpus=<c> mem=<m> LAUNCHED <task id> offer=<id> agent=<id>
     DECLINED <offer id>                          RECONCILE <framework id>
     STATUS <task id> <TASK_STATE> source=... reason=... message=...
     DONE <why>                                   FAILED <why>
 
+REGISTERED is a new framework or a failover onto an existing one (the Swift driver's
+`.registered`); REREGISTERED is the same instance again after a master change or a disconnect
+(`.reregistered`), so its tasks are still its own and only need reconciling.
+
 Exit status: 0 when the goal of --until is reached; 1 when the task ends in another terminal
-state or the master reports a framework error; 2 on timeout; 64 for bad arguments.
-Diagnostics (hints, dropped messages, links) go to stderr.
+state or the master reports a framework error ("Framework failed over", "Framework has been
+removed", ...); 2 on timeout; 64 for bad arguments. Diagnostics (hints, dropped messages, links)
+go to stderr; refused messages always do.
 
 Wire: plain TCP, each frame = 4-byte big-endian length N (1..16 MiB) + a serialized
 mesos.Envelope {epoch, from, payload}. We listen on our own port (our PID
 "scheduler-py@host:port"); the master answers on connections it opens to that address, and we
 send on one outbound connection to the leader, made lazily and remade when it breaks.
+docs/PROTOCOL.md describes the whole contract, with this file as its worked example.
 """
 import argparse
 import dataclasses
@@ -49,6 +61,10 @@ log = logging.getLogger("scheduler-py")
 
 MAX_FRAME = 16 * 1024 * 1024
 GROUP_LABEL = "json.info_"
+# FrameworkErrorMessage texts of the failover contract (Mesos's own words).
+FAILED_OVER = "Framework failed over"
+REMOVED = "Framework has been removed"
+MAX_WIRE_SECONDS = 100 * 365 * 86400   # durations on the wire: finite, in [0, 100 years]
 TERMINAL = {mesos_pb2.TASK_FINISHED, mesos_pb2.TASK_FAILED, mesos_pb2.TASK_KILLED, mesos_pb2.TASK_ERROR,
             mesos_pb2.TASK_LOST, mesos_pb2.TASK_DROPPED, mesos_pb2.TASK_GONE, mesos_pb2.TASK_GONE_BY_OPERATOR}
 
@@ -276,7 +292,7 @@ class Terminated(Exception):
 class Options:
     master: str
     command: str
-    until: str = "finished"          # finished | running | failover
+    until: str = "finished"          # finished | running | failover | failedover
     timeout: float = 60.0
     name: str = "python-scheduler"
     user: str = ""
@@ -284,7 +300,8 @@ class Options:
     mem: float = 32.0
     task_id: str = ""
     listen_ip: str = "127.0.0.1"
-    failover_timeout: float = 60.0
+    failover_timeout: float = 60.0   # FrameworkInfo.failover_timeout: seconds the master waits for us
+    framework_id: str = ""           # resume this framework (a scheduler failover)
     refuse_seconds: float = 10.0
     register_retry: float = 1.0
     reconcile_retry: float = 1.0
@@ -303,6 +320,12 @@ class Scheduler:
         self.task_id = options.task_id or f"python-task-{uuid.uuid4().hex[:8]}"
         self.framework = mesos_pb2.FrameworkInfo(
             user=options.user or getpass.getuser(), name=options.name, failover_timeout=options.failover_timeout)
+        if options.framework_id:
+            self.framework.id.value = options.framework_id
+        # True until the first (re)registration is answered: a new instance resuming a framework
+        # takes it over (ReregisterFrameworkMessage.failover, Mesos's `force`); afterwards a
+        # re-registration is the same instance again (a master change), failover=false.
+        self.failover = bool(options.framework_id)
         self.selector = selectors.DefaultSelector()
         self.inbox = queue.SimpleQueue()
         self.wake_r, self.wake_w = socket.socketpair()
@@ -314,7 +337,10 @@ class Scheduler:
         self.registered = False
         self.registered_with = None      # Leader we last (re)registered with
         self.next_register = None        # monotonic time of the next (re)registration attempt
-        self.launched = False
+        # Resuming a framework, we launch nothing: the task is the one an earlier instance launched,
+        # named by --task-id, or else adopted from the first live task reconciliation reports.
+        self.launched = bool(options.framework_id and options.task_id)
+        self.adopting = bool(options.framework_id and not options.task_id)
         self.task_state = None
         self.running_leader = None       # leader when the task was first seen RUNNING
         self.reconcile_due = None        # next reconciliation while the new leader has not confirmed
@@ -366,7 +392,8 @@ class Scheduler:
 
     def _goal(self):
         return {"finished": "TASK_FINISHED", "running": "TASK_RUNNING",
-                "failover": "TASK_RUNNING confirmed by a new leader"}[self.o.until]
+                "failover": "TASK_RUNNING confirmed by a new leader",
+                "failedover": f"'{FAILED_OVER}' from the master"}[self.o.until]
 
     def _summary(self):
         return (f"leader={self.leader.pid if self.leader else None} registered={self.registered} "
@@ -388,6 +415,7 @@ class Scheduler:
         self.selector.register(self.wake_r, selectors.EVENT_READ, lambda s: s.recv(4096))
 
     def _shutdown(self):
+        # Not after a framework error: this instance no longer speaks for the framework.
         if self.o.teardown and self.registered and self.framework.HasField("id"):
             # Like SchedulerDriver.stop(failover=false): the master kills our tasks and forgets us.
             msg = messages_pb2.UnregisterFrameworkMessage()
@@ -435,10 +463,11 @@ class Scheduler:
         for envelope in envelopes:
             self._receive(envelope)
 
-    def _close(self, sock):
+    def _close(self, sock, why="connection closed"):
         if self.link is not None and self.link[0] is sock:
-            log.info("link to the master closed; reconnecting on the next send")
+            log.info("link to the master closed (%s); reconnecting on the next send", why)
             self.link = None
+            self._link_broken(why)
         try:
             self.selector.unregister(sock)
         except (KeyError, ValueError):
@@ -460,6 +489,7 @@ class Scheduler:
                     sock = socket.create_connection((self.leader.host, self.leader.port), timeout=2.0)
                 except OSError as error:
                     log.info("cannot connect to %s: %s", self.leader.pid, error)
+                    self._link_broken(f"cannot connect: {error}")
                     return False
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.settimeout(5.0)
@@ -471,8 +501,22 @@ class Scheduler:
                 return True
             except OSError as error:
                 log.info("send to %s failed: %s", self.leader.pid, error)
-                self._close(self.link[0])
+                self._close(self.link[0], f"send failed: {error}")
         return False
+
+    def _link_broken(self, why):
+        """Our outbound link to the leader broke while registered: what we sent on it may be lost
+        (a decline, an acknowledgement), so re-register at once to resynchronize (the master
+        rescinds its offers and makes them anew; agents resend unacknowledged updates)."""
+        if self.result is None and self.registered and self.leader is not None:
+            self._disconnected(f"link to {self.leader.pid} broke: {why}")
+
+    def _disconnected(self, why):
+        """Not registered any more (same leader): re-register at once, then retry as usual."""
+        log.warning("disconnected: %s; re-registering", why)
+        self.registered = False
+        self.next_register = time.monotonic()
+        self.emit(f"DISCONNECTED {why}")
 
     # -- leader changes (from kazoo's threads) --
 
@@ -494,8 +538,11 @@ class Scheduler:
     def _leader_changed(self, leader):
         if leader == self.leader:
             return
+        was_registered = self.registered
         self.leader = leader
         self.registered = False
+        if was_registered:
+            self.emit("DISCONNECTED leader changed")
         if self.link is not None:
             self._close(self.link[0])
         if leader is None:
@@ -513,7 +560,7 @@ class Scheduler:
         if self.next_register is not None and now >= self.next_register and not self.registered:
             self.next_register = now + self.o.register_retry
             if self.framework.HasField("id"):
-                self._send("reregister_framework", messages_pb2.ReregisterFrameworkMessage(framework=self.framework, failover=False))
+                self._send("reregister_framework", messages_pb2.ReregisterFrameworkMessage(framework=self.framework, failover=self.failover))
             else:
                 self._send("register_framework", messages_pb2.RegisterFrameworkMessage(framework=self.framework))
         if self.reconcile_due is not None and now >= self.reconcile_due and self.registered:
@@ -571,34 +618,63 @@ class Scheduler:
         self._hint(hint)
 
     def _on_framework_registered(self, m):
-        if self.registered and self.framework.id == m.framework_id:
-            return  # answer to a retry
-        self.framework.id.CopyFrom(m.framework_id)
-        self._registered("REGISTERED", m)
+        self._registered(m, again=False)
 
     def _on_framework_reregistered(self, m):
-        if self.registered:
-            return
-        self._registered("REREGISTERED", m)
-        if self.launched and self.task_state not in TERMINAL:
-            self.reconcile_tries = 0
-            self._reconcile(time.monotonic())
+        # The master answers every ReregisterFrameworkMessage so. A new instance taking the
+        # framework over is REGISTERED; the same instance after a master change is REREGISTERED.
+        self._registered(m, again=not self.failover)
 
-    def _registered(self, word, m):
+    def _registered(self, m, again):
+        if self.registered:
+            return  # the answer to a retry
+        if self.framework.HasField("id") and self.framework.id.value != m.framework_id.value:
+            log.warning("ignoring a registration naming framework %s: we are %s",
+                        m.framework_id.value, self.framework.id.value)
+            return
+        self.framework.id.CopyFrom(m.framework_id)
+        self.failover = False
         self.registered = True
         self.registered_with = self.leader
         self.next_register = None
-        self.emit(f"{word} {m.framework_id.value} master={m.master_info.pid or self.leader.pid}")
+        self.emit(f"{'REREGISTERED' if again else 'REGISTERED'} {m.framework_id.value} "
+                  f"master={m.master_info.pid or self.leader.pid}")
+        if (self.launched or self.adopting) and self.task_state not in TERMINAL:
+            self.reconcile_tries = 0
+            self._reconcile(time.monotonic())
 
     def _on_framework_error(self, m):
-        self._finish(1, f"framework error from the master: {m.message}")
+        """Fatal for this instance ("Framework failed over": another instance took the framework
+        over; "Framework has been removed"; an invalid FrameworkInfo...). We stop without sending
+        anything more: the framework is not ours to unregister."""
+        self.registered = False
+        self.next_register = None
+        if m.message == FAILED_OVER and self.o.until == "failedover":
+            self._finish(0, f"{FAILED_OVER}: framework {self.framework.id.value} is another instance's now")
+        else:
+            self._finish(1, f"framework error from the master: {m.message}")
+
+    def _on_framework_disconnected(self, m):
+        """The master's link to us broke (it may have reconnected since): it counts the framework
+        as disconnected and its failover_timeout runs. Still here, we re-register at once (the
+        same instance: failover=false). Not registered, a registration is already under way."""
+        if self.registered:
+            self._disconnected(f"the master says: {m.reason or 'framework disconnected'}")
+
+    def _on_message_refused(self, m):
+        """Not fatal: nothing of that message was acted on (an invalid value, or a call we may not make)."""
+        log.warning("the master refused our %s: %s", m.kind, m.reason)
+        self.emit(f"REFUSED {m.kind} {m.reason}")
 
     def _on_resource_offers(self, m):
+        if not self.registered:
+            return  # the master rescinds them when we re-register
         for offer in m.offers:
             scalars = {r.name: r.scalar for r in offer.resources}
             self.emit(f"OFFER {offer.id.value} agent={offer.agent_id.value} host={offer.hostname} "
                       f"cpus={scalars.get('cpus', 0):g} mem={scalars.get('mem', 0):g}")
-            if not self.launched and scalars.get("cpus", 0) >= self.o.cpus and scalars.get("mem", 0) >= self.o.mem:
+            if (not self.launched and not self.adopting
+                    and scalars.get("cpus", 0) >= self.o.cpus and scalars.get("mem", 0) >= self.o.mem):
                 self._launch(offer)
             else:
                 decline = messages_pb2.DeclineOffersMessage(
@@ -637,6 +713,10 @@ class Scheduler:
                 log.warning("cannot acknowledge an update without an agent id: %s", status.task_id.value)
             else:
                 self._send("status_update_ack", ack)
+        if self.adopting and status.state not in TERMINAL:
+            # Resuming without --task-id: the first live task of the framework becomes ours.
+            self.task_id, self.launched, self.adopting = status.task_id.value, True, False
+            log.info("following task %s of framework %s", self.task_id, self.framework.id.value)
         if status.task_id.value != self.task_id:
             return
         self.task_state = status.state
@@ -655,9 +735,10 @@ class Scheduler:
             self._finish(0, f"task {self.task_id} still running under the new leader {self.leader.pid}")
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line -> (Options, verbose). Bad arguments exit 64 (EX_USAGE: 2 means "timed out")."""
     class Parser(argparse.ArgumentParser):
-        def error(self, message):  # 64 (EX_USAGE): 2 means "timed out"
+        def error(self, message):
             self.print_usage(sys.stderr)
             self.exit(64, f"{self.prog}: error: {message}\n")
 
@@ -665,9 +746,16 @@ def main(argv=None):
     parser.add_argument("--master", required=True, help="zk://host:port[,host:port...]/path of the master group")
     parser.add_argument("--command", default="echo hello-from-python; sleep 2", help="shell command of the task")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (exit 2)")
-    parser.add_argument("--until", choices=("finished", "running", "failover"), default="finished",
+    parser.add_argument("--until", choices=("finished", "running", "failover", "failedover"), default="finished",
                         help="finished: TASK_FINISHED; running: TASK_RUNNING; failover: TASK_RUNNING, then "
-                             "re-registered with another leader that confirms the task is still running")
+                             "re-registered with another leader that confirms the task is still running; "
+                             f"failedover: until another instance takes the framework over ('{FAILED_OVER}')")
+    parser.add_argument("--framework_id", "--framework-id", default="",
+                        help="resume this existing framework (a scheduler failover: the running instance, if any, "
+                             "is fenced); launches nothing, follows --task-id or the framework's first live task")
+    parser.add_argument("--failover_timeout", "--failover-timeout", type=float, default=60.0,
+                        help="FrameworkInfo.failover_timeout: seconds the master keeps the framework and its tasks "
+                             "after losing this scheduler (default 60)")
     parser.add_argument("--name", default="python-scheduler")
     parser.add_argument("--user", default="")
     parser.add_argument("--cpus", type=float, default=0.1)
@@ -679,19 +767,29 @@ def main(argv=None):
                         help="exit without unregistering (tasks keep running)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics (hints, drops) to stderr")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not args.verbose:
-        logging.getLogger("kazoo").setLevel(logging.ERROR)
     try:
         parse_zk_url(args.master)
     except ValueError as error:
         parser.error(str(error))
+    if not 0 <= args.failover_timeout <= MAX_WIRE_SECONDS:  # also refuses nan and inf
+        parser.error(f"--failover_timeout {args.failover_timeout:g} is not a number of seconds in [0, {MAX_WIRE_SECONDS}]")
+    if args.framework_id and (len(args.framework_id.encode()) > 255 or args.framework_id in (".", "..")
+                              or any(c == "/" or c.isspace() or not c.isprintable() for c in args.framework_id)):
+        parser.error(f"--framework_id {args.framework_id!r} is not a valid id")
+    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)})
+    return options, args.verbose
+
+
+def main(argv=None):
+    options, verbose = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not verbose:
+        logging.getLogger("kazoo").setLevel(logging.ERROR)
 
     def terminated(_signo, _frame):
         raise Terminated()
     signal.signal(signal.SIGTERM, terminated)
-    options = Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options) if hasattr(args, f.name)})
     try:
         return Scheduler(options).run()
     except Exception as error:  # e.g. ZooKeeper unreachable at start

@@ -7,7 +7,13 @@
 Starts a throw-away ZooKeeper (scripts/zk-standalone.sh), 2 mesos-master and 1 mesos-agent from
 the built binaries ($MESOS_BIN_DIR, default <repo>/.build/debug), session timeout 2 s, then:
 
-  framing / epoch guard   the scheduler's frame decoder and message acceptance, without a cluster
+  framing / epoch guard   the scheduler's frame decoder and message acceptance, without a cluster:
+                          every message that breaks the epoch rules is dropped (counted by reason)
+                          and not acted on, also after a leader change
+  failover rules          without a cluster: failover=true on a resuming instance's first
+                          re-registration, false afterwards; framework_disconnected and a broken link
+                          re-register at once; message_refused is reported, not fatal; "Framework
+                          failed over" is fatal (exit 1), or the goal of --until failedover (exit 0)
   task finishes           register, take an offer, launch `echo ...; sleep 1`, see RUNNING then
                           FINISHED (each acknowledged), the output in the task's sandbox
   leader killed           a long task RUNNING; SIGKILL the leading master: the scheduler detects the
@@ -15,11 +21,16 @@ the built binaries ($MESOS_BIN_DIR, default <repo>/.build/debug), session timeou
                           leader reports the task TASK_RUNNING (its reconciliation answer, or the
                           agent's update sent again if its acknowledgement died with the old
                           leader); nothing is reported LOST; the task process never stopped
+  scheduler failover      instance A runs a long task (--failover_timeout 30); instance B resumes
+                          its framework (--framework_id): A is told "Framework failed over" and
+                          exits 1; B is REGISTERED with the same id and sees the task TASK_RUNNING
+                          by reconciliation, the same process (started once), still running
 
 Every process is stopped by pid in a finally block (task process groups included). Logs stay in
 the printed work directory when something fails (or with KEEP_LOGS=1). Env: MESOS_BIN_DIR,
 KEEP_LOGS, TMPDIR.
 """
+import contextlib
 import io
 import os
 import re
@@ -293,25 +304,197 @@ def test_framing():
     assert sched.parse_zk_url("zk://u:p@h1:1,h2:2/mesos/") == ("h1:1,h2:2", "/mesos", "u:p")
 
 
-def test_epoch_guard():
-    class NoDetector:
-        def __init__(self, *_args):
-            pass
+class NoDetector:
+    def __init__(self, *_args):
+        pass
 
+    def stop(self):
+        pass
+
+
+LEADER = sched.Leader(epoch=3, pid="master@127.0.0.1:5050", host="127.0.0.1", port=5050)
+MASTER_INFO = {"id": "m", "ip": 1, "port": 5050, "pid": "master@127.0.0.1:5050"}
+
+
+def offline_scheduler(**options):
+    """A Scheduler with no detector and no sockets of its own; `sent` records what it would send."""
     out = io.StringIO()
-    s = sched.Scheduler(sched.Options(master="zk://127.0.0.1:1/mesos", command="true"), out=out, detector_factory=NoDetector)
-    registered = {"framework_registered": {"framework_id": {"value": "F1"},
-                                           "master_info": {"id": "m", "ip": 1, "port": 5050, "pid": "master@127.0.0.1:5050"}}}
+    s = sched.Scheduler(sched.Options(master="zk://127.0.0.1:1/mesos", command="true", **options), out=out,
+                        detector_factory=NoDetector)
+    s.pid = "scheduler-py@127.0.0.1:1"
+    s.sent = []
+    s._send = lambda field, message: s.sent.append((field, message)) or True
+    s.text = out.getvalue
+    return s
+
+
+def close_offline(s):
+    s.wake_r.close(), s.wake_w.close(), s.selector.close()
+
+
+def sent_kinds(s):
+    kinds = [field for field, _message in s.sent]
+    s.sent.clear()
+    return kinds
+
+
+def test_epoch_guard():
+    s = offline_scheduler()
+    registered = {"framework_registered": {"framework_id": {"value": "F1"}, "master_info": MASTER_INFO}}
     s._receive(envelope(3, "master@127.0.0.1:5050", **registered))        # no leader detected
-    s.leader = sched.Leader(epoch=3, pid="master@127.0.0.1:5050", host="127.0.0.1", port=5050)
+    s.leader = LEADER
     s._receive(envelope(2, "master@127.0.0.1:5050", **registered))        # stale epoch
     s._receive(envelope(4, "master@127.0.0.1:5050", **registered))        # ahead of our detector
     s._receive(envelope(3, "master@127.0.0.1:6060", **registered))        # not the leader
     assert not s.registered and s.dropped == {"no leader detected": 1, "stale epoch": 1,
                                               "epoch ahead of our detector": 1, "not from the leader": 1}, s.dropped
+    assert "REGISTERED" not in s.text(), s.text()
     s._receive(envelope(3, "master@127.0.0.1:5050", **registered))
-    assert s.registered and s.framework.id.value == "F1" and "REGISTERED F1" in out.getvalue(), out.getvalue()
-    s.wake_r.close(), s.wake_w.close(), s.selector.close()
+    assert s.registered and s.framework.id.value == "F1" and "REGISTERED F1" in s.text(), s.text()
+    assert sum(s.dropped.values()) == 4, s.dropped                       # the accepted one is not counted
+
+    # Registered: fatal or disruptive messages that break the rules are dropped, not obeyed.
+    error = {"framework_error": {"message": sched.FAILED_OVER}}
+    s._receive(envelope(2, "master@127.0.0.1:5050", **error))             # a deposed leader's epoch
+    s._receive(envelope(3, "master@127.0.0.1:6060", **error))             # right epoch, another master
+    s._receive(envelope(4, "master@127.0.0.1:5050", framework_disconnected={"reason": "x"}))
+    assert s.result is None and s.registered, (s.result, s.registered)
+    assert s.dropped == {"no leader detected": 1, "stale epoch": 2, "epoch ahead of our detector": 2,
+                         "not from the leader": 2}, s.dropped
+    assert s.sent == [] and "DISCONNECTED" not in s.text(), (s.sent, s.text())
+
+    # A leader change: the old leader's epoch is stale from then on, from the same pid too.
+    s._leader_changed(sched.Leader(epoch=5, pid="master@127.0.0.1:6060", host="127.0.0.1", port=6060))
+    assert not s.registered and s.text().splitlines()[-2:] == [
+        "DISCONNECTED leader changed", "LEADER master@127.0.0.1:6060 epoch=5"], s.text()
+    s._receive(envelope(3, "master@127.0.0.1:5050", framework_reregistered=registered["framework_registered"]))
+    s._receive(envelope(3, "master@127.0.0.1:5050", **error))
+    assert s.result is None and not s.registered and s.dropped["stale epoch"] == 4, (s.result, s.dropped)
+
+    # A hint is advisory: it never changes the detected leader (and one that breaks the epoch
+    # rules is counted like any other message).
+    s._receive(envelope(0, "master@127.0.0.1:7070", leader_hint={"leader": MASTER_INFO, "leader_epoch": 9, "reason": "x"}))
+    assert (s.leader.epoch, s.leader.pid) == (5, "master@127.0.0.1:6060") and s.dropped["stale epoch"] == 5, s.dropped
+    s._receive(envelope(5, "master@127.0.0.1:6060", framework_reregistered={
+        "framework_id": {"value": "F1"}, "master_info": dict(MASTER_INFO, pid="master@127.0.0.1:6060")}))
+    assert s.registered and s.text().splitlines()[-1] == "REREGISTERED F1 master=master@127.0.0.1:6060", s.text()
+    assert sum(s.dropped.values()) == 10, s.dropped
+    close_offline(s)
+
+
+def test_failover_rules():
+    with contextlib.redirect_stderr(io.StringIO()):  # the scheduler's warnings ("disconnected: ...")
+        failover_rules()
+
+
+def failover_rules():
+    options, _verbose = sched.parse_args(["--master", "zk://127.0.0.1:1/mesos", "--framework_id", "F7",
+                                          "--failover_timeout", "30", "--task-id", "t1"])
+    assert (options.framework_id, options.failover_timeout, options.task_id) == ("F7", 30.0, "t1"), options
+    for bad in (["--failover_timeout", "-1"], ["--failover_timeout", "nan"], ["--framework_id", "a/b"]):
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                sched.parse_args(["--master", "zk://127.0.0.1:1/mesos", *bad])
+        except SystemExit as exit:
+            assert exit.code == 64, (bad, exit.code)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+    s = offline_scheduler(framework_id="F7", failover_timeout=30.0, task_id="t1")
+    assert s.framework.id.value == "F7" and s.framework.failover_timeout == 30.0, s.framework
+    s._leader_changed(LEADER)
+
+    def registrations():
+        sent = [(field, m.failover if field == "reregister_framework" else None, m.framework.id.value,
+                 m.framework.failover_timeout) for field, m in s.sent if field.endswith("register_framework")]
+        s.sent.clear()
+        return sent
+
+    s._timers(time.monotonic())
+    s.next_register = 0.0
+    s._timers(time.monotonic())                                           # a retry: still a failover
+    assert registrations() == [("reregister_framework", True, "F7", 30.0)] * 2
+    reregistered = {"framework_reregistered": {"framework_id": {"value": "F7"}, "master_info": MASTER_INFO}}
+    s._receive(envelope(3, LEADER.pid, **reregistered))
+    # The answer to a failover is REGISTERED (the Swift driver's `.registered`); the task is reconciled.
+    assert s.text().splitlines()[-2:] == ["REGISTERED F7 master=master@127.0.0.1:5050", "RECONCILE F7"], s.text()
+    assert sent_kinds(s) == ["reconcile_tasks"]
+    s._receive(envelope(3, LEADER.pid, **reregistered))                   # a duplicate answer: nothing
+    assert s.text().count("REGISTERED F7") == 1 and s.sent == [], s.text()
+
+    # Resuming, it launches nothing (the task is the earlier instance's): offers are declined.
+    offer = {"id": {"value": "O1"}, "framework_id": {"value": "F7"}, "agent_id": {"value": "A1"}, "hostname": "h",
+             "resources": [{"name": "cpus", "scalar": 2}, {"name": "mem", "scalar": 1024}]}
+    s._receive(envelope(3, LEADER.pid, resource_offers={"offers": [offer]}))
+    assert sent_kinds(s) == ["decline_offers"] and "LAUNCHED" not in s.text(), s.text()
+
+    # framework_disconnected from the leader: re-register at once as the same instance (failover=false).
+    s._receive(envelope(3, LEADER.pid, framework_disconnected={"reason": "the link broke"}))
+    assert not s.registered and s.next_register <= time.monotonic(), s.next_register
+    assert s.text().splitlines()[-1] == "DISCONNECTED the master says: the link broke", s.text()
+    s._timers(time.monotonic())
+    assert registrations() == [("reregister_framework", False, "F7", 30.0)]
+    s._receive(envelope(3, LEADER.pid, **reregistered))
+    assert s.registered and "REREGISTERED F7 master=master@127.0.0.1:5050" in s.text().splitlines(), s.text()
+    assert sent_kinds(s) == ["reconcile_tasks"]
+    s._receive(envelope(3, LEADER.pid, framework_disconnected={"reason": "again"}))
+    s._receive(envelope(3, LEADER.pid, framework_disconnected={"reason": "again"}))   # not registered: no second one
+    assert s.text().count("DISCONNECTED the master says: again") == 1, s.text()
+    s._timers(time.monotonic())
+    assert registrations() == [("reregister_framework", False, "F7", 30.0)]
+    s._receive(envelope(3, LEADER.pid, **reregistered))
+    s.sent.clear()
+
+    # Our own link to the leader breaks: re-register at once (what we sent on it may be lost).
+    a, b = sched.socket.socketpair()
+    s.link = (a, sched.FrameDecoder())
+    s._close(a)
+    b.close()
+    assert s.link is None and not s.registered, s.link
+    assert s.text().splitlines()[-1] == "DISCONNECTED link to master@127.0.0.1:5050 broke: connection closed", s.text()
+    s._timers(time.monotonic())
+    assert registrations() == [("reregister_framework", False, "F7", 30.0)]
+    s._receive(envelope(3, LEADER.pid, **reregistered))
+    assert s.registered and s.text().count("REREGISTERED F7") == 3, s.text()
+    s.sent.clear()
+
+    # message_refused: reported (stdout and stderr), not fatal.
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        s._receive(envelope(3, LEADER.pid, message_refused={"kind": "decline_offers", "reason": "bad filters"}))
+    assert s.result is None and s.registered and s.text().splitlines()[-1] == "REFUSED decline_offers bad filters"
+    assert "the master refused our decline_offers: bad filters" in stderr.getvalue(), stderr.getvalue()
+
+    # "Framework failed over": fatal (exit 1), and nothing more is sent (no unregister: not ours now).
+    s._receive(envelope(3, LEADER.pid, framework_error={"message": sched.FAILED_OVER}))
+    assert s.result == (1, f"framework error from the master: {sched.FAILED_OVER}"), s.result
+    s._shutdown()
+    assert s.sent == [], s.sent
+
+    # --until failedover: being fenced is the goal; any other framework error is still fatal.
+    goal = offline_scheduler(until="failedover")
+    goal.leader, goal.registered = LEADER, True
+    goal.framework.id.value = "F8"
+    goal._receive(envelope(3, LEADER.pid, framework_error={"message": sched.REMOVED}))
+    assert goal.result == (1, f"framework error from the master: {sched.REMOVED}"), goal.result
+    goal.result = None
+    goal._receive(envelope(3, LEADER.pid, framework_error={"message": sched.FAILED_OVER}))
+    assert goal.result[0] == 0 and sched.FAILED_OVER in goal.result[1], goal.result
+    close_offline(goal)
+
+    # Resuming without --task-id: the first live task reconciliation reports becomes ours.
+    adopt = offline_scheduler(framework_id="F9", until="running")
+    adopt._leader_changed(LEADER)
+    adopt._receive(envelope(3, LEADER.pid, framework_reregistered={"framework_id": {"value": "F9"}, "master_info": MASTER_INFO}))
+    assert sent_kinds(adopt) == ["reconcile_tasks"]
+    adopt._receive(envelope(3, LEADER.pid, status_update={"update": {
+        "framework_id": {"value": "F9"}, "timestamp": 1.0, "uuid": b"",
+        "status": {"task_id": {"value": "old-task"}, "state": sched.mesos_pb2.TASK_RUNNING, "agent_id": {"value": "A1"},
+                   "source": sched.mesos_pb2.TaskStatus.SOURCE_MASTER, "reason": sched.mesos_pb2.TaskStatus.REASON_RECONCILIATION}}}))
+    assert (adopt.task_id, adopt.result) == ("old-task", (0, "task old-task running")), (adopt.task_id, adopt.result)
+    assert adopt.sent == [], adopt.sent                                   # no uuid (the master's answer): no acknowledgement
+    close_offline(adopt)
+    close_offline(s)
 
 
 # ---- tests against the cluster ----------------------------------------------------------------
@@ -386,7 +569,57 @@ def test_leader_killed():
         f"(session timeout {SESSION_TIMEOUT})")
 
 
-TESTS = [test_framing, test_epoch_guard, test_task_finishes, test_leader_killed]
+def test_scheduler_failover():
+    """Two instances of one framework: B resumes A's framework (a scheduler failover)."""
+    task = "py-takeover-1"
+    a = CLUSTER.scheduler("scheduler-a", "--command", "sleep 60", "--task-id", task, "--until", "finished",
+                          "--failover_timeout", "30", "--timeout", "60")
+    t0 = time.monotonic()
+    a.wait_line(rf"^STATUS {task} TASK_RUNNING source=SOURCE_AGENT", 20)
+    t_running = time.monotonic()
+    framework = re.match(r"^REGISTERED (\S+) master=(\S+)$", a.wait_line(r"^REGISTERED ", 1))
+    framework_id, leader_pid = framework.group(1), framework.group(2)
+    task_pid = CLUSTER.task_pids()[task]
+    assert alive(task_pid)
+
+    b = CLUSTER.scheduler("scheduler-b", "--framework_id", framework_id, "--task-id", task, "--until", "running",
+                          "--failover_timeout", "30", "--timeout", "30", "--no-teardown")
+    failed = a.wait_line(r"^FAILED ", 20)
+    t_fenced = time.monotonic()
+    assert "Framework failed over" in failed, failed
+    assert a.wait(10) == 1, f"A exited {a.popen.returncode}:\n" + "\n".join(a.lines)
+    a.stop()
+    assert a.lines[-1] == failed, a.lines                                  # nothing after the error
+    b.wait_line(rf"^REGISTERED {re.escape(framework_id)} master={re.escape(leader_pid)}$", 20)
+    _, confirmed = b.wait_line_at(rf"^STATUS {task} TASK_RUNNING ", 20)
+    t_confirmed = time.monotonic()
+    assert "source=SOURCE_MASTER reason=REASON_RECONCILIATION" in confirmed, confirmed
+    code = b.wait(20)
+    b.stop()
+    out = "\n".join(b.lines)
+    assert code == 0 and b.lines[-1] == f"DONE task {task} running", f"B exited {code}:\n{out}\n{b.tail()}"
+    # B took the framework over (REGISTERED, the Swift driver's `.registered`), launched nothing,
+    # and was never told anything fatal.
+    assert [line for line in b.lines if line.startswith(("REGISTERED", "REREGISTERED"))] == [
+        f"REGISTERED {framework_id} master={leader_pid}"], out
+    assert not [line for line in b.lines if line.startswith(("LAUNCHED", "FAILED", "REFUSED"))], out
+    assert not [line for line in a.lines + b.lines if "TASK_LOST" in line], out
+    # The same task process, started once, running on after both instances (B left without
+    # unregistering: the framework waits its failover_timeout for another instance).
+    agent_log = CLUSTER.agents[0].log()
+    started = re.findall(rf"event=task_started .*\btask_id={re.escape(task)} task_pid=(\d+)", agent_log)
+    assert started == [str(task_pid)], started
+    assert alive(task_pid), "the task process died across the scheduler failover"
+    assert not re.search(rf"event=task_exited .*\btask_id={re.escape(task)}( |$)", agent_log), "the task exited"
+    master = CLUSTER.master_with_pid(leader_pid)
+    master.wait_log(rf"event=framework_failed_over .*\bframework_id={re.escape(framework_id)}( |$)", 5)
+    log(f"scheduler failover: A RUNNING after {t_running - t0:.2f} s; B started: A fenced after "
+        f"{t_fenced - t_running:.2f} s, B confirmed the task by reconciliation after {t_confirmed - t_running:.2f} s "
+        f"(task pid {task_pid}, started once)")
+
+
+TESTS = [test_framing, test_epoch_guard, test_failover_rules, test_task_finishes, test_leader_killed,
+         test_scheduler_failover]
 
 
 def main():
