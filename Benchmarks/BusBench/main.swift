@@ -77,7 +77,7 @@ struct BusBench: AsyncParsableCommand {
         let start = ContinuousClock.now
         for _ in 0..<count { try await a.send(envelope, to: b.pid!) }
         await receiver.value
-        return Double(count) / seconds(ContinuousClock.now - start)
+        return Double(count) / (ContinuousClock.now - start).inSeconds
     }
 
     /// Microseconds per request/reply: A sends, B's consumer answers, A waits for the answer.
@@ -98,7 +98,7 @@ struct BusBench: AsyncParsableCommand {
             let t0 = ContinuousClock.now
             try await a.send(ping, to: b.pid!)
             while let event = await replies.next() { if case .message = event { break } }
-            samples.append(seconds(ContinuousClock.now - t0) * 1e6)
+            samples.append((ContinuousClock.now - t0).inSeconds * 1e6)
         }
         try await echo.value
         return samples
@@ -120,7 +120,6 @@ struct BusBench: AsyncParsableCommand {
     }
 }
 
-func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 func median(_ xs: [Double]) -> Double { percentile(xs.sorted(), 0.5) }
 func percentile(_ sorted: [Double], _ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
 func fmt(_ x: Double, _ width: Int) -> String { String(format: "%\(width).1f", x) }

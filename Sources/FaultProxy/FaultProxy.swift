@@ -85,19 +85,11 @@ public final class FaultProxy: Sendable {
     /// Closes the listener and every connection (RST) and returns once every thread has ended.
     public func stop() { core.stop() }
 
-    /// A port that was free a moment ago (bind to 0, read it, close): for daemons that must be told
-    /// their port up front. Racy in principle; fine on a test machine.
-    public static func freePort() throws -> Int { try ProxyCore.freePort() }
+    /// A port that was free a moment ago: `Loopback.freePort()`.
+    public static func freePort() throws -> Int { try Loopback.freePort() }
 
-    /// A free port below the kernel's ephemeral range (32768+): no outgoing connection is handed
-    /// it, so a daemon restarted on it finds it free again.
-    public static func freePortBelowEphemeralRange() throws -> Int {
-        for _ in 0..<100 {
-            let port = Int.random(in: 20_000..<32_000)
-            if (try? ProxyCore.bindable(port)) == true { return port }
-        }
-        throw FaultProxyError("no free port in 20000..<32000")
-    }
+    /// A free port below the kernel's ephemeral range: `Loopback.freePortBelowEphemeralRange()`.
+    public static func freePortBelowEphemeralRange() throws -> Int { try Loopback.freePortBelowEphemeralRange() }
 }
 
 final class ProxyCore: Sendable {
@@ -123,21 +115,10 @@ final class ProxyCore: Sendable {
     init(targetHost: String = "127.0.0.1", targetPort: Int, listenPort: Int = 0) throws {
         self.targetHost = targetHost
         self.targetPort = targetPort
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FaultProxyError("socket: \(errnoText())") }
-        setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-        var address = Self.sockaddr(host: "127.0.0.1", port: listenPort)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 128) == 0 else {
-            let text = errnoText()
-            close(fd)
-            throw FaultProxyError("bind/listen 127.0.0.1:\(listenPort): \(text)")
-        }
+        let fd = try Loopback.listen(port: listenPort)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         listener = fd
-        port = Self.localPort(fd)
+        port = Loopback.localPort(fd)
         state.withLock { $0.threads = 1 }
         Thread.detachNewThread { [self] in acceptLoop() }
     }
@@ -180,9 +161,7 @@ final class ProxyCore: Sendable {
             state.withLock { $0.threads -= 1 }
         }
         while !state.withLock({ $0.stopped }) {
-            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
-            let ready = poll(&fds, 1, 50)
-            guard ready > 0 else { continue }
+            guard Loopback.ready(listener, Int16(POLLIN), within: .milliseconds(50)) else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
             setOption(client, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
@@ -224,66 +203,11 @@ final class ProxyCore: Sendable {
 
     // MARK: Sockets
 
-    static func sockaddr(host: String, port: Int) -> sockaddr_in {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = UInt16(port).bigEndian
-        a.sin_addr.s_addr = inet_addr(host)
-        return a
-    }
-
-    static func localPort(_ fd: Int32) -> Int {
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    /// A blocking connect; -1 when refused.
-    static func connect(host: String, port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return -1 }
-        var address = sockaddr(host: host, port: port)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            close(fd)
-            return -1
-        }
-        setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
-        return fd
-    }
-
     /// close(2) with SO_LINGER 0: the peer gets an RST instead of a FIN.
     static func closeWithRST(_ fd: Int32) {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         close(fd)
-    }
-
-    static func bindable(_ port: Int) throws -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FaultProxyError("socket: \(errnoText())") }
-        defer { close(fd) }
-        var address = sockaddr(host: "127.0.0.1", port: port)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FaultProxyError("socket: \(errnoText())") }
-        defer { close(fd) }
-        var address = sockaddr(host: "127.0.0.1", port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw FaultProxyError("bind: \(errnoText())") }
-        return localPort(fd)
     }
 }
 
@@ -345,7 +269,7 @@ final class Connection: Sendable {
     func run() {
         var upstream: Int32 = -1
         if !drainOnly {
-            upstream = ProxyCore.connect(host: proxy.targetHost, port: proxy.targetPort)
+            upstream = (try? Loopback.connect(port: proxy.targetPort, host: proxy.targetHost)) ?? -1
             if upstream < 0 {
                 ProxyCore.closeWithRST(client)
                 return
@@ -409,8 +333,7 @@ final class Connection: Sendable {
                     }
                 }
             }
-            let ms = Int32(max(1, (timeout.components.seconds * 1000) + timeout.components.attoseconds / 1_000_000_000_000_000))
-            let ready = poll(&fds, nfds_t(fds.count), ms)
+            let ready = poll(&fds, nfds_t(fds.count), Loopback.pollTimeout(timeout))
             guard ready > 0 else { continue }
             for (k, pfd) in fds.enumerated() where owners[k].1 && pfd.revents != 0 {
                 let i = owners[k].0
@@ -453,5 +376,224 @@ extension FaultProxy.Mode {
     var latency: Duration {
         if case .delay(let d) = self { return d }
         return .zero
+    }
+}
+
+// MARK: - Loopback sockets
+
+/// Blocking TCP sockets on 127.0.0.1, for the proxy and for whatever plays a peer in tests and
+/// benchmarks: listen (accepting nothing by itself, optionally with a small receive buffer),
+/// connect, reads with a timeout, writes, free ports. The functions on descriptors leave closing
+/// them to the caller; a `Loopback.Socket` owns its descriptor and closes it when it goes.
+public enum Loopback {
+    /// How a read ended.
+    public enum ReadResult: Sendable, Equatable {
+        /// The bytes that arrived (also when the peer closed after them).
+        case data([UInt8])
+        /// Nothing arrived in time.
+        case timeout
+        /// The peer closed (FIN) before sending anything.
+        case eof
+        /// The connection was reset (RST).
+        case reset
+    }
+
+    /// A socket bound to 127.0.0.1:`port` (0: a free port) and not listening: it holds the port, and
+    /// connecting to it is refused. `receiveBuffer`: SO_RCVBUF, set before binding.
+    public static func bind(port: Int = 0, receiveBuffer: Int32? = nil) throws -> Int32 {
+        try bound(port: port, reuseAddress: false, receiveBuffer: receiveBuffer)
+    }
+
+    /// A socket listening on 127.0.0.1:`port` (0: a free port; SO_REUSEADDR, so a restarted listener
+    /// gets its port back). Nothing accepts by itself: peers connect (the kernel completes the
+    /// handshake) and their bytes wait in the buffers; a small `receiveBuffer` (SO_RCVBUF, inherited
+    /// by accepted connections) fills quickly.
+    public static func listen(port: Int = 0, receiveBuffer: Int32? = nil) throws -> Int32 {
+        let fd = try bound(port: port, reuseAddress: true, receiveBuffer: receiveBuffer)
+        guard Glibc.listen(fd, 128) == 0 else { throw closing(fd, "listen on 127.0.0.1:\(port)") }
+        return fd
+    }
+
+    /// A blocking connection to `host`:`port` (TCP_NODELAY); throws when it is refused.
+    public static func connect(port: Int, host: String = "127.0.0.1") throws -> Int32 {
+        let fd = try tcpSocket()
+        guard withAddress(host: host, port: port, { Glibc.connect(fd, $0, $1) }) == 0 else {
+            throw closing(fd, "connect to \(host):\(port)")
+        }
+        setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        return fd
+    }
+
+    /// The local port of a bound socket.
+    public static func localPort(_ fd: Int32) -> Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Writes all of `bytes` (no SIGPIPE); throws when the connection is gone.
+    public static func write(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw FaultProxyError("send: \(errnoText())") }
+            sent += n
+        }
+    }
+
+    /// Reads what arrives within `timeout`, until `count` bytes or a close.
+    public static func read(_ fd: Int32, _ count: Int, timeout: Duration) -> ReadResult {
+        var bytes: [UInt8] = []
+        let deadline = ContinuousClock.now + timeout
+        while bytes.count < count {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero, ready(fd, Int16(POLLIN), within: left) else { break }
+            var buffer = [UInt8](repeating: 0, count: min(count - bytes.count, 64 * 1024))
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 { return errno == ECONNRESET ? .reset : .eof }
+            if n == 0 { return bytes.isEmpty ? .eof : .data(bytes) }
+            bytes += buffer[..<n]
+        }
+        return bytes.isEmpty ? .timeout : .data(bytes)
+    }
+
+    /// Whether `fd` is ready for `events` (POLLIN, POLLOUT) within `timeout`.
+    public static func ready(_ fd: Int32, _ events: Int16, within timeout: Duration) -> Bool {
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        return poll(&p, 1, pollTimeout(timeout)) > 0
+    }
+
+    /// poll(2)'s timeout for `duration`: whole milliseconds, at least 1 for any positive duration.
+    static func pollTimeout(_ duration: Duration) -> Int32 {
+        guard duration > .zero else { return 0 }
+        return Int32(min(Double(Int32.max), max(1, duration / .milliseconds(1))))
+    }
+
+    /// A port that was free a moment ago (bind to 0, read it, close): for daemons that must be told
+    /// their port up front. Racy in principle; fine on a test machine.
+    public static func freePort() throws -> Int {
+        let fd = try bind()
+        defer { close(fd) }
+        return localPort(fd)
+    }
+
+    /// A free port below the kernel's ephemeral range (32768+): no outgoing connection is handed
+    /// it, so a daemon restarted on it finds it free again.
+    public static func freePortBelowEphemeralRange() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000..<32_000)
+            if let fd = try? bind(port: port) {
+                close(fd)
+                return port
+            }
+        }
+        throw FaultProxyError("no free port in 20000..<32000")
+    }
+
+    private static func bound(port: Int, reuseAddress: Bool, receiveBuffer: Int32?) throws -> Int32 {
+        let fd = try tcpSocket()
+        if reuseAddress { setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
+        if let receiveBuffer { setOption(fd, SOL_SOCKET, SO_RCVBUF, receiveBuffer) }
+        guard withAddress(port: port, { Glibc.bind(fd, $0, $1) }) == 0 else { throw closing(fd, "bind 127.0.0.1:\(port)") }
+        return fd
+    }
+
+    private static func tcpSocket() throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FaultProxyError("socket: \(errnoText())") }
+        return fd
+    }
+
+    /// `body` with `host`:`port` as a socket address and its length.
+    private static func withAddress(host: String = "127.0.0.1", port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr(host)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
+    /// Closes `fd` after a failed `what`, and returns the error to throw (with errno's text).
+    private static func closing(_ fd: Int32, _ what: String) -> FaultProxyError {
+        let text = errnoText()
+        close(fd)
+        return FaultProxyError("\(what): \(text)")
+    }
+
+    /// One blocking loopback socket, closed when this object goes.
+    public final class Socket: Sendable {
+        public let fd: Int32
+        /// The local port (a listener's: the one peers connect to).
+        public let port: Int
+
+        /// Takes `fd` over.
+        public init(fd: Int32) {
+            self.fd = fd
+            port = Loopback.localPort(fd)
+        }
+
+        /// Listening on 127.0.0.1:`port` (0: a free port), accepting only through `accept` (see `Loopback.listen`).
+        public convenience init(listeningOn port: Int, receiveBuffer: Int32? = nil) throws {
+            self.init(fd: try Loopback.listen(port: port, receiveBuffer: receiveBuffer))
+        }
+
+        /// Bound to 127.0.0.1:`port` (0: a free port), not listening: connecting to it is refused.
+        public convenience init(boundTo port: Int) throws {
+            self.init(fd: try Loopback.bind(port: port))
+        }
+
+        /// Connected to `host`:`port`.
+        public convenience init(connectingTo port: Int, host: String = "127.0.0.1") throws {
+            self.init(fd: try Loopback.connect(port: port, host: host))
+        }
+
+        deinit { close(fd) }
+
+        /// The next connection to this listener, waiting up to `timeout` for it.
+        public func accept(timeout: Duration = .seconds(2)) throws -> Socket {
+            guard Loopback.ready(fd, Int16(POLLIN), within: timeout) else { throw FaultProxyError("nothing to accept within \(timeout)") }
+            let client = Glibc.accept(fd, nil, nil)
+            guard client >= 0 else { throw FaultProxyError("accept: \(errnoText())") }
+            return Socket(fd: client)
+        }
+
+        public func write(_ bytes: [UInt8]) throws { try Loopback.write(fd, bytes) }
+        public func write(_ text: String) throws { try Loopback.write(fd, Array(text.utf8)) }
+
+        /// Reads what arrives within `timeout`, until `count` bytes or a close.
+        public func read(_ count: Int, timeout: Duration = .seconds(2)) -> ReadResult {
+            Loopback.read(fd, count, timeout: timeout)
+        }
+
+        /// Everything until the peer closes; throws if it does not within `timeout`, or resets.
+        public func readToEnd(timeout: Duration) throws -> [UInt8] {
+            var all: [UInt8] = []
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                switch read(64 * 1024, timeout: deadline - ContinuousClock.now) {
+                case .data(let bytes): all += bytes
+                case .eof: return all
+                case .timeout: throw FaultProxyError("no close within \(timeout) (\(all.count) bytes read)")
+                case .reset: throw FaultProxyError("reset after \(all.count) bytes")
+                }
+            }
+        }
+
+        /// True when the peer closed (EOF or reset) within `timeout`, before sending anything.
+        public func closedByPeer(within timeout: Duration) -> Bool {
+            switch read(1, timeout: timeout) {
+            case .eof, .reset: true
+            case .data, .timeout: false
+            }
+        }
+
+        /// Half-closes: the peer reads EOF, and this side can still read.
+        public func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
     }
 }

@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import MesosSimulation
+import MesosWire
 
 @main
 struct Simulate: ParsableCommand {
@@ -41,7 +42,7 @@ struct Simulate: ParsableCommand {
             ran += 1
             steps += result.steps
             virtual += result.virtualTime
-            if let c = result.convergedAfter { converge.append(Double(c.components.seconds) + Double(c.components.attoseconds) / 1e18) }
+            if let c = result.convergedAfter { converge.append(c.inSeconds) }
             if trace {
                 print("== seed \(seed): \(result.topology)")
                 for line in result.trace { print(line) }
@@ -59,16 +60,16 @@ struct Simulate: ParsableCommand {
             }
         }
         let wall = ContinuousClock.now - started
-        let seconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        let seconds = wall.inSeconds
         converge.sort()
         let p50 = converge.isEmpty ? 0 : converge[converge.count / 2], p99 = converge.isEmpty ? 0 : converge[min(converge.count - 1, converge.count * 99 / 100)]
         print(String(format: "simulated %d events in %.1f s wall (%.0f events/s), %.0f s virtual; converged after the heal in p50 %.2f s, p99 %.2f s",
-            steps, seconds, Double(steps) / max(seconds, 1e-9), Double(virtual.components.seconds), p50, p99))
+            steps, seconds, Double(steps) / max(seconds, 1e-9), virtual.inSeconds, p50, p99))
         if let json {
             let object: [String: Any] = [
                 "seeds": ran, "first_seed": from, "violations": violating.count, "violating_seeds": violating.map(\.seed),
                 "events": steps, "wall_seconds": seconds, "events_per_second": Double(steps) / max(seconds, 1e-9),
-                "virtual_seconds": Double(virtual.components.seconds), "converged_p50_seconds": p50, "converged_p99_seconds": p99,
+                "virtual_seconds": virtual.inSeconds, "converged_p50_seconds": p50, "converged_p99_seconds": p99,
                 "break": breakage,
             ]
             try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))

@@ -86,7 +86,7 @@ import Testing
             let a = buses[0]
             // A bound but not listening socket: connections are refused, and no other test can
             // take the port meanwhile.
-            let reserved = try ReservedPort()
+            let reserved = try Loopback.Socket(boundTo: 0)
             let dead = PID(name: "gone", host: "127.0.0.1", port: reserved.port)
             try await a.send(Self.ping(1), to: dead)
             for await event in a.events {
@@ -141,22 +141,22 @@ import Testing
             let collector = Collector(server, count: 2)
             try await good.send(Self.ping(1), to: server.pid!)
 
-            let garbage = try RawSocket(port: port)
-            garbage.write(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            let oversized = try RawSocket(port: port)
-            oversized.write([0x00, 0x10, 0x00, 0x01])  // 1 MiB + 1 announced
-            let malformed = try RawSocket(port: port)
-            malformed.write([0, 0, 0, 6, 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])
-            let halfOpen = try RawSocket(port: port)
-            halfOpen.write([0, 0, 0, 100, 1, 2, 3])  // then stalls
-            let empty = try RawSocket(port: port)
-            empty.write([0, 0, 0, 0])
+            let garbage = try Loopback.Socket(connectingTo: port)
+            try garbage.write(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let oversized = try Loopback.Socket(connectingTo: port)
+            try oversized.write([0x00, 0x10, 0x00, 0x01])  // 1 MiB + 1 announced
+            let malformed = try Loopback.Socket(connectingTo: port)
+            try malformed.write([0, 0, 0, 6, 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])
+            let halfOpen = try Loopback.Socket(connectingTo: port)
+            try halfOpen.write([0, 0, 0, 100, 1, 2, 3])  // then stalls
+            let empty = try Loopback.Socket(connectingTo: port)
+            try empty.write([0, 0, 0, 0])
 
-            #expect(garbage.closedByPeer(timeoutMs: 2000))
-            #expect(oversized.closedByPeer(timeoutMs: 2000))
-            #expect(malformed.closedByPeer(timeoutMs: 2000))
-            #expect(empty.closedByPeer(timeoutMs: 2000))
-            #expect(halfOpen.closedByPeer(timeoutMs: 3000))
+            #expect(garbage.closedByPeer(within: .seconds(2)))
+            #expect(oversized.closedByPeer(within: .seconds(2)))
+            #expect(malformed.closedByPeer(within: .seconds(2)))
+            #expect(empty.closedByPeer(within: .seconds(2)))
+            #expect(halfOpen.closedByPeer(within: .seconds(3)))
 
             try await good.send(Self.ping(2), to: server.pid!)
             #expect(await collector.task.value.map(\.epoch) == [1, 2])

@@ -1,5 +1,6 @@
 // Helpers for ElectionIntegrationTests: candidates and detectors on their own ZooKeeper sessions,
-// a harness that closes every session it made (also when the test fails), ZooKeeper four-letter words.
+// a harness that closes every session it made (also when the test fails), ZooKeeper four-letter words
+// (`ZooKeeperServer.fourLetterWord`).
 import Foundation
 import Logging
 import MesosCore
@@ -331,7 +332,7 @@ final class ElectionHarness: Sendable {
     func contendProcess(_ name: String, logs: URL) throws -> Daemon {
         try Daemon(
             name, executable: Products.path("mesosctl"),
-            arguments: ["contend", "--zk", url, "--id", name, "--zk_session_timeout", "\(sessionTimeout.ms)ms"],
+            arguments: ["contend", "--zk", url, "--id", name, "--zk_session_timeout", "\(sessionTimeout.milliseconds)ms"],
             logDirectory: logs)
     }
 
@@ -386,44 +387,11 @@ struct Unexpected: Error, CustomStringConvertible {
 }
 
 extension Duration {
-    var ms: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+    /// MesosWire's `milliseconds`, under the short name the election tests report with.
+    var ms: Int64 { milliseconds }
 }
 
 // MARK: ZooKeeper four-letter words
-
-struct FourLetterWordFailed: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// Sends a four-letter word (`srvr`, `wchp`...) to the server at `127.0.0.1:port` and returns its reply.
-func fourLetterWord(_ word: String, port: Int, timeout: Duration = .seconds(2)) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw FourLetterWordFailed(description: "socket: errno \(errno)") }
-    defer { close(fd) }
-    var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.ms % 1000) * 1000)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw FourLetterWordFailed(description: "connect to \(port): errno \(errno)") }
-    guard send(fd, word, word.utf8.count, 0) == word.utf8.count else {
-        throw FourLetterWordFailed(description: "send \(word): errno \(errno)")
-    }
-    var reply: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if n == 0 { break }
-        guard n > 0 else { throw FourLetterWordFailed(description: "\(word): recv errno \(errno)") }
-        reply += buffer[0..<n]
-    }
-    return String(decoding: reply, as: UTF8.self)
-}
 
 /// A session id as ZooKeeper's four-letter words print it (`0x` and lowercase hex, like Java's `Long.toHexString`).
 func sessionHex(_ id: Int64) -> String { "0x" + String(UInt64(bitPattern: id), radix: 16) }
@@ -450,7 +418,7 @@ func waitUntil(
 func watchesByPath(port: Int) throws -> [String: Set<String>] {
     var result: [String: Set<String>] = [:]
     var current: String?
-    for line in try fourLetterWord("wchp", port: port).split(whereSeparator: \.isNewline) {
+    for line in try ZooKeeperServer.fourLetterWord("wchp", port: port).split(whereSeparator: \.isNewline) {
         if line.hasPrefix("/") {
             current = String(line)
             result[String(line), default: []] = []
@@ -468,7 +436,4 @@ func clientPorts(_ connectString: String) -> [Int] {
 }
 
 /// `Mode: leader|follower|standalone` of the server at `port` (nil when it does not answer).
-func serverMode(port: Int) -> String? {
-    guard let reply = try? fourLetterWord("srvr", port: port, timeout: .milliseconds(500)) else { return nil }
-    return reply.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Mode: ") }.map { String($0.dropFirst(6)) }
-}
+func serverMode(port: Int) -> String? { ZooKeeperServer.mode(port: port) }

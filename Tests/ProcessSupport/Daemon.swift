@@ -6,13 +6,16 @@ import Synchronization
 /// A long-running child process for daemon-level tests (mesos-master, mesos-agent, probes).
 ///
 /// Spawned by `ProcessLauncher` (empty signal mask, default dispositions), its
-/// stdout and stderr go to one log file. We are its parent, so its exit status is collected by a
-/// `waitpid` thread and there are no zombies. Whatever the test does, `deinit` SIGKILLs it.
+/// stdout and stderr go to one log file. We are its parent, so its exit status (and when it came)
+/// is collected by a `waitpid` thread and there are no zombies. Whatever the test does, `deinit`
+/// SIGKILLs it.
 public final class Daemon: Sendable {
     public let name: String
     public let pid: pid_t
+    /// `<logDirectory>/<name>.log`, appended to (a process started again under the same name adds to it).
     public let logFile: URL
     private let exit = ExitStatus()
+    private let tail = Mutex<(offset: UInt64, partial: Data)>((0, Data()))
 
     /// - environment: added to this process's environment.
     public init(_ name: String, executable: String, arguments: [String], environment: [String: String] = [:], logDirectory: URL) throws {
@@ -31,7 +34,9 @@ public final class Daemon: Sendable {
 
     public var isRunning: Bool { exit.value == nil }
     /// The exit code, or 128 + signal; nil while running.
-    public var exitStatus: Int32? { exit.value }
+    public var exitStatus: Int32? { exit.value?.status }
+    /// The exit status and when (wall clock) the exit was collected; nil while running.
+    public var exited: (status: Int32, at: Date)? { exit.value }
 
     public func signal(_ signo: Int32) { if isRunning { _ = Glibc.kill(pid, signo) } }
 
@@ -49,10 +54,33 @@ public final class Daemon: Sendable {
         _ = await waitForExit()
     }
 
+    /// `signo`, and SIGKILL if it is still running after `timeout`.
+    public func stop(_ signo: Int32 = SIGTERM, timeout: Duration = .seconds(10)) async {
+        signal(signo)
+        if await waitForExit(timeout: timeout) == nil { await kill() }
+    }
+
     public var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
     /// Lines of the log so far.
     public var lines: [String] { log.split(separator: "\n").map(String.init) }
+
+    /// The complete lines logged since the previous call (the first call: since the start of the
+    /// file): for following a long log without reading all of it again.
+    public func newLines() -> [String] {
+        tail.withLock { tail in
+            guard let file = FileHandle(forReadingAtPath: logFile.path) else { return [] }
+            defer { try? file.close() }
+            file.seek(toFileOffset: tail.offset)
+            let data = file.readDataToEndOfFile()
+            tail.offset += UInt64(data.count)
+            tail.partial.append(data)
+            guard let lastNewline = tail.partial.lastIndex(of: UInt8(ascii: "\n")) else { return [] }
+            let complete = tail.partial[...lastNewline]
+            tail.partial = Data(tail.partial[(lastNewline + 1)...])
+            return complete.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
 
     /// Waits until the log contains `text`; returns the first line containing it.
     @discardableResult
@@ -80,7 +108,7 @@ public enum Products {
 }
 
 private final class ExitStatus: Sendable {
-    private let status = Mutex<Int32?>(nil)
-    var value: Int32? { status.withLock { $0 } }
-    func set(_ s: Int32) { status.withLock { $0 = s } }
+    private let status = Mutex<(status: Int32, at: Date)?>(nil)
+    var value: (status: Int32, at: Date)? { status.withLock { $0 } }
+    func set(_ s: Int32) { status.withLock { $0 = (s, Date()) } }
 }

@@ -33,4 +33,20 @@ public enum Poll {
             try await Task.sleep(for: interval)
         }
     }
+
+    /// `until` as a question: whether `condition` held within `timeout` (for callers with an error
+    /// of their own, or none).
+    @discardableResult
+    public static func holds(
+        within timeout: Duration, every interval: Duration = .milliseconds(20),
+        isolation: isolated (any Actor)? = #isolation,
+        _ condition: () async throws -> Bool
+    ) async -> Bool {
+        do {
+            try await until(timeout: timeout, every: interval, isolation: isolation, condition)
+            return true
+        } catch {
+            return false
+        }
+    }
 }

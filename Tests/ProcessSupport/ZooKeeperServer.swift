@@ -1,3 +1,4 @@
+import FaultProxy
 import Foundation
 
 /// A throw-away ZooKeeper on loopback (standalone, or an ensemble of N servers) for tests, run by
@@ -165,6 +166,25 @@ public final class ZooKeeperServer: Sendable {
             outputFile: directory.appending(path: "script.out").path,
             errorFile: directory.appending(path: "scripts.log").path)
         return stdout.split(whereSeparator: \.isNewline).last.map(String.init) ?? ""
+    }
+}
+
+// MARK: Four-letter words
+
+extension ZooKeeperServer {
+    /// Sends a four-letter word (`srvr`, `wchp`...) to the server at 127.0.0.1:`port` and returns its
+    /// reply (the server closes the connection after it).
+    public static func fourLetterWord(_ word: String, port: Int, timeout: Duration = .seconds(2)) throws -> String {
+        let socket = try Loopback.Socket(connectingTo: port)
+        try socket.write(word)
+        return String(decoding: try socket.readToEnd(timeout: timeout), as: UTF8.self)
+    }
+
+    /// `Mode: leader|follower|standalone` of the server at 127.0.0.1:`port` (from `srvr`); nil when it
+    /// does not answer within `timeout`.
+    public static func mode(port: Int, timeout: Duration = .milliseconds(500)) -> String? {
+        guard let reply = try? fourLetterWord("srvr", port: port, timeout: timeout) else { return nil }
+        return reply.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Mode: ") }.map { String($0.dropFirst(6)) }
     }
 }
 

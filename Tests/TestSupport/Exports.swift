@@ -1,2 +1,3 @@
-// The tests see the process support as part of TestSupport.
+// The tests see the process support, and FaultProxy's proxy and loopback sockets, as part of TestSupport.
+@_exported import FaultProxy
 @_exported import ProcessSupport

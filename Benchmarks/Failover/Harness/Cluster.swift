@@ -1,8 +1,10 @@
+import FaultProxy
 import Foundation
 import Logging
 import MesosCore
 import MesosHA
 import MesosWire
+import ProcessSupport
 import Synchronization
 import ZooKeeper
 
@@ -51,26 +53,24 @@ final class MasterSlot: @unchecked Sendable {  // driven by the harness task onl
     let index: Int
     let port: Int
     let workDir: String
-    let log: String
-    let proxies: [BlackholeProxy]
-    var child: Child?
+    let proxies: [FaultProxy]
+    var child: Daemon?
 
     init(index: Int, config: ClusterConfig) throws {
         self.index = index
-        port = try freePort()
+        port = try Loopback.freePort()
         workDir = "\(config.work)/master\(index)"
-        log = "\(config.work)/master\(index).log"
-        proxies = try config.zkServers.map { try BlackholeProxy(upstreamPort: $0) }
+        proxies = try config.zkServers.map { try FaultProxy(targetPort: $0) }
     }
 
     var pid: String { "master@127.0.0.1:\(port)" }
 
     func start(_ config: ClusterConfig) throws {
-        let zk = "zk://" + proxies.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + config.path
-        child = try Child(
-            config.bin + "/mesos-master",
-            ["--zk", zk, "--port", "\(port)", "--work_dir", workDir, "--zk_session_timeout", config.sessionTimeout] + config.extraMasterFlags,
-            log: log, name: "master\(index)")
+        let zk = "zk://" + proxies.map(\.address).joined(separator: ",") + config.path
+        child = try Daemon(
+            "master\(index)", executable: config.bin + "/mesos-master",
+            arguments: ["--zk", zk, "--port", "\(port)", "--work_dir", workDir, "--zk_session_timeout", config.sessionTimeout] + config.extraMasterFlags,
+            logDirectory: URL(fileURLWithPath: config.work))
     }
 }
 
@@ -79,8 +79,7 @@ final class MasterSlot: @unchecked Sendable {  // driven by the harness task onl
 final class Cluster: @unchecked Sendable {  // driven by the harness task only
     let config: ClusterConfig
     let masters: [MasterSlot]
-    private(set) var swarms: [Child] = []
-    private var tails: [FileTail] = []
+    private(set) var swarms: [Daemon] = []
     private(set) var events: [AgentEvent] = []
     private(set) var framework: BenchFramework?
     private let leaders = LeaderLog()
@@ -108,8 +107,8 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
     @discardableResult
     func poll() -> Int {
         var n = 0
-        for t in tails {
-            for line in t.newLines() {
+        for swarm in swarms {
+            for line in swarm.newLines() {
                 if let e = AgentEvent(line: line) {
                     events.append(e)
                     n += 1
@@ -159,7 +158,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         let session = ZooKeeperSession(servers: config.zkServers.map { "127.0.0.1:\($0)" }.joined(separator: ","), sessionTimeout: config.sessionTimeoutDuration, logger: logger)
         self.session = session
         session.start()
-        guard await waitUntil(timeout: .seconds(30), { session.isConnected }) else { throw HarnessError("harness session did not connect") }
+        guard await Poll.holds(within: .seconds(30), { session.isConnected }) else { throw HarnessError("harness session did not connect") }
         try await session.createPath(config.path)
 
         let detector = try MasterDetectors.make(master: zkDirect, sessionTimeout: config.sessionTimeoutDuration, logger: logger)
@@ -174,25 +173,23 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         await detector.start()
 
         for m in masters { try m.start(config) }
-        guard await waitUntil(timeout: .seconds(60), { currentLeader != nil }) else { throw HarnessError("no leader elected") }
-        guard await waitUntil(timeout: .seconds(30), { await members() == 3 }) else { throw HarnessError("3 masters did not join") }
+        guard await Poll.holds(within: .seconds(60), { currentLeader != nil }) else { throw HarnessError("no leader elected") }
+        guard await Poll.holds(within: .seconds(30), { await members() == 3 }) else { throw HarnessError("3 masters did not join") }
         say("  masters up, leader \(currentLeader!) (\(nowMs() - t0) ms)")
 
         let processes = (config.agents + config.agentsPerProcess - 1) / config.agentsPerProcess
         for p in 0..<processes {
             let first = p * config.agentsPerProcess
             let count = min(config.agentsPerProcess, config.agents - first)
-            let out = "\(config.work)/swarm\(p).out"
-            let child = try Child(
-                config.bin + "/agent-swarm",
-                ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
+            let swarm = try Daemon(
+                "swarm\(p)", executable: config.bin + "/agent-swarm",
+                arguments: ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
                  "--zk_session_timeout", config.sessionTimeout, "--registration_backoff_factor", config.agentBackoff,
                  "--resources", "cpus:2;mem:1024"],
-                log: out, name: "swarm\(p)")
-            swarms.append(child)
-            tails.append(FileTail(path: out))
+                logDirectory: URL(fileURLWithPath: config.work))
+            swarms.append(swarm)
         }
-        let registered = await waitUntil(timeout: .seconds(60 + config.agents / 5)) {
+        let registered = await Poll.holds(within: .seconds(60 + config.agents / 5)) {
             poll()
             return Set(events.filter { $0.kind == "registered" }.map(\.agent)).count >= config.agents
         }
@@ -202,7 +199,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         let framework = BenchFramework(master: zkDirect, taskCount: config.tasks, command: "sleep 100000", sessionTimeout: config.sessionTimeoutDuration, logger: logger)
         self.framework = framework
         try await framework.start()
-        guard await waitUntil(timeout: .seconds(60 + config.tasks / 5), { framework.runningTasks >= config.tasks }) else {
+        guard await Poll.holds(within: .seconds(60 + config.tasks / 5), { framework.runningTasks >= config.tasks }) else {
             throw HarnessError("only \(framework.runningTasks) of \(config.tasks) tasks running")
         }
         poll()

@@ -12,6 +12,7 @@ import MesosCore
 import MesosDaemon
 import MesosHA
 import MesosWire
+import ProcessSupport
 import ZooKeeper
 
 @main
@@ -107,7 +108,7 @@ struct Run: AsyncParsableCommand {
 
         // New leader.
         var new: (at: Int64, leader: Leader)?
-        _ = await waitUntil(timeout: timeout * 5 + .seconds(20), every: .milliseconds(5)) {
+        await Poll.holds(within: timeout * 5 + .seconds(20), every: .milliseconds(5)) {
             if let hit = cluster.leaderHistory.first(where: { $0.at >= t0 && ($0.leader?.epoch ?? 0) > old.epoch }), let l = hit.leader { new = (hit.at, l) }
             return new != nil
         }
@@ -124,7 +125,7 @@ struct Run: AsyncParsableCommand {
         var fwAt: Int64?, offerAt: Int64?
         let newMasterID = new.leader.info?.id
         let deadline = timeout * 5 + .seconds(60) + .milliseconds(100 * m)
-        let complete = await waitUntil(timeout: deadline, every: .milliseconds(20)) {
+        let complete = await Poll.holds(within: deadline, every: .milliseconds(20)) {
             cluster.poll()
             for e in cluster.events[eventsBefore...] where e.kind == "reregistered" && e.epoch == epoch && reregistered[e.agent] == nil {
                 reregistered[e.agent] = e.at
@@ -145,10 +146,10 @@ struct Run: AsyncParsableCommand {
         record["leading_ms"] = ms(probe?.times.registryWritten)
 
         // The old leader: gone at once (term, kill) or after its session times out (cut: suicide).
-        _ = await waitUntil(timeout: timeout * 3 + .seconds(10)) { !child.isRunning }
+        await Poll.holds(within: timeout * 3 + .seconds(10)) { !child.isRunning }
         if let exit = child.exited {
-            record["old_leader_exit_ms"] = Int(exit.at - t0)
-            record["old_leader_exit_code"] = Int(exit.code)
+            record["old_leader_exit_ms"] = Int(epochMs(exit.at) - t0)
+            record["old_leader_exit_code"] = Int(exit.status)
         } else {
             record["old_leader_exit_ms"] = NSNull()
             await child.stop(SIGKILL)
@@ -173,10 +174,10 @@ struct Run: AsyncParsableCommand {
     /// Brings the deposed master back as a standby (as a supervisor would) and waits for 3 members.
     func restore(_ cluster: Cluster, settle: Duration) async throws {
         for slot in cluster.masters where slot.child?.isRunning != true {
-            for p in slot.proxies { p.restore() }
+            for p in slot.proxies { p.heal() }
             try slot.start(cluster.config)
         }
-        guard await waitUntil(timeout: .seconds(60), { await cluster.members() == 3 }) else {
+        guard await Poll.holds(within: .seconds(60), { await cluster.members() == 3 }) else {
             throw HarnessError("the restarted master did not rejoin")
         }
         try? await Task.sleep(for: settle)
@@ -206,7 +207,7 @@ struct Floor: AsyncParsableCommand {
         let b = ZooKeeperSession(servers: zk, sessionTimeout: timeout, logger: logger)
         a.start()
         b.start()
-        guard await waitUntil(timeout: .seconds(30), { a.isConnected && b.isConnected }) else { throw HarnessError("not connected") }
+        guard await Poll.holds(within: .seconds(30), { a.isConnected && b.isConnected }) else { throw HarnessError("not connected") }
         let path = "/failover-floor-\(UInt32.random(in: 0...UInt32.max))"
         try await a.createPath(path)
         var deleteUs: [Double] = [], closeUs: [Double] = []
@@ -224,7 +225,7 @@ struct Floor: AsyncParsableCommand {
         for i in 0..<min(count, 20) {
             let c = ZooKeeperSession(servers: zk, sessionTimeout: timeout, logger: logger)
             c.start()
-            guard await waitUntil(timeout: .seconds(30), every: .milliseconds(2), { c.isConnected }) else { throw HarnessError("not connected") }
+            guard await Poll.holds(within: .seconds(30), every: .milliseconds(2), { c.isConnected }) else { throw HarnessError("not connected") }
             let node = "\(path)/c\(i)"
             try await c.create(node, mode: .ephemeral)
             let (_, watch) = try await b.watchExists(node)
