@@ -76,6 +76,10 @@ let package = Package(
             name: "MesosAgent",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
         .target(
+            name: "MesosExecutor",
+            dependencies: ["MesosCore", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "mesos-executor", dependencies: ["MesosExecutor", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
+        .target(
             name: "MesosScheduler",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
         .target(
@@ -111,6 +115,11 @@ let package = Package(
                 "MesosAgent", "MesosCore", "MesosDaemon", "MesosWire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Agent restart benchmark (Benchmarks/agent-restart-bench.sh).
+        .executableTarget(
+            name: "agent-restart-bench",
+            dependencies: ["ProcessSupport", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/AgentRestart"),
         .executableTarget(
             name: "failover-bench",
             dependencies: [

@@ -13,13 +13,19 @@ public struct AgentOptions: Sendable {
     public var workDir: String
     public var resources = Resources(parsing: "cpus:2;mem:1024")!
     public var sessionTimeout: Duration = .seconds(10)
-    /// SIGTERM first; SIGKILL to the task's process group after this.
-    public var killGracePeriod: Duration = .seconds(3)
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
     /// A link whose peer stops reading for this long is closed (its queued messages dropped).
     public var linkWriteTimeout: Duration = .seconds(30)
     /// Authenticates the agent to masters that require it.
     public var credential: Credential?
+    /// `--launcher_dir`: where `mesos-executor` is (default: next to this program).
+    public var launcherDir: String?
+    /// `--strict`: a checkpoint file that cannot be parsed stops the agent (else it is skipped).
+    public var strict = true
+    /// `--recovery_timeout` (15mins): how long checkpointed executors wait for a restarted agent.
+    public var recoveryTimeout: Duration = .seconds(900)
+    /// Between SIGTERM and SIGKILL when an executor kills its task (Mesos's command executor: 3secs).
+    public var taskKillGracePeriod: Duration = .seconds(3)
     public var core = AgentSettings()
 
     public init(master: String, workDir: String) {
@@ -28,53 +34,80 @@ public struct AgentOptions: Sendable {
     }
 }
 
-/// The agent process: the pure `AgentCore` wired to the leader detector, the bus, the clock and
-/// real task processes (`sh -c`, each in its own process group, sandbox per framework and task).
+/// The agent process: the pure `AgentCore` wired to the leader detector, the bus, the clock, the
+/// checkpoint under `<work_dir>/meta` and executor processes (`mesos-executor`, each in its own
+/// session, sandboxes under `<work_dir>/slaves/...` as Mesos lays them out).
 public actor AgentDaemon {
     private let options: AgentOptions
     private let runtime: DaemonRuntime
     private var logger: Logger
     private var core: AgentCore?
     private var detector: (any MasterDetector)?
-    private var processes: [TaskKey: pid_t] = [:]
+    private let store: FileCheckpointStore
+    /// Executor processes: our children (reaped), or recovered ones (polled through /proc).
+    private var executorPIDs: [ExecutorKey: pid_t] = [:]
+    private var recoveredPIDs: Set<ExecutorKey> = []
+    private var lastPoll: Duration = .zero
     private var exiting = false
 
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
+        store = FileCheckpointStore(root: options.workDir + "/meta")
         runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential), logger: logger)
     }
 
     public func run() async throws -> Int32 {
-        try FileManager.default.createDirectory(atPath: options.workDir + "/tasks", withIntermediateDirectories: true)
-        let state = AgentStateFile.read(options.workDir)
+        try FileManager.default.createDirectory(atPath: options.workDir + "/meta", withIntermediateDirectories: true)
+        var state: AgentRecoveryState
+        do {
+            state = try AgentCheckpoint.recover(from: store, strict: options.strict)
+        } catch {
+            logger.milestone("recovery_failed", level: .critical, "cannot recover the checkpoint (--strict): \(error)", ["path": "\(store.root)/\(error.path)"])
+            runtime.exit(.recoveryFailed(path: "\(store.root)/\(error.path)", problem: error.problem))
+            return await runtime.waitForExit()
+        }
+        // Pids from before a reboot name other processes now.
+        let bootID = ProcessProbe.bootID
+        let sameBoot = (try? store.read(AgentCheckpoint.bootIDFile)).flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } == bootID
+        for (fi, f) in state.frameworks.enumerated() {
+            for (ei, e) in f.executors.enumerated() {
+                guard let pid = e.forkedPID, sameBoot else { continue }
+                // Known even when it is gone: what it left in its session (its task) is killed.
+                executorPIDs[e.key] = pid
+                guard ProcessProbe.isRunning(pid, program: "mesos-executor") else { continue }
+                state.frameworks[fi].executors[ei].alive = true
+                recoveredPIDs.insert(e.key)
+            }
+        }
+        for u in state.unrecoverable {
+            if let pid = u.forkedPID, sameBoot { executorPIDs[u.key] = pid }
+        }
+        do { try store.write(Array(bootID.utf8), to: AgentCheckpoint.bootIDFile) } catch { checkpointFailed(error) }
+
         let detector = try MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
         let pid = try await runtime.start(name: "slave(1)", at: options.address)
         logger[metadataKey: "pid"] = "\(pid)"
-        let info = AgentInfo(hostname: options.address.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agentID)
+        let info = AgentInfo(hostname: options.address.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agent?.id)
         core = AgentCore(info: info, pid: pid, epochFloor: state.epochFloor, seed: UInt64.random(in: 0...UInt64.max), settings: options.core)
         logger.milestone("agent_started", "agent started", [
-            "master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agentID?.value ?? "none")",
+            "master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agent?.id?.value ?? "none")",
         ])
 
         runtime.onBusEvents { event in await self.busEvent(event) }
-        runtime.onTicks { now in await self.feed(.tick(now: now)) }
+        runtime.onTicks { now in await self.tick(now) }
+        feed(.recovered(state))
         let changes = detector.changes
         Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } }
         await detector.start()
         return await runtime.waitForExit()
     }
 
-    /// SIGTERM: kill the tasks and exit.
-    public func terminate() async {
-        guard !exiting else { return }
-        exiting = true
-        logger.milestone("terminating", "terminating: killing \(processes.count) task(s)")
-        await killAll()
-        await detector?.stop()
-        await runtime.bus.shutdown()
-        runtime.exit(.terminated)
+    /// SIGTERM (`forGood` false): checkpointed executors keep running for the next start.
+    /// SIGUSR1 (`forGood`): unregister from the master and kill every executor.
+    public func stop(forGood: Bool) {
+        feed(.shutdownRequested(forGood: forGood))
     }
 
     private func busEvent(_ event: BusEvent) async {
@@ -84,6 +117,21 @@ public actor AgentDaemon {
             feed(.message(inbound))
         case .linkBroken(let peer, _):
             feed(.linkBroken(endpoint: peer))
+        case .tick: break  // handled by the runtime (onTicks)
+        }
+    }
+
+    private func tick(_ now: Duration) {
+        feed(.tick(now: now))
+        // Recovered executors are not our children: look for them in /proc twice a second.
+        guard now - lastPoll >= .milliseconds(500) else { return }
+        lastPoll = now
+        for key in recoveredPIDs.sorted() {
+            guard let pid = executorPIDs[key], !ProcessProbe.isRunning(pid, program: "mesos-executor") else { continue }
+            recoveredPIDs.remove(key)
+            logger.milestone("executor_process_gone", "recovered executor \(key) (pid \(pid)) is gone", ["framework_id": "\(key.framework.value)", "executor_id": "\(key.executor.value)", "executor_process": "\(pid)"])
+            feed(.executorExited(key, status: nil))  // the core destroys what is left of its session
+            executorPIDs[key] = nil
         }
     }
 
@@ -96,96 +144,84 @@ public actor AgentDaemon {
         switch effect {
         case .send(let payload, let to, let epoch):
             runtime.send(payload, epoch: epoch, to: to)
-        case .launch(let key, let task):
-            launch(key, task)
-        case .kill(let key):
-            guard let pid = processes[key] else { return }
-            let grace = options.killGracePeriod
-            kill(-pid, SIGTERM)
-            Task.detached {
-                try? await Task.sleep(for: grace)
-                kill(-pid, SIGKILL)
-            }
-        case .persist(let agentID, let floor):
-            AgentStateFile.write(AgentStateFile.State(agentID: agentID, epochFloor: floor), to: options.workDir, logger: logger)
+        case .launchExecutor(let launch):
+            self.launch(launch)
+        case .destroyExecutor(let key):
+            guard let pid = executorPIDs[key] else { return }
+            logger.milestone("destroying_executor", "killing executor \(key) (session \(pid))", ["framework_id": "\(key.framework.value)", "executor_id": "\(key.executor.value)", "executor_process": "\(pid)"])
+            ProcessProbe.killSession(pid)
+        case .checkpoint(let write):
+            do { try AgentCheckpoint.apply(write, to: store) } catch { checkpointFailed(error) }
         case .observe(let observation):
             logger.observe(observation)
         case .exit(let reason):
             guard !exiting else { return }
             exiting = true
             Task {
-                await self.killAll()
                 await self.detector?.stop()
+                await self.runtime.bus.flush()
                 await self.runtime.bus.shutdown()
                 self.runtime.exit(reason)
             }
         }
     }
 
-    /// `<work_dir>/tasks/<framework>/<task>`: ids are validated (no `/`, not `.` or `..`).
-    private func sandbox(_ key: TaskKey) -> String { options.workDir + "/tasks/" + key.framework.value + "/" + key.task.value }
+    private func checkpointFailed(_ error: CheckpointError) {
+        logger.milestone("checkpoint_failed", level: .error, "cannot checkpoint: \(error)", ["path": "\(store.root)/\(error.path)"])
+    }
 
-    private func launch(_ key: TaskKey, _ task: TaskInfo) {
-        guard let command = task.command?.value, !command.isEmpty else {
-            return feed(.taskFailedToStart(key, reason: "no command"))
-        }
-        let sandbox = self.sandbox(key)
+    /// Mesos's sandbox: `<work_dir>/slaves/<agent>/frameworks/<fid>/executors/<eid>/runs/<run>`.
+    private func sandbox(_ l: ExecutorLaunch) -> String {
+        options.workDir + "/" + AgentCheckpoint.runDir(l.agentID, l.key, l.run)
+    }
+
+    /// `<launcher_dir>/mesos-executor`; by default next to this program (as Mesos's `--launcher_dir`).
+    private var launcher: String {
+        let dir = options.launcherDir ?? ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent } ?? ".")
+        return dir + "/mesos-executor"
+    }
+
+    private func launch(_ l: ExecutorLaunch) {
+        guard let core else { return }
+        let directory = sandbox(l)
         do {
-            try FileManager.default.createDirectory(atPath: sandbox, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             var env = ProcessInfo.processInfo.environment
-            env["MESOS_TASK_ID"] = key.task.value
-            env["MESOS_FRAMEWORK_ID"] = key.framework.value
-            env["MESOS_SANDBOX"] = sandbox
+            env["MESOS_FRAMEWORK_ID"] = l.key.framework.value
+            env["MESOS_EXECUTOR_ID"] = l.key.executor.value
+            env["MESOS_SLAVE_ID"] = l.agentID.value
+            env["MESOS_AGENT_ID"] = l.agentID.value
+            env["MESOS_SLAVE_PID"] = core.pid.description
+            env["MESOS_AGENT_ENDPOINT"] = core.pid.endpoint
+            env["MESOS_DIRECTORY"] = directory
+            env["MESOS_SANDBOX"] = directory
+            env["MESOS_CHECKPOINT"] = l.framework.checkpoint ? "1" : "0"
+            env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] = "\(options.core.executorShutdownGracePeriod.milliseconds)ms"
+            env["MESOS_TASK_KILL_GRACE_PERIOD"] = "\(options.taskKillGracePeriod.milliseconds)ms"
+            if l.framework.checkpoint { env["MESOS_RECOVERY_TIMEOUT"] = "\(options.recoveryTimeout.milliseconds)ms" }
             let pid = try ProcessLauncher.spawn(
-                "/bin/sh", ["-c", command], environment: env, outputFile: sandbox + "/stdout", errorFile: sandbox + "/stderr", newProcessGroup: true)
-            processes[key] = pid
-            logger.milestone("task_started", "task \(key) started", ["framework_id": "\(key.framework.value)", "task_id": "\(key.task.value)", "task_pid": "\(pid)"])
-            feed(.taskStarted(key))
+                launcher, [], environment: env, outputFile: directory + "/stdout", errorFile: directory + "/stderr", newSession: true, workingDirectory: directory)
+            executorPIDs[l.key] = pid
+            if l.framework.checkpoint {
+                do { try AgentCheckpoint.apply(.forkedPID(agent: l.agentID, l.key, run: l.run, pid: pid), to: store) } catch { checkpointFailed(error) }
+            }
+            logger.milestone("executor_launched", "launched executor \(l.key) as process \(pid)", [
+                "framework_id": "\(l.key.framework.value)", "executor_id": "\(l.key.executor.value)", "task_id": "\(l.task.taskID.value)",
+                "executor_process": "\(pid)", "directory": "\(directory)", "checkpoint": "\(l.framework.checkpoint)",
+            ])
+            let key = l.key
             Task.detached {
                 let code = await ProcessLauncher.exit(of: pid)
-                await self.exited(key, code: code)
+                await self.executorExited(key, pid: pid, code: code)
             }
         } catch {
-            feed(.taskFailedToStart(key, reason: "\(error)"))
+            feed(.executorFailedToLaunch(l.key, reason: "\(error)"))
         }
     }
 
-    private func exited(_ key: TaskKey, code: Int32) {
-        processes[key] = nil
-        logger.milestone("task_exited", "task \(key) exited", ["framework_id": "\(key.framework.value)", "task_id": "\(key.task.value)", "status": "\(code)"])
-        feed(.taskExited(key, code: code))
-    }
-
-    private func killAll() async {
-        for pid in processes.values { kill(-pid, SIGKILL) }
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !processes.isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-    }
-}
-
-/// What an agent remembers across restarts: its id (to re-register as itself) and the newest
-/// leader epoch it has seen (never to follow an older leader).
-enum AgentStateFile {
-    struct State {
-        var agentID: AgentID?
-        var epochFloor: UInt64 = 0
-    }
-
-    static func read(_ dir: String) -> State {
-        guard let data = FileManager.default.contents(atPath: dir + "/agent.json"),
-            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return State() }
-        return State(agentID: (o["agent_id"] as? String).map(AgentID.init(value:)), epochFloor: (o["epoch_floor"] as? NSNumber)?.uint64Value ?? 0)
-    }
-
-    static func write(_ state: State, to dir: String, logger: Logger) {
-        var o: [String: Any] = ["epoch_floor": state.epochFloor]
-        if let id = state.agentID { o["agent_id"] = id.value }
-        do {
-            let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-            try AtomicFile.write([UInt8](data), to: dir + "/agent.json")
-        } catch {
-            logger.milestone("persist_failed", level: .error, "cannot save the agent's state: \(error)", ["path": "\(dir)/agent.json"])
-        }
+    private func executorExited(_ key: ExecutorKey, pid: pid_t, code: Int32) {
+        guard executorPIDs[key] == pid else { return }
+        feed(.executorExited(key, status: code))  // the core destroys what is left of its session
+        executorPIDs[key] = nil
     }
 }

@@ -9,6 +9,7 @@ final class InboundSink: Sendable {
     private struct State {
         var pending = 0
         var paused: [ObjectIdentifier: any Channel] = [:]
+        var tickWaiting = false
     }
     private let state = Mutex(State())
     private let continuation: AsyncStream<BusEvent>.Continuation
@@ -49,6 +50,17 @@ final class InboundSink: Sendable {
     }
 
     func event(_ event: BusEvent) { continuation.yield(event) }
+
+    /// One tick at most waits in the stream: a consumer that fell behind gets one, not a backlog.
+    func tick() {
+        let yield = state.withLock { s -> Bool in
+            defer { s.tickWaiting = true }
+            return !s.tickWaiting
+        }
+        if yield { continuation.yield(.tick) }
+    }
+
+    func tickTaken() { state.withLock { $0.tickWaiting = false } }
     func finish() { continuation.finish() }
 }
 

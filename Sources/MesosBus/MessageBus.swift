@@ -10,6 +10,11 @@ public enum BusEvent: Sendable {
     /// The outbound link to `peer` ("host:port") broke or could not be made; queued
     /// messages were dropped (like libprocess's ExitedEvent). The next send reconnects.
     case linkBroken(peer: String, reason: String)
+    /// The clock ticked (`requestTick()`): queued behind the messages received before it, so a
+    /// core judges a timeout only after it has seen what arrived in time (a master busy with a
+    /// flood still sees the pongs that came before its next health check). Coalesced: at most
+    /// one is waiting.
+    case tick
 }
 
 /// The message bus of one process: listens on one TCP port, sends length-prefixed
@@ -159,6 +164,9 @@ public final class MessageBus: Sendable {
         }
     }
 
+    /// Queues a `.tick` event behind what was received so far (nothing if one is still waiting).
+    public func requestTick() { sink.tick() }
+
     /// Stops listening, closes every connection and ends `events`. Idempotent.
     public func shutdown() async {
         let (server, links, inbound, sweeper) = state.withLock { s in
@@ -234,7 +242,11 @@ public struct BusEvents: AsyncSequence, Sendable {
         let sink: InboundSink
         public mutating func next() async -> BusEvent? {
             let event = await base.next()
-            if case .message = event { sink.consumed() }
+            switch event {
+            case .message: sink.consumed()
+            case .tick: sink.tickTaken()
+            default: break
+            }
             return event
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MesosAgent
 import MesosBus
+import MesosCore
 import MesosDaemon
 import MesosWire
 
@@ -20,7 +21,15 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("registration_backoff_factor"), help: "First (re)registration waits a random time up to this; each retry doubles it (max 1mins).") var registrationBackoffFactor = "1secs"
     @Option(name: .customLong("status_update_retry_interval"), help: "An unacknowledged status update is sent again after this, doubling up to 10mins.") var statusUpdateRetryInterval = "10secs"
     @Option(name: .customLong("master_ping_timeout"), help: "No ping from the leader for this long: re-register.") var masterPingTimeout = "75secs"
-    @Option(name: .customLong("executor_shutdown_grace_period"), help: "Time between SIGTERM and SIGKILL when killing a task.") var killGracePeriod = "3secs"
+    @Option(name: .customLong("executor_shutdown_grace_period"), help: "A shut-down executor gets this long to end its task before it is killed.") var executorShutdownGracePeriod = "5secs"
+    @Option(name: .customLong("task_kill_grace_period"), help: "Time between SIGTERM and SIGKILL when an executor kills its task (Mesos's command executor: 3secs).") var taskKillGracePeriod = "3secs"
+    @Option(help: "What to do with the checkpointed executors at start: reconnect (carry on with them) or cleanup (kill them and exit).") var recover = "reconnect"
+    @Option(name: .customLong("recovery_timeout"), help: "How long checkpointed executors wait for a stopped agent to come back before they kill their tasks.") var recoveryTimeout = "15mins"
+    @Option(name: .customLong("executor_registration_timeout"), help: "A launched executor that has not registered by then is killed and its task fails.") var executorRegistrationTimeout = "1mins"
+    @Option(name: .customLong("executor_reregistration_timeout"), help: "After a restart, how long checkpointed executors have to re-register before they are killed (at most 15secs).")
+    var executorReregistrationTimeout = "2secs"
+    @Option(help: "A checkpoint file that cannot be parsed stops the agent (true) or is skipped and reported (false).") var strict = true
+    @Option(name: .customLong("launcher_dir"), help: "Directory holding mesos-executor (default: this program's directory).") var launcherDir: String?
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
     @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
     var linkWriteTimeout = "30secs"
@@ -41,7 +50,16 @@ public struct AgentCommand: AsyncParsableCommand {
         options.core.registrationBackoffFactor = try duration(registrationBackoffFactor, flag: "registration_backoff_factor")
         options.core.statusUpdateRetryInterval = try duration(statusUpdateRetryInterval, flag: "status_update_retry_interval")
         options.core.masterPingTimeout = try duration(masterPingTimeout, flag: "master_ping_timeout")
-        options.killGracePeriod = try duration(killGracePeriod, flag: "executor_shutdown_grace_period")
+        options.core.executorShutdownGracePeriod = try duration(executorShutdownGracePeriod, flag: "executor_shutdown_grace_period")
+        options.taskKillGracePeriod = try duration(taskKillGracePeriod, flag: "task_kill_grace_period")
+        guard let mode = AgentSettings.RecoverMode(rawValue: recover) else { throw ValidationError("--recover must be reconnect or cleanup; got '\(recover)'") }
+        options.core.recover = mode
+        options.recoveryTimeout = try duration(recoveryTimeout, flag: "recovery_timeout")
+        options.core.executorRegistrationTimeout = try duration(executorRegistrationTimeout, flag: "executor_registration_timeout")
+        options.core.executorReregistrationTimeout = try duration(executorReregistrationTimeout, flag: "executor_reregistration_timeout")
+        guard options.core.executorReregistrationTimeout <= .seconds(15) else { throw ValidationError("--executor_reregistration_timeout must be at most 15secs (Mesos's limit); got \(executorReregistrationTimeout)") }
+        options.strict = strict
+        options.launcherDir = launcherDir
         options.maxFrameSize = maxFrameSize
         options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")
         if let credential {
@@ -52,6 +70,7 @@ public struct AgentCommand: AsyncParsableCommand {
             } catch let error as CredentialsFile.Invalid { throw ValidationError("--credential: \(error)") }
         }
         let daemon = AgentDaemon(options: options, logger: Logger(label: "mesos-agent"))
-        try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
+        // SIGTERM/SIGINT: stop, checkpointed executors keep running; SIGUSR1: shut down for good.
+        try await runDaemon({ try await daemon.run() }, signals: [SIGTERM, SIGINT, SIGUSR1]) { signo in await daemon.stop(forGood: signo == SIGUSR1) }
     }
 }

@@ -9,7 +9,12 @@ func duration(_ text: String, flag: String) throws -> Duration {
 
 /// Runs `body` until it returns an exit code, with SIGTERM/SIGINT routed to `terminate`.
 func runDaemon(_ body: @escaping @Sendable () async throws -> Int32, terminate: @escaping @Sendable () async -> Void) async throws -> Never {
-    let signals = TerminationSignals { _ in Task { await terminate() } }
+    try await runDaemon(body, signals: [SIGTERM, SIGINT]) { _ in await terminate() }
+}
+
+/// Runs `body` until it returns an exit code, with each of `signals` routed to `handler`.
+func runDaemon(_ body: @escaping @Sendable () async throws -> Int32, signals list: [Int32], _ handler: @escaping @Sendable (Int32) async -> Void) async throws -> Never {
+    let signals = TerminationSignals(list) { signo in Task { await handler(signo) } }
     let code = try await body()
     withExtendedLifetime(signals) {}
     exit(code)

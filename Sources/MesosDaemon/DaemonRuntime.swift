@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import MesosBus
 import MesosCore
 import MesosWire
@@ -12,6 +13,7 @@ public final class DaemonRuntime: Sendable {
     public let clock = CoreClock()
     public let logger: Logger
     private let exits = AsyncStream<Int32>.makeStream()
+    private let tickHandler = Mutex<(@Sendable (Duration) async -> Void)?>(nil)
 
     public init(bus configuration: BusConfiguration, logger: Logger) {
         self.logger = logger
@@ -25,16 +27,30 @@ public final class DaemonRuntime: Sendable {
         return pid
     }
 
-    /// Feeds every bus event to `handler`, in order, until the bus shuts down.
+    /// Feeds every bus event to `handler`, in order, until the bus shuts down; the clock's ticks
+    /// (`onTicks`) come in the same order, behind the messages received before them.
     public func onBusEvents(_ handler: @escaping @Sendable (BusEvent) async -> Void) {
         let events = bus.events
-        Task.detached { for await event in events { await handler(event) } }
+        Task.detached {
+            for await event in events {
+                if case .tick = event {
+                    if let tick = self.tickHandler.withLock({ $0 }) { await tick(self.clock.now) }
+                } else {
+                    await handler(event)
+                }
+            }
+        }
     }
 
-    /// Feeds the clock's time to `handler` every `interval` (the cores' timers run on these ticks).
+    /// Feeds the clock's time to `handler` about every `interval` (the cores' timers run on these
+    /// ticks). A tick goes through the bus's event stream, so a core sees the messages that came
+    /// before it first, and is given the time when it is handled: a daemon that fell behind
+    /// catches up with one tick, not with a backlog of stale ones.
     @discardableResult
     public func onTicks(every interval: Duration = .milliseconds(50), _ handler: @escaping @Sendable (Duration) async -> Void) -> Task<Void, Never> {
-        clock.ticks(every: interval, handler)
+        tickHandler.withLock { $0 = handler }
+        let bus = bus
+        return clock.ticks(every: interval) { _ in bus.requestTick() }
     }
 
     /// Sends `payload` stamped with `epoch`; queued per peer, errors counted by the bus.

@@ -20,7 +20,8 @@ public enum ProcessLauncher {
     /// reaches everything it starts.
     public static func spawn(
         _ executable: String, _ arguments: [String], environment: [String: String], outputFile: String,
-        errorFile: String, truncateOutput: Bool = true, newProcessGroup: Bool = false
+        errorFile: String, truncateOutput: Bool = true, newProcessGroup: Bool = false, newSession: Bool = false,
+        workingDirectory: String? = nil
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -29,6 +30,7 @@ public enum ProcessLauncher {
         // Nothing else of ours goes to the child: not our listening sockets (a task would keep the
         // port after we die), not our connections (a peer would see them half-open).
         closeFrom(&actions, 3)
+        if let workingDirectory { addChdir(&actions, workingDirectory) }
         if outputFile == errorFile {
             posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
@@ -47,7 +49,9 @@ public enum ProcessLauncher {
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
         var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-        if newProcessGroup {
+        if newSession {
+            flags |= posixSpawnSetSID  // its own session and group: it outlives our exit and our signals
+        } else if newProcessGroup {
             posix_spawnattr_setpgroup(&attributes, 0)
             flags |= POSIX_SPAWN_SETPGROUP
         }
@@ -76,6 +80,20 @@ public enum ProcessLauncher {
         await withCheckedContinuation { (done: CheckedContinuation<Int32, Never>) in
             Thread.detachNewThread { done.resume(returning: waitForExit(pid)) }
         }
+    }
+
+    /// glibc's POSIX_SPAWN_SETSID (2.26+), behind _GNU_SOURCE in spawn.h.
+    private static let posixSpawnSetSID: Int32 = 0x80
+
+    /// glibc's posix_spawn_file_actions_addchdir_np (2.29+).
+    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
+    private static let addChdirNP: AddChdir? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addchdir_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddChdir.self)
+    }()
+
+    private static func addChdir(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ dir: String) {
+        if let addChdirNP { _ = addChdirNP(actions, dir) }
     }
 
     /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift does not import.

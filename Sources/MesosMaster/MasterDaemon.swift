@@ -127,6 +127,7 @@ public actor MasterDaemon {
         switch event {
         case .message(let inbound): feed(.message(inbound))
         case .linkBroken(let peer, _): feed(.linkBroken(endpoint: peer))
+        case .tick: break  // handled by the runtime (onTicks)
         }
     }
 

@@ -52,7 +52,7 @@ void   mesos__envelope__free_unpacked
   assert(message->base.descriptor == &mesos__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[36] =
+static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[46] =
 {
   {
     "epoch",
@@ -218,6 +218,102 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[36] =
     offsetof(Mesos__Envelope, payload_case),
     offsetof(Mesos__Envelope, status_update_ack),
     &mesos__status_update_acknowledgement_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "register_executor",
+    22,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, register_executor),
+    &mesos__register_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_registered",
+    23,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, executor_registered),
+    &mesos__executor_registered_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reregister_executor",
+    24,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, reregister_executor),
+    &mesos__reregister_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_reregistered",
+    25,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, executor_reregistered),
+    &mesos__executor_reregistered_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reconnect_executor",
+    26,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, reconnect_executor),
+    &mesos__reconnect_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shutdown_executor",
+    27,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, shutdown_executor),
+    &mesos__shutdown_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exited_executor",
+    28,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, exited_executor),
+    &mesos__exited_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_to_framework",
+    29,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, executor_to_framework),
+    &mesos__executor_to_framework_message__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -415,6 +511,30 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[36] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "framework_to_executor",
+    46,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, framework_to_executor),
+    &mesos__framework_to_executor_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unregister_agent",
+    47,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, unregister_agent),
+    &mesos__unregister_agent_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "leader_hint",
     50,
     PROTOBUF_C_LABEL_OPTIONAL,
@@ -490,49 +610,58 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[36] =
 static const unsigned mesos__envelope__field_indices_by_name[] = {
   4,   /* field[4] = agent_registered */
   5,   /* field[5] = agent_reregistered */
-  32,   /* field[32] = authenticate */
-  33,   /* field[33] = authentication_challenge */
-  34,   /* field[34] = authentication_response */
-  35,   /* field[35] = authentication_result */
-  19,   /* field[19] = deactivate_framework */
-  23,   /* field[23] = decline_offers */
+  42,   /* field[42] = authenticate */
+  43,   /* field[43] = authentication_challenge */
+  44,   /* field[44] = authentication_response */
+  45,   /* field[45] = authentication_result */
+  27,   /* field[27] = deactivate_framework */
+  31,   /* field[31] = decline_offers */
   0,   /* field[0] = epoch */
-  29,   /* field[29] = framework_disconnected */
-  27,   /* field[27] = framework_error */
-  16,   /* field[16] = framework_registered */
-  17,   /* field[17] = framework_reregistered */
+  15,   /* field[15] = executor_registered */
+  17,   /* field[17] = executor_reregistered */
+  21,   /* field[21] = executor_to_framework */
+  20,   /* field[20] = exited_executor */
+  37,   /* field[37] = framework_disconnected */
+  35,   /* field[35] = framework_error */
+  24,   /* field[24] = framework_registered */
+  25,   /* field[25] = framework_reregistered */
+  38,   /* field[38] = framework_to_executor */
   1,   /* field[1] = from */
   10,   /* field[10] = kill_task */
-  22,   /* field[22] = launch_tasks */
-  30,   /* field[30] = leader_hint */
-  26,   /* field[26] = lost_agent */
-  31,   /* field[31] = message_refused */
+  30,   /* field[30] = launch_tasks */
+  40,   /* field[40] = leader_hint */
+  34,   /* field[34] = lost_agent */
+  41,   /* field[41] = message_refused */
   6,   /* field[6] = ping */
   7,   /* field[7] = pong */
-  25,   /* field[25] = reconcile_tasks */
+  33,   /* field[33] = reconcile_tasks */
+  18,   /* field[18] = reconnect_executor */
   2,   /* field[2] = register_agent */
-  14,   /* field[14] = register_framework */
+  14,   /* field[14] = register_executor */
+  22,   /* field[22] = register_framework */
   3,   /* field[3] = reregister_agent */
-  15,   /* field[15] = reregister_framework */
-  21,   /* field[21] = rescind_offer */
-  20,   /* field[20] = resource_offers */
-  24,   /* field[24] = revive_offers */
+  16,   /* field[16] = reregister_executor */
+  23,   /* field[23] = reregister_framework */
+  29,   /* field[29] = rescind_offer */
+  28,   /* field[28] = resource_offers */
+  32,   /* field[32] = revive_offers */
   9,   /* field[9] = run_task */
   8,   /* field[8] = shutdown */
+  19,   /* field[19] = shutdown_executor */
   11,   /* field[11] = shutdown_framework */
   12,   /* field[12] = status_update */
   13,   /* field[13] = status_update_ack */
-  28,   /* field[28] = suppress_offers */
-  18,   /* field[18] = unregister_framework */
+  36,   /* field[36] = suppress_offers */
+  39,   /* field[39] = unregister_agent */
+  26,   /* field[26] = unregister_framework */
 };
-static const ProtobufCIntRange mesos__envelope__number_ranges[5 + 1] =
+static const ProtobufCIntRange mesos__envelope__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 2 },
-  { 30, 14 },
-  { 50, 30 },
-  { 60, 32 },
-  { 0, 36 }
+  { 50, 40 },
+  { 60, 42 },
+  { 0, 46 }
 };
 const ProtobufCMessageDescriptor mesos__envelope__descriptor =
 {
@@ -542,10 +671,10 @@ const ProtobufCMessageDescriptor mesos__envelope__descriptor =
   "Mesos__Envelope",
   "mesos",
   sizeof(Mesos__Envelope),
-  36,
+  46,
   mesos__envelope__field_descriptors,
   mesos__envelope__field_indices_by_name,
-  5,  mesos__envelope__number_ranges,
+  4,  mesos__envelope__number_ranges,
   (ProtobufCMessageInit) mesos__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -187,6 +187,51 @@ void   mesos__task_id__free_unpacked
   assert(message->base.descriptor == &mesos__task_id__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__executor_id__init
+                     (Mesos__ExecutorID         *message)
+{
+  static const Mesos__ExecutorID init_value = MESOS__EXECUTOR_ID__INIT;
+  *message = init_value;
+}
+size_t mesos__executor_id__get_packed_size
+                     (const Mesos__ExecutorID *message)
+{
+  assert(message->base.descriptor == &mesos__executor_id__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__executor_id__pack
+                     (const Mesos__ExecutorID *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__executor_id__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__executor_id__pack_to_buffer
+                     (const Mesos__ExecutorID *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__executor_id__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExecutorID *
+       mesos__executor_id__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExecutorID *)
+     protobuf_c_message_unpack (&mesos__executor_id__descriptor,
+                                allocator, len, data);
+}
+void   mesos__executor_id__free_unpacked
+                     (Mesos__ExecutorID *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__executor_id__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__address__init
                      (Mesos__Address         *message)
 {
@@ -461,6 +506,51 @@ void   mesos__command_info__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &mesos__command_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__executor_info__init
+                     (Mesos__ExecutorInfo         *message)
+{
+  static const Mesos__ExecutorInfo init_value = MESOS__EXECUTOR_INFO__INIT;
+  *message = init_value;
+}
+size_t mesos__executor_info__get_packed_size
+                     (const Mesos__ExecutorInfo *message)
+{
+  assert(message->base.descriptor == &mesos__executor_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__executor_info__pack
+                     (const Mesos__ExecutorInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__executor_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__executor_info__pack_to_buffer
+                     (const Mesos__ExecutorInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__executor_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExecutorInfo *
+       mesos__executor_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExecutorInfo *)
+     protobuf_c_message_unpack (&mesos__executor_info__descriptor,
+                                allocator, len, data);
+}
+void   mesos__executor_info__free_unpacked
+                     (Mesos__ExecutorInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__executor_info__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   mesos__offer__init
@@ -838,6 +928,44 @@ const ProtobufCMessageDescriptor mesos__task_id__descriptor =
   mesos__task_id__field_indices_by_name,
   1,  mesos__task_id__number_ranges,
   (ProtobufCMessageInit) mesos__task_id__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__executor_id__field_descriptors[1] =
+{
+  {
+    "value",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorID, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__executor_id__field_indices_by_name[] = {
+  0,   /* field[0] = value */
+};
+static const ProtobufCIntRange mesos__executor_id__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__executor_id__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExecutorID",
+  "ExecutorID",
+  "Mesos__ExecutorID",
+  "mesos",
+  sizeof(Mesos__ExecutorID),
+  1,
+  mesos__executor_id__field_descriptors,
+  mesos__executor_id__field_indices_by_name,
+  1,  mesos__executor_id__number_ranges,
+  (ProtobufCMessageInit) mesos__executor_id__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__address__field_descriptors[3] =
@@ -1463,6 +1591,98 @@ const ProtobufCMessageDescriptor mesos__command_info__descriptor =
   (ProtobufCMessageInit) mesos__command_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor mesos__executor_info__field_descriptors[5] =
+{
+  {
+    "executor_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorInfo, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resources",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__ExecutorInfo, n_resources),
+    offsetof(Mesos__ExecutorInfo, resources),
+    &mesos__resource__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "command",
+    7,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorInfo, command),
+    &mesos__command_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    8,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorInfo, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    9,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorInfo, name),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__executor_info__field_indices_by_name[] = {
+  2,   /* field[2] = command */
+  0,   /* field[0] = executor_id */
+  3,   /* field[3] = framework_id */
+  4,   /* field[4] = name */
+  1,   /* field[1] = resources */
+};
+static const ProtobufCIntRange mesos__executor_info__number_ranges[3 + 1] =
+{
+  { 1, 0 },
+  { 5, 1 },
+  { 7, 2 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mesos__executor_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExecutorInfo",
+  "ExecutorInfo",
+  "Mesos__ExecutorInfo",
+  "mesos",
+  sizeof(Mesos__ExecutorInfo),
+  5,
+  mesos__executor_info__field_descriptors,
+  mesos__executor_info__field_indices_by_name,
+  3,  mesos__executor_info__number_ranges,
+  (ProtobufCMessageInit) mesos__executor_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor mesos__offer__field_descriptors[5] =
 {
   {
@@ -1917,7 +2137,7 @@ const ProtobufCMessageDescriptor mesos__time_info__descriptor =
   (ProtobufCMessageInit) mesos__time_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mesos__task__field_descriptors[7] =
+static const ProtobufCFieldDescriptor mesos__task__field_descriptors[8] =
 {
   {
     "name",
@@ -2003,9 +2223,22 @@ static const ProtobufCFieldDescriptor mesos__task__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "executor_id",
+    8,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__Task, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__task__field_indices_by_name[] = {
   3,   /* field[3] = agent_id */
+  7,   /* field[7] = executor_id */
   2,   /* field[2] = framework_id */
   0,   /* field[0] = name */
   5,   /* field[5] = resources */
@@ -2016,7 +2249,7 @@ static const unsigned mesos__task__field_indices_by_name[] = {
 static const ProtobufCIntRange mesos__task__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor mesos__task__descriptor =
 {
@@ -2026,7 +2259,7 @@ const ProtobufCMessageDescriptor mesos__task__descriptor =
   "Mesos__Task",
   "mesos",
   sizeof(Mesos__Task),
-  7,
+  8,
   mesos__task__field_descriptors,
   mesos__task__field_indices_by_name,
   1,  mesos__task__number_ranges,

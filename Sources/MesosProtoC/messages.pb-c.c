@@ -592,6 +592,501 @@ void   mesos__status_update_acknowledgement_message__free_unpacked
   assert(message->base.descriptor == &mesos__status_update_acknowledgement_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__unregister_agent_message__init
+                     (Mesos__UnregisterAgentMessage         *message)
+{
+  static const Mesos__UnregisterAgentMessage init_value = MESOS__UNREGISTER_AGENT_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__unregister_agent_message__get_packed_size
+                     (const Mesos__UnregisterAgentMessage *message)
+{
+  assert(message->base.descriptor == &mesos__unregister_agent_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__unregister_agent_message__pack
+                     (const Mesos__UnregisterAgentMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__unregister_agent_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__unregister_agent_message__pack_to_buffer
+                     (const Mesos__UnregisterAgentMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__unregister_agent_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__UnregisterAgentMessage *
+       mesos__unregister_agent_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__UnregisterAgentMessage *)
+     protobuf_c_message_unpack (&mesos__unregister_agent_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__unregister_agent_message__free_unpacked
+                     (Mesos__UnregisterAgentMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__unregister_agent_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__register_executor_message__init
+                     (Mesos__RegisterExecutorMessage         *message)
+{
+  static const Mesos__RegisterExecutorMessage init_value = MESOS__REGISTER_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__register_executor_message__get_packed_size
+                     (const Mesos__RegisterExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__register_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__register_executor_message__pack
+                     (const Mesos__RegisterExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__register_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__register_executor_message__pack_to_buffer
+                     (const Mesos__RegisterExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__register_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__RegisterExecutorMessage *
+       mesos__register_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__RegisterExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__register_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__register_executor_message__free_unpacked
+                     (Mesos__RegisterExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__register_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__executor_registered_message__init
+                     (Mesos__ExecutorRegisteredMessage         *message)
+{
+  static const Mesos__ExecutorRegisteredMessage init_value = MESOS__EXECUTOR_REGISTERED_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__executor_registered_message__get_packed_size
+                     (const Mesos__ExecutorRegisteredMessage *message)
+{
+  assert(message->base.descriptor == &mesos__executor_registered_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__executor_registered_message__pack
+                     (const Mesos__ExecutorRegisteredMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__executor_registered_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__executor_registered_message__pack_to_buffer
+                     (const Mesos__ExecutorRegisteredMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__executor_registered_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExecutorRegisteredMessage *
+       mesos__executor_registered_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExecutorRegisteredMessage *)
+     protobuf_c_message_unpack (&mesos__executor_registered_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__executor_registered_message__free_unpacked
+                     (Mesos__ExecutorRegisteredMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__executor_registered_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__reregister_executor_message__init
+                     (Mesos__ReregisterExecutorMessage         *message)
+{
+  static const Mesos__ReregisterExecutorMessage init_value = MESOS__REREGISTER_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__reregister_executor_message__get_packed_size
+                     (const Mesos__ReregisterExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__reregister_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__reregister_executor_message__pack
+                     (const Mesos__ReregisterExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__reregister_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__reregister_executor_message__pack_to_buffer
+                     (const Mesos__ReregisterExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__reregister_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ReregisterExecutorMessage *
+       mesos__reregister_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ReregisterExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__reregister_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__reregister_executor_message__free_unpacked
+                     (Mesos__ReregisterExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__reregister_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__executor_reregistered_message__init
+                     (Mesos__ExecutorReregisteredMessage         *message)
+{
+  static const Mesos__ExecutorReregisteredMessage init_value = MESOS__EXECUTOR_REREGISTERED_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__executor_reregistered_message__get_packed_size
+                     (const Mesos__ExecutorReregisteredMessage *message)
+{
+  assert(message->base.descriptor == &mesos__executor_reregistered_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__executor_reregistered_message__pack
+                     (const Mesos__ExecutorReregisteredMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__executor_reregistered_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__executor_reregistered_message__pack_to_buffer
+                     (const Mesos__ExecutorReregisteredMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__executor_reregistered_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExecutorReregisteredMessage *
+       mesos__executor_reregistered_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExecutorReregisteredMessage *)
+     protobuf_c_message_unpack (&mesos__executor_reregistered_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__executor_reregistered_message__free_unpacked
+                     (Mesos__ExecutorReregisteredMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__executor_reregistered_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__reconnect_executor_message__init
+                     (Mesos__ReconnectExecutorMessage         *message)
+{
+  static const Mesos__ReconnectExecutorMessage init_value = MESOS__RECONNECT_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__reconnect_executor_message__get_packed_size
+                     (const Mesos__ReconnectExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__reconnect_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__reconnect_executor_message__pack
+                     (const Mesos__ReconnectExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__reconnect_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__reconnect_executor_message__pack_to_buffer
+                     (const Mesos__ReconnectExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__reconnect_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ReconnectExecutorMessage *
+       mesos__reconnect_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ReconnectExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__reconnect_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__reconnect_executor_message__free_unpacked
+                     (Mesos__ReconnectExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__reconnect_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__shutdown_executor_message__init
+                     (Mesos__ShutdownExecutorMessage         *message)
+{
+  static const Mesos__ShutdownExecutorMessage init_value = MESOS__SHUTDOWN_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__shutdown_executor_message__get_packed_size
+                     (const Mesos__ShutdownExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__shutdown_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__shutdown_executor_message__pack
+                     (const Mesos__ShutdownExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__shutdown_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__shutdown_executor_message__pack_to_buffer
+                     (const Mesos__ShutdownExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__shutdown_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ShutdownExecutorMessage *
+       mesos__shutdown_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ShutdownExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__shutdown_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__shutdown_executor_message__free_unpacked
+                     (Mesos__ShutdownExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__shutdown_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__exited_executor_message__init
+                     (Mesos__ExitedExecutorMessage         *message)
+{
+  static const Mesos__ExitedExecutorMessage init_value = MESOS__EXITED_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__exited_executor_message__get_packed_size
+                     (const Mesos__ExitedExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__exited_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__exited_executor_message__pack
+                     (const Mesos__ExitedExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__exited_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__exited_executor_message__pack_to_buffer
+                     (const Mesos__ExitedExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__exited_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExitedExecutorMessage *
+       mesos__exited_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExitedExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__exited_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__exited_executor_message__free_unpacked
+                     (Mesos__ExitedExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__exited_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__executor_to_framework_message__init
+                     (Mesos__ExecutorToFrameworkMessage         *message)
+{
+  static const Mesos__ExecutorToFrameworkMessage init_value = MESOS__EXECUTOR_TO_FRAMEWORK_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__executor_to_framework_message__get_packed_size
+                     (const Mesos__ExecutorToFrameworkMessage *message)
+{
+  assert(message->base.descriptor == &mesos__executor_to_framework_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__executor_to_framework_message__pack
+                     (const Mesos__ExecutorToFrameworkMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__executor_to_framework_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__executor_to_framework_message__pack_to_buffer
+                     (const Mesos__ExecutorToFrameworkMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__executor_to_framework_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ExecutorToFrameworkMessage *
+       mesos__executor_to_framework_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ExecutorToFrameworkMessage *)
+     protobuf_c_message_unpack (&mesos__executor_to_framework_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__executor_to_framework_message__free_unpacked
+                     (Mesos__ExecutorToFrameworkMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__executor_to_framework_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__framework_to_executor_message__init
+                     (Mesos__FrameworkToExecutorMessage         *message)
+{
+  static const Mesos__FrameworkToExecutorMessage init_value = MESOS__FRAMEWORK_TO_EXECUTOR_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__framework_to_executor_message__get_packed_size
+                     (const Mesos__FrameworkToExecutorMessage *message)
+{
+  assert(message->base.descriptor == &mesos__framework_to_executor_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__framework_to_executor_message__pack
+                     (const Mesos__FrameworkToExecutorMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__framework_to_executor_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__framework_to_executor_message__pack_to_buffer
+                     (const Mesos__FrameworkToExecutorMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__framework_to_executor_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__FrameworkToExecutorMessage *
+       mesos__framework_to_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__FrameworkToExecutorMessage *)
+     protobuf_c_message_unpack (&mesos__framework_to_executor_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__framework_to_executor_message__free_unpacked
+                     (Mesos__FrameworkToExecutorMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__framework_to_executor_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__status_update_record__init
+                     (Mesos__StatusUpdateRecord         *message)
+{
+  static const Mesos__StatusUpdateRecord init_value = MESOS__STATUS_UPDATE_RECORD__INIT;
+  *message = init_value;
+}
+size_t mesos__status_update_record__get_packed_size
+                     (const Mesos__StatusUpdateRecord *message)
+{
+  assert(message->base.descriptor == &mesos__status_update_record__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__status_update_record__pack
+                     (const Mesos__StatusUpdateRecord *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__status_update_record__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__status_update_record__pack_to_buffer
+                     (const Mesos__StatusUpdateRecord *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__status_update_record__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__StatusUpdateRecord *
+       mesos__status_update_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__StatusUpdateRecord *)
+     protobuf_c_message_unpack (&mesos__status_update_record__descriptor,
+                                allocator, len, data);
+}
+void   mesos__status_update_record__free_unpacked
+                     (Mesos__StatusUpdateRecord *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__status_update_record__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__register_framework_message__init
                      (Mesos__RegisterFrameworkMessage         *message)
 {
@@ -2181,7 +2676,7 @@ const ProtobufCMessageDescriptor mesos__shutdown_framework_message__descriptor =
   (ProtobufCMessageInit) mesos__shutdown_framework_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mesos__status_update__field_descriptors[5] =
+static const ProtobufCFieldDescriptor mesos__status_update__field_descriptors[7] =
 {
   {
     "framework_id",
@@ -2243,10 +2738,36 @@ static const ProtobufCFieldDescriptor mesos__status_update__field_descriptors[5]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "executor_id",
+    6,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__StatusUpdate, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "latest_state",
+    7,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Mesos__StatusUpdate, has_latest_state),
+    offsetof(Mesos__StatusUpdate, latest_state),
+    &mesos__task_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__status_update__field_indices_by_name[] = {
   4,   /* field[4] = agent_id */
+  5,   /* field[5] = executor_id */
   0,   /* field[0] = framework_id */
+  6,   /* field[6] = latest_state */
   1,   /* field[1] = status */
   2,   /* field[2] = timestamp */
   3,   /* field[3] = uuid */
@@ -2254,7 +2775,7 @@ static const unsigned mesos__status_update__field_indices_by_name[] = {
 static const ProtobufCIntRange mesos__status_update__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor mesos__status_update__descriptor =
 {
@@ -2264,7 +2785,7 @@ const ProtobufCMessageDescriptor mesos__status_update__descriptor =
   "Mesos__StatusUpdate",
   "mesos",
   sizeof(Mesos__StatusUpdate),
-  5,
+  7,
   mesos__status_update__field_descriptors,
   mesos__status_update__field_indices_by_name,
   1,  mesos__status_update__number_ranges,
@@ -2397,6 +2918,725 @@ const ProtobufCMessageDescriptor mesos__status_update_acknowledgement_message__d
   mesos__status_update_acknowledgement_message__field_indices_by_name,
   1,  mesos__status_update_acknowledgement_message__number_ranges,
   (ProtobufCMessageInit) mesos__status_update_acknowledgement_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__unregister_agent_message__field_descriptors[1] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__UnregisterAgentMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__unregister_agent_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+};
+static const ProtobufCIntRange mesos__unregister_agent_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__unregister_agent_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.UnregisterAgentMessage",
+  "UnregisterAgentMessage",
+  "Mesos__UnregisterAgentMessage",
+  "mesos",
+  sizeof(Mesos__UnregisterAgentMessage),
+  1,
+  mesos__unregister_agent_message__field_descriptors,
+  mesos__unregister_agent_message__field_indices_by_name,
+  1,  mesos__unregister_agent_message__number_ranges,
+  (ProtobufCMessageInit) mesos__unregister_agent_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__register_executor_message__field_descriptors[2] =
+{
+  {
+    "framework_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegisterExecutorMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_id",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegisterExecutorMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__register_executor_message__field_indices_by_name[] = {
+  1,   /* field[1] = executor_id */
+  0,   /* field[0] = framework_id */
+};
+static const ProtobufCIntRange mesos__register_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__register_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.RegisterExecutorMessage",
+  "RegisterExecutorMessage",
+  "Mesos__RegisterExecutorMessage",
+  "mesos",
+  sizeof(Mesos__RegisterExecutorMessage),
+  2,
+  mesos__register_executor_message__field_descriptors,
+  mesos__register_executor_message__field_indices_by_name,
+  1,  mesos__register_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__register_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__executor_registered_message__field_descriptors[5] =
+{
+  {
+    "executor_info",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorRegisteredMessage, executor_info),
+    &mesos__executor_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    3,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorRegisteredMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_info",
+    4,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorRegisteredMessage, framework_info),
+    &mesos__framework_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agent_id",
+    5,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorRegisteredMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agent_info",
+    6,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorRegisteredMessage, agent_info),
+    &mesos__agent_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__executor_registered_message__field_indices_by_name[] = {
+  3,   /* field[3] = agent_id */
+  4,   /* field[4] = agent_info */
+  0,   /* field[0] = executor_info */
+  1,   /* field[1] = framework_id */
+  2,   /* field[2] = framework_info */
+};
+static const ProtobufCIntRange mesos__executor_registered_message__number_ranges[1 + 1] =
+{
+  { 2, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mesos__executor_registered_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExecutorRegisteredMessage",
+  "ExecutorRegisteredMessage",
+  "Mesos__ExecutorRegisteredMessage",
+  "mesos",
+  sizeof(Mesos__ExecutorRegisteredMessage),
+  5,
+  mesos__executor_registered_message__field_descriptors,
+  mesos__executor_registered_message__field_indices_by_name,
+  1,  mesos__executor_registered_message__number_ranges,
+  (ProtobufCMessageInit) mesos__executor_registered_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__reregister_executor_message__field_descriptors[4] =
+{
+  {
+    "executor_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReregisterExecutorMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReregisterExecutorMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tasks",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__ReregisterExecutorMessage, n_tasks),
+    offsetof(Mesos__ReregisterExecutorMessage, tasks),
+    &mesos__task_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updates",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__ReregisterExecutorMessage, n_updates),
+    offsetof(Mesos__ReregisterExecutorMessage, updates),
+    &mesos__status_update__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__reregister_executor_message__field_indices_by_name[] = {
+  0,   /* field[0] = executor_id */
+  1,   /* field[1] = framework_id */
+  2,   /* field[2] = tasks */
+  3,   /* field[3] = updates */
+};
+static const ProtobufCIntRange mesos__reregister_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mesos__reregister_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ReregisterExecutorMessage",
+  "ReregisterExecutorMessage",
+  "Mesos__ReregisterExecutorMessage",
+  "mesos",
+  sizeof(Mesos__ReregisterExecutorMessage),
+  4,
+  mesos__reregister_executor_message__field_descriptors,
+  mesos__reregister_executor_message__field_indices_by_name,
+  1,  mesos__reregister_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__reregister_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__executor_reregistered_message__field_descriptors[2] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorReregisteredMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agent_info",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorReregisteredMessage, agent_info),
+    &mesos__agent_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__executor_reregistered_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+  1,   /* field[1] = agent_info */
+};
+static const ProtobufCIntRange mesos__executor_reregistered_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__executor_reregistered_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExecutorReregisteredMessage",
+  "ExecutorReregisteredMessage",
+  "Mesos__ExecutorReregisteredMessage",
+  "mesos",
+  sizeof(Mesos__ExecutorReregisteredMessage),
+  2,
+  mesos__executor_reregistered_message__field_descriptors,
+  mesos__executor_reregistered_message__field_indices_by_name,
+  1,  mesos__executor_reregistered_message__number_ranges,
+  (ProtobufCMessageInit) mesos__executor_reregistered_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__reconnect_executor_message__field_descriptors[1] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReconnectExecutorMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__reconnect_executor_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+};
+static const ProtobufCIntRange mesos__reconnect_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__reconnect_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ReconnectExecutorMessage",
+  "ReconnectExecutorMessage",
+  "Mesos__ReconnectExecutorMessage",
+  "mesos",
+  sizeof(Mesos__ReconnectExecutorMessage),
+  1,
+  mesos__reconnect_executor_message__field_descriptors,
+  mesos__reconnect_executor_message__field_indices_by_name,
+  1,  mesos__reconnect_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__reconnect_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__shutdown_executor_message__field_descriptors[2] =
+{
+  {
+    "executor_id",
+    1,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ShutdownExecutorMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ShutdownExecutorMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__shutdown_executor_message__field_indices_by_name[] = {
+  0,   /* field[0] = executor_id */
+  1,   /* field[1] = framework_id */
+};
+static const ProtobufCIntRange mesos__shutdown_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__shutdown_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ShutdownExecutorMessage",
+  "ShutdownExecutorMessage",
+  "Mesos__ShutdownExecutorMessage",
+  "mesos",
+  sizeof(Mesos__ShutdownExecutorMessage),
+  2,
+  mesos__shutdown_executor_message__field_descriptors,
+  mesos__shutdown_executor_message__field_indices_by_name,
+  1,  mesos__shutdown_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__shutdown_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__exited_executor_message__field_descriptors[4] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExitedExecutorMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExitedExecutorMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_id",
+    3,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExitedExecutorMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    4,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExitedExecutorMessage, status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__exited_executor_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+  2,   /* field[2] = executor_id */
+  1,   /* field[1] = framework_id */
+  3,   /* field[3] = status */
+};
+static const ProtobufCIntRange mesos__exited_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mesos__exited_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExitedExecutorMessage",
+  "ExitedExecutorMessage",
+  "Mesos__ExitedExecutorMessage",
+  "mesos",
+  sizeof(Mesos__ExitedExecutorMessage),
+  4,
+  mesos__exited_executor_message__field_descriptors,
+  mesos__exited_executor_message__field_indices_by_name,
+  1,  mesos__exited_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__exited_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__executor_to_framework_message__field_descriptors[4] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorToFrameworkMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorToFrameworkMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_id",
+    3,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorToFrameworkMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data",
+    4,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ExecutorToFrameworkMessage, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__executor_to_framework_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+  3,   /* field[3] = data */
+  2,   /* field[2] = executor_id */
+  1,   /* field[1] = framework_id */
+};
+static const ProtobufCIntRange mesos__executor_to_framework_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mesos__executor_to_framework_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ExecutorToFrameworkMessage",
+  "ExecutorToFrameworkMessage",
+  "Mesos__ExecutorToFrameworkMessage",
+  "mesos",
+  sizeof(Mesos__ExecutorToFrameworkMessage),
+  4,
+  mesos__executor_to_framework_message__field_descriptors,
+  mesos__executor_to_framework_message__field_indices_by_name,
+  1,  mesos__executor_to_framework_message__number_ranges,
+  (ProtobufCMessageInit) mesos__executor_to_framework_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__framework_to_executor_message__field_descriptors[4] =
+{
+  {
+    "agent_id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkToExecutorMessage, agent_id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "framework_id",
+    2,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkToExecutorMessage, framework_id),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "executor_id",
+    3,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkToExecutorMessage, executor_id),
+    &mesos__executor_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "data",
+    4,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkToExecutorMessage, data),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__framework_to_executor_message__field_indices_by_name[] = {
+  0,   /* field[0] = agent_id */
+  3,   /* field[3] = data */
+  2,   /* field[2] = executor_id */
+  1,   /* field[1] = framework_id */
+};
+static const ProtobufCIntRange mesos__framework_to_executor_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mesos__framework_to_executor_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.FrameworkToExecutorMessage",
+  "FrameworkToExecutorMessage",
+  "Mesos__FrameworkToExecutorMessage",
+  "mesos",
+  sizeof(Mesos__FrameworkToExecutorMessage),
+  4,
+  mesos__framework_to_executor_message__field_descriptors,
+  mesos__framework_to_executor_message__field_indices_by_name,
+  1,  mesos__framework_to_executor_message__number_ranges,
+  (ProtobufCMessageInit) mesos__framework_to_executor_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue mesos__status_update_record__type__enum_values_by_number[2] =
+{
+  { "UPDATE", "MESOS__STATUS_UPDATE_RECORD__TYPE__UPDATE", 0 },
+  { "ACK", "MESOS__STATUS_UPDATE_RECORD__TYPE__ACK", 1 },
+};
+static const ProtobufCIntRange mesos__status_update_record__type__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex mesos__status_update_record__type__enum_values_by_name[2] =
+{
+  { "ACK", 1 },
+  { "UPDATE", 0 },
+};
+const ProtobufCEnumDescriptor mesos__status_update_record__type__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "mesos.StatusUpdateRecord.Type",
+  "Type",
+  "Mesos__StatusUpdateRecord__Type",
+  "mesos",
+  2,
+  mesos__status_update_record__type__enum_values_by_number,
+  2,
+  mesos__status_update_record__type__enum_values_by_name,
+  1,
+  mesos__status_update_record__type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor mesos__status_update_record__field_descriptors[3] =
+{
+  {
+    "type",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__StatusUpdateRecord, type),
+    &mesos__status_update_record__type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "update",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__StatusUpdateRecord, update),
+    &mesos__status_update__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "uuid",
+    3,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Mesos__StatusUpdateRecord, has_uuid),
+    offsetof(Mesos__StatusUpdateRecord, uuid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__status_update_record__field_indices_by_name[] = {
+  0,   /* field[0] = type */
+  1,   /* field[1] = update */
+  2,   /* field[2] = uuid */
+};
+static const ProtobufCIntRange mesos__status_update_record__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mesos__status_update_record__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.StatusUpdateRecord",
+  "StatusUpdateRecord",
+  "Mesos__StatusUpdateRecord",
+  "mesos",
+  sizeof(Mesos__StatusUpdateRecord),
+  3,
+  mesos__status_update_record__field_descriptors,
+  mesos__status_update_record__field_indices_by_name,
+  1,  mesos__status_update_record__number_ranges,
+  (ProtobufCMessageInit) mesos__status_update_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__register_framework_message__field_descriptors[1] =

@@ -65,6 +65,7 @@ public actor SchedulerDriver {
                 await self.feed(.message(inbound))
             case .linkBroken(let peer, _):
                 await self.feed(.linkBroken(endpoint: peer))
+            case .tick: break  // handled by the runtime (onTicks)
             }
         }
         let changes = detector.changes

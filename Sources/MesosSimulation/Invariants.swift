@@ -87,3 +87,27 @@ extension World {
         }
     }
 }
+
+extension World {
+    /// Invariant 3c: what the leader believes about tasks matches what runs. A running task the
+    /// leader does not know as live is an orphan (its resources leak, kills never reach it); a
+    /// task the leader shows RUNNING that runs nowhere is a phantom. Judged twice, a few seconds
+    /// apart, on a quiet cluster: only disagreements that persist count (an update in flight is
+    /// not one).
+    func taskDisagreements() -> Set<String> {
+        guard let leader = masters.first(where: { $0.isAlive && $0.isLeading }), let core = leader.core else { return [] }
+        var problems = Set<String>()
+        let known = Dictionary(core.knownTasks.map { (TaskKey(framework: $0.frameworkID, task: $0.taskID), $0) }, uniquingKeysWith: { a, _ in a })
+        let removed = Set(registry?.removedFrameworks ?? [])
+        for (key, run) in truth.running.sorted(by: { $0.key < $1.key }) where !removed.contains(key.framework) {
+            guard let t = known[key], !t.state.isTerminal, t.agentID == run.agentID else {
+                problems.insert("orphan: \(key) runs on \(run.agent) but \(leader.name) has it as \(known[key].map { "\($0.state.protoName) on \($0.agentID.value)" } ?? "unknown")")
+                continue
+            }
+        }
+        for (key, t) in known.sorted(by: { $0.key < $1.key }) where t.state == .running && truth.running[key] == nil {
+            problems.insert("phantom: \(leader.name) has \(key) RUNNING on \(t.agentID.value), but it runs nowhere")
+        }
+        return problems
+    }
+}

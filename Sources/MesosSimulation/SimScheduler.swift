@@ -22,6 +22,8 @@ final class SimScheduler: SimNode {
         var finiteTasks = true
         /// nil: every other scheduler is PARTITION_AWARE.
         var partitionAware: Bool? = nil
+        /// nil: odd-numbered schedulers checkpoint (their tasks survive agent restarts).
+        var checkpoint: Bool? = nil
     }
 
     let plan: Plan
@@ -45,7 +47,7 @@ final class SimScheduler: SimNode {
         var settings = SchedulerSettings()
         settings.registrationBackoffFactor = world.settings.registrationBackoff
         settings.maxRegistrationBackoff = world.settings.registrationBackoff * 16
-        let info = FrameworkInfo(user: "sim", name: name, id: persistedFrameworkID, failoverTimeout: world.settings.failoverTimeout,
+        let info = FrameworkInfo(user: "sim", name: name, id: persistedFrameworkID, failoverTimeout: world.settings.failoverTimeout, checkpoint: plan.checkpoint ?? (slot % 2 == 1),
             capabilities: (plan.partitionAware ?? (slot % 2 == 0)) ? [FrameworkInfo.Capability(type: .partitionAware)] : [])
         core = SchedulerCore(framework: info, settings: settings, seed: world.rng.next())
         stoppedForGood = false

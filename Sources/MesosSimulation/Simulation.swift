@@ -55,6 +55,9 @@ public enum Simulation {
         case none
         /// Followers ignore the epoch of master messages (only the sender is checked).
         case followerEpochCheck = "follower-epoch-check"
+        /// A restarted agent ignores its checkpointed executors (it keeps only its id), as before
+        /// agent recovery existed.
+        case agentRecovery = "agent-recovery"
     }
 
     public static func run(seed: UInt64, settings: SimulationSettings = SimulationSettings(), trace: Bool = false, breaking: Breakage = .none) -> SimulationResult {
@@ -111,6 +114,11 @@ public enum Simulation {
                     // Quiet for a while: every update must then be acknowledged.
                     world.run(until: world.now + .seconds(20)) { !world.violations.isEmpty }
                     if world.violations.isEmpty { world.checkUpdatesAcknowledged() }
+                    let first = world.taskDisagreements()
+                    world.run(until: world.now + .seconds(3)) { !world.violations.isEmpty }
+                    for problem in first.intersection(world.taskDisagreements()).sorted() {
+                        world.violation(.noOrphanTasks, problem)
+                    }
                 }
             }
         }
@@ -127,7 +135,7 @@ public enum Simulation {
         }
         func duration(_ lo: Int64, _ hi: Int64) -> Duration { .milliseconds(world.random(lo...hi)) }
         let other = nodes[Int(world.random(0...Int64(nodes.count - 1)))]
-        switch world.random(0...13) {
+        switch world.random(0...15) {
         case 0: return .kill(leaderOrAnyMaster())
         case 1: return .terminate(leaderOrAnyMaster())
         case 2: return .pause(leaderOrAnyMaster(), for: duration(500, 5000))
@@ -143,6 +151,12 @@ public enum Simulation {
             let followers = world.agents as [SimNode] + world.schedulers
             let follower = followers[Int(world.random(0...Int64(followers.count - 1)))]
             return .replay(Route(from: master.pid.endpoint, to: follower.pid.endpoint))
+        case 14: return .terminate(world.agents[Int(world.random(0...Int64(world.agents.count - 1)))])
+        case 15:
+            // SIGKILL one executor process (its task runs on until its agent destroys the session).
+            let executors = world.agents.flatMap(\.liveExecutors)
+            guard !executors.isEmpty else { return .pause(any, for: duration(200, 3000)) }
+            return .kill(executors[Int(world.random(0...Int64(executors.count - 1)))])
         default: return .pause(any, for: duration(200, 3000))
         }
     }
@@ -151,6 +165,7 @@ public enum Simulation {
         switch fault {
         case .kill(let n):
             n.die()
+            if n is SimExecutor { break }  // nobody restarts an executor
             world.after(.milliseconds(world.random(300...3000))) { if !n.isAlive { n.start() } }  // the supervisor
         case .terminate(let n):
             n.terminate()

@@ -12,6 +12,10 @@ public struct SimulationSettings: Sendable, Hashable {
     public var statusUpdateRetry: Duration = .seconds(1)
     public var masterPingTimeout: Duration = .seconds(4)
     public var failoverTimeout: Double = 8
+    /// How long checkpointed executors wait for their agent to come back (`--recovery_timeout`).
+    public var recoveryTimeout: Duration = .seconds(10)
+    /// `--executor_reregistration_timeout`.
+    public var executorReregistrationTimeout: Duration = .seconds(1)
     public var tick: Duration = .milliseconds(100)
     /// Faults are drawn in [settle, settle + faultWindow); everything heals after.
     public var settle: Duration = .seconds(8)
@@ -105,6 +109,8 @@ public struct Violation: Sendable, Hashable, CustomStringConvertible {
         case followerActsOnlyOnTheLeader = "1-follower-acts-only-on-the-detected-leader-at-its-epoch"
         case oneLeaderPerEpoch = "2-one-leader-per-epoch-registry-writes-by-the-leader-epochs-grow"
         case noFalseTaskReport = "3-no-task-reported-lost-or-finished-while-it-runs"
+        case taskRunsOnce = "3b-a-task-runs-at-most-once"
+        case noOrphanTasks = "3c-every-running-task-known-to-the-leader"
         case updatesAcknowledged = "4-every-status-update-acknowledged"
         case liveness = "5-liveness-after-heal"
         case coreTrapped = "no-core-traps"
@@ -134,6 +140,7 @@ final class World {
     /// Processes cut from ZooKeeper (by node name).
     var cutFromZooKeeper: Set<String> = []
     var truth = Truth()
+    private var lastProcessID: Int32 = 100
     var breakage = Simulation.Breakage.none
     private(set) var violations: [Violation] = []
     private var traceRing: [String] = []
@@ -159,6 +166,12 @@ final class World {
     }
 
     func register(_ node: SimNode) { byEndpoint[node.pid.endpoint] = node }
+
+    /// A process id for a simulated process (executors and their tasks take two).
+    func newProcessID() -> Int32 {
+        lastProcessID += 2
+        return lastProcessID
+    }
 
     /// Builds the cluster and starts it: masters first, then agents, then schedulers; server-side
     /// session expiry runs all along.

@@ -58,7 +58,7 @@ struct AgentSwarm: AsyncParsableCommand {
         let signals = TerminationSignals { _ in
             Task {
                 await withTaskGroup(of: Void.self) { group in
-                    for d in all { group.addTask { await d.terminate() } }
+                    for d in all { group.addTask { await d.stop(forGood: false) } }
                 }
                 out.emit(-1, "exited code=0")
                 Foundation.exit(0)

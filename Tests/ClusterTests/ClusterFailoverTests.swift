@@ -296,7 +296,7 @@ struct ClusterFailoverTests {
 
             old.daemon.signal(SIGSTOP)
             try Data().write(to: URL(fileURLWithPath: go))
-            for task in ["task-1", "task-2"] { try await agent.waitFor("task_exited", ["task_id": task], timeout: .seconds(10)) }
+            for task in ["task-1", "task-2"] { try await agent.waitFor("status_update", ["task_id": task, "state": "TASK_FINISHED"], timeout: .seconds(10)) }
             // Still following the stopped leader: the updates went into its socket buffer, unacknowledged.
             let beforeNewLeader = agent.milestones("leader_detected").last?["master"] == oldLeader.pid
             report("tasks finished while the agent \(beforeNewLeader ? "still followed the stopped leader" : "already followed a new leader")")

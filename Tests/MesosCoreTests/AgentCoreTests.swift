@@ -2,36 +2,50 @@ import MesosCore
 import MesosWire
 import Testing
 
+/// Drives `AgentCore` with events only. Executors are played by the test: their messages come
+/// from `executorPID(...)`, on the agent's host.
 struct AgentHarness {
     var core: AgentCore
     var sent: [(Envelope.Payload, PID, UInt64)] = []
-    var launched: [TaskKey] = []
-    var killed: [TaskKey] = []
-    var persisted: [(AgentID?, UInt64)] = []
+    var launched: [ExecutorLaunch] = []
+    var destroyed: [ExecutorKey] = []
+    var checkpoints: [CheckpointWrite] = []
+    /// Every effect in order (for "checkpointed before acknowledged").
+    var effects: [AgentCore.Effect] = []
     var observed: [AgentObservation] = []
     var exited: ExitReason?
     var now: Duration = .zero
+    /// The agent's disk: every checkpoint write applied, as the shell does.
+    let disk: MemoryCheckpointStore
 
     static let m1 = leader(P.master, epoch: 3)
     static let m2 = leader(P.master2, epoch: 4)
     static let f1 = FrameworkID(value: "f1")
     static let f2 = FrameworkID(value: "f2")
+    static let s1 = AgentID(value: "S1")
 
-    init(id: AgentID? = nil, epochFloor: UInt64 = 0) {
+    init(id: AgentID? = nil, epochFloor: UInt64 = 0, recovering state: AgentRecoveryState = AgentRecoveryState(), disk: MemoryCheckpointStore = MemoryCheckpointStore(),
+        configure: (inout AgentSettings) -> Void = { _ in }) {
+        self.disk = disk
         var settings = AgentSettings()
         settings.statusUpdateRetryInterval = .seconds(1)
         settings.registrationBackoffFactor = .seconds(1)
         settings.maxRegistrationBackoff = .seconds(8)
+        configure(&settings)
         core = AgentCore(info: AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 2)], id: id), pid: P.agent, epochFloor: epochFloor, seed: 42, settings: settings)
+        feed(.recovered(state))
     }
 
     mutating func feed(_ event: AgentCore.Event) {
         for effect in core.handle(event) {
+            effects.append(effect)
             switch effect {
             case .send(let p, let to, let epoch): sent.append((p, to, epoch))
-            case .launch(let key, _): launched.append(key)
-            case .kill(let key): killed.append(key)
-            case .persist(let id, let floor): persisted.append((id, floor))
+            case .launchExecutor(let l): launched.append(l)
+            case .destroyExecutor(let key): destroyed.append(key)
+            case .checkpoint(let w):
+                checkpoints.append(w)
+                try? AgentCheckpoint.apply(w, to: disk)
             case .observe(let o): observed.append(o)
             case .exit(let reason): exited = reason
             }
@@ -69,28 +83,61 @@ struct AgentHarness {
         fromMaster(leader, .agentRegistered(AgentRegisteredMessage(agentID: AgentID(value: id))))
     }
 
-    mutating func run(_ task: String, of framework: FrameworkID = f1, on leader: Leader) {
-        let info = TaskInfo(name: task, taskID: TaskID(value: task), agentID: AgentID(value: "S1"), command: CommandInfo(value: "sleep 10"))
-        fromMaster(leader, .runTask(RunTaskMessage(frameworkID: framework, framework: FrameworkInfo(user: "u", name: "fw", id: framework), task: info, pid: P.scheduler.description)))
+    static func framework(_ id: FrameworkID, checkpoint: Bool = false, partitionAware: Bool = false) -> FrameworkInfo {
+        FrameworkInfo(user: "u", name: "fw", id: id, checkpoint: checkpoint, capabilities: partitionAware ? [FrameworkInfo.Capability(type: .partitionAware)] : [])
     }
 
-    func updates(_ sent: [(Envelope.Payload, PID, UInt64)]) -> [StatusUpdate] { sent.compactMap { $0.0.statusUpdate?.update } }
+    mutating func run(_ task: String, of framework: FrameworkID = f1, checkpoint: Bool = false, partitionAware: Bool = false, on leader: Leader) {
+        let info = TaskInfo(name: task, taskID: TaskID(value: task), agentID: Self.s1, command: CommandInfo(value: "sleep 10"))
+        fromMaster(leader, .runTask(RunTaskMessage(frameworkID: framework, framework: Self.framework(framework, checkpoint: checkpoint, partitionAware: partitionAware), task: info, pid: P.scheduler.description)))
+    }
+
+    static func executorPID(_ n: Int) -> PID { PID("executor(1)@\(P.agent.host):\(7000 + n)")! }
+
+    mutating func fromExecutor(_ pid: PID, _ payload: Envelope.Payload) {
+        feed(.message(Inbound(envelope(payload, from: pid, epoch: 0))))
+    }
+
+    /// The executor of `task` registers from `pid`: it gets ExecutorRegistered and its task.
+    mutating func executorRegisters(_ task: String, of framework: FrameworkID = f1, from pid: PID) {
+        fromExecutor(pid, .registerExecutor(RegisterExecutorMessage(frameworkID: framework, executorID: ExecutorID(value: task))))
+    }
+
+    /// The executor of `task` reports `state`; the update it sent.
+    @discardableResult
+    mutating func executorReports(_ task: String, _ state: TaskState, of framework: FrameworkID = f1, from pid: PID, uuid: UInt8 = 1) -> StatusUpdate {
+        let uuid = [UInt8](repeating: uuid, count: 16)
+        let status = TaskStatus(taskID: TaskID(value: task), state: state, source: .executor, uuid: uuid)
+        let u = StatusUpdate(frameworkID: framework, status: status, timestamp: 1, uuid: uuid, executorID: ExecutorID(value: task))
+        fromExecutor(pid, .statusUpdate(StatusUpdateMessage(update: u)))
+        return u
+    }
+
+    mutating func ack(_ u: StatusUpdate, from leader: Leader) {
+        fromMaster(leader, .statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: Self.s1, frameworkID: u.frameworkID, taskID: u.status.taskID, uuid: u.uuid)))
+    }
+
+    func updates(_ sent: [(Envelope.Payload, PID, UInt64)], to: PID = P.master) -> [StatusUpdate] { sent.filter { $0.1 == to }.compactMap { $0.0.statusUpdate?.update } }
+    func sentTo(_ pid: PID, _ sent: [(Envelope.Payload, PID, UInt64)]) -> [String] { sent.filter { $0.1 == pid }.map(\.0.kind) }
 }
 
 func key(_ framework: FrameworkID, _ task: String) -> TaskKey { TaskKey(framework: framework, task: TaskID(value: task)) }
+func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { ExecutorKey(framework: framework, executor: ExecutorID(value: task)) }
 
 @Suite struct AgentCoreTests {
+    typealias H = AgentHarness
+
     @Test func masterlessAgentIgnoresMasterMessages() {
-        var h = AgentHarness()
-        h.run("t", on: AgentHarness.m1)
-        h.fromMaster(AgentHarness.m1, .shutdown(ShutdownMessage()))
+        var h = H()
+        h.run("t", on: H.m1)
+        h.fromMaster(H.m1, .shutdown(ShutdownMessage()))
         #expect(h.launched.isEmpty && h.exited == nil && h.take().isEmpty)
         #expect(h.core.droppedMessages[.noLeader] == 2)
     }
 
     @Test func registersWithADoublingJitteredBackoffUntilAnswered() {
-        var h = AgentHarness()
-        h.feed(.leaderDetected(AgentHarness.m1))
+        var h = H()
+        h.feed(.leaderDetected(H.m1))
         guard case .registerAgent? = h.registrationAttempt()?.0 else { Issue.record("no registration"); return }
         // Unanswered: retried; the bound of each wait doubles (1 s, 2 s, 4 s), capped at 8 s.
         var bounds: [Duration] = []
@@ -99,43 +146,106 @@ func key(_ framework: FrameworkID, _ task: String) -> TaskKey { TaskKey(framewor
             guard h.registrationAttempt() != nil else { Issue.record("no retry"); return }
         }
         #expect(bounds == [.seconds(2), .seconds(4), .seconds(8), .seconds(8), .seconds(8)])
-        h.fromMaster(AgentHarness.m1, .agentRegistered(AgentRegisteredMessage(agentID: AgentID(value: "S1"))))
-        #expect(h.core.isRegistered && h.core.agentID?.value == "S1")
-        #expect(h.persisted.last?.0?.value == "S1")
-        #expect(h.observed.contains(.registered(AgentID(value: "S1"), AgentHarness.m1)))
+        h.fromMaster(H.m1, .agentRegistered(AgentRegisteredMessage(agentID: H.s1)))
+        #expect(h.core.isRegistered && h.core.agentID == H.s1)
+        #expect(h.checkpoints.contains { if case .agent(let info) = $0 { info.id == H.s1 } else { false } }, "slave.info written at the first registration")
+        #expect(h.observed.contains(.registered(H.s1, H.m1)))
         #expect(h.registrationAttempt() == nil, "no more attempts once registered")
     }
 
     @Test func rejectsStaleLeadersAndImpostors() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m2)
+        var h = H()
+        h.register(with: H.m2)
         _ = h.take()
-        h.fromMaster(AgentHarness.m1, .ping(PingAgentMessage(connected: true)))  // deposed leader, epoch 3
+        h.fromMaster(H.m1, .ping(PingAgentMessage(connected: true)))  // deposed leader, epoch 3
         h.fromMaster(leader(P.stranger, epoch: 4), .ping(PingAgentMessage(connected: true)))
-        h.fromMaster(AgentHarness.m2, .ping(PingAgentMessage(connected: true)), epoch: 5)
+        h.fromMaster(H.m2, .ping(PingAgentMessage(connected: true)), epoch: 5)
         #expect(h.take().isEmpty)
         #expect(h.core.droppedMessages == [.staleEpoch: 1, .notFromLeader: 1, .unconfirmedEpoch: 1])
-        h.fromMaster(AgentHarness.m2, .ping(PingAgentMessage(connected: true)))
+        h.fromMaster(H.m2, .ping(PingAgentMessage(connected: true)))
         #expect(h.take().map { "\($0.0)" } == ["\(Envelope.Payload.pong(PongAgentMessage()))"])
     }
 
     @Test func neverFollowsALeaderOlderThanOneSeen() {
-        var h = AgentHarness(epochFloor: 4)
-        h.feed(.leaderDetected(AgentHarness.m1))
-        #expect(h.core.leader == nil && h.observed == [.leaderBelowFloor(AgentHarness.m1, floor: 4)])
-        h.feed(.leaderDetected(AgentHarness.m2))
-        h.feed(.leaderDetected(AgentHarness.m1))
-        #expect(h.core.leader == AgentHarness.m2)
+        var h = H(epochFloor: 4)
+        h.feed(.leaderDetected(H.m1))
+        #expect(h.core.leader == nil && h.observed.contains(.leaderBelowFloor(H.m1, floor: 4)))
+        h.feed(.leaderDetected(H.m2))
+        h.feed(.leaderDetected(H.m1))
+        #expect(h.core.leader == H.m2)
     }
 
-    @Test func statusUpdatesAreRetriedAcrossFailoverUntilAcknowledged() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.run("t1", on: AgentHarness.m1)
-        #expect(h.launched == [key(AgentHarness.f1, "t1")])
-        h.feed(.taskStarted(key(AgentHarness.f1, "t1")))
-        guard let first = h.updates(h.take()).last else { Issue.record("no update"); return }
-        #expect(first.status.state == .running && first.uuid.count == 16)
+    @Test func aLaunchedTaskGetsItsOwnExecutorWhichGetsTheTaskOnceRegistered() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        #expect(h.launched.map(\.key) == [executorKey(H.f1, "t1")], "a command executor per task, named after it")
+        #expect(h.launched.first?.task.taskID.value == "t1")
+        _ = h.take()
+        h.executorRegisters("t1", from: H.executorPID(1))
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["executor_registered", "run_task"])
+        #expect(h.core.executors[executorKey(H.f1, "t1")]?.state == .running)
+    }
+
+    @Test func executorUpdatesAreCheckpointedThenAcknowledgedThenForwarded() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", checkpoint: true, on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        h.effects = []
+        let running = h.executorReports("t1", .running, from: H.executorPID(1))
+        let order = h.effects.compactMap { e -> String? in
+            switch e {
+            case .checkpoint(.taskUpdates): "checkpoint"
+            case .send(.statusUpdateAck(let a), let to, _) where to == H.executorPID(1) && a.uuid == running.uuid: "ack-to-executor"
+            case .send(.statusUpdate(let m), let to, _) where to == P.master && m.update.uuid == running.uuid: "forward"
+            default: nil
+            }
+        }
+        #expect(order.first == "checkpoint" && order.contains("ack-to-executor") && order.contains("forward"), "\(order)")
+        #expect(order.firstIndex(of: "checkpoint")! < order.firstIndex(of: "ack-to-executor")!)
+        // A duplicate (the executor re-sends it after a reconnect) is acknowledged again, not forwarded again.
+        _ = h.take()
+        h.executorReports("t1", .running, from: H.executorPID(1))
+        let again = h.take()
+        #expect(h.sentTo(H.executorPID(1), again) == ["status_update_ack"] && h.updates(again).isEmpty)
+    }
+
+    @Test func frameworksThatDoNotCheckpointLeaveNothingOnDisk() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        h.executorReports("t1", .running, from: H.executorPID(1))
+        #expect(h.checkpoints.allSatisfy { if case .agent = $0 { true } else if case .epochFloor = $0 { true } else { false } }, "\(h.checkpoints)")
+        #expect(h.disk.files.keys.sorted() == ["epoch_floor", "slaves/S1/slave.info"])
+    }
+
+    @Test func executorMessagesFromAnotherHostOrPIDAreRefused() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        _ = h.take()
+        let foreign = PID("executor(1)@10.9.9.9:7001")!
+        h.executorRegisters("t1", from: foreign)
+        #expect(h.sentTo(foreign, h.take()) == ["shutdown_executor"])
+        #expect(h.core.executors[executorKey(H.f1, "t1")]?.state == .registering)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        _ = h.take()
+        // Another local process claiming to be that executor: refused, its update not taken.
+        h.executorReports("t1", .finished, from: H.executorPID(2))
+        #expect(h.take().isEmpty && h.core.tasks[key(H.f1, "t1")]?.state == .staging)
+        #expect(h.observed.contains { if case .executorMessageRefused(let from, "status_update", _) = $0 { from == H.executorPID(2).description } else { false } })
+    }
+
+    @Test func updatesAreRetriedAcrossFailoverUntilAcknowledged() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        _ = h.take()
+        let first = h.executorReports("t1", .running, from: H.executorPID(1))
+        #expect(h.updates(h.take()).map(\.uuid) == [first.uuid])
         // Not acknowledged: sent again.
         h.tick(.seconds(1))
         #expect(h.updates(h.take()).map(\.uuid) == [first.uuid])
@@ -143,126 +253,312 @@ func key(_ framework: FrameworkID, _ task: String) -> TaskKey { TaskKey(framewor
         h.feed(.leaderDetected(nil))
         h.tick(.seconds(5))
         #expect(h.take().isEmpty)
-        h.feed(.leaderDetected(AgentHarness.m2))
+        h.feed(.leaderDetected(H.m2))
         guard case .reregisterAgent(let re)? = h.registrationAttempt()?.0 else { Issue.record("no re-registration"); return }
-        #expect(re.tasks.map(\.taskID.value) == ["t1"] && re.tasks.first?.state == .running && re.agent.id?.value == "S1")
-        h.fromMaster(AgentHarness.m2, .agentReregistered(AgentReregisteredMessage(agentID: AgentID(value: "S1"))))
-        let resent = h.take()
-        #expect(resent.contains { $0.0.statusUpdate?.update.uuid == first.uuid && $0.2 == 4 })
+        #expect(re.tasks.map(\.taskID.value) == ["t1"] && re.tasks.first?.state == .running && re.agent.id == H.s1)
+        #expect(re.tasks.first?.executorID?.value == "t1")
+        h.fromMaster(H.m2, .agentReregistered(AgentReregisteredMessage(agentID: H.s1)))
+        #expect(h.take().contains { $0.0.statusUpdate?.update.uuid == first.uuid && $0.2 == 4 })
         // Acknowledged: no more retries.
-        h.fromMaster(AgentHarness.m2, .statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: AgentID(value: "S1"), frameworkID: AgentHarness.f1, taskID: TaskID(value: "t1"), uuid: first.uuid)))
+        h.ack(first, from: H.m2)
         #expect(h.core.pendingUpdates == 0)
         h.tick(.seconds(30))
         #expect(h.updates(h.take()).isEmpty)
     }
 
-    @Test func updatesOfOneTaskGoInOrder() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.run("t1", on: AgentHarness.m1)
-        let t1 = key(AgentHarness.f1, "t1")
-        h.feed(.taskStarted(t1))
-        h.feed(.taskExited(t1, code: 0))
-        let updates = h.updates(h.take())
-        #expect(updates.map(\.status.state) == [.running])  // FINISHED waits for RUNNING's ack
-        h.fromMaster(AgentHarness.m1, .statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: AgentID(value: "S1"), frameworkID: AgentHarness.f1, taskID: TaskID(value: "t1"), uuid: updates[0].uuid)))
-        guard let fin = h.updates(h.take()).first else { Issue.record("no FINISHED"); return }
-        #expect(fin.status.state == .finished)
-        h.fromMaster(AgentHarness.m1, .statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: AgentID(value: "S1"), frameworkID: AgentHarness.f1, taskID: TaskID(value: "t1"), uuid: fin.uuid)))
+    @Test func updatesOfOneTaskGoInOrderAndTheTaskIsDoneWhenTheLastIsAcknowledged() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        _ = h.take()
+        let running = h.executorReports("t1", .running, from: H.executorPID(1), uuid: 1)
+        let finished = h.executorReports("t1", .finished, from: H.executorPID(1), uuid: 2)
+        #expect(h.updates(h.take()).map(\.status.state) == [.running], "FINISHED waits for RUNNING's acknowledgement")
+        h.ack(running, from: H.m1)
+        #expect(h.updates(h.take()).map(\.uuid) == [finished.uuid])
+        h.ack(finished, from: H.m1)
         #expect(h.core.tasks.isEmpty)
+        // Its executor exits: forgotten, with its framework.
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: 0))
+        #expect(h.core.executors.isEmpty && h.core.frameworks.isEmpty)
     }
 
     /// Two frameworks, both with a task named `task-1`: both run; a kill and an acknowledgement
     /// reach only their own framework's task.
     @Test func tasksAreIdentifiedByFrameworkAndTask() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.run("task-1", of: AgentHarness.f1, on: AgentHarness.m1)
-        h.run("task-1", of: AgentHarness.f2, on: AgentHarness.m1)
-        #expect(h.launched == [key(AgentHarness.f1, "task-1"), key(AgentHarness.f2, "task-1")])
-        h.fromMaster(AgentHarness.m1, .killTask(KillTaskMessage(frameworkID: AgentHarness.f2, taskID: TaskID(value: "task-1"))))
-        #expect(h.killed == [key(AgentHarness.f2, "task-1")])
-        h.feed(.taskStarted(key(AgentHarness.f1, "task-1")))
-        h.feed(.taskExited(key(AgentHarness.f2, "task-1"), code: 143))
-        let updates = h.updates(h.take())
-        #expect(updates.map { "\($0.frameworkID.value):\($0.status.state.protoName)" } == ["f1:TASK_RUNNING", "f2:TASK_KILLED"])
-        h.fromMaster(AgentHarness.m1, .statusUpdateAck(StatusUpdateAcknowledgementMessage(agentID: AgentID(value: "S1"), frameworkID: AgentHarness.f2, taskID: TaskID(value: "task-1"), uuid: updates[1].uuid)))
-        #expect(h.core.tasks.keys.sorted() == [key(AgentHarness.f1, "task-1")])
-        #expect(h.core.pendingUpdateKeys == [key(AgentHarness.f1, "task-1")])
+        var h = H()
+        h.register(with: H.m1)
+        h.run("task-1", of: H.f1, on: H.m1)
+        h.run("task-1", of: H.f2, on: H.m1)
+        #expect(h.launched.map(\.key) == [executorKey(H.f1, "task-1"), executorKey(H.f2, "task-1")])
+        h.executorRegisters("task-1", of: H.f1, from: H.executorPID(1))
+        h.executorRegisters("task-1", of: H.f2, from: H.executorPID(2))
+        _ = h.take()
+        h.fromMaster(H.m1, .killTask(KillTaskMessage(frameworkID: H.f2, taskID: TaskID(value: "task-1"))))
+        #expect(h.sentTo(H.executorPID(2), h.sent) == ["kill_task"] && h.sentTo(H.executorPID(1), h.sent).isEmpty)
+        _ = h.take()
+        let r1 = h.executorReports("task-1", .running, of: H.f1, from: H.executorPID(1), uuid: 1)
+        let k2 = h.executorReports("task-1", .killed, of: H.f2, from: H.executorPID(2), uuid: 2)
+        #expect(h.updates(h.take()).map { "\($0.frameworkID.value):\($0.status.state.protoName)" } == ["f1:TASK_RUNNING", "f2:TASK_KILLED"])
+        h.ack(k2, from: H.m1)
+        #expect(h.core.tasks.keys.sorted() == [key(H.f1, "task-1")])
+        #expect(h.core.pendingUpdateKeys == [key(H.f1, "task-1")])
+        _ = r1
     }
 
-    @Test func killedTasksReportKilled() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.run("t1", on: AgentHarness.m1)
-        h.fromMaster(AgentHarness.m1, .killTask(KillTaskMessage(frameworkID: AgentHarness.f1, taskID: TaskID(value: "t1"))))
-        #expect(h.killed == [key(AgentHarness.f1, "t1")])
-        h.feed(.taskExited(key(AgentHarness.f1, "t1"), code: 143))
-        #expect(h.core.tasks[key(AgentHarness.f1, "t1")]?.state == .killed)
+    @Test func aKillBeforeTheExecutorRegisteredEndsTheTaskAndTheExecutor() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        _ = h.take()
+        h.fromMaster(H.m1, .killTask(KillTaskMessage(frameworkID: H.f1, taskID: TaskID(value: "t1"))))
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.killed] && u.first?.status.reason == .taskKilledDuringLaunch)
+        #expect(h.destroyed == [executorKey(H.f1, "t1")])
+    }
+
+    @Test func anExecutorThatNeverRegistersIsKilledAndItsTaskFails() {
+        var h = H { $0.executorRegistrationTimeout = .seconds(5) }
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        _ = h.take()
+        h.tick(.seconds(4))
+        #expect(h.destroyed.isEmpty)
+        h.tick(.seconds(2))
+        #expect(h.destroyed == [executorKey(H.f1, "t1")])
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: 137))
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.failed] && u.first?.status.reason == .executorRegistrationTimeout)
+    }
+
+    @Test func anExecutorThatDiesTakesItsTaskWithItAsFailed() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        let running = h.executorReports("t1", .running, from: H.executorPID(1))
+        h.ack(running, from: H.m1)
+        _ = h.take()
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: 137))
+        #expect(h.destroyed == [executorKey(H.f1, "t1")], "whatever it left in its session is killed too")
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.failed] && u.first?.status.reason == .executorTerminated)
+        #expect(u.first?.status.message?.contains("terminated with signal SIGKILL") == true, "\(u.first?.status.message ?? "")")
     }
 
     @Test func tasksTheMasterAsksAboutThatTheAgentLacksAreReportedLost() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.run("known", on: AgentHarness.m1)
+        var h = H()
+        h.register(with: H.m1)
+        h.run("known", on: H.m1)
         _ = h.take()
-        h.feed(.leaderDetected(AgentHarness.m2))
+        h.feed(.leaderDetected(H.m2))
         _ = h.registrationAttempt()
-        let ask = ReconcileTasksMessage(frameworkID: AgentHarness.f1, statuses: [
+        let ask = ReconcileTasksMessage(frameworkID: H.f1, statuses: [
             TaskStatus(taskID: TaskID(value: "known"), state: .staging), TaskStatus(taskID: TaskID(value: "gone"), state: .running),
         ])
-        h.fromMaster(AgentHarness.m2, .agentReregistered(AgentReregisteredMessage(agentID: AgentID(value: "S1"), reconciliations: [ask])))
-        let updates = h.updates(h.take())
+        h.fromMaster(H.m2, .agentReregistered(AgentReregisteredMessage(agentID: H.s1, reconciliations: [ask])))
+        let updates = h.updates(h.take(), to: P.master2)
         #expect(updates.map { "\($0.status.taskID.value):\($0.status.state.protoName)" } == ["gone:TASK_LOST"])
         #expect(updates.first?.status.reason == .reconciliation && updates.first?.uuid.isEmpty == false, "a reliable update, acknowledged like any other")
     }
 
     @Test func aKillOfATaskTheAgentDoesNotHaveIsAnsweredLost() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.fromMaster(AgentHarness.m1, .killTask(KillTaskMessage(frameworkID: AgentHarness.f1, taskID: TaskID(value: "nope"))))
+        var h = H()
+        h.register(with: H.m1)
+        h.fromMaster(H.m1, .killTask(KillTaskMessage(frameworkID: H.f1, taskID: TaskID(value: "nope"))))
         #expect(h.updates(h.take()).map(\.status.state) == [.lost])
     }
 
     @Test func invalidMasterMessagesAreRefusedAndNotActedOn() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
+        var h = H()
+        h.register(with: H.m1)
         _ = h.take()
-        let info = TaskInfo(name: "t", taskID: TaskID(value: "../etc"), agentID: AgentID(value: "S1"), resources: [Resource(name: "cpus", scalar: .nan)], command: CommandInfo(value: "true"))
-        h.fromMaster(AgentHarness.m1, .runTask(RunTaskMessage(frameworkID: AgentHarness.f1, framework: FrameworkInfo(user: "u", name: "fw"), task: info, pid: P.scheduler.description)))
+        let info = TaskInfo(name: "t", taskID: TaskID(value: "../etc"), agentID: H.s1, resources: [Resource(name: "cpus", scalar: .nan)], command: CommandInfo(value: "true"))
+        h.fromMaster(H.m1, .runTask(RunTaskMessage(frameworkID: H.f1, framework: FrameworkInfo(user: "u", name: "fw"), task: info, pid: P.scheduler.description)))
         #expect(h.launched.isEmpty)
         #expect(h.take().first?.0.refused?.kind == "run_task")
     }
 
-    @Test func shutdownForgetsTheAgentIDAndStops() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
-        h.fromMaster(AgentHarness.m1, .shutdown(ShutdownMessage(message: "agent removed")))
+    @Test func shutdownByTheMasterForgetsTheAgentShutsDownExecutorsThenExits() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", checkpoint: true, on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        _ = h.take()
+        h.fromMaster(H.m1, .shutdown(ShutdownMessage(message: "agent removed")))
+        #expect(h.checkpoints.last == .forgetAgent)
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["shutdown_executor"])
+        #expect(h.exited == nil, "waits for its executors")
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: 0))
         #expect(h.exited == .shutDownByMaster("agent removed"))
-        #expect(h.persisted.last.map { $0.0 == nil } == true)
-        h.fromMaster(AgentHarness.m1, .ping(PingAgentMessage(connected: true)))
+        h.fromMaster(H.m1, .ping(PingAgentMessage(connected: true)))
         #expect(h.take().isEmpty)
     }
 
-    /// What was sent on a broken link may be lost (or the master restarted on the same address):
-    /// re-register at once, as Mesos agents do when their master's link exits.
+    /// SIGTERM: executors of frameworks that checkpoint keep running for the next start; the
+    /// others are shut down, then the agent exits.
+    @Test func sigtermKeepsCheckpointedExecutorsRunning() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("kept", checkpoint: true, on: H.m1)
+        h.run("ended", checkpoint: false, on: H.m1)
+        h.executorRegisters("kept", from: H.executorPID(1))
+        h.executorRegisters("ended", from: H.executorPID(2))
+        _ = h.take()
+        h.feed(.shutdownRequested(forGood: false))
+        let sent = h.take()
+        #expect(h.sentTo(H.executorPID(2), sent) == ["shutdown_executor"] && h.sentTo(H.executorPID(1), sent).isEmpty)
+        #expect(!sent.contains { $0.1 == P.master && $0.0.kind == "unregister_agent" })
+        #expect(h.exited == nil)
+        h.feed(.executorExited(executorKey(H.f1, "ended"), status: 0))
+        #expect(h.exited == .terminated && h.destroyed.allSatisfy { $0 != executorKey(H.f1, "kept") })
+    }
+
+    /// SIGUSR1: unregister, shut every executor down, forget the agent id.
+    @Test func sigusr1UnregistersAndShutsDownEveryExecutor() {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("kept", checkpoint: true, on: H.m1)
+        h.executorRegisters("kept", from: H.executorPID(1))
+        _ = h.take()
+        h.feed(.shutdownRequested(forGood: true))
+        let sent = h.take()
+        #expect(sent.contains { $0.1 == P.master && $0.0.kind == "unregister_agent" })
+        #expect(h.sentTo(H.executorPID(1), sent) == ["shutdown_executor"])
+        #expect(h.checkpoints.contains(.forgetAgent))
+        // It does not answer: killed after the grace period, then the agent exits.
+        h.tick(.seconds(7))
+        #expect(h.destroyed.contains(executorKey(H.f1, "kept")) && h.exited == .shutDownForGood)
+    }
+
+    /// What a broken link may have lost (or the master restarted on the same address): re-register
+    /// at once, as Mesos agents do when their master's link exits.
     @Test func aBrokenLinkToTheLeaderMeansReregistering() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
+        var h = H()
+        h.register(with: H.m1)
         _ = h.take()
         h.feed(.linkBroken(endpoint: P.stranger.endpoint))
         #expect(h.take().isEmpty, "another peer's link is not the leader's")
         h.feed(.linkBroken(endpoint: P.master.endpoint))
         #expect(h.take().contains { if case .reregisterAgent = $0.0 { $0.1 == P.master } else { false } })
-        #expect(h.observed.contains(.linkToLeaderBroken(AgentHarness.m1)))
+        #expect(h.observed.contains(.linkToLeaderBroken(H.m1)))
     }
 
     @Test func noPingsForTooLongMeansReregistering() {
-        var h = AgentHarness()
-        h.register(with: AgentHarness.m1)
+        var h = H()
+        h.register(with: H.m1)
         _ = h.take()
         h.tick(.seconds(76))
         #expect(h.observed.contains(.masterPingsMissed(.seconds(75))))
         #expect(h.take().contains { if case .reregisterAgent = $0.0 { true } else { false } })
+    }
+}
+
+/// Agent restarts: what the checkpoint holds comes back (Mesos's Slave::recover).
+@Suite struct AgentRecoveryTests {
+    typealias H = AgentHarness
+
+    /// An agent that ran a checkpointed task, its disk, and the running task's RUNNING update
+    /// (acknowledged by the master) and a later unacknowledged one when `pending`.
+    static func diskAfterARun(pending: TaskState? = nil, partitionAware: Bool = false) -> (MemoryCheckpointStore, StatusUpdate?) {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", checkpoint: true, partitionAware: partitionAware, on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        h.ack(h.executorReports("t1", .running, from: H.executorPID(1), uuid: 1), from: H.m1)
+        let later = pending.map { h.executorReports("t1", $0, from: H.executorPID(1), uuid: 2) }
+        try? AgentCheckpoint.apply(.forkedPID(agent: H.s1, executorKey(H.f1, "t1"), run: h.launched[0].run, pid: 4242), to: h.disk)
+        return (h.disk, later)
+    }
+
+    static func restarted(from disk: MemoryCheckpointStore, alive: Bool, configure: (inout AgentSettings) -> Void = { _ in }) -> AgentHarness {
+        var state = (try? AgentCheckpoint.recover(from: disk, strict: true)) ?? AgentRecoveryState()
+        for f in state.frameworks.indices { for e in state.frameworks[f].executors.indices { state.frameworks[f].executors[e].alive = alive } }
+        return H(recovering: state, disk: disk, configure: configure)
+    }
+
+    @Test func aLiveExecutorIsAskedToReconnectAndTheAgentRegistersOnlyAfterIt() {
+        let (disk, _) = Self.diskAfterARun()
+        var h = Self.restarted(from: disk, alive: true)
+        #expect(h.core.agentID == H.s1, "the same agent id")
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["reconnect_executor"])
+        h.feed(.leaderDetected(H.m1))
+        // Re-registration waits for the executor (or its timeout).
+        for _ in 0..<15 { h.tick(.milliseconds(100)) }
+        #expect(!h.take().contains { if case .reregisterAgent = $0.0 { true } else { false } })
+        #expect(!h.core.isRecovered)
+        h.fromExecutor(H.executorPID(1), .reregisterExecutor(ReregisterExecutorMessage(executorID: ExecutorID(value: "t1"), frameworkID: H.f1)))
+        #expect(h.sentTo(H.executorPID(1), h.take()).contains("executor_reregistered"))
+        #expect(h.core.isRecovered && h.observed.contains(.reconnected(executors: 1, timedOut: 0)))
+        guard case .reregisterAgent(let re)? = h.registrationAttempt()?.0 else { Issue.record("no re-registration"); return }
+        #expect(re.agent.id == H.s1 && re.tasks.map { "\($0.taskID.value):\($0.state.protoName)" } == ["t1:TASK_RUNNING"])
+        // A kill afterwards reaches the executor.
+        h.fromMaster(H.m1, .agentReregistered(AgentReregisteredMessage(agentID: H.s1)))
+        h.fromMaster(H.m1, .killTask(KillTaskMessage(frameworkID: H.f1, taskID: TaskID(value: "t1"))))
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["kill_task"])
+    }
+
+    @Test func updatesTheExecutorKeptWhileTheAgentWasDownAreForwardedAfterRecovery() {
+        let (disk, _) = Self.diskAfterARun()
+        var h = Self.restarted(from: disk, alive: true)
+        _ = h.take()
+        let status = TaskStatus(taskID: TaskID(value: "t1"), state: .finished, message: "Command exited with status 0", source: .executor, uuid: [UInt8](repeating: 9, count: 16))
+        let u = StatusUpdate(frameworkID: H.f1, status: status, timestamp: 5, uuid: status.uuid!, executorID: ExecutorID(value: "t1"))
+        h.fromExecutor(H.executorPID(1), .reregisterExecutor(ReregisterExecutorMessage(executorID: ExecutorID(value: "t1"), frameworkID: H.f1, updates: [u])))
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["executor_reregistered", "status_update_ack"])
+        h.register(with: H.m1)
+        let forwarded = h.updates(h.take())
+        #expect(forwarded.map(\.uuid) == [u.uuid] && forwarded.first?.status.message == "Command exited with status 0")
+    }
+
+    @Test func anUnacknowledgedUpdateFromTheCheckpointGoesToTheMasterAfterRecovery() {
+        let (disk, finished) = Self.diskAfterARun(pending: .finished)
+        var h = Self.restarted(from: disk, alive: false)
+        h.register(with: H.m1)
+        #expect(h.updates(h.take()).map(\.uuid) == [finished!.uuid], "no TASK_FAILED: the task had finished, its update is replayed")
+        h.ack(finished!, from: H.m1)
+        #expect(h.core.tasks.isEmpty && h.core.executors.isEmpty)
+        #expect(h.checkpoints.contains { if case .executorCompleted = $0 { true } else { false } })
+    }
+
+    @Test func anExecutorThatDiedWhileTheAgentWasDownFailsItsTask() {
+        let (disk, _) = Self.diskAfterARun()
+        var h = Self.restarted(from: disk, alive: false)
+        #expect(h.destroyed == [executorKey(H.f1, "t1")], "leftovers of its session are killed")
+        h.register(with: H.m1)
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.failed] && u.first?.status.reason == .executorTerminated)
+        #expect(u.first?.status.message?.contains("while the agent was down") == true)
+    }
+
+    @Test func anExecutorThatDoesNotReregisterInTimeIsKilledAndItsTaskIsLost() {
+        let (disk, _) = Self.diskAfterARun(partitionAware: true)
+        var h = Self.restarted(from: disk, alive: true)
+        h.feed(.leaderDetected(H.m1))
+        h.tick(.milliseconds(1500))
+        #expect(h.destroyed.isEmpty && !h.core.isRecovered)
+        h.tick(.milliseconds(600))
+        #expect(h.destroyed == [executorKey(H.f1, "t1")] && h.core.isRecovered)
+        #expect(h.observed.contains(.reconnected(executors: 0, timedOut: 1)))
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: nil))
+        h.fromMaster(H.m1, .agentReregistered(AgentReregisteredMessage(agentID: H.s1)))
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.gone], "TASK_GONE for a partition-aware framework (TASK_LOST otherwise)")
+        #expect(u.first?.status.reason == .executorReregistrationTimeout)
+    }
+
+    @Test func recoverCleanupKillsTheExecutorsAndExits() {
+        let (disk, _) = Self.diskAfterARun()
+        var h = Self.restarted(from: disk, alive: true) { $0.recover = .cleanup }
+        #expect(h.destroyed == [executorKey(H.f1, "t1")] && h.exited == nil)
+        h.feed(.leaderDetected(H.m1))
+        #expect(h.registrationAttempt() == nil, "cleanup never registers")
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: nil))
+        #expect(h.exited == .recoveryCleanedUp(executors: 1))
+        // The terminal update is on disk for the next start.
+        let next = try? AgentCheckpoint.recover(from: disk, strict: true)
+        let records = next?.executors.first?.tasks.first?.records ?? []
+        #expect(records.compactMap(\.update?.status.state).last == .failed)
     }
 }

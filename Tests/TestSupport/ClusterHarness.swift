@@ -6,9 +6,10 @@
 //
 // Logs stay in $TMPDIR/cluster-tests/<test>/ after the run (replaced by the next run of the same
 // test); a test that throws prints the tail of every log.
-import Foundation
-import Testing
 import FaultProxy
+import Foundation
+import MesosWire
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +52,7 @@ struct Master {
 
 /// Seconds with millisecond precision, for reports.
 func seconds(_ d: Duration) -> String {
-    String(format: "%.3f s", Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    String(format: "%.3f s", d.inSeconds)
 }
 
 final class Cluster {
@@ -67,6 +68,8 @@ final class Cluster {
     private(set) var proxies: [FaultProxy] = []
     private var spawned = 0
     private var slots = 0
+    private var agentSlots = 0
+    private var agentSlot: [ObjectIdentifier: Int] = [:]
 
     /// The masters' group and registry live under this znode.
     var url: String { "zk://\(zk.connectString)/mesos" }
@@ -151,15 +154,28 @@ final class Cluster {
     }
 
     @discardableResult
-    func startAgent(master: String? = nil, port: Int = 0, advertisePort: Int? = nil, extra: [String] = []) throws -> Daemon {
-        let n = agents.count + 1
+    func startAgent(master: String? = nil, port: Int = 0, advertisePort: Int? = nil, slot: Int? = nil, extra: [String] = []) throws -> Daemon {
+        let n = slot ?? { agentSlots += 1; return agentSlots }()
         let agent = try daemon("agent\(n)", "mesos-agent", [
             "--master", master ?? url, "--port", "\(port)", "--work_dir", directory.appending(path: "agent\(n)").path,
             "--zk_session_timeout", Knobs.sessionTimeoutFlag, "--registration_backoff_factor", "200ms",
             "--status_update_retry_interval", "1secs", "--log_level", "info",
         ] + (advertisePort.map { ["--advertise_port", "\($0)"] } ?? []) + extra)
         agents.append(agent)
+        agentSlot[ObjectIdentifier(agent)] = n
         return agent
+    }
+
+    /// The agent started again on its work directory (after it exited or was killed): a new
+    /// process, with the old one's checkpoint.
+    func restartAgent(_ old: Daemon, master: String? = nil, extra: [String] = []) throws -> Daemon {
+        guard let n = agentSlot[ObjectIdentifier(old)] else { throw ClusterError("\(old.name) is not an agent of this cluster") }
+        return try startAgent(master: master, slot: n, extra: extra)
+    }
+
+    /// The agent's `--work_dir`.
+    func workDirectory(of agent: Daemon) -> URL {
+        directory.appending(path: "agent\(agentSlot[ObjectIdentifier(agent)] ?? 0)")
     }
 
     @discardableResult
@@ -182,21 +198,21 @@ final class Cluster {
     /// A master whose bus is reached only through a proxy (`--advertise_port`): agents and frameworks
     /// send to it through `proxy` (client->server is toward the master).
     func startProxiedMaster(zk: String? = nil, extra: [String] = []) throws -> (Master, FaultProxy) {
-        let port = try FaultProxy.freePort()
+        let port = try Loopback.freePort()
         let proxy = try proxy(to: port)
         return (try startMaster(zk: zk, port: port, advertisePort: proxy.port, extra: extra), proxy)
     }
 
     /// An agent the master reaches only through a proxy (client->server is master->agent).
     func startProxiedAgent(master: String? = nil, extra: [String] = []) throws -> (Daemon, FaultProxy) {
-        let port = try FaultProxy.freePort()
+        let port = try Loopback.freePort()
         let proxy = try proxy(to: port)
         return (try startAgent(master: master, port: port, advertisePort: proxy.port, extra: extra), proxy)
     }
 
     /// The framework reached by the master through a proxy (master -> scheduler traffic).
     func startProxiedFramework(tasks: Int, taskCPUs: Double = 0.1) throws -> (Daemon, FaultProxy) {
-        let port = try FaultProxy.freePort()
+        let port = try Loopback.freePort()
         let proxy = try proxy(to: port)
         return (try startFramework(tasks: tasks, taskCPUs: taskCPUs, extra: ["--port", "\(port)", "--advertise_port", "\(proxy.port)"]), proxy)
     }
@@ -290,12 +306,12 @@ final class Cluster {
         try await fw.waitFor("reregistered", ["master": leader.pid], timeout: timeout)
     }
 
-    /// The agent's tasks ("framework/task") and their process ids, from its `task_started` milestones.
+    /// The agent's tasks ("framework/task") and their process ids, from the `task_started`
+    /// milestones of the executors it launched (the executor forks the task).
     func taskPIDs(of agent: Daemon) -> [String: pid_t] {
         var result: [String: pid_t] = [:]
-        for m in agent.milestones("task_started") {
-            guard let pid = m["task_pid"].flatMap({ pid_t($0) }), let fw = m["framework_id"], let task = m["task_id"] else { continue }
-            result["\(fw)/\(task)"] = pid
+        for e in agent.launchedExecutors {
+            if let pid = e.taskPID { result[e.taskKey] = pid }
         }
         return result
     }
@@ -348,18 +364,9 @@ final class Cluster {
     /// Each ensemble member's mode (`leader`, `follower`, `standalone`; `down` if it does not
     /// answer), asked with the `srvr` four-letter word.
     func zooKeeperModes() async throws -> [String] {
-        var modes: [String] = []
-        for server in zk.connectString.split(separator: ",") {
-            let port = server.split(separator: ":").last ?? ""
-            let probe = try daemon("srvr", "/bin/bash", [
-                "-c", "exec 3<>/dev/tcp/127.0.0.1/\(port) && printf srvr >&3 && timeout 2 cat <&3",
-            ])
-            await probe.waitForExit(timeout: .seconds(5))
-            probe.signal(SIGKILL)
-            let mode = probe.lines.first { $0.hasPrefix("Mode: ") }.map { String($0.dropFirst("Mode: ".count)) }
-            modes.append(mode ?? "down")
+        zk.connectString.split(separator: ",").map { server in
+            server.split(separator: ":").last.flatMap { Int($0) }.flatMap { ZooKeeperServer.mode(port: $0, timeout: .seconds(2)) } ?? "down"
         }
-        return modes
     }
 
     /// Status updates the framework printed that report a lost task.
@@ -381,13 +388,14 @@ final class Cluster {
     /// Stopped processes are continued first, so nothing lingers half-dead.
     func tearDown() async {
         for proxy in proxies { proxy.stop() }
-        for pid in allTaskPIDs.values where Self.isTaskRunning(pid) { _ = kill(-pid, SIGKILL) }
         let all = masters.map(\.daemon) + agents + frameworks + others
         for daemon in all {
             daemon.signal(SIGKILL)
             daemon.signal(SIGCONT)
         }
         for daemon in all { await daemon.waitForExit(timeout: .seconds(10)) }
+        // Executors lead sessions of their own (they outlive a killed agent): each session, with its task.
+        for agent in agents { for e in agent.launchedExecutors { e.killSession() } }
         for pid in allTaskPIDs.values where Self.isTaskRunning(pid) { _ = kill(-pid, SIGKILL) }
     }
 }

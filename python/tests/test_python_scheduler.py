@@ -68,6 +68,20 @@ def alive(pid):
         return False
 
 
+def kill_session(leader):
+    """SIGKILL every process of the session `leader` leads (an executor and its task)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+            if int(fields[3]) == leader:
+                os.kill(int(name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            pass
+
+
 class Process:
     """A child process whose stdout+stderr go to a log file (or, for the scheduler, a pipe read
     line by line into `lines`)."""
@@ -210,27 +224,40 @@ class Cluster:
     def master_with_pid(self, pid):
         return next(m for m in self.masters if m.bus_pid == pid)
 
-    def task_pids(self):
-        """{task id: pid} of every task any agent started (its `sh -c` leads its own process group)."""
-        found = {}
+    def executors(self):
+        """[(task id, executor process, sandbox)] of every executor any agent launched
+        (`event=executor_launched`); the executor leads its own session, its task runs in it."""
+        found = []
         for agent in self.agents:
-            for match in re.finditer(r"event=task_started .*\btask_id=(?P<task>\S+) task_pid=(?P<pid>\d+)", agent.log()):
-                found[match.group("task")] = int(match.group("pid"))
+            for line in agent.log().splitlines():
+                if " event=executor_launched " not in line:
+                    continue
+                fields = dict(re.findall(r"(\w+)=(\S+)", line.split(" | ")[0]))
+                found.append((fields["task_id"], int(fields["executor_process"]), fields["directory"]))
+        return found
+
+    def task_pids(self):
+        """{task id: pid} of every task started, from its executor's `event=task_started` (the
+        executor's log is its sandbox's stderr)."""
+        found = {}
+        for task, _, directory in self.executors():
+            try:
+                with open(os.path.join(directory, "stderr"), errors="replace") as f:
+                    for match in re.finditer(r"event=task_started\b[^|]*?\btask_pid=(?P<pid>\d+)", f.read()):
+                        found[task] = int(match.group("pid"))
+            except OSError:
+                pass
         return found
 
     def close(self):
         for process in self.schedulers:
             process.stop(signal.SIGTERM, grace=5)
-        for process in self.agents:      # SIGTERM: an agent kills its tasks before exiting
-            process.stop(signal.SIGTERM, grace=8)
+        for process in self.agents:      # SIGUSR1: an agent shuts its executors down for good
+            process.stop(signal.SIGUSR1, grace=8)
         for process in self.masters:
             process.stop(signal.SIGTERM, grace=5)
-        for pid in self.task_pids().values():  # tasks of a SIGKILLed agent would outlive it
-            if alive(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        for _, executor, _ in self.executors():  # an executor's session holds its task
+            kill_session(executor)
         if self.zk is not None or os.path.exists(os.path.join(self.zk_dir, "zk.pid")):
             subprocess.run(["bash", ZK_SCRIPT, "stop", self.zk_dir], env=dict(os.environ, ZK_STOP_SIGNAL="KILL"),
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
@@ -509,13 +536,15 @@ def test_task_finishes():
     out = "\n".join(s.lines)
     assert code == 0, f"exit {code}:\n{out}\n{s.tail()}"
     for pattern in (r"^LEADER master@\S+ epoch=\d+$", r"^REGISTERED \S+ master=master@", r"^OFFER ",
-                    rf"^LAUNCHED {task} ", rf"^STATUS {task} TASK_RUNNING source=SOURCE_AGENT",
-                    rf"^STATUS {task} TASK_FINISHED source=SOURCE_AGENT", rf"^DONE task {task} finished"):
+                    rf"^LAUNCHED {task} ", rf"^STATUS {task} TASK_RUNNING source=SOURCE_EXECUTOR",
+                    rf"^STATUS {task} TASK_FINISHED source=SOURCE_EXECUTOR", rf"^DONE task {task} finished"):
         assert any(re.search(pattern, line) for line in s.lines), f"no line matching {pattern!r}:\n{out}"
     assert s.lines[-1].startswith("DONE"), out
-    # Sandboxes are <work_dir>/tasks/<framework id>/<task id>.
+    # Sandboxes are Mesos's <work_dir>/slaves/<agent>/frameworks/<framework>/executors/<task>/runs/<run>.
     registered = next(re.match(r"^REGISTERED (\S+) ", line) for line in s.lines if line.startswith("REGISTERED "))
-    with open(os.path.join(CLUSTER.agents[0].work_dir, "tasks", registered.group(1), task, "stdout")) as f:
+    sandbox = next(d for t, _, d in CLUSTER.executors() if t == task)
+    assert f"/frameworks/{registered.group(1)}/executors/{task}/runs/" in sandbox, sandbox
+    with open(os.path.join(sandbox, "stdout")) as f:
         assert "hello-from-python" in f.read()
     # The agent sends a task's next update only once the previous one is acknowledged: seeing
     # TASK_FINISHED proves the acknowledgement of TASK_RUNNING went through the master.
@@ -562,7 +591,7 @@ def test_leader_killed():
     # The same process: the task was not started again.
     assert CLUSTER.task_pids()[task] == task_pid, "the task was started again"
     # The scheduler unregistered on exit: the new leader had the agent kill the task.
-    CLUSTER.agents[0].wait_log(rf"event=task_exited .*\btask_id={re.escape(task)}( |$)", 10)
+    CLUSTER.agents[0].wait_log(rf"event=status_update .*\bstate=TASK_KILLED .*\btask_id={re.escape(task)}( |$)", 10)
     log(f"leader killed: RUNNING after {t_running - t0:.2f} s; after SIGKILL of {old_pid} (epoch {old_epoch}): "
         f"new leader {standby.bus_pid} (epoch {new_epoch}) detected {t_detected - killed:.2f} s, "
         f"REREGISTERED {t_rereg - killed:.2f} s, task confirmed RUNNING by {how} {t_reconciled - killed:.2f} s "
@@ -575,7 +604,7 @@ def test_scheduler_failover():
     a = CLUSTER.scheduler("scheduler-a", "--command", "sleep 60", "--task-id", task, "--until", "finished",
                           "--failover_timeout", "30", "--timeout", "60")
     t0 = time.monotonic()
-    a.wait_line(rf"^STATUS {task} TASK_RUNNING source=SOURCE_AGENT", 20)
+    a.wait_line(rf"^STATUS {task} TASK_RUNNING source=SOURCE_EXECUTOR", 20)
     t_running = time.monotonic()
     framework = re.match(r"^REGISTERED (\S+) master=(\S+)$", a.wait_line(r"^REGISTERED ", 1))
     framework_id, leader_pid = framework.group(1), framework.group(2)
@@ -607,10 +636,11 @@ def test_scheduler_failover():
     # The same task process, started once, running on after both instances (B left without
     # unregistering: the framework waits its failover_timeout for another instance).
     agent_log = CLUSTER.agents[0].log()
-    started = re.findall(rf"event=task_started .*\btask_id={re.escape(task)} task_pid=(\d+)", agent_log)
-    assert started == [str(task_pid)], started
+    launched = [e for t, e, _ in CLUSTER.executors() if t == task]
+    assert len(launched) == 1, launched
+    assert CLUSTER.task_pids()[task] == task_pid
     assert alive(task_pid), "the task process died across the scheduler failover"
-    assert not re.search(rf"event=task_exited .*\btask_id={re.escape(task)}( |$)", agent_log), "the task exited"
+    assert not re.search(rf"event=status_update .*\bstate=TASK_(FINISHED|FAILED|KILLED|LOST) .*\btask_id={re.escape(task)}( |$)", agent_log), "the task ended"
     master = CLUSTER.master_with_pid(leader_pid)
     master.wait_log(rf"event=framework_failed_over .*\bframework_id={re.escape(framework_id)}( |$)", 5)
     log(f"scheduler failover: A RUNNING after {t_running - t0:.2f} s; B started: A fenced after "

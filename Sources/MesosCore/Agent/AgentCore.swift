@@ -3,54 +3,126 @@ import MesosWire
 /// A task the agent runs, with what it needs to report it to a new leader.
 public struct AgentTask: Sendable, Hashable {
     public var info: TaskInfo
-    public var framework: FrameworkInfo
     public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
     public var state: TaskState
     public var latest: TaskStatus?
     public var killRequested = false
 
     public var key: TaskKey { TaskKey(framework: frameworkID, task: info.taskID) }
+    public var executor: ExecutorKey { ExecutorKey(framework: frameworkID, executor: executorID) }
+}
+
+/// A framework with executors on this agent.
+public struct AgentFramework: Sendable, Hashable {
+    public var info: FrameworkInfo
+    /// The scheduler's PID, as the master gave it.
+    public var pid: String
+
+    public var checkpoint: Bool { info.checkpoint }
+    public var isPartitionAware: Bool { info.capabilities.contains { $0.type == .partitionAware } }
+}
+
+/// An executor on this agent (Mesos's `Executor`): launched for a task, registered when its
+/// process announces itself, terminated when its process is gone.
+public struct AgentExecutor: Sendable, Hashable {
+    public enum State: String, Sendable, Hashable {
+        /// Launched (or recovered from the checkpoint) and not yet (re-)registered.
+        case registering
+        case running
+        /// Told to shut down, or killed: waiting for its process to end.
+        case terminating
+        /// Its process is gone.
+        case terminated
+    }
+
+    public var key: ExecutorKey
+    public var info: ExecutorInfo
+    /// The run (Mesos's container id): its checkpoint and sandbox directory.
+    public var run: String
+    public var checkpoint: Bool
+    public var state: State
+    /// Its bus PID, once it registered.
+    public var pid: PID?
+    /// From the checkpoint: it must re-register, not register.
+    public var recovered: Bool
+    /// Tasks to hand it once it registers.
+    public var queued: [TaskID] = []
+    /// Registration deadline (launch) or re-registration deadline (recovery).
+    var deadline: Duration?
+    /// Why the agent ended it: the terminal state of its tasks that are still live.
+    var termination: Termination?
+}
+
+struct Termination: Sendable, Hashable {
+    var state: TaskState
+    var reason: TaskStatus.Reason
+    var message: String
 }
 
 /// The agent: leader following (through `LeaderFollower`), (re)registration with backoff, tasks
-/// keyed by (framework, task), and status updates retried until acknowledged, in order per task.
+/// keyed by (framework, task), each run by its own command executor; status updates from
+/// executors checkpointed, acknowledged to the executor, and forwarded to the master until it
+/// acknowledges them, in order per task; recovery from the checkpoint after a restart.
 /// Pure: events in, effects out; randomness from a seeded generator so tests are repeatable.
+///
+/// The first event MUST be `.recovered` (an empty state for a fresh agent): until then the
+/// agent does not register.
 public struct AgentCore: Sendable {
     public enum Event: Sendable, Hashable {
+        /// What the shell read from the checkpoint, each executor's liveness filled in.
+        case recovered(AgentRecoveryState)
         case leaderDetected(Leader?)
         case message(Inbound)
         /// Our outbound link to endpoint "host:port" broke: what we sent may be lost.
         case linkBroken(endpoint: String)
         case tick(now: Duration)
-        case taskStarted(TaskKey)
-        case taskFailedToStart(TaskKey, reason: String)
-        /// The task's process ended: `code` (exit status, or 128 + signal).
-        case taskExited(TaskKey, code: Int32)
+        case executorFailedToLaunch(ExecutorKey, reason: String)
+        /// The executor's process is gone (`status`: its exit code when it was our child).
+        case executorExited(ExecutorKey, status: Int32?)
+        /// A signal: SIGTERM (`forGood` false: checkpointed executors keep running for the
+        /// restarted agent) or SIGUSR1 (unregister, kill every executor).
+        case shutdownRequested(forGood: Bool)
     }
 
     public enum Effect: Sendable, Hashable {
-        /// To the detected leader, at its epoch.
+        /// To `to` at `epoch` (the leader's, or 0 before one is known).
         case send(Envelope.Payload, to: PID, epoch: UInt64)
-        case launch(TaskKey, TaskInfo)
-        case kill(TaskKey)
-        /// Save the agent id (nil: forget it, register anew next time) and the newest epoch seen.
-        case persist(agentID: AgentID?, epochFloor: UInt64)
+        /// Start `mesos-executor` for this executor, in its own session.
+        case launchExecutor(ExecutorLaunch)
+        /// SIGKILL the executor and everything in its session (its task included).
+        case destroyExecutor(ExecutorKey)
+        case checkpoint(CheckpointWrite)
         case observe(AgentObservation)
-        /// Kill every task and exit.
         case exit(ExitReason)
     }
 
+    enum Phase: Sendable, Hashable {
+        case recovering
+        /// Waiting for checkpointed executors to re-register, until the deadline.
+        case reconnecting(until: Duration)
+        case running
+        /// `--recover=cleanup`: killing the recovered executors, then exit.
+        case cleaningUp(executors: Int)
+        /// Waiting for executors to end (until the deadline), then exit.
+        case stopping(ExitReason, until: Duration)
+    }
+
     public let settings: AgentSettings
-    public private(set) var info: AgentInfo
+    public internal(set) var info: AgentInfo
     public let pid: PID
-    public private(set) var follower: LeaderFollower
-    public private(set) var tasks: [TaskKey: AgentTask] = [:]
-    /// Unacknowledged status updates, per task, oldest first (only the head is in flight).
-    private var updates: [TaskKey: [StatusUpdate]] = [:]
-    private var sentAt: [TaskKey: (at: Duration, interval: Duration)] = [:]
-    private var now: Duration = .zero
-    private var lastPing: Duration = .zero
-    private var shutDown = false
+    public internal(set) var follower: LeaderFollower
+    public internal(set) var tasks: [TaskKey: AgentTask] = [:]
+    public internal(set) var executors: [ExecutorKey: AgentExecutor] = [:]
+    public internal(set) var frameworks: [FrameworkID: AgentFramework] = [:]
+    /// Status-update streams, per task: unacknowledged updates, oldest first (the head in flight).
+    var streams: [TaskKey: UpdateStream] = [:]
+    var phase = Phase.recovering
+    var now: Duration = .zero
+    var lastPing: Duration = .zero
+    var exited = false
+    /// Stopping: every executor ends (SIGUSR1, shutdown) or only those not checkpointing (SIGTERM).
+    var stopAll = false
 
     public init(info: AgentInfo, pid: PID, epochFloor: UInt64 = 0, seed: UInt64 = 0, settings: AgentSettings = AgentSettings()) {
         var info = info
@@ -65,13 +137,18 @@ public struct AgentCore: Sendable {
     public var leader: Leader? { follower.leader }
     public var isRegistered: Bool { follower.isRegistered }
     public var droppedMessages: [EpochGuard.DropReason: Int] { follower.droppedMessages }
-    /// Status updates not yet acknowledged.
-    public var pendingUpdates: Int { updates.values.reduce(0) { $0 + $1.count } }
-    public var pendingUpdateKeys: [TaskKey] { updates.keys.sorted() }
+    /// Status updates not yet acknowledged by the master.
+    public var pendingUpdates: Int { streams.values.reduce(0) { $0 + $1.pending.count } }
+    public var pendingUpdateKeys: [TaskKey] { streams.filter { !$0.value.pending.isEmpty }.keys.sorted() }
+    /// Recovered and not waiting for executors: (re-)registers with the master.
+    public var isRecovered: Bool { phase == .running }
 
     public mutating func handle(_ event: Event) -> [Effect] {
-        if shutDown { return [] }
+        if exited { return [] }
         switch event {
+        case .recovered(let state):
+            guard phase == .recovering else { return [] }
+            return recover(state)
         case .leaderDetected(let new):
             return leaderChanged(new)
         case .message(let inbound):
@@ -84,17 +161,16 @@ public struct AgentCore: Sendable {
             return [.observe(.linkToLeaderBroken(leader))] + retryRegistration()
         case .tick(let t):
             now = max(now, t)
-            return retryRegistration() + retryUpdates() + checkMasterPings()
-        case .taskStarted(let key):
-            guard tasks[key] != nil else { return [] }
-            return update(key, .running, message: "started")
-        case .taskFailedToStart(let key, let reason):
-            guard tasks[key] != nil else { return [] }
-            return update(key, .failed, message: "failed to start: \(reason)", reason: .containerLaunchFailed)
-        case .taskExited(let key, let code):
-            guard let task = tasks[key], !task.state.isTerminal else { return [] }
-            if task.killRequested { return update(key, .killed, message: "killed") }
-            return code == 0 ? update(key, .finished, message: "exited 0") : update(key, .failed, message: "exited with status \(code)", reason: .commandExecutorFailed)
+            return phaseTimers() + executorTimers() + retryRegistration() + retryUpdates() + checkMasterPings()
+        case .executorFailedToLaunch(let key, let reason):
+            guard executors[key] != nil else { return [] }
+            executors[key]?.termination = Termination(state: .failed, reason: .containerLaunchFailed, message: "Failed to launch the executor: \(reason)")
+            return [.observe(.executorFailedToLaunch(key, reason: reason))] + executorTerminated(key, status: nil)
+        case .executorExited(let key, let status):
+            guard executors[key] != nil else { return [] }
+            return executorTerminated(key, status: status)
+        case .shutdownRequested(let forGood):
+            return stop(forGood ? .shutDownForGood : .terminated, unregister: forGood, all: forGood)
         }
     }
 
@@ -107,27 +183,26 @@ public struct AgentCore: Sendable {
         case .masterless: return [.observe(.masterless)]
         case .newLeader(let l, let raised):
             var effects: [Effect] = [.observe(.leaderDetected(l))]
-            if raised { effects.append(.persist(agentID: agentID, epochFloor: follower.epochFloor)) }
+            if raised { effects.append(.checkpoint(.epochFloor(follower.epochFloor))) }
             return effects
         }
     }
 
-    private mutating func retryRegistration() -> [Effect] {
-        guard let leader = follower.registrationDue(now: now) else { return [] }
+    mutating func retryRegistration() -> [Effect] {
+        guard phase == .running, let leader = follower.registrationDue(now: now) else { return [] }
         let payload: Envelope.Payload
         if let id = agentID {
-            let frameworks = Dictionary(tasks.sorted { $0.key < $1.key }.map { ($0.value.frameworkID, $0.value.framework) }, uniquingKeysWith: { a, _ in a })
             payload = .reregisterAgent(ReregisterAgentMessage(
                 agent: info, tasks: tasks.keys.sorted().compactMap { tasks[$0].map { reported($0, agent: id) } },
-                frameworks: frameworks.keys.sorted { $0.value < $1.value }.compactMap { frameworks[$0] }))
+                frameworks: frameworks.keys.sorted { $0.value < $1.value }.compactMap { frameworks[$0]?.info }))
         } else {
             payload = .registerAgent(RegisterAgentMessage(agent: info))
         }
         return [.send(payload, to: leader.pid, epoch: leader.epoch)]
     }
 
-    private func reported(_ t: AgentTask, agent: AgentID) -> MesosTask {
-        MesosTask(name: t.info.name, taskID: t.info.taskID, frameworkID: t.frameworkID, agentID: agent, state: t.state, resources: t.info.resources, status: t.latest)
+    func reported(_ t: AgentTask, agent: AgentID) -> MesosTask {
+        MesosTask(name: t.info.name, taskID: t.info.taskID, frameworkID: t.frameworkID, agentID: agent, state: t.state, resources: t.info.resources, status: t.latest, executorID: t.executorID)
     }
 
     private mutating func checkMasterPings() -> [Effect] {
@@ -140,10 +215,13 @@ public struct AgentCore: Sendable {
 
     private mutating func receive(_ inbound: Inbound) -> [Effect] {
         let envelope = inbound.envelope
+        guard let payload = envelope.payload else { return [] }
+        // Executors follow no leader: their messages are checked against the executor that sent them.
+        if payload.isFromExecutor { return fromExecutor(payload, envelope.from) }
         if let reason = follower.admit(inbound) {
             return [.observe(.messageDropped(from: envelope.from, epoch: envelope.epoch, reason: reason))]
         }
-        guard let leader = follower.leader, let payload = envelope.payload else { return [] }
+        guard let leader = follower.leader else { return [] }
         do {
             try MessageValidation.validate(payload)
         } catch {
@@ -159,33 +237,21 @@ public struct AgentCore: Sendable {
             lastPing = now
             return [.send(.pong(PongAgentMessage()), to: leader.pid, epoch: leader.epoch)]
         case .runTask(let m):
-            let key = TaskKey(framework: m.frameworkID, task: m.task.taskID)
-            guard tasks[key] == nil else { return [] }
-            tasks[key] = AgentTask(info: m.task, framework: m.framework, frameworkID: m.frameworkID, state: .staging)
-            return [.launch(key, m.task)]
+            return runTask(m)
         case .killTask(let m):
-            let key = TaskKey(framework: m.frameworkID, task: m.taskID)
-            guard var task = tasks[key] else {
-                // Unknown here: say so reliably, so the master stops believing it runs.
-                return [.observe(.killOfUnknownTask(key))] + unknownTask(key, message: "Kill of a task unknown to the agent")
-            }
-            guard !task.state.isTerminal else { return [] }
-            task.killRequested = true
-            tasks[key] = task
-            return [.kill(key)]
+            return killTask(TaskKey(framework: m.frameworkID, task: m.taskID), m)
         case .shutdownFramework(let m):
-            return tasks.keys.filter { $0.framework == m.frameworkID }.sorted().flatMap { key -> [Effect] in
-                guard let task = tasks[key], !task.state.isTerminal else { return [] }
-                tasks[key]?.killRequested = true
-                return [.kill(key)]
-            }
+            return executors.keys.filter { $0.framework == m.frameworkID }.sorted().flatMap { shutdownExecutor($0, why: "framework shut down") }
         case .statusUpdateAck(let m):
             return acknowledged(TaskKey(framework: m.frameworkID, task: m.taskID), uuid: m.uuid)
+        case .frameworkToExecutor(let m):
+            let key = ExecutorKey(framework: m.frameworkID, executor: m.executorID)
+            guard let e = executors[key], e.state == .running, let to = e.pid else { return [.observe(.frameworkMessageDropped(key))] }
+            return [.send(payload, to: to, epoch: leader.epoch)]
         case .shutdown(let m):
-            shutDown = true
-            info.id = nil
             let reason = m.message ?? "told to shut down by the master"
-            return [.persist(agentID: nil, epochFloor: follower.epochFloor), .exit(.shutDownByMaster(reason))]
+            info.id = nil
+            return [.checkpoint(.forgetAgent)] + stop(.shutDownByMaster(reason), unregister: false, all: true)
         default:
             return []
         }
@@ -201,10 +267,10 @@ public struct AgentCore: Sendable {
         follower.registered()
         lastPing = now
         var effects: [Effect] = [.observe(first ? .registered(id, leader) : .reregistered(id, leader))]
-        if first { effects.append(.persist(agentID: id, epochFloor: follower.epochFloor)) }
+        if first { effects.append(.checkpoint(.agent(info))) }
         // Unacknowledged updates go again at once to the new leader.
-        for key in updates.keys.sorted() {
-            sentAt[key] = nil
+        for key in streams.keys.sorted() {
+            streams[key]?.sentAt = nil
             effects += sendHead(key)
         }
         // Tasks the master knows and we do not: terminal updates, so it stops believing they run.
@@ -216,127 +282,82 @@ public struct AgentCore: Sendable {
         return effects
     }
 
-    // MARK: Status updates
+    // MARK: Tasks
 
-    private mutating func update(_ key: TaskKey, _ state: TaskState, message: String, reason: TaskStatus.Reason? = nil) -> [Effect] {
-        guard var task = tasks[key] else { return [] }
-        let status = newStatus(key, state, message: message, reason: reason)
-        task.state = state
-        task.latest = status
-        tasks[key] = task
-        return enqueue(key, status)
-    }
-
-    /// A reliable TASK_LOST for a task this agent does not have.
-    private mutating func unknownTask(_ key: TaskKey, message: String) -> [Effect] {
-        guard updates[key] == nil else { return [] }
-        return enqueue(key, newStatus(key, .lost, message: message, reason: .reconciliation))
-    }
-
-    private mutating func newStatus(_ key: TaskKey, _ state: TaskState, message: String, reason: TaskStatus.Reason?) -> TaskStatus {
-        TaskStatus(taskID: key.task, state: state, message: message, source: .agent, reason: reason, agentID: agentID, timestamp: now.inSeconds, uuid: follower.randomBytes(16))
-    }
-
-    private mutating func enqueue(_ key: TaskKey, _ status: TaskStatus) -> [Effect] {
-        updates[key, default: []].append(StatusUpdate(frameworkID: key.framework, status: status, timestamp: now.inSeconds, uuid: status.uuid ?? [], agentID: agentID))
-        return updates[key]?.count == 1 ? sendHead(key) : []
-    }
-
-    /// Updates of one task go in order: the next only after the previous is acknowledged.
-    private mutating func sendHead(_ key: TaskKey) -> [Effect] {
-        guard follower.isRegistered, let leader = follower.leader, var head = updates[key]?.first, sentAt[key] == nil else { return [] }
-        head.agentID = agentID
-        head.status.agentID = agentID
-        sentAt[key] = (now, settings.statusUpdateRetryInterval)
-        return [.send(.statusUpdate(StatusUpdateMessage(update: head, pid: pid.description)), to: leader.pid, epoch: leader.epoch)]
-    }
-
-    private mutating func retryUpdates() -> [Effect] {
-        guard follower.isRegistered, let leader = follower.leader else { return [] }
+    private mutating func runTask(_ m: RunTaskMessage) -> [Effect] {
+        let key = TaskKey(framework: m.frameworkID, task: m.task.taskID)
+        guard tasks[key] == nil, let agentID, phase == .running else { return [] }
+        var framework = m.framework
+        framework.id = m.frameworkID
         var effects: [Effect] = []
-        for (key, sent) in sentAt.sorted(by: { $0.key < $1.key }) where now - sent.at >= sent.interval {
-            guard var head = updates[key]?.first else { continue }
-            head.agentID = agentID
-            head.status.agentID = agentID
-            sentAt[key] = (now, min(sent.interval * 2, settings.maxStatusUpdateRetryInterval))
-            effects.append(.send(.statusUpdate(StatusUpdateMessage(update: head, pid: pid.description)), to: leader.pid, epoch: leader.epoch))
+        if frameworks[m.frameworkID]?.info != framework || frameworks[m.frameworkID]?.pid != m.pid {
+            frameworks[m.frameworkID] = AgentFramework(info: framework, pid: m.pid)
+            if framework.checkpoint { effects.append(.checkpoint(.framework(agent: agentID, framework, pid: m.pid))) }
         }
+        // Mesos's command executor takes its task's id.
+        let executorKey = ExecutorKey(framework: m.frameworkID, executor: ExecutorID(value: m.task.taskID.value))
+        tasks[key] = AgentTask(info: m.task, frameworkID: m.frameworkID, executorID: executorKey.executor, state: .staging)
+        guard executors[executorKey] == nil else {
+            return effects + update(key, .failed, message: "Executor \(executorKey.executor.value) of an earlier task with this id is still ending", reason: .taskInvalid)
+        }
+        let run = follower.randomBytes(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let command = m.task.command?.value ?? ""
+        let executorInfo = ExecutorInfo(
+            executorID: executorKey.executor, command: CommandInfo(value: "mesos-executor"), frameworkID: m.frameworkID,
+            name: "Command Executor (Task: \(m.task.taskID.value)) (Command: sh -c '\(command.prefix(100))')")
+        var executor = AgentExecutor(key: executorKey, info: executorInfo, run: run, checkpoint: framework.checkpoint, state: .registering, recovered: false)
+        executor.queued = [m.task.taskID]
+        executor.deadline = now + settings.executorRegistrationTimeout
+        executors[executorKey] = executor
+        if framework.checkpoint {
+            effects.append(.checkpoint(.executor(agent: agentID, executorKey, executorInfo, run: run)))
+            effects.append(.checkpoint(.task(agent: agentID, executorKey, run: run, reported(tasks[key]!, agent: agentID))))
+        }
+        effects.append(.launchExecutor(ExecutorLaunch(key: executorKey, info: executorInfo, run: run, agentID: agentID, framework: framework, task: m.task)))
         return effects
     }
 
-    private mutating func acknowledged(_ key: TaskKey, uuid: [UInt8]) -> [Effect] {
-        guard let head = updates[key]?.first, head.uuid == uuid else { return [] }  // duplicate or stale ack
-        updates[key]?.removeFirst()
-        sentAt[key] = nil
-        if updates[key]?.isEmpty != false {
-            updates[key] = nil
-            if tasks[key]?.state.isTerminal == true { tasks[key] = nil }
-            return []
+    private mutating func killTask(_ key: TaskKey, _ m: KillTaskMessage) -> [Effect] {
+        guard var task = tasks[key] else {
+            // Unknown here: say so reliably, so the master stops believing it runs.
+            return [.observe(.killOfUnknownTask(key))] + unknownTask(key, message: "Kill of a task unknown to the agent")
         }
-        return sendHead(key)
+        guard !task.state.isTerminal else { return [] }
+        task.killRequested = true
+        tasks[key] = task
+        guard let executor = executors[task.executor] else { return [] }
+        switch executor.state {
+        case .registering where executor.queued.contains(key.task):
+            // Not handed to its executor yet: it never runs (Mesos: TASK_KILLED, then the idle executor goes).
+            executors[task.executor]?.queued.removeAll { $0 == key.task }
+            executors[task.executor]?.termination = Termination(state: .killed, reason: .taskKilledDuringLaunch, message: "Killed before its executor registered")
+            return update(key, .killed, message: "Killed before its executor registered", reason: .taskKilledDuringLaunch)
+                + destroy(task.executor)
+        case .running:
+            guard let to = executor.pid else { return [] }
+            return [.observe(.killingTask(key)), .send(.killTask(m), to: to, epoch: follower.leader?.epoch ?? 0)]
+        default:
+            return []  // its executor is ending: the terminal update follows
+        }
     }
 }
 
-public enum AgentObservation: Milestone, Hashable {
-    case leaderDetected(Leader)
-    case leaderBelowFloor(Leader, floor: UInt64)
-    case masterless
-    case registered(AgentID, Leader)
-    case reregistered(AgentID, Leader)
-    case masterPingsMissed(Duration)
-    case linkToLeaderBroken(Leader)
-    case messageDropped(from: String, epoch: UInt64, reason: EpochGuard.DropReason)
-    case messageRefused(kind: String, reason: String)
-    case killOfUnknownTask(TaskKey)
+/// What the shell needs to start an executor.
+public struct ExecutorLaunch: Sendable, Hashable {
+    public var key: ExecutorKey
+    public var info: ExecutorInfo
+    public var run: String
+    public var agentID: AgentID
+    public var framework: FrameworkInfo
+    public var task: TaskInfo
+}
 
-    public var event: String {
+extension Envelope.Payload {
+    /// Messages an agent takes from its executors (never from masters).
+    var isFromExecutor: Bool {
         switch self {
-        case .leaderDetected: "leader_detected"
-        case .leaderBelowFloor: "leader_below_floor"
-        case .masterless: "masterless"
-        case .registered: "registered"
-        case .reregistered: "reregistered"
-        case .masterPingsMissed: "master_pings_missed"
-        case .linkToLeaderBroken: "link_to_leader_broken"
-        case .messageDropped: "message_dropped"
-        case .messageRefused: "message_refused"
-        case .killOfUnknownTask: "kill_of_unknown_task"
-        }
-    }
-
-    public var level: ObservationLevel {
-        switch self {
-        case .leaderDetected, .registered, .reregistered, .killOfUnknownTask: .info
-        case .messageDropped(_, _, let reason): reason == .staleEpoch || reason == .notFromLeader || reason == .unauthenticatedMaster ? .warning : .debug
-        default: .warning
-        }
-    }
-
-    public var fields: [MilestoneField] {
-        switch self {
-        case .leaderDetected(let l), .linkToLeaderBroken(let l): .of(("epoch", l.epoch), ("master", l.pid))
-        case .leaderBelowFloor(let l, let floor): .of(("epoch", l.epoch), ("master", l.pid), ("floor", floor))
-        case .masterless: []
-        case .registered(let id, let l), .reregistered(let id, let l): .of(("agent_id", id.value), ("epoch", l.epoch), ("master", l.pid))
-        case .masterPingsMissed(let d): .of(("timeout_ms", d.milliseconds))
-        case .messageDropped(let from, let epoch, let r): .of(("from", from), ("epoch", epoch), ("reason", r.rawValue))
-        case .messageRefused(let kind, _): .of(("kind", kind))
-        case .killOfUnknownTask(let key): .of(("framework_id", key.framework.value), ("task_id", key.task.value))
-        }
-    }
-
-    public var message: String {
-        switch self {
-        case .leaderDetected(let l): "new leader detected: \(l)"
-        case .leaderBelowFloor(let l, let floor): "ignoring leader \(l): epoch below \(floor), the newest this agent has seen"
-        case .masterless: "no leading master detected: master-less, ignoring master messages"
-        case .registered(let id, let l): "registered with \(l) as agent \(id.value)"
-        case .reregistered(let id, let l): "re-registered with \(l) as agent \(id.value)"
-        case .masterPingsMissed(let d): "no ping from the master for \(d): re-registering"
-        case .linkToLeaderBroken(let l): "the link to \(l) broke: re-registering"
-        case .messageDropped(let from, let epoch, let r): "dropped message from \(from) at epoch \(epoch): \(r.explanation)"
-        case .messageRefused(let kind, let r): "refused \(kind) from the master: \(r)"
-        case .killOfUnknownTask(let key): "kill of unknown task \(key)"
+        case .registerExecutor, .reregisterExecutor, .statusUpdate, .executorToFramework: true
+        default: false
         }
     }
 }

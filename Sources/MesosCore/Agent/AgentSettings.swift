@@ -16,6 +16,25 @@ public struct AgentSettings: Sendable, Hashable {
     /// Act on master messages only from connections authenticated as a master (TLS roles or
     /// mutual authentication).
     public var requireMasterIdentity = false
+    /// `--recover`: what a restarted agent does with the executors it finds in its checkpoint.
+    public var recover = RecoverMode.reconnect
+    /// `--executor_registration_timeout` (1mins): a launched executor that has not registered by
+    /// then is killed and its task fails (REASON_EXECUTOR_REGISTRATION_TIMEOUT).
+    public var executorRegistrationTimeout: Duration = .seconds(60)
+    /// `--executor_reregistration_timeout` (2secs, at most 15secs): after a restart, how long
+    /// checkpointed executors have to re-register before they are killed and their tasks are
+    /// reported gone. The agent re-registers with the master once all are back or this passed.
+    public var executorReregistrationTimeout: Duration = .seconds(2)
+    /// `--executor_shutdown_grace_period` (5secs): a shut-down executor gets this long to end its
+    /// task before it is killed.
+    public var executorShutdownGracePeriod: Duration = .seconds(5)
+
+    public enum RecoverMode: String, Sendable, Hashable, CaseIterable {
+        /// Reconnect to the checkpointed executors that still run.
+        case reconnect
+        /// Kill them and exit (an incompatible upgrade).
+        case cleanup
+    }
 
     public init() {}
 

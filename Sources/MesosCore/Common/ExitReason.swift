@@ -19,10 +19,20 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
     case shutDownByMaster(String)
     /// SIGUSR1: the agent unregisters and kills its executors for good.
     case shutDownForGood
+    /// The agent's checkpoint could not be recovered (`--strict`): the path and what is wrong.
+    case recoveryFailed(path: String, problem: String)
+    /// `--recover=cleanup`: the checkpointed executors were killed; nothing left to serve.
+    case recoveryCleanedUp(executors: Int)
+    /// An executor's task ended and its last update was taken by the agent.
+    case taskCompleted
+    /// An executor was told to shut down (by its agent) and its task is gone.
+    case executorShutDown(String)
+    /// An executor lost its agent: not checkpointing (at once), or not back within the recovery timeout.
+    case agentGone(String)
 
     public var code: Int32 {
         switch self {
-        case .terminated, .shutDownByMaster, .shutDownForGood: 0
+        case .terminated, .shutDownByMaster, .shutDownForGood, .recoveryCleanedUp, .taskCompleted, .executorShutDown: 0
         default: 1
         }
     }
@@ -39,6 +49,11 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
         case .recoveryAgentRemovalLimit: "recovery_agent_removal_limit"
         case .shutDownByMaster: "shut_down_by_master"
         case .shutDownForGood: "shut_down_for_good"
+        case .recoveryFailed: "recovery_failed"
+        case .recoveryCleanedUp: "recovery_cleaned_up"
+        case .taskCompleted: "task_completed"
+        case .executorShutDown: "executor_shut_down"
+        case .agentGone: "agent_gone"
         }
     }
 
@@ -54,6 +69,12 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
             "Post-recovery agent removal limit exceeded: \(missing) of \(registered) agents did not re-register (limit \(limit)%)"
         case .shutDownByMaster(let message): "shut down by the master: \(message)"
         case .shutDownForGood: "shut down for good (SIGUSR1)"
+        case .recoveryFailed(let path, let problem):
+            "Failed to perform recovery: \(path): \(problem). To start afresh (its executors are then not recovered), remove the checkpoint: rm -f <work_dir>/meta/slaves/latest"
+        case .recoveryCleanedUp(let n): "--recover=cleanup: \(n) checkpointed executor(s) killed"
+        case .taskCompleted: "the task ended and its last status update was acknowledged"
+        case .executorShutDown(let why): "shut down: \(why)"
+        case .agentGone(let why): "the agent is gone: \(why)"
         }
     }
 }

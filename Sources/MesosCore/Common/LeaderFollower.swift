@@ -103,6 +103,9 @@ public struct LeaderFollower: Sendable {
     }
 
     /// Random bytes (status update uuids), from the same seeded generator: repeatable in tests.
+    /// The floor read back from disk at start (never lowers it).
+    public mutating func raiseFloor(to floor: UInt64) { epochFloor = max(epochFloor, floor) }
+
     public mutating func randomBytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
     }

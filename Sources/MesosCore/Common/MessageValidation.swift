@@ -73,6 +73,44 @@ public enum MessageValidation {
         case .leaderHint(let m):
             if let info = m.leader { try masterInfo(info, "leader") }
             try V.text(m.reason, field: "reason")
+        case .unregisterAgent(let m): try V.id(m.agentID.value, field: "agent_id")
+        case .registerExecutor(let m):
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try V.id(m.executorID.value, field: "executor_id")
+        case .executorRegistered(let m):
+            try executor(m.executorInfo, "executor_info")
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try framework(m.frameworkInfo, "framework_info")
+            try V.id(m.agentID.value, field: "agent_id")
+            try agent(m.agentInfo, "agent_info")
+        case .reregisterExecutor(let m):
+            try V.id(m.executorID.value, field: "executor_id")
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try V.count(m.tasks.count, field: "tasks")
+            for t in m.tasks { try taskInfo(t, "tasks") }
+            try V.count(m.updates.count, field: "updates")
+            for u in m.updates { try update(u, "updates") }
+        case .executorReregistered(let m):
+            try V.id(m.agentID.value, field: "agent_id")
+            try agent(m.agentInfo, "agent_info")
+        case .reconnectExecutor(let m): try V.id(m.agentID.value, field: "agent_id")
+        case .shutdownExecutor(let m):
+            if let e = m.executorID { try V.id(e.value, field: "executor_id") }
+            if let f = m.frameworkID { try V.id(f.value, field: "framework_id") }
+        case .exitedExecutor(let m):
+            try V.id(m.agentID.value, field: "agent_id")
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try V.id(m.executorID.value, field: "executor_id")
+        case .executorToFramework(let m):
+            try V.id(m.agentID.value, field: "agent_id")
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try V.id(m.executorID.value, field: "executor_id")
+            try data(m.data, "data")
+        case .frameworkToExecutor(let m):
+            try V.id(m.agentID.value, field: "agent_id")
+            try V.id(m.frameworkID.value, field: "framework_id")
+            try V.id(m.executorID.value, field: "executor_id")
+            try data(m.data, "data")
         case .ping, .pong, .authenticate, .authenticationChallenge, .authenticationResponse, .authenticationResult:
             break
         }
@@ -120,6 +158,7 @@ public enum MessageValidation {
         try V.id(t.agentID.value, field: f + ".agent_id")
         try V.resources(t.resources, field: f + ".resources")
         if let s = t.status { try status(s, f + ".status") }
+        if let e = t.executorID { try V.id(e.value, field: f + ".executor_id") }
     }
 
     static func status(_ s: TaskStatus, _ f: String) throws(InvalidValue) {
@@ -136,6 +175,20 @@ public enum MessageValidation {
         guard u.timestamp.isFinite else { throw InvalidValue(f + ".timestamp", "\(u.timestamp) is not finite") }
         try uuid(u.uuid, f + ".uuid")
         if let a = u.agentID { try V.id(a.value, field: f + ".agent_id") }
+        if let e = u.executorID { try V.id(e.value, field: f + ".executor_id") }
+    }
+
+    static func executor(_ e: ExecutorInfo, _ f: String) throws(InvalidValue) {
+        try V.id(e.executorID.value, field: f + ".executor_id")
+        try V.resources(e.resources, field: f + ".resources")
+        if let fid = e.frameworkID { try V.id(fid.value, field: f + ".framework_id") }
+        try V.text(e.name, field: f + ".name")
+        try V.text(e.command?.value, field: f + ".command.value")
+    }
+
+    /// Framework messages are opaque bytes, bounded like free text.
+    static func data(_ bytes: [UInt8], _ f: String) throws(InvalidValue) {
+        guard bytes.count <= WireLimits.maxTextLength else { throw InvalidValue(f, "is \(bytes.count) bytes; at most \(WireLimits.maxTextLength)") }
     }
 
     static func uuid(_ bytes: [UInt8], _ f: String) throws(InvalidValue) {
@@ -174,7 +227,7 @@ extension Envelope.Payload {
     /// shutdown. (A registration without an id is a new agent, whatever its address.)
     public var isFromRegisteredAgent: Bool {
         switch self {
-        case .pong, .statusUpdate: true
+        case .pong, .statusUpdate, .exitedExecutor, .executorToFramework, .unregisterAgent: true
         default: false
         }
     }

@@ -128,7 +128,8 @@ extension MasterCore {
             metrics.agentRegistrations += 1
             payload = .agentRegistered(AgentRegisteredMessage(agentID: id, master: info))
         }
-        let observed: MasterObservation = again ? .agentReregistered(id, pid: agent.pid) : .agentRegistered(id, pid: agent.pid)
+        let live = (tasksByAgent[id] ?? []).filter { tasks[$0]?.state.isTerminal == false }.count
+        let observed: MasterObservation = again ? .agentReregistered(id, pid: agent.pid, tasks: live) : .agentRegistered(id, pid: agent.pid)
         var effects: [Effect] = [.send(payload, to: agent.pid), .observe(observed)]
         // Kills asked for while it could not be told.
         for key in pendingKills.sorted() where tasks[key]?.agentID == id && tasks[key]?.state.isTerminal == false {
@@ -181,11 +182,14 @@ extension MasterCore {
             removeTask(key)
             guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], fw.isConnected, let to = fw.pid else { continue }
             metrics.tasksLost += 1
-            // Partition-aware frameworks learn the agent is unreachable, the others that the task is lost.
-            let state: TaskState = fw.isPartitionAware ? .unreachable : .lost
+            // Partition-aware frameworks learn the agent is unreachable (or gone, when it said it
+            // shut down for good), the others that the task is lost.
+            let gone = reason == .unregistered
+            let state: TaskState = fw.isPartitionAware ? (gone ? .goneByOperator : .unreachable) : .lost
+            let why: TaskStatus.Reason = fw.isPartitionAware && gone ? .agentRemovedByOperator : .agentRemoved
             effects.append(.send(.statusUpdate(masterUpdate(
-                task.taskID, task.frameworkID, id, state, .agentRemoved, "agent \(id.value) removed: \(reason)",
-                unreachableSince: fw.isPartitionAware ? now : nil)), to: to))
+                task.taskID, task.frameworkID, id, state, why, "agent \(id.value) removed: \(reason)",
+                unreachableSince: fw.isPartitionAware && !gone ? now : nil)), to: to))
         }
         for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
             if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
@@ -203,6 +207,19 @@ extension MasterCore {
         registry.admitted.removeAll { $0.info.id.map(gone.contains) ?? false }
         registry.removed += missing
         return [.observe(.agentsNotReregistered(count: missing.count))] + store(.expireUnreregistered(missing))
+    }
+
+    /// SIGUSR1 on the agent: it is gone for good (Mesos's unregisterSlave).
+    mutating func unregisterAgent(_ m: UnregisterAgentMessage, from: PID, peer: PeerIdentity) -> [Effect] {
+        guard let id = agent(speakingAs: from, peer: peer), id == m.agentID, agents[id]?.isActive == true else { return [] }
+        return remove(id, reason: .unregistered)
+    }
+
+    /// Executor -> framework, best effort: dropped when the framework is not connected.
+    mutating func executorToFramework(_ m: ExecutorToFrameworkMessage, from: PID, peer: PeerIdentity) -> [Effect] {
+        guard let id = agent(speakingAs: from, peer: peer), id == m.agentID, agents[id]?.isActive == true else { return [] }
+        guard let fw = frameworks[m.frameworkID], fw.isConnected, let to = fw.pid else { return [] }
+        return [.send(.executorToFramework(m), to: to)]
     }
 
     // MARK: Status updates from agents

@@ -353,6 +353,17 @@ public struct MasterCore: Sendable {
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.reconcile(m, from: from) }
         case .statusUpdateAck(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.acknowledge(m) }
+        case .unregisterAgent(let m): return unregisterAgent(m, from: from, peer: inbound.peer)
+        case .executorToFramework(let m): return executorToFramework(m, from: from, peer: inbound.peer)
+        case .exitedExecutor(let m):
+            guard agent(speakingAs: from, peer: inbound.peer) == m.agentID else { return [] }
+            return [.observe(.executorExited(agent: m.agentID, framework: m.frameworkID, executor: m.executorID, status: m.status))]
+        case .frameworkToExecutor(let m):
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in
+                // Best effort, as Mesos: to the agent if it is registered and active.
+                guard let agent = core.agents[m.agentID], agent.isActive else { return [] }
+                return [.send(payload, to: agent.pid)]
+            }
         default:
             metrics.unexpectedMessages += 1
             return [.observe(.unexpectedMessage(from: from, kind: payload.kind))]

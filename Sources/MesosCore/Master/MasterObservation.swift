@@ -4,11 +4,14 @@ import MesosWire
 public enum AgentRemovalReason: Sendable, Hashable, CustomStringConvertible {
     case missedPings(count: Int, timeout: Duration)
     case notReregistered(after: Duration)
+    /// The agent shut down for good (SIGUSR1) and said so.
+    case unregistered
 
     public var key: String {
         switch self {
         case .missedPings: "missed_pings"
         case .notReregistered: "not_reregistered"
+        case .unregistered: "unregistered"
         }
     }
 
@@ -16,6 +19,7 @@ public enum AgentRemovalReason: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .missedPings(let n, let t): "missed \(n) consecutive pings (\(t) each)"
         case .notReregistered(let t): "did not re-register within \(t) after failover"
+        case .unregistered: "unregistered (shut down for good)"
         }
     }
 }
@@ -63,7 +67,8 @@ public enum MasterObservation: Milestone, Hashable {
     case elected(epoch: UInt64)
     case leading(epoch: UInt64, agentsExpected: Int)
     case agentRegistered(AgentID, pid: PID)
-    case agentReregistered(AgentID, pid: PID)
+    /// `tasks`: the live tasks the master now knows on it.
+    case agentReregistered(AgentID, pid: PID, tasks: Int)
     case agentRefused(pid: PID, reason: String)
     case agentRemoved(AgentID, reason: AgentRemovalReason)
     case removedAgentToldToShutDown(pid: PID)
@@ -79,6 +84,7 @@ public enum MasterObservation: Milestone, Hashable {
     case messageDropped(from: String, reason: EpochGuard.DropReason)
     case messageRefused(from: PID, kind: String, reason: String)
     case unexpectedMessage(from: PID, kind: String)
+    case executorExited(agent: AgentID, framework: FrameworkID, executor: ExecutorID, status: Int32)
     case tasksReconciledWithAgent(AgentID, count: Int)
 
     public var event: String {
@@ -102,6 +108,7 @@ public enum MasterObservation: Milestone, Hashable {
         case .messageDropped: "message_dropped"
         case .messageRefused: "message_refused"
         case .unexpectedMessage: "unexpected_message"
+        case .executorExited: "executor_exited"
         case .tasksReconciledWithAgent: "tasks_reconciled_with_agent"
         }
     }
@@ -120,7 +127,8 @@ public enum MasterObservation: Milestone, Hashable {
         switch self {
         case .elected(let e): .of(("epoch", e))
         case .leading(let e, let n): .of(("epoch", e), ("agents_expected", n))
-        case .agentRegistered(let id, let pid), .agentReregistered(let id, let pid): .of(("agent_id", id.value), ("agent", pid))
+        case .agentRegistered(let id, let pid): .of(("agent_id", id.value), ("agent", pid))
+        case .agentReregistered(let id, let pid, let n): .of(("agent_id", id.value), ("agent", pid), ("tasks", n))
         case .agentRefused(let pid, _): .of(("agent", pid))
         case .agentRemoved(let id, let r): .of(("agent_id", id.value), ("reason", r.key))
         case .removedAgentToldToShutDown(let pid): .of(("agent", pid))
@@ -135,6 +143,7 @@ public enum MasterObservation: Milestone, Hashable {
         case .messageDropped(let from, let r): .of(("from", from), ("reason", r.rawValue))
         case .messageRefused(let from, let kind, _): .of(("from", from), ("kind", kind))
         case .unexpectedMessage(let from, let kind): .of(("from", from), ("kind", kind))
+        case .executorExited(let a, let f, let e, let status): .of(("agent_id", a.value), ("framework_id", f.value), ("executor_id", e.value), ("status", status))
         case .tasksReconciledWithAgent(let id, let n): .of(("agent_id", id.value), ("count", n))
         }
     }
@@ -144,7 +153,7 @@ public enum MasterObservation: Milestone, Hashable {
         case .elected(let e): "elected leader at epoch \(e); recovering the registry"
         case .leading(let e, let n): "leading at epoch \(e) with \(n) agent(s) expected to re-register"
         case .agentRegistered(let id, let pid): "agent \(id.value) at \(pid) registered"
-        case .agentReregistered(let id, let pid): "agent \(id.value) at \(pid) re-registered"
+        case .agentReregistered(let id, let pid, let n): "agent \(id.value) at \(pid) re-registered with \(n) live task(s)"
         case .agentRefused(let pid, let r): "refusing agent \(pid): \(r)"
         case .agentRemoved(let id, let r): "removing agent \(id.value): \(r)"
         case .removedAgentToldToShutDown(let pid): "message from removed agent \(pid): telling it to shut down"
@@ -160,6 +169,7 @@ public enum MasterObservation: Milestone, Hashable {
         case .messageDropped(let from, let r): "dropped message from \(from): \(r.explanation)"
         case .messageRefused(let from, let kind, let r): "refusing \(kind) from \(from): \(r)"
         case .unexpectedMessage(let from, let kind): "unexpected message \(kind) from \(from)"
+        case .executorExited(let a, let f, let e, let status): "executor \(f.value)/\(e.value) on agent \(a.value) exited with status \(status)"
         case .tasksReconciledWithAgent(let id, let n): "asking agent \(id.value) about \(n) task(s) it did not report"
         }
     }

@@ -38,6 +38,14 @@ typedef enum {
   MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_FRAMEWORK = 19,
   MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE = 20,
   MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE_ACK = 21,
+  MESOS__ENVELOPE__PAYLOAD_REGISTER_EXECUTOR = 22,
+  MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REGISTERED = 23,
+  MESOS__ENVELOPE__PAYLOAD_REREGISTER_EXECUTOR = 24,
+  MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REREGISTERED = 25,
+  MESOS__ENVELOPE__PAYLOAD_RECONNECT_EXECUTOR = 26,
+  MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_EXECUTOR = 27,
+  MESOS__ENVELOPE__PAYLOAD_EXITED_EXECUTOR = 28,
+  MESOS__ENVELOPE__PAYLOAD_EXECUTOR_TO_FRAMEWORK = 29,
   MESOS__ENVELOPE__PAYLOAD_REGISTER_FRAMEWORK = 30,
   MESOS__ENVELOPE__PAYLOAD_REREGISTER_FRAMEWORK = 31,
   MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_REGISTERED = 32,
@@ -54,6 +62,8 @@ typedef enum {
   MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR = 43,
   MESOS__ENVELOPE__PAYLOAD_SUPPRESS_OFFERS = 44,
   MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED = 45,
+  MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_TO_EXECUTOR = 46,
+  MESOS__ENVELOPE__PAYLOAD_UNREGISTER_AGENT = 47,
   MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED = 51,
   MESOS__ENVELOPE__PAYLOAD_LEADER_HINT = 50,
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE = 60,
@@ -90,6 +100,14 @@ struct  Mesos__Envelope
     Mesos__ShutdownFrameworkMessage *shutdown_framework;
     Mesos__StatusUpdateMessage *status_update;
     Mesos__StatusUpdateAcknowledgementMessage *status_update_ack;
+    Mesos__RegisterExecutorMessage *register_executor;
+    Mesos__ExecutorRegisteredMessage *executor_registered;
+    Mesos__ReregisterExecutorMessage *reregister_executor;
+    Mesos__ExecutorReregisteredMessage *executor_reregistered;
+    Mesos__ReconnectExecutorMessage *reconnect_executor;
+    Mesos__ShutdownExecutorMessage *shutdown_executor;
+    Mesos__ExitedExecutorMessage *exited_executor;
+    Mesos__ExecutorToFrameworkMessage *executor_to_framework;
     Mesos__RegisterFrameworkMessage *register_framework;
     Mesos__ReregisterFrameworkMessage *reregister_framework;
     Mesos__FrameworkRegisteredMessage *framework_registered;
@@ -106,6 +124,8 @@ struct  Mesos__Envelope
     Mesos__FrameworkErrorMessage *framework_error;
     Mesos__SuppressOffersMessage *suppress_offers;
     Mesos__FrameworkDisconnectedMessage *framework_disconnected;
+    Mesos__FrameworkToExecutorMessage *framework_to_executor;
+    Mesos__UnregisterAgentMessage *unregister_agent;
     Mesos__MessageRefusedMessage *message_refused;
     Mesos__LeaderHintMessage *leader_hint;
     Mesos__AuthenticateMessage *authenticate;

@@ -19,6 +19,7 @@ typedef struct Mesos__FrameworkID Mesos__FrameworkID;
 typedef struct Mesos__AgentID Mesos__AgentID;
 typedef struct Mesos__OfferID Mesos__OfferID;
 typedef struct Mesos__TaskID Mesos__TaskID;
+typedef struct Mesos__ExecutorID Mesos__ExecutorID;
 typedef struct Mesos__Address Mesos__Address;
 typedef struct Mesos__MasterInfo Mesos__MasterInfo;
 typedef struct Mesos__Resource Mesos__Resource;
@@ -26,6 +27,7 @@ typedef struct Mesos__AgentInfo Mesos__AgentInfo;
 typedef struct Mesos__FrameworkInfo Mesos__FrameworkInfo;
 typedef struct Mesos__FrameworkInfo__Capability Mesos__FrameworkInfo__Capability;
 typedef struct Mesos__CommandInfo Mesos__CommandInfo;
+typedef struct Mesos__ExecutorInfo Mesos__ExecutorInfo;
 typedef struct Mesos__Offer Mesos__Offer;
 typedef struct Mesos__TaskInfo Mesos__TaskInfo;
 typedef struct Mesos__TaskStatus Mesos__TaskStatus;
@@ -137,6 +139,16 @@ struct  Mesos__TaskID
 };
 #define MESOS__TASK_ID__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__task_id__descriptor) \
+    , NULL }
+
+
+struct  Mesos__ExecutorID
+{
+  ProtobufCMessage base;
+  char *value;
+};
+#define MESOS__EXECUTOR_ID__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__executor_id__descriptor) \
     , NULL }
 
 
@@ -269,6 +281,25 @@ struct  Mesos__CommandInfo
     , NULL, 0, 1, 0,NULL }
 
 
+/*
+ * The executor of a task. The agent runs each task under Mesos's command executor
+ * (`mesos-executor`), whose id is the task's id.
+ */
+struct  Mesos__ExecutorInfo
+{
+  ProtobufCMessage base;
+  Mesos__ExecutorID *executor_id;
+  size_t n_resources;
+  Mesos__Resource **resources;
+  Mesos__CommandInfo *command;
+  Mesos__FrameworkID *framework_id;
+  char *name;
+};
+#define MESOS__EXECUTOR_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__executor_info__descriptor) \
+    , NULL, 0,NULL, NULL, NULL, NULL }
+
+
 struct  Mesos__Offer
 {
   ProtobufCMessage base;
@@ -351,10 +382,11 @@ struct  Mesos__Task
    * latest status
    */
   Mesos__TaskStatus *status;
+  Mesos__ExecutorID *executor_id;
 };
 #define MESOS__TASK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__task__descriptor) \
-    , NULL, NULL, NULL, NULL, MESOS__TASK_STATE__TASK_STAGING, 0,NULL, NULL }
+    , NULL, NULL, NULL, NULL, MESOS__TASK_STATE__TASK_STAGING, 0,NULL, NULL, NULL }
 
 
 /* Mesos__FrameworkID methods */
@@ -432,6 +464,25 @@ Mesos__TaskID *
                       const uint8_t       *data);
 void   mesos__task_id__free_unpacked
                      (Mesos__TaskID *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ExecutorID methods */
+void   mesos__executor_id__init
+                     (Mesos__ExecutorID         *message);
+size_t mesos__executor_id__get_packed_size
+                     (const Mesos__ExecutorID   *message);
+size_t mesos__executor_id__pack
+                     (const Mesos__ExecutorID   *message,
+                      uint8_t             *out);
+size_t mesos__executor_id__pack_to_buffer
+                     (const Mesos__ExecutorID   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExecutorID *
+       mesos__executor_id__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__executor_id__free_unpacked
+                     (Mesos__ExecutorID *message,
                       ProtobufCAllocator *allocator);
 /* Mesos__Address methods */
 void   mesos__address__init
@@ -550,6 +601,25 @@ Mesos__CommandInfo *
 void   mesos__command_info__free_unpacked
                      (Mesos__CommandInfo *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__ExecutorInfo methods */
+void   mesos__executor_info__init
+                     (Mesos__ExecutorInfo         *message);
+size_t mesos__executor_info__get_packed_size
+                     (const Mesos__ExecutorInfo   *message);
+size_t mesos__executor_info__pack
+                     (const Mesos__ExecutorInfo   *message,
+                      uint8_t             *out);
+size_t mesos__executor_info__pack_to_buffer
+                     (const Mesos__ExecutorInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExecutorInfo *
+       mesos__executor_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__executor_info__free_unpacked
+                     (Mesos__ExecutorInfo *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__Offer methods */
 void   mesos__offer__init
                      (Mesos__Offer         *message);
@@ -659,6 +729,9 @@ typedef void (*Mesos__OfferID_Closure)
 typedef void (*Mesos__TaskID_Closure)
                  (const Mesos__TaskID *message,
                   void *closure_data);
+typedef void (*Mesos__ExecutorID_Closure)
+                 (const Mesos__ExecutorID *message,
+                  void *closure_data);
 typedef void (*Mesos__Address_Closure)
                  (const Mesos__Address *message,
                   void *closure_data);
@@ -679,6 +752,9 @@ typedef void (*Mesos__FrameworkInfo_Closure)
                   void *closure_data);
 typedef void (*Mesos__CommandInfo_Closure)
                  (const Mesos__CommandInfo *message,
+                  void *closure_data);
+typedef void (*Mesos__ExecutorInfo_Closure)
+                 (const Mesos__ExecutorInfo *message,
                   void *closure_data);
 typedef void (*Mesos__Offer_Closure)
                  (const Mesos__Offer *message,
@@ -706,6 +782,7 @@ extern const ProtobufCMessageDescriptor mesos__framework_id__descriptor;
 extern const ProtobufCMessageDescriptor mesos__agent_id__descriptor;
 extern const ProtobufCMessageDescriptor mesos__offer_id__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task_id__descriptor;
+extern const ProtobufCMessageDescriptor mesos__executor_id__descriptor;
 extern const ProtobufCMessageDescriptor mesos__address__descriptor;
 extern const ProtobufCMessageDescriptor mesos__master_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__resource__descriptor;
@@ -714,6 +791,7 @@ extern const ProtobufCMessageDescriptor mesos__framework_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__framework_info__capability__descriptor;
 extern const ProtobufCEnumDescriptor    mesos__framework_info__capability__type__descriptor;
 extern const ProtobufCMessageDescriptor mesos__command_info__descriptor;
+extern const ProtobufCMessageDescriptor mesos__executor_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__offer__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task_info__descriptor;
 extern const ProtobufCMessageDescriptor mesos__task_status__descriptor;

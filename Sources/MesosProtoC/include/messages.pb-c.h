@@ -29,6 +29,17 @@ typedef struct Mesos__ShutdownFrameworkMessage Mesos__ShutdownFrameworkMessage;
 typedef struct Mesos__StatusUpdate Mesos__StatusUpdate;
 typedef struct Mesos__StatusUpdateMessage Mesos__StatusUpdateMessage;
 typedef struct Mesos__StatusUpdateAcknowledgementMessage Mesos__StatusUpdateAcknowledgementMessage;
+typedef struct Mesos__UnregisterAgentMessage Mesos__UnregisterAgentMessage;
+typedef struct Mesos__RegisterExecutorMessage Mesos__RegisterExecutorMessage;
+typedef struct Mesos__ExecutorRegisteredMessage Mesos__ExecutorRegisteredMessage;
+typedef struct Mesos__ReregisterExecutorMessage Mesos__ReregisterExecutorMessage;
+typedef struct Mesos__ExecutorReregisteredMessage Mesos__ExecutorReregisteredMessage;
+typedef struct Mesos__ReconnectExecutorMessage Mesos__ReconnectExecutorMessage;
+typedef struct Mesos__ShutdownExecutorMessage Mesos__ShutdownExecutorMessage;
+typedef struct Mesos__ExitedExecutorMessage Mesos__ExitedExecutorMessage;
+typedef struct Mesos__ExecutorToFrameworkMessage Mesos__ExecutorToFrameworkMessage;
+typedef struct Mesos__FrameworkToExecutorMessage Mesos__FrameworkToExecutorMessage;
+typedef struct Mesos__StatusUpdateRecord Mesos__StatusUpdateRecord;
 typedef struct Mesos__RegisterFrameworkMessage Mesos__RegisterFrameworkMessage;
 typedef struct Mesos__ReregisterFrameworkMessage Mesos__ReregisterFrameworkMessage;
 typedef struct Mesos__FrameworkRegisteredMessage Mesos__FrameworkRegisteredMessage;
@@ -58,6 +69,11 @@ typedef struct Mesos__Registry__Agent Mesos__Registry__Agent;
 
 /* --- enums --- */
 
+typedef enum _Mesos__StatusUpdateRecord__Type {
+  MESOS__STATUS_UPDATE_RECORD__TYPE__UPDATE = 0,
+  MESOS__STATUS_UPDATE_RECORD__TYPE__ACK = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__STATUS_UPDATE_RECORD__TYPE)
+} Mesos__StatusUpdateRecord__Type;
 
 /* --- messages --- */
 
@@ -201,10 +217,19 @@ struct  Mesos__StatusUpdate
   double timestamp;
   ProtobufCBinaryData uuid;
   Mesos__AgentID *agent_id;
+  /*
+   * set by executors
+   */
+  Mesos__ExecutorID *executor_id;
+  /*
+   * the task's state at the agent when forwarded
+   */
+  protobuf_c_boolean has_latest_state;
+  Mesos__TaskState latest_state;
 };
 #define MESOS__STATUS_UPDATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__status_update__descriptor) \
-    , NULL, NULL, 0, {0,NULL}, NULL }
+    , NULL, NULL, 0, {0,NULL}, NULL, NULL, 0, MESOS__TASK_STATE__TASK_STAGING }
 
 
 struct  Mesos__StatusUpdateMessage
@@ -232,6 +257,181 @@ struct  Mesos__StatusUpdateAcknowledgementMessage
 #define MESOS__STATUS_UPDATE_ACKNOWLEDGEMENT_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__status_update_acknowledgement_message__descriptor) \
     , NULL, NULL, NULL, {0,NULL} }
+
+
+/*
+ * Agent -> master: this agent shuts down for good (SIGUSR1); remove it and its tasks.
+ */
+struct  Mesos__UnregisterAgentMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+};
+#define MESOS__UNREGISTER_AGENT_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__unregister_agent_message__descriptor) \
+    , NULL }
+
+
+/*
+ * ---- executor <-> agent (Mesos's command executor contract) -----------------
+ * An executor listens on its own PID and talks only to its agent. It sends epoch 0: executors
+ * follow no leader; the agent checks that each message comes from the executor it launched.
+ */
+struct  Mesos__RegisterExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__FrameworkID *framework_id;
+  Mesos__ExecutorID *executor_id;
+};
+#define MESOS__REGISTER_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__register_executor_message__descriptor) \
+    , NULL, NULL }
+
+
+struct  Mesos__ExecutorRegisteredMessage
+{
+  ProtobufCMessage base;
+  Mesos__ExecutorInfo *executor_info;
+  Mesos__FrameworkID *framework_id;
+  Mesos__FrameworkInfo *framework_info;
+  Mesos__AgentID *agent_id;
+  Mesos__AgentInfo *agent_info;
+};
+#define MESOS__EXECUTOR_REGISTERED_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__executor_registered_message__descriptor) \
+    , NULL, NULL, NULL, NULL, NULL }
+
+
+/*
+ * Executor -> a restarted agent that sent ReconnectExecutor: what it still has, so nothing is lost.
+ */
+struct  Mesos__ReregisterExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__ExecutorID *executor_id;
+  Mesos__FrameworkID *framework_id;
+  /*
+   * tasks whose updates are not all acknowledged
+   */
+  size_t n_tasks;
+  Mesos__TaskInfo **tasks;
+  /*
+   * updates not acknowledged by the agent
+   */
+  size_t n_updates;
+  Mesos__StatusUpdate **updates;
+};
+#define MESOS__REREGISTER_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__reregister_executor_message__descriptor) \
+    , NULL, NULL, 0,NULL, 0,NULL }
+
+
+struct  Mesos__ExecutorReregisteredMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+  Mesos__AgentInfo *agent_info;
+};
+#define MESOS__EXECUTOR_REREGISTERED_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__executor_reregistered_message__descriptor) \
+    , NULL, NULL }
+
+
+/*
+ * Agent -> executor, after the agent restarted and recovered it from its checkpoint.
+ */
+struct  Mesos__ReconnectExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+};
+#define MESOS__RECONNECT_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__reconnect_executor_message__descriptor) \
+    , NULL }
+
+
+/*
+ * Agent -> executor: kill the task (with its grace period) and exit.
+ */
+struct  Mesos__ShutdownExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__ExecutorID *executor_id;
+  Mesos__FrameworkID *framework_id;
+};
+#define MESOS__SHUTDOWN_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__shutdown_executor_message__descriptor) \
+    , NULL, NULL }
+
+
+/*
+ * Agent -> master: an executor exited (status -1 when unknown).
+ */
+struct  Mesos__ExitedExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+  Mesos__FrameworkID *framework_id;
+  Mesos__ExecutorID *executor_id;
+  int32_t status;
+};
+#define MESOS__EXITED_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__exited_executor_message__descriptor) \
+    , NULL, NULL, NULL, 0 }
+
+
+/*
+ * Executor -> agent -> master -> scheduler, best effort (not acknowledged), as Mesos.
+ */
+struct  Mesos__ExecutorToFrameworkMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+  Mesos__FrameworkID *framework_id;
+  Mesos__ExecutorID *executor_id;
+  ProtobufCBinaryData data;
+};
+#define MESOS__EXECUTOR_TO_FRAMEWORK_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__executor_to_framework_message__descriptor) \
+    , NULL, NULL, NULL, {0,NULL} }
+
+
+/*
+ * Scheduler -> master -> agent -> executor, best effort.
+ */
+struct  Mesos__FrameworkToExecutorMessage
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *agent_id;
+  Mesos__FrameworkID *framework_id;
+  Mesos__ExecutorID *executor_id;
+  ProtobufCBinaryData data;
+};
+#define MESOS__FRAMEWORK_TO_EXECUTOR_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_to_executor_message__descriptor) \
+    , NULL, NULL, NULL, {0,NULL} }
+
+
+/*
+ * One record of a task's checkpointed status-update stream (meta/.../task.updates).
+ */
+struct  Mesos__StatusUpdateRecord
+{
+  ProtobufCMessage base;
+  Mesos__StatusUpdateRecord__Type type;
+  /*
+   * UPDATE records
+   */
+  Mesos__StatusUpdate *update;
+  /*
+   * ACK records
+   */
+  protobuf_c_boolean has_uuid;
+  ProtobufCBinaryData uuid;
+};
+#define MESOS__STATUS_UPDATE_RECORD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__status_update_record__descriptor) \
+    , MESOS__STATUS_UPDATE_RECORD__TYPE__UPDATE, NULL, 0, {0,NULL} }
 
 
 /*
@@ -820,6 +1020,215 @@ Mesos__StatusUpdateAcknowledgementMessage *
 void   mesos__status_update_acknowledgement_message__free_unpacked
                      (Mesos__StatusUpdateAcknowledgementMessage *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__UnregisterAgentMessage methods */
+void   mesos__unregister_agent_message__init
+                     (Mesos__UnregisterAgentMessage         *message);
+size_t mesos__unregister_agent_message__get_packed_size
+                     (const Mesos__UnregisterAgentMessage   *message);
+size_t mesos__unregister_agent_message__pack
+                     (const Mesos__UnregisterAgentMessage   *message,
+                      uint8_t             *out);
+size_t mesos__unregister_agent_message__pack_to_buffer
+                     (const Mesos__UnregisterAgentMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__UnregisterAgentMessage *
+       mesos__unregister_agent_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__unregister_agent_message__free_unpacked
+                     (Mesos__UnregisterAgentMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__RegisterExecutorMessage methods */
+void   mesos__register_executor_message__init
+                     (Mesos__RegisterExecutorMessage         *message);
+size_t mesos__register_executor_message__get_packed_size
+                     (const Mesos__RegisterExecutorMessage   *message);
+size_t mesos__register_executor_message__pack
+                     (const Mesos__RegisterExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__register_executor_message__pack_to_buffer
+                     (const Mesos__RegisterExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__RegisterExecutorMessage *
+       mesos__register_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__register_executor_message__free_unpacked
+                     (Mesos__RegisterExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ExecutorRegisteredMessage methods */
+void   mesos__executor_registered_message__init
+                     (Mesos__ExecutorRegisteredMessage         *message);
+size_t mesos__executor_registered_message__get_packed_size
+                     (const Mesos__ExecutorRegisteredMessage   *message);
+size_t mesos__executor_registered_message__pack
+                     (const Mesos__ExecutorRegisteredMessage   *message,
+                      uint8_t             *out);
+size_t mesos__executor_registered_message__pack_to_buffer
+                     (const Mesos__ExecutorRegisteredMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExecutorRegisteredMessage *
+       mesos__executor_registered_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__executor_registered_message__free_unpacked
+                     (Mesos__ExecutorRegisteredMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ReregisterExecutorMessage methods */
+void   mesos__reregister_executor_message__init
+                     (Mesos__ReregisterExecutorMessage         *message);
+size_t mesos__reregister_executor_message__get_packed_size
+                     (const Mesos__ReregisterExecutorMessage   *message);
+size_t mesos__reregister_executor_message__pack
+                     (const Mesos__ReregisterExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__reregister_executor_message__pack_to_buffer
+                     (const Mesos__ReregisterExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ReregisterExecutorMessage *
+       mesos__reregister_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__reregister_executor_message__free_unpacked
+                     (Mesos__ReregisterExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ExecutorReregisteredMessage methods */
+void   mesos__executor_reregistered_message__init
+                     (Mesos__ExecutorReregisteredMessage         *message);
+size_t mesos__executor_reregistered_message__get_packed_size
+                     (const Mesos__ExecutorReregisteredMessage   *message);
+size_t mesos__executor_reregistered_message__pack
+                     (const Mesos__ExecutorReregisteredMessage   *message,
+                      uint8_t             *out);
+size_t mesos__executor_reregistered_message__pack_to_buffer
+                     (const Mesos__ExecutorReregisteredMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExecutorReregisteredMessage *
+       mesos__executor_reregistered_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__executor_reregistered_message__free_unpacked
+                     (Mesos__ExecutorReregisteredMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ReconnectExecutorMessage methods */
+void   mesos__reconnect_executor_message__init
+                     (Mesos__ReconnectExecutorMessage         *message);
+size_t mesos__reconnect_executor_message__get_packed_size
+                     (const Mesos__ReconnectExecutorMessage   *message);
+size_t mesos__reconnect_executor_message__pack
+                     (const Mesos__ReconnectExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__reconnect_executor_message__pack_to_buffer
+                     (const Mesos__ReconnectExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ReconnectExecutorMessage *
+       mesos__reconnect_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__reconnect_executor_message__free_unpacked
+                     (Mesos__ReconnectExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ShutdownExecutorMessage methods */
+void   mesos__shutdown_executor_message__init
+                     (Mesos__ShutdownExecutorMessage         *message);
+size_t mesos__shutdown_executor_message__get_packed_size
+                     (const Mesos__ShutdownExecutorMessage   *message);
+size_t mesos__shutdown_executor_message__pack
+                     (const Mesos__ShutdownExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__shutdown_executor_message__pack_to_buffer
+                     (const Mesos__ShutdownExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ShutdownExecutorMessage *
+       mesos__shutdown_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__shutdown_executor_message__free_unpacked
+                     (Mesos__ShutdownExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ExitedExecutorMessage methods */
+void   mesos__exited_executor_message__init
+                     (Mesos__ExitedExecutorMessage         *message);
+size_t mesos__exited_executor_message__get_packed_size
+                     (const Mesos__ExitedExecutorMessage   *message);
+size_t mesos__exited_executor_message__pack
+                     (const Mesos__ExitedExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__exited_executor_message__pack_to_buffer
+                     (const Mesos__ExitedExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExitedExecutorMessage *
+       mesos__exited_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__exited_executor_message__free_unpacked
+                     (Mesos__ExitedExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ExecutorToFrameworkMessage methods */
+void   mesos__executor_to_framework_message__init
+                     (Mesos__ExecutorToFrameworkMessage         *message);
+size_t mesos__executor_to_framework_message__get_packed_size
+                     (const Mesos__ExecutorToFrameworkMessage   *message);
+size_t mesos__executor_to_framework_message__pack
+                     (const Mesos__ExecutorToFrameworkMessage   *message,
+                      uint8_t             *out);
+size_t mesos__executor_to_framework_message__pack_to_buffer
+                     (const Mesos__ExecutorToFrameworkMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ExecutorToFrameworkMessage *
+       mesos__executor_to_framework_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__executor_to_framework_message__free_unpacked
+                     (Mesos__ExecutorToFrameworkMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__FrameworkToExecutorMessage methods */
+void   mesos__framework_to_executor_message__init
+                     (Mesos__FrameworkToExecutorMessage         *message);
+size_t mesos__framework_to_executor_message__get_packed_size
+                     (const Mesos__FrameworkToExecutorMessage   *message);
+size_t mesos__framework_to_executor_message__pack
+                     (const Mesos__FrameworkToExecutorMessage   *message,
+                      uint8_t             *out);
+size_t mesos__framework_to_executor_message__pack_to_buffer
+                     (const Mesos__FrameworkToExecutorMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__FrameworkToExecutorMessage *
+       mesos__framework_to_executor_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__framework_to_executor_message__free_unpacked
+                     (Mesos__FrameworkToExecutorMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__StatusUpdateRecord methods */
+void   mesos__status_update_record__init
+                     (Mesos__StatusUpdateRecord         *message);
+size_t mesos__status_update_record__get_packed_size
+                     (const Mesos__StatusUpdateRecord   *message);
+size_t mesos__status_update_record__pack
+                     (const Mesos__StatusUpdateRecord   *message,
+                      uint8_t             *out);
+size_t mesos__status_update_record__pack_to_buffer
+                     (const Mesos__StatusUpdateRecord   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__StatusUpdateRecord *
+       mesos__status_update_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__status_update_record__free_unpacked
+                     (Mesos__StatusUpdateRecord *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__RegisterFrameworkMessage methods */
 void   mesos__register_framework_message__init
                      (Mesos__RegisterFrameworkMessage         *message);
@@ -1320,6 +1729,39 @@ typedef void (*Mesos__StatusUpdateMessage_Closure)
 typedef void (*Mesos__StatusUpdateAcknowledgementMessage_Closure)
                  (const Mesos__StatusUpdateAcknowledgementMessage *message,
                   void *closure_data);
+typedef void (*Mesos__UnregisterAgentMessage_Closure)
+                 (const Mesos__UnregisterAgentMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__RegisterExecutorMessage_Closure)
+                 (const Mesos__RegisterExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ExecutorRegisteredMessage_Closure)
+                 (const Mesos__ExecutorRegisteredMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ReregisterExecutorMessage_Closure)
+                 (const Mesos__ReregisterExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ExecutorReregisteredMessage_Closure)
+                 (const Mesos__ExecutorReregisteredMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ReconnectExecutorMessage_Closure)
+                 (const Mesos__ReconnectExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ShutdownExecutorMessage_Closure)
+                 (const Mesos__ShutdownExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ExitedExecutorMessage_Closure)
+                 (const Mesos__ExitedExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ExecutorToFrameworkMessage_Closure)
+                 (const Mesos__ExecutorToFrameworkMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__FrameworkToExecutorMessage_Closure)
+                 (const Mesos__FrameworkToExecutorMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__StatusUpdateRecord_Closure)
+                 (const Mesos__StatusUpdateRecord *message,
+                  void *closure_data);
 typedef void (*Mesos__RegisterFrameworkMessage_Closure)
                  (const Mesos__RegisterFrameworkMessage *message,
                   void *closure_data);
@@ -1414,6 +1856,18 @@ extern const ProtobufCMessageDescriptor mesos__shutdown_framework_message__descr
 extern const ProtobufCMessageDescriptor mesos__status_update__descriptor;
 extern const ProtobufCMessageDescriptor mesos__status_update_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__status_update_acknowledgement_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__unregister_agent_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__register_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__executor_registered_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__reregister_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__executor_reregistered_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__reconnect_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__shutdown_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__exited_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__executor_to_framework_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__framework_to_executor_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__status_update_record__descriptor;
+extern const ProtobufCEnumDescriptor    mesos__status_update_record__type__descriptor;
 extern const ProtobufCMessageDescriptor mesos__register_framework_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__reregister_framework_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__framework_registered_message__descriptor;

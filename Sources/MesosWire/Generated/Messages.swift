@@ -71,6 +71,14 @@ public struct TaskID: Sendable, Hashable {
     }
 }
 
+public struct ExecutorID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
 public struct Address: Sendable, Hashable {
     public var hostname: String?
     public var ip: String?
@@ -195,6 +203,22 @@ public struct CommandInfo: Sendable, Hashable {
         self.value = value
         self.shell = shell
         self.arguments = arguments
+    }
+}
+
+public struct ExecutorInfo: Sendable, Hashable {
+    public var executorID: ExecutorID
+    public var resources: [Resource]
+    public var command: CommandInfo?
+    public var frameworkID: FrameworkID?
+    public var name: String?
+
+    public init(executorID: ExecutorID, resources: [Resource] = [], command: CommandInfo? = nil, frameworkID: FrameworkID? = nil, name: String? = nil) {
+        self.executorID = executorID
+        self.resources = resources
+        self.command = command
+        self.frameworkID = frameworkID
+        self.name = name
     }
 }
 
@@ -334,8 +358,9 @@ public struct MesosTask: Sendable, Hashable {
     public var state: TaskState
     public var resources: [Resource]
     public var status: TaskStatus?
+    public var executorID: ExecutorID?
 
-    public init(name: String, taskID: TaskID, frameworkID: FrameworkID, agentID: AgentID, state: TaskState, resources: [Resource] = [], status: TaskStatus? = nil) {
+    public init(name: String, taskID: TaskID, frameworkID: FrameworkID, agentID: AgentID, state: TaskState, resources: [Resource] = [], status: TaskStatus? = nil, executorID: ExecutorID? = nil) {
         self.name = name
         self.taskID = taskID
         self.frameworkID = frameworkID
@@ -343,6 +368,7 @@ public struct MesosTask: Sendable, Hashable {
         self.state = state
         self.resources = resources
         self.status = status
+        self.executorID = executorID
     }
 }
 
@@ -452,13 +478,17 @@ public struct StatusUpdate: Sendable, Hashable {
     public var timestamp: Double
     public var uuid: [UInt8]
     public var agentID: AgentID?
+    public var executorID: ExecutorID?
+    public var latestState: TaskState?
 
-    public init(frameworkID: FrameworkID, status: TaskStatus, timestamp: Double, uuid: [UInt8], agentID: AgentID? = nil) {
+    public init(frameworkID: FrameworkID, status: TaskStatus, timestamp: Double, uuid: [UInt8], agentID: AgentID? = nil, executorID: ExecutorID? = nil, latestState: TaskState? = nil) {
         self.frameworkID = frameworkID
         self.status = status
         self.timestamp = timestamp
         self.uuid = uuid
         self.agentID = agentID
+        self.executorID = executorID
+        self.latestState = latestState
     }
 }
 
@@ -483,6 +513,149 @@ public struct StatusUpdateAcknowledgementMessage: Sendable, Hashable {
         self.frameworkID = frameworkID
         self.taskID = taskID
         self.uuid = uuid
+    }
+}
+
+public struct UnregisterAgentMessage: Sendable, Hashable {
+    public var agentID: AgentID
+
+    public init(agentID: AgentID) {
+        self.agentID = agentID
+    }
+}
+
+public struct RegisterExecutorMessage: Sendable, Hashable {
+    public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
+
+    public init(frameworkID: FrameworkID, executorID: ExecutorID) {
+        self.frameworkID = frameworkID
+        self.executorID = executorID
+    }
+}
+
+public struct ExecutorRegisteredMessage: Sendable, Hashable {
+    public var executorInfo: ExecutorInfo
+    public var frameworkID: FrameworkID
+    public var frameworkInfo: FrameworkInfo
+    public var agentID: AgentID
+    public var agentInfo: AgentInfo
+
+    public init(executorInfo: ExecutorInfo, frameworkID: FrameworkID, frameworkInfo: FrameworkInfo, agentID: AgentID, agentInfo: AgentInfo) {
+        self.executorInfo = executorInfo
+        self.frameworkID = frameworkID
+        self.frameworkInfo = frameworkInfo
+        self.agentID = agentID
+        self.agentInfo = agentInfo
+    }
+}
+
+public struct ReregisterExecutorMessage: Sendable, Hashable {
+    public var executorID: ExecutorID
+    public var frameworkID: FrameworkID
+    public var tasks: [TaskInfo]
+    public var updates: [StatusUpdate]
+
+    public init(executorID: ExecutorID, frameworkID: FrameworkID, tasks: [TaskInfo] = [], updates: [StatusUpdate] = []) {
+        self.executorID = executorID
+        self.frameworkID = frameworkID
+        self.tasks = tasks
+        self.updates = updates
+    }
+}
+
+public struct ExecutorReregisteredMessage: Sendable, Hashable {
+    public var agentID: AgentID
+    public var agentInfo: AgentInfo
+
+    public init(agentID: AgentID, agentInfo: AgentInfo) {
+        self.agentID = agentID
+        self.agentInfo = agentInfo
+    }
+}
+
+public struct ReconnectExecutorMessage: Sendable, Hashable {
+    public var agentID: AgentID
+
+    public init(agentID: AgentID) {
+        self.agentID = agentID
+    }
+}
+
+public struct ShutdownExecutorMessage: Sendable, Hashable {
+    public var executorID: ExecutorID?
+    public var frameworkID: FrameworkID?
+
+    public init(executorID: ExecutorID? = nil, frameworkID: FrameworkID? = nil) {
+        self.executorID = executorID
+        self.frameworkID = frameworkID
+    }
+}
+
+public struct ExitedExecutorMessage: Sendable, Hashable {
+    public var agentID: AgentID
+    public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
+    public var status: Int32
+
+    public init(agentID: AgentID, frameworkID: FrameworkID, executorID: ExecutorID, status: Int32) {
+        self.agentID = agentID
+        self.frameworkID = frameworkID
+        self.executorID = executorID
+        self.status = status
+    }
+}
+
+public struct ExecutorToFrameworkMessage: Sendable, Hashable {
+    public var agentID: AgentID
+    public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
+    public var data: [UInt8]
+
+    public init(agentID: AgentID, frameworkID: FrameworkID, executorID: ExecutorID, data: [UInt8]) {
+        self.agentID = agentID
+        self.frameworkID = frameworkID
+        self.executorID = executorID
+        self.data = data
+    }
+}
+
+public struct FrameworkToExecutorMessage: Sendable, Hashable {
+    public var agentID: AgentID
+    public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
+    public var data: [UInt8]
+
+    public init(agentID: AgentID, frameworkID: FrameworkID, executorID: ExecutorID, data: [UInt8]) {
+        self.agentID = agentID
+        self.frameworkID = frameworkID
+        self.executorID = executorID
+        self.data = data
+    }
+}
+
+public struct StatusUpdateRecord: Sendable, Hashable {
+    public var type: StatusUpdateRecord.Kind
+    public var update: StatusUpdate?
+    public var uuid: [UInt8]?
+
+    public init(type: StatusUpdateRecord.Kind, update: StatusUpdate? = nil, uuid: [UInt8]? = nil) {
+        self.type = type
+        self.update = update
+        self.uuid = uuid
+    }
+
+    public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+        case update = 0
+        case ack = 1
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .update: "UPDATE"
+            case .ack: "ACK"
+            }
+        }
     }
 }
 
@@ -742,6 +915,14 @@ public struct Envelope: Sendable, Hashable {
         case shutdownFramework(ShutdownFrameworkMessage)
         case statusUpdate(StatusUpdateMessage)
         case statusUpdateAck(StatusUpdateAcknowledgementMessage)
+        case registerExecutor(RegisterExecutorMessage)
+        case executorRegistered(ExecutorRegisteredMessage)
+        case reregisterExecutor(ReregisterExecutorMessage)
+        case executorReregistered(ExecutorReregisteredMessage)
+        case reconnectExecutor(ReconnectExecutorMessage)
+        case shutdownExecutor(ShutdownExecutorMessage)
+        case exitedExecutor(ExitedExecutorMessage)
+        case executorToFramework(ExecutorToFrameworkMessage)
         case registerFramework(RegisterFrameworkMessage)
         case reregisterFramework(ReregisterFrameworkMessage)
         case frameworkRegistered(FrameworkRegisteredMessage)
@@ -758,6 +939,8 @@ public struct Envelope: Sendable, Hashable {
         case frameworkError(FrameworkErrorMessage)
         case suppressOffers(SuppressOffersMessage)
         case frameworkDisconnected(FrameworkDisconnectedMessage)
+        case frameworkToExecutor(FrameworkToExecutorMessage)
+        case unregisterAgent(UnregisterAgentMessage)
         case messageRefused(MessageRefusedMessage)
         case leaderHint(LeaderHintMessage)
         case authenticate(AuthenticateMessage)
@@ -780,6 +963,14 @@ public struct Envelope: Sendable, Hashable {
             case .shutdownFramework: "shutdown_framework"
             case .statusUpdate: "status_update"
             case .statusUpdateAck: "status_update_ack"
+            case .registerExecutor: "register_executor"
+            case .executorRegistered: "executor_registered"
+            case .reregisterExecutor: "reregister_executor"
+            case .executorReregistered: "executor_reregistered"
+            case .reconnectExecutor: "reconnect_executor"
+            case .shutdownExecutor: "shutdown_executor"
+            case .exitedExecutor: "exited_executor"
+            case .executorToFramework: "executor_to_framework"
             case .registerFramework: "register_framework"
             case .reregisterFramework: "reregister_framework"
             case .frameworkRegistered: "framework_registered"
@@ -796,6 +987,8 @@ public struct Envelope: Sendable, Hashable {
             case .frameworkError: "framework_error"
             case .suppressOffers: "suppress_offers"
             case .frameworkDisconnected: "framework_disconnected"
+            case .frameworkToExecutor: "framework_to_executor"
+            case .unregisterAgent: "unregister_agent"
             case .messageRefused: "message_refused"
             case .leaderHint: "leader_hint"
             case .authenticate: "authenticate"
@@ -845,6 +1038,15 @@ extension TaskState: CEnum {
     init(cValue: Mesos__TaskState, field: String) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
         guard let v = TaskState(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        self = v
+    }
+}
+
+extension StatusUpdateRecord.Kind: CEnum {
+    var cValue: Mesos__StatusUpdateRecord__Type { Mesos__StatusUpdateRecord__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__StatusUpdateRecord__Type, field: String) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = StatusUpdateRecord.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
         self = v
     }
 }
@@ -943,6 +1145,30 @@ extension TaskID: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__TaskID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task_id__pack(m, out) }
     static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskID>? { mesos__task_id__unpack(nil, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskID>) { mesos__task_id__free_unpacked(m, nil) }
+}
+
+extension ExecutorID: CMessage {
+    typealias CType = Mesos__ExecutorID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorID>) { mesos__executor_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExecutorID>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field + ".value") }
+        self.value = try wireString(value, field: field + ".value")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension ExecutorID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorID>) -> Int { mesos__executor_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExecutorID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_id__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorID>? { mesos__executor_id__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorID>) { mesos__executor_id__free_unpacked(m, nil) }
 }
 
 extension Address: CMessage {
@@ -1168,6 +1394,42 @@ extension CommandInfo: WireMessage, ProtobufMessage {
     static func cFree(_ m: UnsafeMutablePointer<Mesos__CommandInfo>) { mesos__command_info__free_unpacked(m, nil) }
 }
 
+extension ExecutorInfo: CMessage {
+    typealias CType = Mesos__ExecutorInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorInfo>) { mesos__executor_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExecutorInfo>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        var resources: [Resource] = []
+        resources.reserveCapacity(m.n_resources)
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        self.resources = resources
+        if let v = m.command { self.command = try CommandInfo(c: v, field: field + ".command") } else { self.command = nil }
+        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: field + ".framework_id") } else { self.frameworkID = nil }
+        if let v = m.name { self.name = try wireString(v, field: field + ".name") } else { self.name = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorInfo>, _ a: CArena) {
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.n_resources = resources.count
+        p.pointee.resources = a.array(resources) { a.message($0) }
+        if let v = command { p.pointee.command = a.message(v) }
+        if let v = frameworkID { p.pointee.framework_id = a.message(v) }
+        if let v = name { p.pointee.name = a.string(v) }
+    }
+}
+
+extension ExecutorInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorInfo>) -> Int { mesos__executor_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExecutorInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_info__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorInfo>? { mesos__executor_info__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorInfo>) { mesos__executor_info__free_unpacked(m, nil) }
+}
+
 extension Offer: CMessage {
     typealias CType = Mesos__Offer
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Offer>) { mesos__offer__init(m) }
@@ -1328,6 +1590,7 @@ extension MesosTask: CMessage {
         for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
         self.resources = resources
         if let v = m.status { self.status = try TaskStatus(c: v, field: field + ".status") } else { self.status = nil }
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__Task>, _ a: CArena) {
@@ -1339,6 +1602,7 @@ extension MesosTask: CMessage {
         p.pointee.n_resources = resources.count
         p.pointee.resources = a.array(resources) { a.message($0) }
         if let v = status { p.pointee.status = a.message(v) }
+        if let v = executorID { p.pointee.executor_id = a.message(v) }
     }
 }
 
@@ -1638,6 +1902,8 @@ extension StatusUpdate: CMessage {
         self.timestamp = m.timestamp
         self.uuid = wireBytes(m.uuid)
         if let v = m.agent_id { self.agentID = try AgentID(c: v, field: field + ".agent_id") } else { self.agentID = nil }
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
+        self.latestState = m.has_latest_state != 0 ? try TaskState(cValue: m.latest_state, field: field + ".latest_state") : nil
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__StatusUpdate>, _ a: CArena) {
@@ -1646,6 +1912,8 @@ extension StatusUpdate: CMessage {
         p.pointee.timestamp = timestamp
         p.pointee.uuid = a.bytes(uuid)
         if let v = agentID { p.pointee.agent_id = a.message(v) }
+        if let v = executorID { p.pointee.executor_id = a.message(v) }
+        if let v = latestState { p.pointee.has_latest_state = 1; p.pointee.latest_state = v.cValue }
     }
 }
 
@@ -1714,6 +1982,331 @@ extension StatusUpdateAcknowledgementMessage: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__StatusUpdateAcknowledgementMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update_acknowledgement_message__pack(m, out) }
     static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>? { mesos__status_update_acknowledgement_message__unpack(nil, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>) { mesos__status_update_acknowledgement_message__free_unpacked(m, nil) }
+}
+
+extension UnregisterAgentMessage: CMessage {
+    typealias CType = Mesos__UnregisterAgentMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>) { mesos__unregister_agent_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__UnregisterAgentMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+    }
+}
+
+extension UnregisterAgentMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__UnregisterAgentMessage>) -> Int { mesos__unregister_agent_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__UnregisterAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__unregister_agent_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__UnregisterAgentMessage>? { mesos__unregister_agent_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>) { mesos__unregister_agent_message__free_unpacked(m, nil) }
+}
+
+extension RegisterExecutorMessage: CMessage {
+    typealias CType = Mesos__RegisterExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>) { mesos__register_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__RegisterExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>, _ a: CArena) {
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.executor_id = a.message(executorID)
+    }
+}
+
+extension RegisterExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__RegisterExecutorMessage>) -> Int { mesos__register_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__RegisterExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__register_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterExecutorMessage>? { mesos__register_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>) { mesos__register_executor_message__free_unpacked(m, nil) }
+}
+
+extension ExecutorRegisteredMessage: CMessage {
+    typealias CType = Mesos__ExecutorRegisteredMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>) { mesos__executor_registered_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExecutorRegisteredMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let executorInfo = m.executor_info else { throw .missingField(field + ".executor_info") }
+        self.executorInfo = try ExecutorInfo(c: executorInfo, field: field + ".executor_info")
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkInfo = m.framework_info else { throw .missingField(field + ".framework_info") }
+        self.frameworkInfo = try FrameworkInfo(c: frameworkInfo, field: field + ".framework_info")
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let agentInfo = m.agent_info else { throw .missingField(field + ".agent_info") }
+        self.agentInfo = try AgentInfo(c: agentInfo, field: field + ".agent_info")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>, _ a: CArena) {
+        p.pointee.executor_info = a.message(executorInfo)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.framework_info = a.message(frameworkInfo)
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.agent_info = a.message(agentInfo)
+    }
+}
+
+extension ExecutorRegisteredMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorRegisteredMessage>) -> Int { mesos__executor_registered_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExecutorRegisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_registered_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>? { mesos__executor_registered_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>) { mesos__executor_registered_message__free_unpacked(m, nil) }
+}
+
+extension ReregisterExecutorMessage: CMessage {
+    typealias CType = Mesos__ReregisterExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>) { mesos__reregister_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ReregisterExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        var tasks: [TaskInfo] = []
+        tasks.reserveCapacity(m.n_tasks)
+        for i in 0..<m.n_tasks { tasks.append(try TaskInfo(c: m.tasks[i]!, field: field + ".tasks")) }
+        self.tasks = tasks
+        var updates: [StatusUpdate] = []
+        updates.reserveCapacity(m.n_updates)
+        for i in 0..<m.n_updates { updates.append(try StatusUpdate(c: m.updates[i]!, field: field + ".updates")) }
+        self.updates = updates
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>, _ a: CArena) {
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.n_tasks = tasks.count
+        p.pointee.tasks = a.array(tasks) { a.message($0) }
+        p.pointee.n_updates = updates.count
+        p.pointee.updates = a.array(updates) { a.message($0) }
+    }
+}
+
+extension ReregisterExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ReregisterExecutorMessage>) -> Int { mesos__reregister_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ReregisterExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reregister_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>? { mesos__reregister_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>) { mesos__reregister_executor_message__free_unpacked(m, nil) }
+}
+
+extension ExecutorReregisteredMessage: CMessage {
+    typealias CType = Mesos__ExecutorReregisteredMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>) { mesos__executor_reregistered_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExecutorReregisteredMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let agentInfo = m.agent_info else { throw .missingField(field + ".agent_info") }
+        self.agentInfo = try AgentInfo(c: agentInfo, field: field + ".agent_info")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.agent_info = a.message(agentInfo)
+    }
+}
+
+extension ExecutorReregisteredMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorReregisteredMessage>) -> Int { mesos__executor_reregistered_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExecutorReregisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_reregistered_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>? { mesos__executor_reregistered_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>) { mesos__executor_reregistered_message__free_unpacked(m, nil) }
+}
+
+extension ReconnectExecutorMessage: CMessage {
+    typealias CType = Mesos__ReconnectExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>) { mesos__reconnect_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ReconnectExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+    }
+}
+
+extension ReconnectExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ReconnectExecutorMessage>) -> Int { mesos__reconnect_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ReconnectExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reconnect_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>? { mesos__reconnect_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>) { mesos__reconnect_executor_message__free_unpacked(m, nil) }
+}
+
+extension ShutdownExecutorMessage: CMessage {
+    typealias CType = Mesos__ShutdownExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>) { mesos__shutdown_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ShutdownExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
+        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: field + ".framework_id") } else { self.frameworkID = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>, _ a: CArena) {
+        if let v = executorID { p.pointee.executor_id = a.message(v) }
+        if let v = frameworkID { p.pointee.framework_id = a.message(v) }
+    }
+}
+
+extension ShutdownExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ShutdownExecutorMessage>) -> Int { mesos__shutdown_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ShutdownExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__shutdown_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>? { mesos__shutdown_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>) { mesos__shutdown_executor_message__free_unpacked(m, nil) }
+}
+
+extension ExitedExecutorMessage: CMessage {
+    typealias CType = Mesos__ExitedExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExitedExecutorMessage>) { mesos__exited_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExitedExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        self.status = m.status
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExitedExecutorMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.status = status
+    }
+}
+
+extension ExitedExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExitedExecutorMessage>) -> Int { mesos__exited_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExitedExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__exited_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExitedExecutorMessage>? { mesos__exited_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExitedExecutorMessage>) { mesos__exited_executor_message__free_unpacked(m, nil) }
+}
+
+extension ExecutorToFrameworkMessage: CMessage {
+    typealias CType = Mesos__ExecutorToFrameworkMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>) { mesos__executor_to_framework_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ExecutorToFrameworkMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        self.data = wireBytes(m.data)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.data = a.bytes(data)
+    }
+}
+
+extension ExecutorToFrameworkMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorToFrameworkMessage>) -> Int { mesos__executor_to_framework_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ExecutorToFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_to_framework_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>? { mesos__executor_to_framework_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>) { mesos__executor_to_framework_message__free_unpacked(m, nil) }
+}
+
+extension FrameworkToExecutorMessage: CMessage {
+    typealias CType = Mesos__FrameworkToExecutorMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>) { mesos__framework_to_executor_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__FrameworkToExecutorMessage>, field: String) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        self.data = wireBytes(m.data)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.data = a.bytes(data)
+    }
+}
+
+extension FrameworkToExecutorMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkToExecutorMessage>) -> Int { mesos__framework_to_executor_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__FrameworkToExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_to_executor_message__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>? { mesos__framework_to_executor_message__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>) { mesos__framework_to_executor_message__free_unpacked(m, nil) }
+}
+
+extension StatusUpdateRecord: CMessage {
+    typealias CType = Mesos__StatusUpdateRecord
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__StatusUpdateRecord>) { mesos__status_update_record__init(m) }
+
+    init(c p: UnsafePointer<Mesos__StatusUpdateRecord>, field: String) throws(WireError) {
+        let m = p.pointee
+        self.type = try StatusUpdateRecord.Kind(cValue: m.type, field: field + ".type")
+        if let v = m.update { self.update = try StatusUpdate(c: v, field: field + ".update") } else { self.update = nil }
+        self.uuid = m.has_uuid != 0 ? wireBytes(m.uuid) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__StatusUpdateRecord>, _ a: CArena) {
+        p.pointee.type = type.cValue
+        if let v = update { p.pointee.update = a.message(v) }
+        if let v = uuid { p.pointee.has_uuid = 1; p.pointee.uuid = a.bytes(v) }
+    }
+}
+
+extension StatusUpdateRecord: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__StatusUpdateRecord>) -> Int { mesos__status_update_record__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__StatusUpdateRecord>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update_record__pack(m, out) }
+    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateRecord>? { mesos__status_update_record__unpack(nil, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdateRecord>) { mesos__status_update_record__free_unpacked(m, nil) }
 }
 
 extension RegisterFrameworkMessage: CMessage {
@@ -2423,6 +3016,30 @@ extension Envelope: CMessage {
         case MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE_ACK:
             guard let v = m.status_update_ack else { throw .missingField(field + ".status_update_ack") }
             self.payload = .statusUpdateAck(try StatusUpdateAcknowledgementMessage(c: v, field: field + ".status_update_ack"))
+        case MESOS__ENVELOPE__PAYLOAD_REGISTER_EXECUTOR:
+            guard let v = m.register_executor else { throw .missingField(field + ".register_executor") }
+            self.payload = .registerExecutor(try RegisterExecutorMessage(c: v, field: field + ".register_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REGISTERED:
+            guard let v = m.executor_registered else { throw .missingField(field + ".executor_registered") }
+            self.payload = .executorRegistered(try ExecutorRegisteredMessage(c: v, field: field + ".executor_registered"))
+        case MESOS__ENVELOPE__PAYLOAD_REREGISTER_EXECUTOR:
+            guard let v = m.reregister_executor else { throw .missingField(field + ".reregister_executor") }
+            self.payload = .reregisterExecutor(try ReregisterExecutorMessage(c: v, field: field + ".reregister_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REREGISTERED:
+            guard let v = m.executor_reregistered else { throw .missingField(field + ".executor_reregistered") }
+            self.payload = .executorReregistered(try ExecutorReregisteredMessage(c: v, field: field + ".executor_reregistered"))
+        case MESOS__ENVELOPE__PAYLOAD_RECONNECT_EXECUTOR:
+            guard let v = m.reconnect_executor else { throw .missingField(field + ".reconnect_executor") }
+            self.payload = .reconnectExecutor(try ReconnectExecutorMessage(c: v, field: field + ".reconnect_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_EXECUTOR:
+            guard let v = m.shutdown_executor else { throw .missingField(field + ".shutdown_executor") }
+            self.payload = .shutdownExecutor(try ShutdownExecutorMessage(c: v, field: field + ".shutdown_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_EXITED_EXECUTOR:
+            guard let v = m.exited_executor else { throw .missingField(field + ".exited_executor") }
+            self.payload = .exitedExecutor(try ExitedExecutorMessage(c: v, field: field + ".exited_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_TO_FRAMEWORK:
+            guard let v = m.executor_to_framework else { throw .missingField(field + ".executor_to_framework") }
+            self.payload = .executorToFramework(try ExecutorToFrameworkMessage(c: v, field: field + ".executor_to_framework"))
         case MESOS__ENVELOPE__PAYLOAD_REGISTER_FRAMEWORK:
             guard let v = m.register_framework else { throw .missingField(field + ".register_framework") }
             self.payload = .registerFramework(try RegisterFrameworkMessage(c: v, field: field + ".register_framework"))
@@ -2471,6 +3088,12 @@ extension Envelope: CMessage {
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED:
             guard let v = m.framework_disconnected else { throw .missingField(field + ".framework_disconnected") }
             self.payload = .frameworkDisconnected(try FrameworkDisconnectedMessage(c: v, field: field + ".framework_disconnected"))
+        case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_TO_EXECUTOR:
+            guard let v = m.framework_to_executor else { throw .missingField(field + ".framework_to_executor") }
+            self.payload = .frameworkToExecutor(try FrameworkToExecutorMessage(c: v, field: field + ".framework_to_executor"))
+        case MESOS__ENVELOPE__PAYLOAD_UNREGISTER_AGENT:
+            guard let v = m.unregister_agent else { throw .missingField(field + ".unregister_agent") }
+            self.payload = .unregisterAgent(try UnregisterAgentMessage(c: v, field: field + ".unregister_agent"))
         case MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED:
             guard let v = m.message_refused else { throw .missingField(field + ".message_refused") }
             self.payload = .messageRefused(try MessageRefusedMessage(c: v, field: field + ".message_refused"))
@@ -2533,6 +3156,30 @@ extension Envelope: CMessage {
         case .statusUpdateAck(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE_ACK
             p.pointee.status_update_ack = a.message(v)
+        case .registerExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_REGISTER_EXECUTOR
+            p.pointee.register_executor = a.message(v)
+        case .executorRegistered(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REGISTERED
+            p.pointee.executor_registered = a.message(v)
+        case .reregisterExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_REREGISTER_EXECUTOR
+            p.pointee.reregister_executor = a.message(v)
+        case .executorReregistered(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REREGISTERED
+            p.pointee.executor_reregistered = a.message(v)
+        case .reconnectExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_RECONNECT_EXECUTOR
+            p.pointee.reconnect_executor = a.message(v)
+        case .shutdownExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_EXECUTOR
+            p.pointee.shutdown_executor = a.message(v)
+        case .exitedExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_EXITED_EXECUTOR
+            p.pointee.exited_executor = a.message(v)
+        case .executorToFramework(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_EXECUTOR_TO_FRAMEWORK
+            p.pointee.executor_to_framework = a.message(v)
         case .registerFramework(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_REGISTER_FRAMEWORK
             p.pointee.register_framework = a.message(v)
@@ -2581,6 +3228,12 @@ extension Envelope: CMessage {
         case .frameworkDisconnected(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED
             p.pointee.framework_disconnected = a.message(v)
+        case .frameworkToExecutor(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_TO_EXECUTOR
+            p.pointee.framework_to_executor = a.message(v)
+        case .unregisterAgent(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_UNREGISTER_AGENT
+            p.pointee.unregister_agent = a.message(v)
         case .messageRefused(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED
             p.pointee.message_refused = a.message(v)

@@ -1,0 +1,53 @@
+import Foundation
+
+/// What `/proc` says about processes that are not (or no longer) our children: an agent that
+/// restarted finds its executors this way (Mesos's containerizer recovery).
+public enum ProcessProbe {
+    /// The kernel's boot id: pids read from a checkpoint mean nothing after a reboot.
+    public static var bootID: String {
+        (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    }
+
+    /// Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, session.
+    public struct Stat: Sendable, Hashable {
+        public var state: Character
+        public var parent: pid_t
+        public var group: pid_t
+        public var session: pid_t
+    }
+
+    public static func stat(_ pid: pid_t) -> Stat? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        // The name may hold spaces and parentheses: fields start after the last ')'.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 4, let state = fields[0].first, let ppid = pid_t(fields[1]), let pgrp = pid_t(fields[2]), let sid = pid_t(fields[3]) else { return nil }
+        return Stat(state: state, parent: ppid, group: pgrp, session: sid)
+    }
+
+    /// Runs (not a zombie) and its program is `name` (a pid reused by another program is not ours).
+    public static func isRunning(_ pid: pid_t, program name: String) -> Bool {
+        guard pid > 1, let s = stat(pid), s.state != "Z", s.state != "X" else { return false }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), let argv0 = cmdline.split(separator: 0).first else { return false }
+        return (String(decoding: argv0, as: UTF8.self) as NSString).lastPathComponent == name
+    }
+
+    /// Every process in `session` (Mesos's killtree with sessions=true).
+    public static func members(ofSession session: pid_t) -> [pid_t] {
+        guard session > 1, let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return names.compactMap { pid_t($0) }.filter { stat($0)?.session == session }
+    }
+
+    /// SIGKILLs every process of `session` (the leader too, while it lives: its session is its
+    /// pid). Repeated until none is left (a member may fork while we look), at most a few rounds.
+    /// A dead leader's pid is never signalled itself: it may name another process by now.
+    public static func killSession(_ session: pid_t) {
+        guard session > 1, session != getsid(0) else { return }  // never our own session
+        for _ in 0..<5 {
+            let members = members(ofSession: session)
+            if members.isEmpty { break }
+            for p in members { kill(p, SIGKILL) }
+        }
+    }
+}

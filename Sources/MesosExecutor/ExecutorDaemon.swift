@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import MesosBus
+import MesosCore
+import MesosDaemon
+import MesosWire
+
+/// What `mesos-executor` is told by its agent, through the environment (as Mesos).
+public struct ExecutorOptions: Sendable {
+    public var agent: PID
+    public var agentID: AgentID
+    public var frameworkID: FrameworkID
+    public var executorID: ExecutorID
+    /// The sandbox: the task runs here, its output goes to `stdout` and `stderr` here.
+    public var directory: String
+    public var core = ExecutorSettings()
+
+    /// Reads MESOS_SLAVE_PID, MESOS_SLAVE_ID, MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, MESOS_DIRECTORY
+    /// (required), MESOS_CHECKPOINT, MESOS_RECOVERY_TIMEOUT, MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD.
+    public init(environment env: [String: String]) throws(ExecutorEnvironmentError) {
+        func required(_ name: String) throws(ExecutorEnvironmentError) -> String {
+            guard let v = env[name], !v.isEmpty else { throw ExecutorEnvironmentError(variable: name, problem: "is not set (mesos-executor is started by mesos-agent)") }
+            return v
+        }
+        let pidText = try required("MESOS_SLAVE_PID")
+        guard let agent = PID(pidText) else { throw ExecutorEnvironmentError(variable: "MESOS_SLAVE_PID", problem: "'\(pidText)' is not a pid of the form name@host:port") }
+        self.agent = agent
+        agentID = AgentID(value: try required("MESOS_SLAVE_ID"))
+        frameworkID = FrameworkID(value: try required("MESOS_FRAMEWORK_ID"))
+        executorID = ExecutorID(value: try required("MESOS_EXECUTOR_ID"))
+        directory = try required("MESOS_DIRECTORY")
+        for (name, value) in [("MESOS_SLAVE_ID", agentID.value), ("MESOS_FRAMEWORK_ID", frameworkID.value), ("MESOS_EXECUTOR_ID", executorID.value)] {
+            do throws(InvalidValue) { try WireValidation.id(value, field: name) } catch { throw ExecutorEnvironmentError(variable: name, problem: error.problem) }
+        }
+        core.checkpoint = env["MESOS_CHECKPOINT"] == "1"
+        if let t = env["MESOS_RECOVERY_TIMEOUT"] { core.recoveryTimeout = try Self.duration(t, "MESOS_RECOVERY_TIMEOUT") }
+        if let t = env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] { core.shutdownGracePeriod = try Self.duration(t, "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD") }
+        if let t = env["MESOS_TASK_KILL_GRACE_PERIOD"] { core.killGracePeriod = try Self.duration(t, "MESOS_TASK_KILL_GRACE_PERIOD") }
+    }
+
+    private static func duration(_ text: String, _ name: String) throws(ExecutorEnvironmentError) -> Duration {
+        do { return try MesosDuration.flag(text, name: name) } catch { throw ExecutorEnvironmentError(variable: name, problem: error.description) }
+    }
+}
+
+public struct ExecutorEnvironmentError: Error, CustomStringConvertible {
+    public var variable: String
+    public var problem: String
+    public var description: String { "\(variable) \(problem)" }
+}
+
+/// The `mesos-executor` process: the pure `ExecutorCore` wired to a bus (listening on the
+/// agent's address), the clock and the task's process (`sh -c`, in its own process group of the
+/// executor's session, in the sandbox).
+public actor ExecutorDaemon {
+    private let options: ExecutorOptions
+    private let runtime: DaemonRuntime
+    private var logger: Logger
+    private var core: ExecutorCore?
+    private var taskPID: pid_t?
+
+    public init(options: ExecutorOptions, logger: Logger) {
+        self.options = options
+        self.logger = logger
+        var bus = BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize)
+        // The link to the agent is how the executor learns that its agent died: never evicted.
+        bus.idleLinkTimeout = .hours(24 * 365)
+        runtime = DaemonRuntime(bus: bus, logger: logger)
+    }
+
+    public func run() async throws -> Int32 {
+        let pid = try await runtime.start(name: "executor(1)", host: options.agent.host, port: 0)
+        logger[metadataKey: "executor_id"] = "\(options.executorID.value)"
+        core = ExecutorCore(agent: options.agent, agentID: options.agentID, frameworkID: options.frameworkID, executorID: options.executorID,
+            seed: UInt64.random(in: 0...UInt64.max), settings: options.core)
+        logger.milestone("executor_started", "executor started", ["executor_pid": "\(pid)", "agent": "\(options.agent)", "checkpoint": "\(options.core.checkpoint)"])
+        runtime.onBusEvents { event in await self.busEvent(event) }
+        runtime.onTicks { now in await self.feed(.tick(now: now)) }
+        feed(.started(now: runtime.clock.now))
+        return await runtime.waitForExit()
+    }
+
+    /// SIGTERM to the executor itself: as a shutdown from the agent.
+    public func terminate() {
+        guard let core else { return }
+        feed(.message(Inbound(Envelope(epoch: 0, from: core.agent.description, payload: .shutdownExecutor(ShutdownExecutorMessage())))))
+    }
+
+    private func busEvent(_ event: BusEvent) {
+        switch event {
+        case .message(let inbound): feed(.message(inbound))
+        case .linkBroken(let peer, _): feed(.linkBroken(endpoint: peer))
+        case .tick: break  // handled by the runtime (onTicks)
+        }
+    }
+
+    private func feed(_ event: ExecutorCore.Event) {
+        guard core != nil else { return }
+        for effect in core!.handle(event) { perform(effect) }
+    }
+
+    private func perform(_ effect: ExecutorCore.Effect) {
+        switch effect {
+        case .send(let payload, let to):
+            runtime.send(payload, epoch: 0, to: to)
+        case .launchTask(let task):
+            launch(task)
+        case .signalTask(let signal):
+            guard let pid = taskPID else { return }
+            kill(-pid, signal == .kill ? SIGKILL : SIGTERM)
+        case .observe(let o):
+            logger.observe(o)
+        case .exit(let reason):
+            Task {
+                await self.runtime.bus.flush()
+                await self.runtime.bus.shutdown()
+                self.runtime.exit(reason)
+            }
+        }
+    }
+
+    private func launch(_ task: TaskInfo) {
+        guard let command = task.command?.value, !command.isEmpty else { return feed(.taskFailedToStart(reason: "the task has no command")) }
+        var env = ProcessInfo.processInfo.environment
+        for name in ["MESOS_SLAVE_PID", "MESOS_RECOVERY_TIMEOUT", "MESOS_CHECKPOINT", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "MESOS_TASK_KILL_GRACE_PERIOD"] { env[name] = nil }
+        env["MESOS_TASK_ID"] = task.taskID.value
+        env["MESOS_SANDBOX"] = options.directory
+        do {
+            let pid = try ProcessLauncher.spawn(
+                "/bin/sh", ["-c", command], environment: env, outputFile: options.directory + "/stdout", errorFile: options.directory + "/stderr",
+                truncateOutput: false, newProcessGroup: true, workingDirectory: options.directory)
+            taskPID = pid
+            feed(.taskStarted(pid: pid))
+            Task.detached {
+                let code = await ProcessLauncher.exit(of: pid)
+                await self.taskExited(code)
+            }
+        } catch {
+            feed(.taskFailedToStart(reason: "\(error)"))
+        }
+    }
+
+    private func taskExited(_ code: Int32) {
+        taskPID = nil
+        feed(.taskExited(TaskExit(shellCode: code)))
+    }
+}
