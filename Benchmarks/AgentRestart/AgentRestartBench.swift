@@ -8,11 +8,11 @@ import ProcessSupport
 /// the restarted agent and until the agent re-registered with the master. Side by side in the
 /// same run: the same restart of an agent with no tasks (the restart's own floor).
 ///
-///     Benchmarks/agent-restart-bench.sh [--tasks 100] [--rounds 5]
+///     Benchmarks/agent-restart-bench.sh [--tasks 100] [--rounds 10]
 @main
 struct AgentRestartBench: AsyncParsableCommand {
     @Option(help: "Running tasks on the agent.") var tasks = 100
-    @Option(help: "Restarts of each kind.") var rounds = 5
+    @Option(help: "Restarts of each kind.") var rounds = 10
     @Option(help: "Where the products are (release build).") var bin: String
     @Option(help: "Results (JSON).") var json: String?
     @Option(help: "Work directory.") var work = FileManager.default.temporaryDirectory.appending(path: "agent-restart-bench").path
@@ -91,10 +91,11 @@ struct AgentRestartBench: AsyncParsableCommand {
             _ = await agent.waitForExit(timeout: .seconds(30))
             agent = try Daemon("agent-\(round)", executable: bin + "/mesos-agent", arguments: agentArgs, logDirectory: logs)
             agents.append(agent)
-            let reconnected = try await agent.waitFor("executors_reconnected", timeout: .seconds(60))
+            let reconnected = try await agent.waitFor("executors_reconnected", ["executors": "\(n)", "timed_out": "0"], timeout: .seconds(60))
             let registered = try await agent.waitFor("reregistered", timeout: .seconds(60))
             guard let tr = timestamp(reconnected.line), let tg = timestamp(registered.line) else { throw ValidationError("no timestamps in the agent's log") }
             let after = taskPIDs(agents)
+            guard before == after, after.count == n else { throw ValidationError("round \(round): the task processes changed across the restart (\(before.count) before, \(after.count) after)") }
             samples.append(Sample(
                 executors: tr.timeIntervalSince(t0) * 1000, registered: tg.timeIntervalSince(t0) * 1000,
                 samePIDs: before == after && after.count == n, executorCPU: executorCPU(agents) - cpuBefore))

@@ -49,6 +49,7 @@ public actor AgentDaemon {
     private var recoveredPIDs: Set<ExecutorKey> = []
     private var lastPoll: Duration = .zero
     private var exiting = false
+    private var halted = false
 
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
@@ -60,19 +61,18 @@ public actor AgentDaemon {
     public func run() async throws -> Int32 {
         try FileManager.default.createDirectory(atPath: options.workDir + "/meta", withIntermediateDirectories: true)
         var state: AgentRecoveryState
+        let bootID = ProcessProbe.bootID
         do {
-            state = try AgentCheckpoint.recover(from: store, strict: options.strict)
+            state = try AgentCheckpoint.recover(from: store, strict: options.strict, bootID: bootID.isEmpty ? nil : bootID)
         } catch {
             logger.milestone("recovery_failed", level: .critical, "cannot recover the checkpoint (--strict): \(error)", ["path": "\(store.root)/\(error.path)"])
             runtime.exit(.recoveryFailed(path: "\(store.root)/\(error.path)", problem: error.problem))
             return await runtime.waitForExit()
         }
-        // Pids from before a reboot name other processes now.
-        let bootID = ProcessProbe.bootID
-        let sameBoot = (try? store.read(AgentCheckpoint.bootIDFile)).flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } == bootID
+        // Which checkpointed executors still run (after a reboot the recovery holds no pids).
         for (fi, f) in state.frameworks.enumerated() {
             for (ei, e) in f.executors.enumerated() {
-                guard let pid = e.forkedPID, sameBoot else { continue }
+                guard let pid = e.forkedPID else { continue }
                 // Known even when it is gone: what it left in its session (its task) is killed.
                 executorPIDs[e.key] = pid
                 guard ProcessProbe.isRunning(pid, program: "mesos-executor") else { continue }
@@ -81,7 +81,7 @@ public actor AgentDaemon {
             }
         }
         for u in state.unrecoverable {
-            if let pid = u.forkedPID, sameBoot { executorPIDs[u.key] = pid }
+            if let pid = u.forkedPID { executorPIDs[u.key] = pid }
         }
         do { try store.write(Array(bootID.utf8), to: AgentCheckpoint.bootIDFile) } catch { checkpointFailed(error) }
 
@@ -136,8 +136,11 @@ public actor AgentDaemon {
     }
 
     private func feed(_ event: AgentCore.Event) {
-        guard core != nil else { return }
-        for effect in core!.handle(event) { perform(effect) }
+        guard core != nil, !halted else { return }
+        for effect in core!.handle(event) {
+            perform(effect)
+            if halted { return }  // a checkpoint failed: nothing after it is carried out
+        }
     }
 
     private func perform(_ effect: AgentCore.Effect) {
@@ -147,11 +150,27 @@ public actor AgentDaemon {
         case .launchExecutor(let launch):
             self.launch(launch)
         case .destroyExecutor(let key):
-            guard let pid = executorPIDs[key] else { return }
+            guard let pid = executorPIDs[key] else {
+                // No process known for it (it never started, or is long gone): it is gone.
+                Task { await self.feed(.executorExited(key, status: nil)) }
+                return
+            }
             logger.milestone("destroying_executor", "killing executor \(key) (session \(pid))", ["framework_id": "\(key.framework.value)", "executor_id": "\(key.executor.value)", "executor_process": "\(pid)"])
-            ProcessProbe.killSession(pid)
+            ProcessProbe.killSession(pid, marks: Self.marks(key))
         case .checkpoint(let write):
-            do { try AgentCheckpoint.apply(write, to: store) } catch { checkpointFailed(error) }
+            do {
+                try AgentCheckpoint.apply(write, to: store)
+            } catch {
+                // What follows may rest on it (an executor's acknowledgement after its update is
+                // on disk): stop here, as Mesos aborts. Executors that checkpoint keep running.
+                checkpointFailed(error)
+                halted = true
+                exiting = true
+                Task {
+                    await self.runtime.bus.shutdown()
+                    self.runtime.exit(.checkpointFailed(path: "\(self.store.root)/\(error.path)", problem: error.problem))
+                }
+            }
         case .observe(let observation):
             logger.observe(observation)
         case .exit(let reason):
@@ -165,6 +184,9 @@ public actor AgentDaemon {
             }
         }
     }
+
+    /// What every process of an executor's session carries in its environment.
+    static func marks(_ key: ExecutorKey) -> Set<String> { ["MESOS_FRAMEWORK_ID=\(key.framework.value)", "MESOS_EXECUTOR_ID=\(key.executor.value)"] }
 
     private func checkpointFailed(_ error: CheckpointError) {
         logger.milestone("checkpoint_failed", level: .error, "cannot checkpoint: \(error)", ["path": "\(store.root)/\(error.path)"])

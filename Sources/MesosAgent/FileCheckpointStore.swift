@@ -43,22 +43,17 @@ public struct FileCheckpointStore: CheckpointStore, Sendable {
         }
     }
 
+    /// Temporary files (`AtomicFile`'s `<name>.tmp.<pid>`) sit next to fixed file names, never in
+    /// the directories listed (frameworks, executors, tasks), so nothing is filtered here.
     public func list(_ directory: String) throws(CheckpointError) -> [String] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: full(directory), isDirectory: &isDir) else { return [] }
         guard isDir.boolValue else { throw CheckpointError(path: directory, problem: "is not a directory") }
         do {
-            return try FileManager.default.contentsOfDirectory(atPath: full(directory)).filter { !Self.isTemporary($0) }.sorted()
+            return try FileManager.default.contentsOfDirectory(atPath: full(directory)).sorted()
         } catch {
             throw CheckpointError(path: directory, problem: "cannot list: \(error.localizedDescription)")
         }
-    }
-
-    /// `AtomicFile`'s `<name>.tmp.<pid>`, left by a crash between write and rename.
-    static func isTemporary(_ name: String) -> Bool {
-        guard let r = name.range(of: ".tmp.", options: .backwards) else { return false }
-        let tail = name[r.upperBound...]
-        return !tail.isEmpty && tail.allSatisfy(\.isNumber)
     }
 
     public func link(_ path: String, to target: String) throws(CheckpointError) {

@@ -82,6 +82,26 @@ public enum ProcessLauncher {
         }
     }
 
+    /// How a child ended, as `waitpid` tells it (nil: it could not be waited for).
+    public enum Ending: Sendable, Hashable {
+        case exited(Int32)
+        case signaled(Int32)
+    }
+
+    /// Waits for `pid` off the cooperative pool; nil when `waitpid` fails (not our child...).
+    public static func ending(of pid: pid_t) async -> Ending? {
+        await withCheckedContinuation { (done: CheckedContinuation<Ending?, Never>) in
+            Thread.detachNewThread {
+                var status: Int32 = 0
+                var r: pid_t
+                repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+                guard r == pid else { return done.resume(returning: nil) }
+                let signal = status & 0x7f
+                done.resume(returning: signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal))
+            }
+        }
+    }
+
     /// glibc's POSIX_SPAWN_SETSID (2.26+), behind _GNU_SOURCE in spawn.h.
     private static let posixSpawnSetSID: Int32 = 0x80
 

@@ -39,15 +39,22 @@ public enum ProcessProbe {
         return names.compactMap { pid_t($0) }.filter { stat($0)?.session == session }
     }
 
-    /// SIGKILLs every process of `session` (the leader too, while it lives: its session is its
-    /// pid). Repeated until none is left (a member may fork while we look), at most a few rounds.
-    /// A dead leader's pid is never signalled itself: it may name another process by now.
-    public static func killSession(_ session: pid_t) {
+    /// A process's environment (`KEY=value` entries), when it can be read.
+    public static func environment(of pid: pid_t) -> Set<String>? {
+        guard let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return nil }
+        return Set(bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+    }
+
+    /// SIGKILLs every process of `session` whose environment holds all of `marks` (`KEY=value`:
+    /// an executor's MESOS_FRAMEWORK_ID and MESOS_EXECUTOR_ID, which its task inherits), so a
+    /// session id that was reused by someone else's session is never touched. Repeated until none
+    /// is left (a member may fork while we look), at most a few rounds.
+    public static func killSession(_ session: pid_t, marks: Set<String>) {
         guard session > 1, session != getsid(0) else { return }  // never our own session
         for _ in 0..<5 {
-            let members = members(ofSession: session)
-            if members.isEmpty { break }
-            for p in members { kill(p, SIGKILL) }
+            let ours = members(ofSession: session).filter { pid in environment(of: pid).map { marks.isSubset(of: $0) } ?? false }
+            if ours.isEmpty { break }
+            for p in ours { kill(p, SIGKILL) }
         }
     }
 }

@@ -81,10 +81,7 @@ public actor ExecutorDaemon {
     }
 
     /// SIGTERM to the executor itself: as a shutdown from the agent.
-    public func terminate() {
-        guard let core else { return }
-        feed(.message(Inbound(Envelope(epoch: 0, from: core.agent.description, payload: .shutdownExecutor(ShutdownExecutorMessage())))))
-    }
+    public func terminate() { feed(.shutdownRequested) }
 
     private func busEvent(_ event: BusEvent) {
         switch event {
@@ -111,6 +108,8 @@ public actor ExecutorDaemon {
         case .observe(let o):
             logger.observe(o)
         case .exit(let reason):
+            // Never leave the task behind (it only outlives a SIGKILL that has not landed yet).
+            if let pid = taskPID { kill(-pid, SIGKILL) }
             Task {
                 await self.runtime.bus.flush()
                 await self.runtime.bus.shutdown()
@@ -120,7 +119,7 @@ public actor ExecutorDaemon {
     }
 
     private func launch(_ task: TaskInfo) {
-        guard let command = task.command?.value, !command.isEmpty else { return feed(.taskFailedToStart(reason: "the task has no command")) }
+        let command = task.command?.value ?? ""  // the core launches only tasks with a command
         var env = ProcessInfo.processInfo.environment
         for name in ["MESOS_SLAVE_PID", "MESOS_RECOVERY_TIMEOUT", "MESOS_CHECKPOINT", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "MESOS_TASK_KILL_GRACE_PERIOD"] { env[name] = nil }
         env["MESOS_TASK_ID"] = task.taskID.value
@@ -132,16 +131,20 @@ public actor ExecutorDaemon {
             taskPID = pid
             feed(.taskStarted(pid: pid))
             Task.detached {
-                let code = await ProcessLauncher.exit(of: pid)
-                await self.taskExited(code)
+                let ending = await ProcessLauncher.ending(of: pid)
+                await self.taskExited(ending)
             }
         } catch {
             feed(.taskFailedToStart(reason: "\(error)"))
         }
     }
 
-    private func taskExited(_ code: Int32) {
+    private func taskExited(_ ending: ProcessLauncher.Ending?) {
         taskPID = nil
-        feed(.taskExited(TaskExit(shellCode: code)))
+        switch ending {
+        case .exited(let code)?: feed(.taskExited(.exited(code)))
+        case .signaled(let signal)?: feed(.taskExited(.signaled(signal)))
+        case nil: feed(.taskExited(.unknown))
+        }
     }
 }

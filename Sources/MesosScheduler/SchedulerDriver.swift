@@ -82,6 +82,8 @@ public actor SchedulerDriver {
     public func reconcile(_ statuses: [TaskStatus] = []) { feed(.call(.reconcile(statuses))) }
     public func reviveOffers() { feed(.call(.revive)) }
     public func suppressOffers() { feed(.call(.suppress)) }
+    /// Bytes to an executor of this framework, through the master and its agent (best effort).
+    public func sendFrameworkMessage(executor: ExecutorID, agent: AgentID, data: [UInt8]) { feed(.call(.sendFrameworkMessage(executor: executor, agent: agent, data: data))) }
 
     /// `failover: true` leaves the framework and its tasks for another scheduler instance to take
     /// over within its `failover_timeout`; false unregisters it (its tasks are killed). Returns

@@ -9,11 +9,12 @@ public final class Scenario {
 
     /// Masters `master1...`, agents `agent1...`, schedulers `scheduler1...` (each wanting
     /// `tasksPerScheduler` tasks); started at once.
+    /// `checkpoint` nil: odd-numbered schedulers checkpoint (their tasks survive agent restarts).
     public init(masters: Int = 3, agents: Int = 2, schedulers: Int = 1, tasksPerScheduler: Int = 3, seed: UInt64 = 1,
-        settings: SimulationSettings = SimulationSettings(), partitionAware: Bool? = nil)
+        settings: SimulationSettings = SimulationSettings(), partitionAware: Bool? = nil, checkpoint: Bool? = nil)
     {
         world = World(seed: seed, settings: settings, traceAll: true)
-        let plan = SimScheduler.Plan(wanted: tasksPerScheduler, finiteTasks: false, partitionAware: partitionAware)
+        let plan = SimScheduler.Plan(wanted: tasksPerScheduler, finiteTasks: false, partitionAware: partitionAware, checkpoint: checkpoint)
         world.bootstrap(masters: max(1, masters), agents: agents, schedulers: Array(repeating: plan, count: schedulers))
     }
 
@@ -107,6 +108,20 @@ public final class Scenario {
 
     /// Task processes running now: (framework, task) -> agent name.
     public var runningTasks: [TaskKey: String] { world.truth.running.mapValues(\.agent) }
+
+    /// The executor process running each task (tasks whose executor died show no process).
+    public var taskProcesses: [TaskKey: Int32] {
+        var found: [TaskKey: Int32] = [:]
+        for agent in world.agents { for e in agent.executors.values where e.taskRunning && e.isAlive { found[e.taskKey] = e.processID } }
+        return found
+    }
+
+    /// SIGKILL of one executor process alone (its task runs on until its agent destroys the session).
+    public func killExecutor(of task: TaskKey) {
+        for agent in world.agents { for e in agent.executors.values where e.taskKey == task && e.isAlive { e.die() } }
+    }
+
+    public func isRecovered(_ agent: String) -> Bool { (node(agent) as? SimAgent)?.core?.isRecovered ?? false }
 
     /// The leading master's view: tasks it knows, agents active, frameworks.
     public var leaderCore: MasterCore? { world.masters.first { $0.isAlive && $0.isLeading }?.core }

@@ -126,7 +126,7 @@ final class SimScheduler: SimNode {
         case .error(let message):
             world.trace("\(name): framework error: \(message)")
             if message == FrameworkRefusal.removed.description || message == FrameworkRefusal.failedOver.description { persistedFrameworkID = nil }
-        case .disconnected, .rescinded, .agentLost, .refused:
+        case .disconnected, .rescinded, .agentLost, .refused, .frameworkMessage, .executorLost:
             break
         }
     }

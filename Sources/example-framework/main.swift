@@ -13,7 +13,8 @@ import MesosWire
 @main
 struct ExampleFramework: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "example-framework", abstract: "Runs N shell tasks on a Mesos cluster and reports every scheduler event.")
+        commandName: "example-framework", abstract: "Runs N shell tasks on a Mesos cluster and reports every scheduler event.",
+        discussion: "SIGTERM stops the scheduler (failing over, or unregistering with --stop_on_sigterm_without_failover); SIGUSR1 kills every live task (a KillTask each).")
 
     @Option(help: "zk://host:port[,host:port...]/path, file:///path or host:port.") var master: String
     @Option(help: "How many tasks to run.") var tasks = 2
@@ -24,7 +25,7 @@ struct ExampleFramework: AsyncParsableCommand {
     @Option(help: "Framework name.") var name = "example-framework"
     @Option(name: .customLong("failover_timeout"), help: "Seconds the master keeps the framework and its tasks after this scheduler goes away.")
     var failoverTimeout = 3600.0
-    @Option(name: .customLong("framework_id"), help: "Resume this framework (a scheduler failover) instead of registering a new one.")
+    @Option(name: .customLong("framework_id"), help: "Resume this framework (a scheduler failover) instead of registering a new one: its running tasks are adopted (reconciled), nothing new is launched.")
     var frameworkID: String?
     @Flag(help: "Ask agents to checkpoint the tasks, so they survive agent restarts.") var checkpoint = false
     @Flag(name: .customLong("partition_aware"), help: "Declare PARTITION_AWARE: TASK_UNREACHABLE instead of TASK_LOST for partitioned agents.")
@@ -57,18 +58,31 @@ struct ExampleFramework: AsyncParsableCommand {
                 Foundation.exit(0)
             }
         }
+        let live = LiveTasks()
+        let kills = TerminationSignals([SIGUSR1]) { _ in
+            Task {
+                let ids = live.ids
+                say("killing", ["tasks": ids.joined(separator: ",")])
+                for id in ids { await driver.kill(TaskID(value: id)) }
+            }
+        }
         try await driver.start(port: port, advertisePort: advertisePort)
-        var launched = 0
+        // A resumed framework (--framework_id) adopts its running tasks (reconciled when it is
+        // registered) and launches nothing new.
+        var launched = frameworkID == nil ? 0 : tasks
         var states: [String: TaskState] = [:]
         var allRunning = false
         for await event in driver.events {
             switch event {
-            case .registered(let id, let master): say("registered", ["framework_id": id.value, "master": master.pid ?? "?"])
+            case .registered(let id, let master):
+                say("registered", ["framework_id": id.value, "master": master.pid ?? "?"])
+                if frameworkID != nil { await driver.reconcile() }
             case .reregistered(let id, let master):
                 say("reregistered", ["framework_id": id.value, "master": master.pid ?? "?"])
                 await driver.reconcile()
             case .disconnected: say("disconnected")
             case .offers(let offers):
+                say("offers", ["count": "\(offers.count)"])
                 for offer in offers {
                     var available = Resources(offer.resources)
                     var batch: [TaskInfo] = []
@@ -95,17 +109,22 @@ struct ExampleFramework: AsyncParsableCommand {
                     say("status", fields)
                 }
                 states[status.taskID.value] = status.state
+                live.set(status.taskID.value, live: !status.state.isTerminal)
                 let running = states.values.filter { $0 == .running }.count
                 if running == tasks && !allRunning { say("all_running", ["count": "\(running)"]) }
                 allRunning = running == tasks
             case .agentLost(let id): say("agent_lost", ["agent_id": id.value])
+            case .frameworkMessage(let executor, let agent, let data):
+                say("framework_message", ["executor_id": executor.value, "agent_id": agent.value, "bytes": "\(data.count)"])
+            case .executorLost(let executor, let agent, let status):
+                say("executor_lost", ["executor_id": executor.value, "agent_id": agent.value, "status": "\(status)"])
             case .refused(let kind, let reason): say("refused", ["kind": kind, "reason": reason])
             case .error(let message):
                 say("error", ["message": message])
                 throw ExitCode(1)
             }
         }
-        withExtendedLifetime(signals) {}
+        withExtendedLifetime((signals, kills)) {}
     }
 }
 
@@ -115,4 +134,12 @@ func say(_ event: String, _ fields: [String: String] = [:]) {
     for (k, v) in fields.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(MilestoneLogHandler.quoted(v))" }
     print(line)
     fflush(nil)
+}
+
+/// The tasks not yet terminal, for SIGUSR1's kills.
+final class LiveTasks: @unchecked Sendable {  // guarded by lock
+    private let lock = NSLock()
+    private var set: Set<String> = []
+    var ids: [String] { lock.withLock { set.sorted() } }
+    func set(_ id: String, live: Bool) { lock.withLock { if live { set.insert(id) } else { set.remove(id) } } }
 }

@@ -45,19 +45,23 @@ struct AgentRestartTests {
     @Test func sigkillOfTheAgentLeavesCheckpointedTasksRunningAndTheRestartedAgentTakesThemBack() async throws {
         try await withCluster { cluster in
             let (agent, fw, pids) = try await runningCheckpointedTasks(cluster)
+            let agentID = try await cluster.agentID(of: agent)
             await agent.kill()
             #expect(alive(pids) == pids.keys.sorted(), "the tasks outlive the agent")
             let restarted = try cluster.restartAgent(agent)
             try await waitForRecovery(restarted, executors: 2, cluster: cluster)
             #expect(alive(pids) == pids.keys.sorted(), "the same processes run")
             #expect(restarted.milestones("executor_launched").isEmpty, "nothing was launched again")
-            // A kill afterwards reaches them through the restarted agent.
-            let agentID = try #require(restarted.milestones("recovered").last?["agent_id"])
-            #expect(restarted.milestones("reregistered", ["agent_id": agentID]).count == 1, "the same agent id")
-            try await killAll(fw, pids)
-            for task in pids.keys { try await restarted.waitFor("status_update", ["task_id": String(task.split(separator: "/").last!), "state": "TASK_KILLED"]) }
-            #expect(fw.milestones("status").filter { ["TASK_LOST", "TASK_FAILED", "TASK_FINISHED"].contains($0["state"] ?? "") }.isEmpty,
-                "the framework saw them RUNNING all along: \(fw.milestones("status").map(\.line))")
+            #expect(restarted.milestones("reregistered").first?["agent_id"] == agentID, "the same agent id")
+            // A kill afterwards (KillTask, from the framework) reaches them through the restarted agent.
+            fw.signal(SIGUSR1)
+            for task in ["task-1", "task-2"] { try await fw.waitFor("status", ["task_id": task, "state": "TASK_KILLED"], timeout: .seconds(20)) }
+            try await Poll.until("every task process gone", timeout: .seconds(10)) { alive(pids).isEmpty }
+            // What the framework heard of each task, in order: it never saw anything but RUNNING before the kill.
+            for task in ["task-1", "task-2"] {
+                let states = fw.milestones("status", ["task_id": task]).compactMap { $0["state"] }
+                #expect(states.last == "TASK_KILLED" && states.dropLast().allSatisfy { $0 == "TASK_RUNNING" || $0 == "TASK_STARTING" }, "\(task): \(states)")
+            }
         }
     }
 
@@ -83,7 +87,6 @@ struct AgentRestartTests {
             try Data().write(to: URL(fileURLWithPath: go))
             let executor = try #require(agent.launchedExecutors.first)
             try await executor.waitFor("task_exited", ["status": "exited with status 3"], timeout: .seconds(10))
-            #expect(fw.milestones("status", ["state": "TASK_FAILED"]).isEmpty, "nobody can tell the framework while the agent is down")
             let restarted = try cluster.restartAgent(agent)
             try await restarted.waitFor("executors_reconnected", ["executors": "1", "timed_out": "0"], timeout: .seconds(20))
             let failed = try await fw.waitFor("status", ["task_id": "task-1", "state": "TASK_FAILED"], timeout: .seconds(20))
@@ -101,11 +104,27 @@ struct AgentRestartTests {
             let executor = try #require(agent.launchedExecutors.first)
             kill(executor.process, SIGKILL)
             try await Poll.until("the executor process gone", timeout: .seconds(10)) { !executor.isRunning }
-            let restarted = try cluster.restartAgent(agent, extra: ["--executor_reregistration_timeout", "2secs"])
+            let restarted = try cluster.restartAgent(agent)
             let failed = try await fw.waitFor("status", ["task_id": "task-1", "state": "TASK_FAILED"], timeout: .seconds(20))
             #expect(failed["reason"] == "REASON_EXECUTOR_TERMINATED", "\(failed.line)")
             try await Poll.until("the task left behind by its executor is killed", timeout: .seconds(10)) { alive(pids).isEmpty }
             #expect(restarted.milestones("recovered", ["executors": "1", "live": "0"]).count == 1)
+        }
+    }
+
+    /// An executor that is alive but does not answer (SIGSTOP) after the restart: killed after
+    /// `--executor_reregistration_timeout`, its task LOST with REASON_EXECUTOR_REREGISTRATION_TIMEOUT.
+    @Test func anExecutorThatDoesNotReregisterInTimeIsKilledAndItsTaskLost() async throws {
+        try await withCluster { cluster in
+            let (agent, fw, pids) = try await runningCheckpointedTasks(cluster, tasks: 1)
+            await agent.kill()
+            let executor = try #require(agent.launchedExecutors.first)
+            kill(executor.process, SIGSTOP)
+            let restarted = try cluster.restartAgent(agent, extra: ["--executor_reregistration_timeout", "1secs"])
+            try await restarted.waitFor("executors_reconnected", ["executors": "0", "timed_out": "1"], timeout: .seconds(20))
+            let lost = try await fw.waitFor("status", ["task_id": "task-1", "state": "TASK_LOST"], timeout: .seconds(20))
+            #expect(lost["reason"] == "REASON_EXECUTOR_REREGISTRATION_TIMEOUT", "\(lost.line)")
+            try await Poll.until("the stopped executor and its task are killed", timeout: .seconds(10)) { alive(pids).isEmpty && !executor.isRunning }
         }
     }
 
@@ -122,7 +141,8 @@ struct AgentRestartTests {
             let (leader, _) = try await cluster.leader()
             try await leader.daemon.waitFor("agent_reregistered", ["tasks": "2"], timeout: .seconds(10))
             #expect(alive(pids) == pids.keys.sorted())
-            try await killAll(fw, pids)
+            fw.signal(SIGUSR1)
+            for task in ["task-1", "task-2"] { try await fw.waitFor("status", ["task_id": task, "state": "TASK_KILLED"], timeout: .seconds(20)) }
             #expect(fw.milestones("status").filter { ["TASK_LOST", "TASK_FAILED"].contains($0["state"] ?? "") }.isEmpty)
         }
     }
@@ -134,7 +154,7 @@ struct AgentRestartTests {
             let restarted = try cluster.restartAgent(agent, extra: ["--recover", "cleanup"])
             #expect(await restarted.waitForExit(timeout: .seconds(20)) == 0)
             #expect(restarted.milestones("exit", ["reason": "recovery_cleaned_up"]).count == 1)
-            #expect(alive(pids).isEmpty)
+            try await Poll.until("its executors' tasks are gone", timeout: .seconds(10)) { alive(pids).isEmpty }
         }
     }
 
@@ -153,10 +173,16 @@ struct AgentRestartTests {
             #expect(failure["path"] == path, "\(failure.line)")
             #expect(alive(pids).count == 1, "a refused start touches nothing")
 
+            // Without --strict: the entry is skipped and reported; its executor cannot be trusted to
+            // be recovered, so it is killed and the task reported FAILED once it is gone.
+            let fw = try #require(cluster.framework)
             let lenient = try cluster.restartAgent(agent, extra: ["--strict=false"])
             let skipped = try await lenient.waitFor("checkpoint_entry_skipped", timeout: .seconds(20))
             #expect(skipped["path"].map { path.hasSuffix($0) } == true, "\(skipped.line)")
             try await lenient.waitFor("reregistered", timeout: .seconds(20))
+            let failed = try await fw.waitFor("status", ["task_id": "task-1", "state": "TASK_FAILED"], timeout: .seconds(20))
+            #expect(alive(pids).isEmpty, "reported only once its process is gone: \(failed.line)")
+            #expect(fw.milestones("status", ["task_id": "task-1", "state": "TASK_LOST"]).isEmpty)
         }
     }
 
@@ -167,7 +193,7 @@ struct AgentRestartTests {
             agent.signal(SIGUSR1)
             #expect(await agent.waitForExit(timeout: .seconds(20)) == 0)
             #expect(agent.milestones("exit", ["reason": "shut_down_for_good"]).count == 1)
-            #expect(alive(pids).isEmpty, "its executors and tasks are killed")
+            try await Poll.until("its executors and tasks are killed", timeout: .seconds(10)) { alive(pids).isEmpty }
             let (leader, _) = try await cluster.leader()
             try await leader.daemon.waitFor("agent_removed", ["agent_id": agentID, "reason": "unregistered"], timeout: .seconds(10))
             for task in ["task-1", "task-2"] { try await fw.waitFor("status", ["task_id": task, "state": "TASK_LOST"], timeout: .seconds(10)) }
@@ -190,7 +216,7 @@ struct AgentRestartTests {
             }
             agent.signal(SIGTERM)
             #expect(await agent.waitForExit(timeout: .seconds(20)) == 0)
-            #expect(alive(pids).isEmpty)
+            try await Poll.until("their tasks are killed", timeout: .seconds(10)) { alive(pids).isEmpty }
         }
     }
 }

@@ -187,7 +187,7 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(h.core.executors[executorKey(H.f1, "t1")]?.state == .running)
     }
 
-    @Test func executorUpdatesAreCheckpointedThenAcknowledgedThenForwarded() {
+    @Test func anExecutorsUpdateIsOnDiskBeforeTheExecutorIsAcknowledgedAndItIsForwarded() {
         var h = H()
         h.register(with: H.m1)
         h.run("t1", checkpoint: true, on: H.m1)
@@ -387,11 +387,11 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         h.executorRegisters("t1", from: H.executorPID(1))
         _ = h.take()
         h.fromMaster(H.m1, .shutdown(ShutdownMessage(message: "agent removed")))
-        #expect(h.checkpoints.last == .forgetAgent)
         #expect(h.sentTo(H.executorPID(1), h.take()) == ["shutdown_executor"])
-        #expect(h.exited == nil, "waits for its executors")
+        #expect(h.exited == nil && !h.checkpoints.contains(.forgetAgent), "waits for its executors, still recoverable meanwhile")
         h.feed(.executorExited(executorKey(H.f1, "t1"), status: 0))
         #expect(h.exited == .shutDownByMaster("agent removed"))
+        #expect(h.checkpoints.last == .forgetAgent && h.disk.links["slaves/latest"] == nil, "the next start registers anew")
         h.fromMaster(H.m1, .ping(PingAgentMessage(connected: true)))
         #expect(h.take().isEmpty)
     }
@@ -426,10 +426,10 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         let sent = h.take()
         #expect(sent.contains { $0.1 == P.master && $0.0.kind == "unregister_agent" })
         #expect(h.sentTo(H.executorPID(1), sent) == ["shutdown_executor"])
-        #expect(h.checkpoints.contains(.forgetAgent))
-        // It does not answer: killed after the grace period, then the agent exits.
+        // It does not answer: killed after the grace period, then the agent forgets its id and exits.
         h.tick(.seconds(7))
         #expect(h.destroyed.contains(executorKey(H.f1, "kept")) && h.exited == .shutDownForGood)
+        #expect(h.checkpoints.last == .forgetAgent)
     }
 
     /// What a broken link may have lost (or the master restarted on the same address): re-register
@@ -472,15 +472,15 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         return (h.disk, later)
     }
 
-    static func restarted(from disk: MemoryCheckpointStore, alive: Bool, configure: (inout AgentSettings) -> Void = { _ in }) -> AgentHarness {
-        var state = (try? AgentCheckpoint.recover(from: disk, strict: true)) ?? AgentRecoveryState()
+    static func restarted(from disk: MemoryCheckpointStore, alive: Bool, strict: Bool = true, configure: (inout AgentSettings) -> Void = { _ in }) throws -> AgentHarness {
+        var state = try AgentCheckpoint.recover(from: disk, strict: strict)
         for f in state.frameworks.indices { for e in state.frameworks[f].executors.indices { state.frameworks[f].executors[e].alive = alive } }
         return H(recovering: state, disk: disk, configure: configure)
     }
 
-    @Test func aLiveExecutorIsAskedToReconnectAndTheAgentRegistersOnlyAfterIt() {
+    @Test func aLiveExecutorIsAskedToReconnectAndTheAgentRegistersOnlyAfterIt() throws {
         let (disk, _) = Self.diskAfterARun()
-        var h = Self.restarted(from: disk, alive: true)
+        var h = try Self.restarted(from: disk, alive: true)
         #expect(h.core.agentID == H.s1, "the same agent id")
         #expect(h.sentTo(H.executorPID(1), h.take()) == ["reconnect_executor"])
         h.feed(.leaderDetected(H.m1))
@@ -499,9 +499,9 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(h.sentTo(H.executorPID(1), h.take()) == ["kill_task"])
     }
 
-    @Test func updatesTheExecutorKeptWhileTheAgentWasDownAreForwardedAfterRecovery() {
+    @Test func updatesTheExecutorKeptWhileTheAgentWasDownAreForwardedAfterRecovery() throws {
         let (disk, _) = Self.diskAfterARun()
-        var h = Self.restarted(from: disk, alive: true)
+        var h = try Self.restarted(from: disk, alive: true)
         _ = h.take()
         let status = TaskStatus(taskID: TaskID(value: "t1"), state: .finished, message: "Command exited with status 0", source: .executor, uuid: [UInt8](repeating: 9, count: 16))
         let u = StatusUpdate(frameworkID: H.f1, status: status, timestamp: 5, uuid: status.uuid!, executorID: ExecutorID(value: "t1"))
@@ -512,9 +512,9 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(forwarded.map(\.uuid) == [u.uuid] && forwarded.first?.status.message == "Command exited with status 0")
     }
 
-    @Test func anUnacknowledgedUpdateFromTheCheckpointGoesToTheMasterAfterRecovery() {
+    @Test func anUnacknowledgedUpdateFromTheCheckpointGoesToTheMasterAfterRecovery() throws {
         let (disk, finished) = Self.diskAfterARun(pending: .finished)
-        var h = Self.restarted(from: disk, alive: false)
+        var h = try Self.restarted(from: disk, alive: false)
         h.register(with: H.m1)
         #expect(h.updates(h.take()).map(\.uuid) == [finished!.uuid], "no TASK_FAILED: the task had finished, its update is replayed")
         h.ack(finished!, from: H.m1)
@@ -522,9 +522,9 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(h.checkpoints.contains { if case .executorCompleted = $0 { true } else { false } })
     }
 
-    @Test func anExecutorThatDiedWhileTheAgentWasDownFailsItsTask() {
+    @Test func anExecutorThatDiedWhileTheAgentWasDownFailsItsTask() throws {
         let (disk, _) = Self.diskAfterARun()
-        var h = Self.restarted(from: disk, alive: false)
+        var h = try Self.restarted(from: disk, alive: false)
         #expect(h.destroyed == [executorKey(H.f1, "t1")], "leftovers of its session are killed")
         h.register(with: H.m1)
         let u = h.updates(h.take())
@@ -532,9 +532,9 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(u.first?.status.message?.contains("while the agent was down") == true)
     }
 
-    @Test func anExecutorThatDoesNotReregisterInTimeIsKilledAndItsTaskIsLost() {
+    @Test func anExecutorThatDoesNotReregisterInTimeIsKilledAndItsTaskIsLost() throws {
         let (disk, _) = Self.diskAfterARun(partitionAware: true)
-        var h = Self.restarted(from: disk, alive: true)
+        var h = try Self.restarted(from: disk, alive: true)
         h.feed(.leaderDetected(H.m1))
         h.tick(.milliseconds(1500))
         #expect(h.destroyed.isEmpty && !h.core.isRecovered)
@@ -548,17 +548,85 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(u.first?.status.reason == .executorReregistrationTimeout)
     }
 
-    @Test func recoverCleanupKillsTheExecutorsAndExits() {
+    @Test func recoverCleanupKillsTheExecutorsAndExits() throws {
         let (disk, _) = Self.diskAfterARun()
-        var h = Self.restarted(from: disk, alive: true) { $0.recover = .cleanup }
+        var h = try Self.restarted(from: disk, alive: true) { $0.recover = .cleanup }
         #expect(h.destroyed == [executorKey(H.f1, "t1")] && h.exited == nil)
         h.feed(.leaderDetected(H.m1))
         #expect(h.registrationAttempt() == nil, "cleanup never registers")
         h.feed(.executorExited(executorKey(H.f1, "t1"), status: nil))
         #expect(h.exited == .recoveryCleanedUp(executors: 1))
         // The terminal update is on disk for the next start.
-        let next = try? AgentCheckpoint.recover(from: disk, strict: true)
-        let records = next?.executors.first?.tasks.first?.records ?? []
+        let next = try AgentCheckpoint.recover(from: disk, strict: true)
+        let records = next.executors.first?.tasks.first?.records ?? []
         #expect(records.compactMap(\.update?.status.state).last == .failed)
+    }
+
+    @Test func aTaskHandedOverDuringTheRestartThatTheExecutorNeverGotIsLostAndTheIdleExecutorShutDown() throws {
+        // The agent launched t2's executor and handed it the task just before it died; the executor registered but never got it.
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", checkpoint: true, on: H.m1)
+        h.executorRegisters("t1", from: H.executorPID(1))
+        try AgentCheckpoint.apply(.forkedPID(agent: H.s1, executorKey(H.f1, "t1"), run: h.launched[0].run, pid: 4242), to: h.disk)
+        var r = try Self.restarted(from: h.disk, alive: true)
+        _ = r.take()
+        r.fromExecutor(H.executorPID(1), .reregisterExecutor(ReregisterExecutorMessage(executorID: ExecutorID(value: "t1"), frameworkID: H.f1)))
+        #expect(r.sentTo(H.executorPID(1), r.take()) == ["executor_reregistered", "shutdown_executor"])
+        r.register(with: H.m1)
+        let u = r.updates(r.take())
+        #expect(u.map(\.status.state) == [.lost] && u.first?.status.reason == .agentRestarted)
+    }
+
+    @Test func anExecutorThatNeverRegisteredBeforeTheRestartIsKilledAndItsTaskLostOnceItIsGone() throws {
+        var h = H()
+        h.register(with: H.m1)
+        h.run("t1", checkpoint: true, on: H.m1)  // launched, never registered: no libprocess.pid
+        try AgentCheckpoint.apply(.forkedPID(agent: H.s1, executorKey(H.f1, "t1"), run: h.launched[0].run, pid: 4242), to: h.disk)
+        var r = try Self.restarted(from: h.disk, alive: true)
+        #expect(r.destroyed == [executorKey(H.f1, "t1")] && r.core.isRecovered)
+        r.register(with: H.m1)
+        #expect(r.updates(r.take()).isEmpty, "nothing reported while it may still run")
+        r.feed(.executorExited(executorKey(H.f1, "t1"), status: nil))
+        let u = r.updates(r.take())
+        #expect(u.map(\.status.state) == [.lost] && u.first?.status.reason == .executorReregistrationTimeout)
+    }
+
+    @Test func whileRecoveringAFreshRegistrationIsRefusedAndAReregistrationFromAnotherPIDToo() throws {
+        let (disk, _) = Self.diskAfterARun()
+        var h = try Self.restarted(from: disk, alive: true)
+        _ = h.take()
+        h.executorRegisters("t1", from: H.executorPID(1))
+        #expect(h.sentTo(H.executorPID(1), h.take()) == ["shutdown_executor"])
+        h.fromExecutor(H.executorPID(9), .reregisterExecutor(ReregisterExecutorMessage(executorID: ExecutorID(value: "t1"), frameworkID: H.f1)))
+        #expect(h.sentTo(H.executorPID(9), h.take()).isEmpty && !h.core.isRecovered, "only the pid it registered with may take it back")
+    }
+
+    @Test func executorsWhoseCheckpointIsUnusableAreKilled() throws {
+        let (disk, _) = Self.diskAfterARun()
+        disk.corrupt("slaves/S1/frameworks/f1/executors/t1/executor.info")
+        var state = try AgentCheckpoint.recover(from: disk, strict: false)
+        #expect(state.unrecoverable.map(\.key) == [executorKey(H.f1, "t1")])
+        state.frameworks = []
+        let h = H(recovering: state)
+        #expect(h.destroyed == [executorKey(H.f1, "t1")])
+        #expect(h.observed.contains(.checkpointEntrySkipped(path: "slaves/S1/frameworks/f1/executors/t1/executor.info", problem: state.skipped[0].problem)))
+    }
+
+    /// --strict=false and a corrupt task.updates: the executor is killed (it cannot be trusted to
+    /// be recovered), and its task is reported FAILED only once it is gone.
+    @Test func aCorruptUpdateStreamWithoutStrictKillsTheExecutorThenFailsTheTask() throws {
+        let (disk, _) = Self.diskAfterARun()
+        let path = "slaves/S1/frameworks/f1/executors/t1/runs/\(disk.links["slaves/S1/frameworks/f1/executors/t1/runs/latest"]!)/tasks/t1/task.updates"
+        let good = disk.files[path]!
+        try disk.write(good + [0xff, 0xff, 0xff, 0x7f, 1], to: path)
+        #expect(throws: CheckpointError.self) { try AgentCheckpoint.recover(from: disk, strict: true) }
+        var h = try Self.restarted(from: disk, alive: true, strict: false)
+        #expect(h.destroyed == [executorKey(H.f1, "t1")] && h.core.isRecovered)
+        h.register(with: H.m1)
+        #expect(h.updates(h.take()).isEmpty)
+        h.feed(.executorExited(executorKey(H.f1, "t1"), status: nil))
+        let u = h.updates(h.take())
+        #expect(u.map(\.status.state) == [.failed] && u.first?.status.message?.contains("checkpoint is corrupt") == true)
     }
 }

@@ -204,4 +204,73 @@ struct ExecutorHarness {
         h.ackAll()
         if case .executorShutDown? = h.exited {} else { Issue.record("exit \(String(describing: h.exited))") }
     }
+
+    /// A restarted agent may ask before the executor noticed the old link break: the ask waits
+    /// for the break (a live agent's executor is never taken over by a mere ask).
+    @Test func aReconnectWhileTheOldLinkLooksUpWaitsForItToBreak() {
+        var h = H(checkpoint: true)
+        h.runTask()
+        h.feed(.taskStarted(pid: 99))
+        _ = h.take()
+        h.fromAgent(.reconnectExecutor(ReconnectExecutorMessage(agentID: H.agentID)), pid: H.restartedAgent)
+        #expect(h.take().isEmpty && h.observed.contains(.reconnectWaiting(H.restartedAgent)))
+        h.feed(.linkBroken(endpoint: H.agent.endpoint))
+        #expect(h.take().map { "\($0.0.kind)->\($0.1)" } == ["reregister_executor->\(H.restartedAgent)"])
+    }
+
+    /// Updates made between ReconnectExecutor and ExecutorReregistered are not lost.
+    @Test func updatesMadeWhileReregisteringAreSentOnceReregistered() {
+        var h = H(checkpoint: true)
+        h.runTask()
+        h.feed(.taskStarted(pid: 99))
+        h.ackAll()
+        h.feed(.linkBroken(endpoint: H.agent.endpoint))
+        h.fromAgent(.reconnectExecutor(ReconnectExecutorMessage(agentID: H.agentID)), pid: H.restartedAgent)
+        _ = h.take()
+        h.feed(.taskExited(.exited(0)))
+        #expect(h.states(h.take()).isEmpty, "not registered yet: kept")
+        h.fromAgent(.executorReregistered(ExecutorReregisteredMessage(agentID: H.agentID, agentInfo: AgentInfo(hostname: "h", id: H.agentID))), pid: H.restartedAgent)
+        #expect(h.states(h.take()) == [.finished])
+    }
+
+    /// A shutdown after the task ended waits for the agent to take the last update (bounded).
+    @Test func aShutdownWaitsForTheLastUpdateToBeTaken() {
+        var h = H(checkpoint: false)
+        h.runTask()
+        h.feed(.taskStarted(pid: 99))
+        h.feed(.taskExited(.exited(0)))
+        h.fromAgent(.shutdownExecutor(ShutdownExecutorMessage()))
+        #expect(h.exited == nil)
+        h.ackAll()
+        if case .executorShutDown? = h.exited {} else { Issue.record("exit \(String(describing: h.exited))") }
+    }
+
+    /// A kill before the task's process started: no RUNNING after it; SIGTERM once it runs, and
+    /// the grace period counted from then.
+    @Test func aKillBeforeTheTaskStartedIsCarriedOutWhenItStarts() {
+        var h = H(checkpoint: false)
+        h.runTask()
+        h.fromAgent(.killTask(KillTaskMessage(frameworkID: H.f1, taskID: TaskID(value: "t1"))))
+        h.tick(.seconds(5))
+        #expect(h.signals.isEmpty)
+        h.feed(.taskStarted(pid: 99))
+        #expect(h.signals == [.terminate] && !h.states(h.take()).contains(.running))
+        h.tick(.seconds(3))
+        #expect(h.signals == [.terminate, .kill])
+    }
+
+    @Test func aTaskWithoutACommandFails() {
+        var h = H(checkpoint: false)
+        h.fromAgent(.runTask(RunTaskMessage(frameworkID: H.f1, framework: h.framework, task: TaskInfo(name: "t1", taskID: TaskID(value: "t1"), agentID: H.agentID), pid: P.scheduler.description)))
+        #expect(h.launched.isEmpty && h.states(h.take()) == [.failed])
+    }
+
+    @Test func anExitStatusThatCannotBeCollectedIsAFailure() {
+        var h = H(checkpoint: false)
+        h.runTask()
+        h.feed(.taskStarted(pid: 99))
+        h.feed(.taskExited(.unknown))
+        let last = h.take().last?.0.statusUpdate?.update.status
+        #expect(last?.state == .failed && last?.message == "Failed to get exit status for Command")
+    }
 }

@@ -176,3 +176,35 @@ import Testing
         #expect(h.offer() != nil)
     }
 }
+
+/// Framework messages both ways and executor exits, through the master (best effort, as Mesos).
+@Suite struct MasterExecutorMessageTests {
+    @Test func frameworkMessagesGoToTheExecutorsAgentAndBack() {
+        var (h, fw, agent) = MasterFrameworkFailoverTests().withRunningTask()
+        let executor = ExecutorID(value: "t1")
+        h.message(.frameworkToExecutor(FrameworkToExecutorMessage(agentID: agent, frameworkID: fw, executorID: executor, data: [1, 2, 3])), from: P.scheduler)
+        #expect(payloads(h.take(), to: P.agent) { if case .frameworkToExecutor(let m) = $0 { m.data } else { nil } } == [[UInt8]([1, 2, 3])])
+        h.message(.executorToFramework(ExecutorToFrameworkMessage(agentID: agent, frameworkID: fw, executorID: executor, data: [4])), from: P.agent)
+        #expect(payloads(h.take(), to: P.scheduler) { if case .executorToFramework(let m) = $0 { m.data } else { nil } } == [[UInt8]([4])])
+        // Another process claiming to be that agent is not forwarded.
+        h.message(.executorToFramework(ExecutorToFrameworkMessage(agentID: agent, frameworkID: fw, executorID: executor, data: [5])), from: P.stranger)
+        #expect(payloads(h.take(), to: P.scheduler) { if case .executorToFramework(let m) = $0 { m.data } else { nil } }.isEmpty)
+    }
+
+    @Test func anExitedExecutorIsToldToItsFramework() {
+        var (h, fw, agent) = MasterFrameworkFailoverTests().withRunningTask()
+        h.message(.exitedExecutor(ExitedExecutorMessage(agentID: agent, frameworkID: fw, executorID: ExecutorID(value: "t1"), status: 137)), from: P.agent)
+        #expect(payloads(h.take(), to: P.scheduler) { if case .exitedExecutor(let m) = $0 { m.status } else { nil } } == [Int32(137)])
+        #expect(h.observed.contains(.executorExited(agent: agent, framework: fw, executor: ExecutorID(value: "t1"), status: 137)))
+    }
+
+    @Test func anAgentThatUnregistersIsRemovedAndItsTasksAreLost() {
+        var (h, fw, agent) = MasterFrameworkFailoverTests().withRunningTask()
+        h.message(.unregisterAgent(UnregisterAgentMessage(agentID: agent)), from: P.agent)
+        let lost = payloads(h.take(), to: P.scheduler) { $0.statusUpdate?.update.status }
+        #expect(lost.map(\.state) == [.lost] && lost.first?.reason == .agentRemoved)
+        #expect(h.core.removedAgentIDs == [agent] && h.core.knownTasks.isEmpty)
+        #expect(h.observed.contains(.agentRemoved(agent, reason: .unregistered)))
+        _ = fw
+    }
+}

@@ -167,3 +167,20 @@ struct SchedulerHarness {
         #expect(h.sent.map(\.0.kind) == ["suppress_offers", "revive_offers"])
     }
 }
+
+@Suite struct SchedulerExecutorMessageTests {
+    @Test func frameworkMessagesAndExecutorExitsAreEventsAndMessagesToExecutorsGoToTheLeader() {
+        var h = SchedulerHarness()
+        h.registered()
+        let f1 = FrameworkID(value: "f1"), a = AgentID(value: "S1"), e = ExecutorID(value: "t1")
+        h.feed(.call(.sendFrameworkMessage(executor: e, agent: a, data: [7])))
+        #expect(h.sent.count == 1 && h.sent.first?.1 == P.master)
+        if case .frameworkToExecutor(let m)? = h.sent.first?.0 { #expect(m.frameworkID == f1 && m.executorID == e && m.data == [7]) } else { Issue.record("\(h.sent)") }
+        h.from(SchedulerHarness.m1, .executorToFramework(ExecutorToFrameworkMessage(agentID: a, frameworkID: f1, executorID: e, data: [8])))
+        h.from(SchedulerHarness.m1, .exitedExecutor(ExitedExecutorMessage(agentID: a, frameworkID: f1, executorID: e, status: 1)))
+        // Another framework's: not ours.
+        h.from(SchedulerHarness.m1, .exitedExecutor(ExitedExecutorMessage(agentID: a, frameworkID: FrameworkID(value: "f2"), executorID: e, status: 1)))
+        #expect(h.events.suffix(2) == [.frameworkMessage(executor: e, agent: a, data: [8]), .executorLost(executor: e, agent: a, status: 1)])
+        #expect(h.events.count == 3)
+    }
+}

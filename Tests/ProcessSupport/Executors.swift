@@ -42,7 +42,7 @@ public struct LaunchedExecutor: Sendable, Hashable, CustomStringConvertible {
     public var isRunning: Bool { ProcessProbe.isRunning(process, program: "mesos-executor") }
 
     /// SIGKILLs the executor and everything in its session (its task): test cleanup, by pid.
-    public func killSession() { ProcessProbe.killSession(process) }
+    public func killSession() { ProcessProbe.killSession(process, marks: ["MESOS_FRAMEWORK_ID=\(framework)", "MESOS_EXECUTOR_ID=\(executor)"]) }
 }
 
 extension Daemon {

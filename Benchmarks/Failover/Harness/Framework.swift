@@ -80,7 +80,7 @@ final class BenchFramework: Sendable {
                     await driver.decline(offers: [offer.id], filters: Filters(refuseSeconds: 3600))
                 }
             }
-        case .rescinded: break
+        case .rescinded, .frameworkMessage, .executorLost: break
         case .statusUpdate(let status):
             state.withLock { $0.taskStates[status.taskID.value] = status.state }
             record(.status, "\(status.taskID.value) \(status.state.protoName)", state: status.state, task: status.taskID.value)

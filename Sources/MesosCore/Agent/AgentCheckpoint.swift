@@ -92,6 +92,9 @@ public struct AgentRecoveryState: Sendable, Hashable {
         /// The sentinel is there: it ended and all its updates were acknowledged.
         public var completed: Bool
         public var tasks: [Task]
+        /// Entries of its checkpoint skipped with `--strict=false` (a task's files): it cannot be
+        /// trusted to be recovered and is killed; its tasks that are known end FAILED.
+        public var corrupt: [CheckpointError] = []
         /// Whether its process still runs: filled in by the shell, which can look.
         public var alive = false
     }
@@ -103,6 +106,9 @@ public struct AgentRecoveryState: Sendable, Hashable {
 
     public var agent: AgentInfo?
     public var epochFloor: UInt64 = 0
+    /// The host rebooted since the checkpoint was written (its boot id differs): the process ids
+    /// in it name other processes now, so no executor is alive.
+    public var rebooted = false
     public var frameworks: [Framework] = []
     /// Executors whose checkpoint is unusable (`--strict=false`): their processes, when known, are
     /// killed, since nothing can manage them.
@@ -179,7 +185,19 @@ public enum AgentCheckpoint {
     /// Reads the checkpoint. Missing or empty files are a fresh state (as Mesos); a file that
     /// cannot be parsed is an error naming it with `strict`, and is skipped (and reported in
     /// `skipped`) without.
-    public static func recover(from store: some CheckpointStore, strict: Bool) throws(CheckpointError) -> AgentRecoveryState {
+    /// `bootID`: this boot's id (nil when unknown); a checkpoint from another boot has no live
+    /// executors (Mesos's state::recover).
+    public static func recover(from store: some CheckpointStore, strict: Bool, bootID: String? = nil) throws(CheckpointError) -> AgentRecoveryState {
+        var state = try recoverFiles(from: store, strict: strict)
+        if let current = bootID, !current.isEmpty, let stored = try store.read(bootIDFile).map({ String(decoding: $0, as: UTF8.self).trimmingSpaces }), stored != current {
+            state.rebooted = true
+            for f in state.frameworks.indices { for e in state.frameworks[f].executors.indices { state.frameworks[f].executors[e].forkedPID = nil } }
+            state.unrecoverable = state.unrecoverable.map { ($0.key, nil) }
+        }
+        return state
+    }
+
+    private static func recoverFiles(from store: some CheckpointStore, strict: Bool) throws(CheckpointError) -> AgentRecoveryState {
         var state = AgentRecoveryState()
         var problems = Problems(strict: strict)
         if let bytes = try store.read(epochFloorFile) {
@@ -211,6 +229,8 @@ public enum AgentCheckpoint {
             state.agent = info
         } catch {
             try problems.add(error)
+            // Its executors may still run: they are found by their pids, to be killed.
+            state.unrecoverable = orphans(agentID, store)
             state.skipped = problems.skipped
             return state
         }
@@ -227,6 +247,7 @@ public enum AgentCheckpoint {
                 var info: FrameworkInfo = try single(bytes, path: dir + "/framework.info")
                 try valid(dir + "/framework.info") { () throws(InvalidValue) in try MessageValidation.framework(info, "framework") }
                 if info.id == nil { info.id = fid }
+                guard info.id == fid else { throw CheckpointError(path: dir + "/framework.info", problem: "names framework \(info.id?.value ?? "none"), not \(fid.value)") }
                 let pid = try store.read(dir + "/framework.pid").map { String(decoding: $0, as: UTF8.self) } ?? ""
                 state.frameworks.append(.init(info: info, pid: pid, executors: executors.filter { $0.key.framework == fid }))
             } catch {
@@ -257,6 +278,7 @@ public enum AgentCheckpoint {
             let key = ExecutorKey(framework: fid, executor: ExecutorID(value: ename))
             let dir = executorDir(a, key)
             guard let run = try store.readLink(dir + "/runs/" + latest) else { continue }  // never launched
+            guard try validName(run, in: dir + "/runs", &problems) else { continue }
             let runDir = runDir(a, key, run)
             var forked: Int32?
             do throws(CheckpointError) {
@@ -280,6 +302,7 @@ public enum AgentCheckpoint {
                 }
                 let completed = try store.read(runDir + "/executor.sentinel") != nil
                 var tasks: [AgentRecoveryState.Task] = []
+                var corrupt: [CheckpointError] = []
                 for tname in try store.list(runDir + "/tasks") {
                     guard try validName(tname, in: runDir + "/tasks", &problems) else { continue }
                     let tdir = runDir + "/tasks/" + tname
@@ -292,17 +315,21 @@ public enum AgentCheckpoint {
                         }
                         var records: [StatusUpdateRecord] = []
                         if let stream = try store.read(tdir + "/task.updates") {
-                            records = try self.records(stream, path: tdir + "/task.updates")
-                            for r in records where (r.type == .update && r.update == nil) || (r.type == .ack && r.uuid == nil) {
-                                throw CheckpointError(path: tdir + "/task.updates", problem: "holds a \(r.type.protoName) record without its \(r.type == .update ? "update" : "uuid")")
+                            // Without --strict, what could be read before the bad record is kept (as Mesos).
+                            let (read, bad) = recordsPrefix(stream, path: tdir + "/task.updates") as ([StatusUpdateRecord], CheckpointError?)
+                            records = read
+                            if let bad {
+                                try problems.add(bad)
+                                corrupt.append(bad)
                             }
                         }
                         tasks.append(.init(task: task, records: records))
                     } catch {
                         try problems.add(error)
+                        corrupt.append(error)
                     }
                 }
-                executors.append(.init(key: key, info: info, run: run, forkedPID: forked, executorPID: executorPID, completed: completed, tasks: tasks))
+                executors.append(.init(key: key, info: info, run: run, forkedPID: forked, executorPID: executorPID, completed: completed, tasks: tasks, corrupt: corrupt))
             } catch {
                 try problems.add(error)
                 problems.unrecoverable.append((key, forked))
@@ -337,21 +364,49 @@ public enum AgentCheckpoint {
     }
 
     public static func records<M: ProtobufMessage>(_ bytes: [UInt8], path: String) throws(CheckpointError) -> [M] {
+        let (out, bad): ([M], CheckpointError?) = recordsPrefix(bytes, path: path)
+        if let bad { throw bad }
+        return out
+    }
+
+    /// The records up to the first bad one, and what is wrong with it.
+    static func recordsPrefix<M: ProtobufMessage>(_ bytes: [UInt8], path: String) -> ([M], CheckpointError?) {
         var out: [M] = []
         var at = 0
         while at < bytes.count {
-            guard bytes.count - at >= 4 else { throw CheckpointError(path: path, problem: "ends in a truncated record header at byte \(at)") }
+            guard bytes.count - at >= 4 else { return (out, CheckpointError(path: path, problem: "ends in a truncated record header at byte \(at)")) }
             let n = Int(bytes[at]) | Int(bytes[at + 1]) << 8 | Int(bytes[at + 2]) << 16 | Int(bytes[at + 3]) << 24
             at += 4
-            guard n <= bytes.count - at else { throw CheckpointError(path: path, problem: "ends in a truncated record at byte \(at - 4) (\(n) bytes announced, \(bytes.count - at) there)") }
+            guard n <= bytes.count - at else { return (out, CheckpointError(path: path, problem: "ends in a truncated record at byte \(at - 4) (\(n) bytes announced, \(bytes.count - at) there)")) }
             do throws(WireError) {
-                out.append(try M(serializedBytes: Array(bytes[at..<(at + n)])))
+                let m = try M(serializedBytes: Array(bytes[at..<(at + n)]))
+                if let r = m as? StatusUpdateRecord, (r.type == .update && r.update == nil) || (r.type == .ack && r.uuid == nil) {
+                    return (out, CheckpointError(path: path, problem: "holds a \(r.type.protoName) record without its \(r.type == .update ? "update" : "uuid") at byte \(at - 4)"))
+                }
+                out.append(m)
             } catch {
-                throw CheckpointError(path: path, problem: "record at byte \(at - 4) is not a valid \(M.self): \(error)")
+                return (out, CheckpointError(path: path, problem: "record at byte \(at - 4) is not a valid \(M.self): \(error)"))
             }
             at += n
         }
-        return out
+        return (out, nil)
+    }
+
+    /// The executors under an agent directory that cannot be recovered, found by their pids alone.
+    private static func orphans(_ a: AgentID, _ store: some CheckpointStore) -> [(key: ExecutorKey, forkedPID: Int32?)] {
+        var found: [(key: ExecutorKey, forkedPID: Int32?)] = []
+        for fname in (try? store.list(agentDir(a) + "/frameworks")) ?? [] where (try? WireValidation.id(fname, field: "")) != nil {
+            let fid = FrameworkID(value: fname)
+            for ename in (try? store.list(frameworkDir(a, fid) + "/executors")) ?? [] where (try? WireValidation.id(ename, field: "")) != nil {
+                let key = ExecutorKey(framework: fid, executor: ExecutorID(value: ename))
+                guard let run = (try? store.readLink(executorDir(a, key) + "/runs/" + latest)) ?? nil, (try? WireValidation.id(run, field: "")) != nil,
+                    let bytes = (try? store.read(runDir(a, key, run) + "/pids/forked.pid")) ?? nil,
+                    let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingSpaces), pid > 1
+                else { continue }
+                found.append((key, pid))
+            }
+        }
+        return found
     }
 
     static func single<M: ProtobufMessage>(_ bytes: [UInt8], path: String) throws(CheckpointError) -> M {

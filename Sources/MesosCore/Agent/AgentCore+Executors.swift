@@ -92,6 +92,11 @@ extension AgentCore {
             let partitionAware = frameworks[key.framework]?.isPartitionAware == true
             effects += update(tkey, partitionAware ? .dropped : .lost, message: "Task launched during agent restart", reason: .agentRestarted)
         }
+        // Nothing left for it to run (its task was launched during the restart and never reached
+        // it, or is unknown here): shut it down, as Mesos.
+        if m.tasks.isEmpty, m.updates.isEmpty, !tasks.values.contains(where: { $0.executor == key && !$0.state.isTerminal }) {
+            effects += shutdownExecutor(key, why: "it has no task to run after the agent restarted")
+        }
         return effects + finishReconnectingIfDone()
     }
 
@@ -158,7 +163,11 @@ extension AgentCore {
         for (tkey, t) in tasks.sorted(by: { $0.key < $1.key }) where t.executor == key && !t.state.isTerminal {
             effects += update(tkey, termination.state, message: termination.message, reason: termination.reason)
         }
-        return effects + completeIfDone(key) + stopIfDone()
+        // The framework hears of it (its scheduler's `executorLost`), best effort as Mesos.
+        if phase == .running, follower.isRegistered, let leader = follower.leader, let agentID {
+            effects.append(.send(.exitedExecutor(ExitedExecutorMessage(agentID: agentID, frameworkID: key.framework, executorID: key.executor, status: status ?? -1)), to: leader.pid, epoch: leader.epoch))
+        }
+        return effects + completeIfDone(key) + finishReconnectingIfDone() + stopIfDone()
     }
 
     /// An ended executor whose tasks' updates were all acknowledged is forgotten (and its
@@ -261,6 +270,15 @@ extension AgentCore {
             streams[key] = stream
         }
         let hasTasks = tasks.values.contains { $0.executor == r.key }
+        if let problem = r.corrupt.first, !r.completed {
+            // Part of its checkpoint is unreadable (--strict=false): it cannot be trusted to be
+            // recovered; it is killed, and its known tasks end FAILED once it is gone.
+            e.termination = Termination(state: .failed, reason: .executorTerminated, message: "Executor \(r.key.executor.value) killed: its checkpoint is corrupt (\(problem))")
+            executors[r.key] = e
+            effects.append(.observe(.executorUnrecoverable(r.key)))
+            effects += r.alive ? destroy(r.key) : executorTerminated(r.key, status: nil)
+            return 0
+        }
         if r.completed || (!r.alive && !hasTasks) {
             executors[r.key] = e
             executors[r.key]?.state = .terminated
@@ -333,9 +351,11 @@ extension AgentCore {
         if unregister, let agentID, follower.isRegistered, let leader = follower.leader {
             effects.append(.send(.unregisterAgent(UnregisterAgentMessage(agentID: agentID)), to: leader.pid, epoch: leader.epoch))
         }
-        if unregister { effects.append(.checkpoint(.forgetAgent)) }
         phase = .stopping(reason, until: now + settings.executorShutdownGracePeriod + .seconds(1))
         stopAll = all
+        // Gone for good (SIGUSR1, removed by the master): the id is forgotten at the exit, not
+        // before, so executors still ending are recovered if the agent dies meanwhile.
+        forgetOnExit = unregister || { if case .shutDownByMaster = reason { true } else { false } }()
         for key in executors.keys.sorted() where stopsWith(key) {
             effects += shutdownExecutor(key, why: "the agent is stopping")
         }
@@ -352,7 +372,7 @@ extension AgentCore {
         case .stopping(let reason, _):
             guard force || !executors.keys.contains(where: { executors[$0]?.state != .terminated && stopsWith($0) }) else { return [] }
             exited = true
-            return [.exit(reason)]
+            return (forgetOnExit ? [.checkpoint(.forgetAgent)] : []) + [.exit(reason)]
         case .cleaningUp(let n):
             guard !executors.values.contains(where: { $0.state != .terminated }) else { return [] }
             exited = true

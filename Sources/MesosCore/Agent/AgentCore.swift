@@ -7,7 +7,6 @@ public struct AgentTask: Sendable, Hashable {
     public var executorID: ExecutorID
     public var state: TaskState
     public var latest: TaskStatus?
-    public var killRequested = false
 
     public var key: TaskKey { TaskKey(framework: frameworkID, task: info.taskID) }
     public var executor: ExecutorKey { ExecutorKey(framework: frameworkID, executor: executorID) }
@@ -123,6 +122,7 @@ public struct AgentCore: Sendable {
     var exited = false
     /// Stopping: every executor ends (SIGUSR1, shutdown) or only those not checkpointing (SIGTERM).
     var stopAll = false
+    var forgetOnExit = false
 
     public init(info: AgentInfo, pid: PID, epochFloor: UInt64 = 0, seed: UInt64 = 0, settings: AgentSettings = AgentSettings()) {
         var info = info
@@ -249,9 +249,8 @@ public struct AgentCore: Sendable {
             guard let e = executors[key], e.state == .running, let to = e.pid else { return [.observe(.frameworkMessageDropped(key))] }
             return [.send(payload, to: to, epoch: leader.epoch)]
         case .shutdown(let m):
-            let reason = m.message ?? "told to shut down by the master"
-            info.id = nil
-            return [.checkpoint(.forgetAgent)] + stop(.shutDownByMaster(reason), unregister: false, all: true)
+            // Removed: its executors are shut down, then it forgets its id (the next start registers anew).
+            return stop(.shutDownByMaster(m.message ?? "told to shut down by the master"), unregister: false, all: true)
         default:
             return []
         }
@@ -318,13 +317,11 @@ public struct AgentCore: Sendable {
     }
 
     private mutating func killTask(_ key: TaskKey, _ m: KillTaskMessage) -> [Effect] {
-        guard var task = tasks[key] else {
+        guard let task = tasks[key] else {
             // Unknown here: say so reliably, so the master stops believing it runs.
             return [.observe(.killOfUnknownTask(key))] + unknownTask(key, message: "Kill of a task unknown to the agent")
         }
         guard !task.state.isTerminal else { return [] }
-        task.killRequested = true
-        tasks[key] = task
         guard let executor = executors[task.executor] else { return [] }
         switch executor.state {
         case .registering where executor.queued.contains(key.task):

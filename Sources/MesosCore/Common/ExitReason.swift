@@ -21,6 +21,9 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
     case shutDownForGood
     /// The agent's checkpoint could not be recovered (`--strict`): the path and what is wrong.
     case recoveryFailed(path: String, problem: String)
+    /// A checkpoint write failed: the agent stops before acting on what it could not persist
+    /// (Mesos aborts); its checkpointed executors keep running for the next start.
+    case checkpointFailed(path: String, problem: String)
     /// `--recover=cleanup`: the checkpointed executors were killed; nothing left to serve.
     case recoveryCleanedUp(executors: Int)
     /// An executor's task ended and its last update was taken by the agent.
@@ -50,6 +53,7 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
         case .shutDownByMaster: "shut_down_by_master"
         case .shutDownForGood: "shut_down_for_good"
         case .recoveryFailed: "recovery_failed"
+        case .checkpointFailed: "checkpoint_failed"
         case .recoveryCleanedUp: "recovery_cleaned_up"
         case .taskCompleted: "task_completed"
         case .executorShutDown: "executor_shut_down"
@@ -71,6 +75,7 @@ public enum ExitReason: Sendable, Hashable, CustomStringConvertible {
         case .shutDownForGood: "shut down for good (SIGUSR1)"
         case .recoveryFailed(let path, let problem):
             "Failed to perform recovery: \(path): \(problem). To start afresh (its executors are then not recovered), remove the checkpoint: rm -f <work_dir>/meta/slaves/latest"
+        case .checkpointFailed(let path, let problem): "cannot checkpoint \(path): \(problem); stopping before acting on it"
         case .recoveryCleanedUp(let n): "--recover=cleanup: \(n) checkpointed executor(s) killed"
         case .taskCompleted: "the task ended and its last status update was acknowledged"
         case .executorShutDown(let why): "shut down: \(why)"

@@ -20,8 +20,11 @@ public struct ExecutorSettings: Sendable, Hashable {
 public enum TaskExit: Sendable, Hashable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
+    /// Its status could not be collected (Mesos: "Failed to get exit status").
+    case unknown
 
-    /// The shell's convention (`ProcessLauncher.waitForExit`): the exit code, or 128 + signal.
+    /// The shells' folded convention (a daemon's exit code, or 128 + signal), where nothing
+    /// better is known.
     public init(shellCode code: Int32) { self = code > 128 ? .signaled(code - 128) : .exited(code) }
 
     /// Mesos's WSTRINGIFY: "exited with status N", "terminated with signal N".
@@ -29,6 +32,7 @@ public enum TaskExit: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .exited(let c): "exited with status \(c)"
         case .signaled(let s): "terminated with signal \(TaskExit.signalName(s))"
+        case .unknown: "ended; its exit status could not be collected"
         }
     }
 
@@ -54,6 +58,8 @@ public struct ExecutorCore: Sendable {
         case taskStarted(pid: Int32)
         case taskFailedToStart(reason: String)
         case taskExited(TaskExit)
+        /// SIGTERM to the executor itself: as a shutdown from its agent.
+        case shutdownRequested
     }
 
     public enum TaskSignal: Sendable, Hashable { case terminate, kill }
@@ -81,9 +87,12 @@ public struct ExecutorCore: Sendable {
     private var taskEnded = false
     private var killing = false
     private var escalateAt: Duration?
+    private var killGrace: Duration = .zero
     /// Updates the agent has not acknowledged, oldest first.
     public private(set) var unacknowledged: [StatusUpdate] = []
     private var disconnectedAt: Duration?
+    /// A ReconnectExecutor that came while the link to the agent still looked up.
+    private var pendingReconnect: PID?
     private var shuttingDown: String?
     private var exitAt: Duration?
     private var exited = false
@@ -112,7 +121,12 @@ public struct ExecutorCore: Sendable {
             if connected && settings.checkpoint {
                 connected = false
                 disconnectedAt = now
-                return [.observe(.agentDisconnected(agent, waiting: settings.recoveryTimeout))]
+                let old = agent
+                if let next = pendingReconnect {
+                    pendingReconnect = nil
+                    return [.observe(.agentDisconnected(old, waiting: settings.recoveryTimeout))] + reconnect(to: next)
+                }
+                return [.observe(.agentDisconnected(old, waiting: settings.recoveryTimeout))]
             }
             connected = false
             return shutdown(because: settings.checkpoint ? "the link to the agent broke before it registered this executor" : "the link to the agent broke and the framework does not checkpoint", gone: true)
@@ -122,10 +136,13 @@ public struct ExecutorCore: Sendable {
         case .taskStarted(let pid):
             guard task != nil, !taskEnded else { return [] }
             launched = true
-            var effects: [Effect] = [.observe(.taskStarted(pid: pid))]
-            effects += update(.running, message: nil)
-            if killing { effects.append(.signalTask(.terminate)) }  // a kill came while it was starting
-            return effects
+            let effects: [Effect] = [.observe(.taskStarted(pid: pid))]
+            if killing {
+                // A kill came while it was starting: no RUNNING after KILLING; the grace starts now.
+                escalateAt = now + killGrace
+                return effects + [.signalTask(.terminate)]
+            }
+            return effects + update(.running, message: nil)
         case .taskFailedToStart(let reason):
             guard task != nil, !taskEnded else { return [] }
             taskEnded = true
@@ -135,7 +152,10 @@ public struct ExecutorCore: Sendable {
             taskEnded = true
             escalateAt = nil
             let state: TaskState = killing ? .killed : (exit == .exited(0) ? .finished : .failed)
-            return [.observe(.taskExited(exit))] + update(state, message: "Command \(exit)") + exitIfDone()
+            let message = exit == .unknown ? "Failed to get exit status for Command" : "Command \(exit)"
+            return [.observe(.taskExited(exit))] + update(state, message: message) + exitIfDone()
+        case .shutdownRequested:
+            return shutdown(because: "SIGTERM", gone: false)
         }
     }
 
@@ -151,14 +171,17 @@ public struct ExecutorCore: Sendable {
         }
         // A restarted agent may listen elsewhere: it proves itself by our agent's id.
         if case .reconnectExecutor(let m) = payload {
+            // From its agent's host, naming its agent; and only once the link to the old agent is
+            // down (a restarted agent may ask before that is noticed: the ask waits for it), so a
+            // process that merely knows the agent id cannot take a live executor over.
             guard m.agentID == agentID, let from = PID(envelope.from), from.host == agent.host else {
                 return [.observe(.messageRefused(from: envelope.from, kind: payload.kind, reason: "not agent \(agentID.value) on \(agent.host)"))]
             }
-            agent = from
-            return [
-                .observe(.reconnecting(from)),
-                .send(.reregisterExecutor(ReregisterExecutorMessage(executorID: executorID, frameworkID: frameworkID, tasks: unacknowledgedTasks, updates: unacknowledged)), to: agent),
-            ]
+            if connected {
+                pendingReconnect = from
+                return [.observe(.reconnectWaiting(from))]
+            }
+            return reconnect(to: from)
         }
         guard envelope.from == agent.description else {
             return [.observe(.messageRefused(from: envelope.from, kind: payload.kind, reason: "not from this executor's agent \(agent)"))]
@@ -173,7 +196,9 @@ public struct ExecutorCore: Sendable {
             guard !connected else { return [] }
             connected = true
             disconnectedAt = nil
-            return [.observe(.reregistered(agent))] + exitIfDone()
+            // Updates made since the ReregisterExecutor went out are sent now (all unacknowledged
+            // ones again: the agent recognises those it has by their uuid).
+            return [.observe(.reregistered(agent))] + unacknowledged.map { .send(.statusUpdate(StatusUpdateMessage(update: $0)), to: agent) } + exitIfDone()
         case .runTask(let m):
             guard connected, shuttingDown == nil else { return [] }
             guard task == nil else {
@@ -183,6 +208,10 @@ public struct ExecutorCore: Sendable {
             }
             task = m.task
             framework = m.framework
+            guard let command = m.task.command?.value, !command.isEmpty else {
+                taskEnded = true
+                return update(.failed, message: "The task has no command", reason: .taskInvalid) + exitIfDone()
+            }
             return [.observe(.launching(m.task.taskID))] + update(.starting, message: nil) + [.launchTask(m.task)]
         case .killTask(let m):
             guard let task, m.taskID == task.taskID else { return [] }
@@ -201,6 +230,15 @@ public struct ExecutorCore: Sendable {
         }
     }
 
+    /// A restarted agent asked: hand it everything unacknowledged.
+    private mutating func reconnect(to from: PID) -> [Effect] {
+        agent = from
+        return [
+            .observe(.reconnecting(from)),
+            .send(.reregisterExecutor(ReregisterExecutorMessage(executorID: executorID, frameworkID: frameworkID, tasks: unacknowledgedTasks, updates: unacknowledged)), to: agent),
+        ]
+    }
+
     /// The task, while any of its updates is unacknowledged (Mesos's `tasks` of the driver).
     private var unacknowledgedTasks: [TaskInfo] {
         guard let task, !(taskEnded && unacknowledged.isEmpty) else { return [] }
@@ -217,7 +255,8 @@ public struct ExecutorCore: Sendable {
             return []
         }
         killing = true
-        escalateAt = now + grace
+        killGrace = grace
+        escalateAt = launched ? now + grace : nil  // not started yet: the grace starts when it does
         var effects: [Effect] = [.observe(.killingTask(grace: grace))]
         if framework?.capabilities.contains(where: { $0.type == .taskKillingState }) == true {
             effects += update(.killing, message: nil)
@@ -229,14 +268,16 @@ public struct ExecutorCore: Sendable {
     private mutating func shutdown(because why: String, gone: Bool) -> [Effect] {
         guard shuttingDown == nil else { return [] }
         shuttingDown = why
-        var effects: [Effect] = [.observe(.shuttingDown(why))]
-        if task == nil || taskEnded {
+        let effects: [Effect] = [.observe(.shuttingDown(why))]
+        exitAt = now + settings.shutdownGracePeriod
+        if task == nil || (taskEnded && (unacknowledged.isEmpty || !connected)) {
             exited = true
             return effects + [.exit(gone ? .agentGone(why) : .executorShutDown(why))]
         }
-        effects += kill(grace: min(settings.killGracePeriod, settings.shutdownGracePeriod))
-        exitAt = now + settings.shutdownGracePeriod + .seconds(1)
-        return effects
+        if taskEnded { return effects }  // its last updates are on their way: exit once taken (or at exitAt)
+        // Mesos: the task gets the shutdown grace period less 2 s, to report before the agent's SIGKILL.
+        let grace = max(settings.shutdownGracePeriod - .seconds(2), .milliseconds(500))
+        return effects + kill(grace: min(settings.killGracePeriod, grace))
     }
 
     private mutating func timers() -> [Effect] {
@@ -295,6 +336,7 @@ public enum ExecutorObservation: Milestone, Hashable {
     case registered(PID)
     case reregistered(PID)
     case reconnecting(PID)
+    case reconnectWaiting(PID)
     case agentDisconnected(PID, waiting: Duration)
     case recoveryTimedOut(Duration)
     case launching(TaskID)
@@ -312,6 +354,7 @@ public enum ExecutorObservation: Milestone, Hashable {
         case .registered: "executor_registered"
         case .reregistered: "executor_reregistered"
         case .reconnecting: "reconnecting"
+        case .reconnectWaiting: "reconnect_waiting"
         case .agentDisconnected: "agent_disconnected"
         case .recoveryTimedOut: "recovery_timed_out"
         case .launching: "launching_task"
@@ -336,7 +379,7 @@ public enum ExecutorObservation: Milestone, Hashable {
 
     public var fields: [MilestoneField] {
         switch self {
-        case .registered(let p), .reregistered(let p), .reconnecting(let p): .of(("agent", p))
+        case .registered(let p), .reregistered(let p), .reconnecting(let p), .reconnectWaiting(let p): .of(("agent", p))
         case .agentDisconnected(let p, let d): .of(("agent", p), ("recovery_timeout_ms", d.milliseconds))
         case .recoveryTimedOut(let d): .of(("recovery_timeout_ms", d.milliseconds))
         case .launching(let t): .of(("task_id", t.value))
@@ -356,6 +399,7 @@ public enum ExecutorObservation: Milestone, Hashable {
         case .registered(let p): "registered with agent \(p)"
         case .reregistered(let p): "re-registered with the restarted agent \(p)"
         case .reconnecting(let p): "the restarted agent \(p) asked to reconnect: re-registering with every unacknowledged update"
+        case .reconnectWaiting(let p): "\(p) asked to reconnect while the link to the agent is up: waiting for it to break"
         case .agentDisconnected(let p, let d): "the link to agent \(p) broke: waiting \(d) for it to recover"
         case .recoveryTimedOut(let d): "the agent did not come back within \(d): shutting down"
         case .launching(let t): "launching task \(t.value)"

@@ -357,7 +357,9 @@ public struct MasterCore: Sendable {
         case .executorToFramework(let m): return executorToFramework(m, from: from, peer: inbound.peer)
         case .exitedExecutor(let m):
             guard agent(speakingAs: from, peer: inbound.peer) == m.agentID else { return [] }
-            return [.observe(.executorExited(agent: m.agentID, framework: m.frameworkID, executor: m.executorID, status: m.status))]
+            var effects: [Effect] = [.observe(.executorExited(agent: m.agentID, framework: m.frameworkID, executor: m.executorID, status: m.status))]
+            if let fw = frameworks[m.frameworkID], fw.isConnected, let to = fw.pid { effects.append(.send(payload, to: to)) }
+            return effects
         case .frameworkToExecutor(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in
                 // Best effort, as Mesos: to the agent if it is registered and active.

@@ -14,6 +14,10 @@ public enum SchedulerEvent: Sendable, Hashable {
     case rescinded(OfferID)
     case statusUpdate(TaskStatus)
     case agentLost(AgentID)
+    /// Bytes an executor sent to this framework (best effort, as Mesos).
+    case frameworkMessage(executor: ExecutorID, agent: AgentID, data: [UInt8])
+    /// An executor exited (`status`: its exit status, -1 when unknown).
+    case executorLost(executor: ExecutorID, agent: AgentID, status: Int32)
     /// A message was refused by the master (an invalid value); nothing of it was acted on.
     case refused(kind: String, reason: String)
     /// Fatal: the master refused the framework (failed over, removed, invalid). The driver stops.
@@ -31,6 +35,8 @@ public enum SchedulerCall: Sendable, Hashable {
     case reconcile([TaskStatus])
     case revive
     case suppress
+    /// Bytes to one of this framework's executors (best effort: dropped when it does not run).
+    case sendFrameworkMessage(executor: ExecutorID, agent: AgentID, data: [UInt8])
     /// `failover: true` keeps the framework (its tasks run on) for another scheduler to take
     /// over within `failover_timeout`; false unregisters it (its tasks are killed).
     case stop(failover: Bool)
@@ -145,6 +151,12 @@ public struct SchedulerCore: Sendable {
             return effects
         case .lostAgent(let m):
             return [.event(.agentLost(m.agentID))]
+        case .executorToFramework(let m):
+            guard m.frameworkID == framework.id else { return [] }
+            return [.event(.frameworkMessage(executor: m.executorID, agent: m.agentID, data: m.data))]
+        case .exitedExecutor(let m):
+            guard m.frameworkID == framework.id else { return [] }
+            return [.event(.executorLost(executor: m.executorID, agent: m.agentID, status: m.status))]
         case .frameworkDisconnected(let m):
             // The master lost its link to us: re-register at once (same instance, no failover).
             guard follower.isRegistered else { return [] }
@@ -202,6 +214,8 @@ public struct SchedulerCore: Sendable {
             payload = .reviveOffers(ReviveOffersMessage(frameworkID: id))
         case .suppress:
             payload = .suppressOffers(SuppressOffersMessage(frameworkID: id))
+        case .sendFrameworkMessage(let executor, let agent, let data):
+            payload = .frameworkToExecutor(FrameworkToExecutorMessage(agentID: agent, frameworkID: id, executorID: executor, data: data))
         case .stop(let failover):
             stopped = true
             // With failover the framework stays: the master notices our link close and waits
@@ -225,6 +239,7 @@ extension SchedulerCall {
         case .reconcile: "reconcile"
         case .revive: "revive"
         case .suppress: "suppress"
+        case .sendFrameworkMessage: "send_framework_message"
         case .stop: "stop"
         case .abort: "abort"
         }
