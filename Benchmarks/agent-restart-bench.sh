@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup
 export TMPDIR="${TMPDIR:-$PWD/.tmp}"; mkdir -p "$TMPDIR" Benchmarks/results
 for p in mesos-master mesos-agent mesos-executor example-framework agent-restart-bench; do
-  flock "$TMPDIR/build.lock" swift build -c release --product "$p" > "$TMPDIR/agent-restart-build.log" 2>&1 || { cat "$TMPDIR/agent-restart-build.log"; exit 1; }
+  flock "${BUILD_LOCK:-$TMPDIR/build.lock}" swift build -c release --product "$p" > "$TMPDIR/agent-restart-build.log" 2>&1 || { cat "$TMPDIR/agent-restart-build.log"; exit 1; }
 done
 BIN=$(swift build -c release --show-bin-path)
 "$BIN/agent-restart-bench" --bin "$BIN" --json Benchmarks/results/agent-restart-latest.json "$@"

@@ -37,8 +37,11 @@ struct Simulate: ParsableCommand {
         var virtual = Duration.zero
         var converge: [Double] = []
         var ran = 0
+        var perSeed: [Double] = []
         for seed in from..<(from + UInt64(seeds)) {
+            let seedStarted = ContinuousClock.now
             let result = Simulation.run(seed: seed, trace: trace, breaking: breaking)
+            perSeed.append((ContinuousClock.now - seedStarted).inSeconds * 1000)
             ran += 1
             steps += result.steps
             virtual += result.virtualTime
@@ -63,13 +66,16 @@ struct Simulate: ParsableCommand {
         let seconds = wall.inSeconds
         converge.sort()
         let p50 = converge.isEmpty ? 0 : converge[converge.count / 2], p99 = converge.isEmpty ? 0 : converge[min(converge.count - 1, converge.count * 99 / 100)]
-        print(String(format: "simulated %d events in %.1f s wall (%.0f events/s), %.0f s virtual; converged after the heal in p50 %.2f s, p99 %.2f s",
-            steps, seconds, Double(steps) / max(seconds, 1e-9), virtual.inSeconds, p50, p99))
+        perSeed.sort()
+        let seedP50 = perSeed.isEmpty ? 0 : perSeed[perSeed.count / 2], seedP99 = perSeed.isEmpty ? 0 : perSeed[min(perSeed.count - 1, perSeed.count * 99 / 100)]
+        print(String(format: "simulated %d events in %.1f s wall (%.0f events/s), %.0f s virtual (%.0fx real time); a seed took p50 %.0f ms, p99 %.0f ms; converged after the heal in p50 %.2f s, p99 %.2f s",
+            steps, seconds, Double(steps) / max(seconds, 1e-9), virtual.inSeconds, virtual.inSeconds / max(seconds, 1e-9), seedP50, seedP99, p50, p99))
         if let json {
             let object: [String: Any] = [
                 "seeds": ran, "first_seed": from, "violations": violating.count, "violating_seeds": violating.map(\.seed),
                 "events": steps, "wall_seconds": seconds, "events_per_second": Double(steps) / max(seconds, 1e-9),
-                "virtual_seconds": virtual.inSeconds, "converged_p50_seconds": p50, "converged_p99_seconds": p99,
+                "virtual_seconds": virtual.inSeconds, "virtual_per_wall": virtual.inSeconds / max(seconds, 1e-9),
+                "seed_wall_p50_ms": seedP50, "seed_wall_p99_ms": seedP99, "converged_p50_seconds": p50, "converged_p99_seconds": p99,
                 "break": breakage,
             ]
             try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
