@@ -12,6 +12,8 @@ enum SimSessionEvent: Equatable {
 /// session if the server still has it), and expires the session locally after the timeout
 /// (`LocalSessionExpiry`, the same type the real client uses). Requests and replies take a
 /// latency each way; a reply lost on the way back is a CONNECTIONLOSS although the request ran.
+/// As ZooKeeper's own clients, one session is FIFO: requests run in the order they were made,
+/// and replies and watch notifications arrive in the order the server produced them.
 final class SimZKClient {
     private unowned let world: World
     private let node: SimNode
@@ -23,6 +25,10 @@ final class SimZKClient {
     /// Watch notifications that could not reach the process (cut off): delivered when it
     /// reconnects to the same session, dropped with the session.
     private var undelivered: [() -> Void] = []
+    /// The latest virtual time a request of this session runs at, and the latest a reply or a
+    /// watch notification reaches the process: random latencies never reorder them.
+    private var lastRunAt: Duration = .zero
+    private var lastArrivalAt: Duration = .zero
     var onEvent: (SimSessionEvent) -> Void = { _ in }
 
     init(world: World, node: SimNode, timeout: Duration) {
@@ -139,17 +145,24 @@ final class SimZKClient {
             world.after(.milliseconds(1)) { if gen == self.generation { reply(.failure(.connectionLoss)) } }
             return
         }
-        world.after(world.zkLatency()) {
+        world.after(inOrder(&lastRunAt)) {
             guard gen == self.generation else { return }
             guard self.reachable, self.zk.isAlive(id) else { return reply(.failure(.connectionLoss)) }
             let result = operation(self.zk, id)
-            self.world.after(self.world.zkLatency()) {
+            self.world.after(self.inOrder(&self.lastArrivalAt)) {
                 guard gen == self.generation else { return }
                 // The reply may be lost on the way back: the operation ran, the caller cannot know.
                 guard self.reachable else { return reply(.failure(.connectionLoss)) }
                 self.node.whenRunning { reply(result) }
             }
         }
+    }
+
+    /// A latency from now, but not before `last` (then `last` moves to it): FIFO over random latencies.
+    private func inOrder(_ last: inout Duration) -> Duration {
+        let at = max(world.now + world.zkLatency(), last)
+        last = at
+        return at - world.now
     }
 
     /// A watch callback for this session: events reach the process after a latency, and only
@@ -159,7 +172,7 @@ final class SimZKClient {
         let gen = generation
         return (id, { event in
             guard event != .sessionLost else { return }  // the session's loss reaches the process as an event
-            self.world.after(self.world.zkLatency()) {
+            self.world.after(self.inOrder(&self.lastArrivalAt)) {
                 guard gen == self.generation, self.session == id else { return }
                 if self.connected && self.reachable {
                     self.node.whenRunning { deliver(event) }
