@@ -14,7 +14,9 @@ import Glibc
 struct AgentRestartTests {
     /// One master, one agent, and a checkpointing framework with `tasks` running tasks; their pids.
     private func runningCheckpointedTasks(_ cluster: Cluster, tasks: Int = 2, command: String = "sleep 100000", masters: Int = 1, extra: [String] = []) async throws -> (Daemon, Daemon, [String: pid_t]) {
-        try await cluster.start(masters: masters, agents: 1, tasks: 0)
+        // A 30 s ping budget: these agents are down on purpose (twice in some tests) and must come back
+        // as the same agent; on a loaded machine 1.5 s is not enough for two restarts.
+        try await cluster.start(masters: masters, agents: 1, tasks: 0, maxAgentPingTimeouts: 60)
         let fw = try cluster.startFramework(tasks: tasks, command: command, extra: ["--checkpoint", "--stop_on_sigterm_without_failover"] + extra)
         try await fw.waitFor("all_running", ["count": "\(tasks)"], timeout: .seconds(30))
         let agent = cluster.agents[0]

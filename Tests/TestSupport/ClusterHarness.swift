@@ -95,9 +95,14 @@ final class Cluster {
     /// Starts `masters` masters (the first one leads), `agents` agents (registered), and with
     /// `tasks` > 0 a framework whose tasks all run; returns once all of that is true.
     /// `taskCPUs`: each agent offers 2 cpus, so 0.8 puts at most two tasks on one agent.
-    func start(masters: Int, agents: Int, tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1) async throws {
+    /// `maxAgentPingTimeouts`: the masters' ping budget (default `Knobs`: 1.5 s); tests whose agents
+    /// are down on purpose and must come back raise it, so a loaded machine cannot remove them.
+    func start(
+        masters: Int, agents: Int, tasks: Int, command: String = "sleep 100000", taskCPUs: Double = 0.1,
+        maxAgentPingTimeouts: Int = Knobs.maxAgentPingTimeouts
+    ) async throws {
         for i in 0..<masters {
-            let master = try startMaster()
+            let master = try startMaster(maxAgentPingTimeouts: maxAgentPingTimeouts)
             if i == 0 {
                 try await master.daemon.waitFor("leading", timeout: .seconds(20))
             } else {
@@ -116,12 +121,15 @@ final class Cluster {
 
     /// A new master in a new slot, or (with `slot`) a restart reusing that slot's work directory.
     @discardableResult
-    func startMaster(slot: Int? = nil, zk: String? = nil, port: Int = 0, advertisePort: Int? = nil, extra: [String] = []) throws -> Master {
+    func startMaster(
+        slot: Int? = nil, zk: String? = nil, port: Int = 0, advertisePort: Int? = nil,
+        maxAgentPingTimeouts: Int = Knobs.maxAgentPingTimeouts, extra: [String] = []
+    ) throws -> Master {
         let slot = slot ?? { slots += 1; return slots }()
         let daemon = try daemon("master\(slot)", "mesos-master", [
             "--zk", zk ?? url, "--port", "\(port)", "--work_dir", directory.appending(path: "master\(slot)").path,
             "--zk_session_timeout", Knobs.sessionTimeoutFlag, "--agent_ping_timeout", Knobs.agentPingTimeoutFlag,
-            "--max_agent_ping_timeouts", "\(Knobs.maxAgentPingTimeouts)", "--allocation_interval", "200ms", "--log_level", "info",
+            "--max_agent_ping_timeouts", "\(maxAgentPingTimeouts)", "--allocation_interval", "200ms", "--log_level", "info",
         ] + (advertisePort.map { ["--advertise_port", "\($0)"] } ?? []) + extra)
         let master = Master(slot: slot, daemon: daemon)
         masters.append(master)
