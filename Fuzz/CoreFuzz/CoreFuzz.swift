@@ -65,6 +65,9 @@ struct Input {
     mutating func mesosTask() -> MesosTask {
         MesosTask(name: text(), taskID: TaskID(value: id()), frameworkID: FrameworkID(value: id()), agentID: AgentID(value: id()), state: state(), resources: resources(), status: bool() ? status() : nil)
     }
+    mutating func executorInfo() -> ExecutorInfo {
+        ExecutorInfo(executorID: ExecutorID(value: id()), resources: resources(), command: bool() ? CommandInfo(value: text()) : nil, frameworkID: bool() ? FrameworkID(value: id()) : nil)
+    }
     mutating func masterInfo() -> MasterInfo { MasterInfo(id: id(), ip: 1, port: 5050, pid: bool() ? pidText() : nil) }
     mutating func offer() -> Offer {
         Offer(id: OfferID(value: id()), frameworkID: FrameworkID(value: id()), agentID: AgentID(value: id()), hostname: text(), resources: resources())
@@ -72,7 +75,7 @@ struct Input {
 
     /// A payload of any kind, its fields hostile.
     mutating func payload() -> Envelope.Payload {
-        switch byte() % 30 {
+        switch byte() % 40 {
         case 0: .registerAgent(RegisterAgentMessage(agent: agent()))
         case 1: .reregisterAgent(ReregisterAgentMessage(agent: agent(), tasks: (0..<count()).map { _ in mesosTask() }, frameworks: (0..<count()).map { _ in framework() }))
         case 2: .agentRegistered(AgentRegisteredMessage(agentID: AgentID(value: id()), master: bool() ? masterInfo() : nil))
@@ -102,6 +105,19 @@ struct Input {
         case 26: .frameworkError(FrameworkErrorMessage(message: text()))
         case 27: .frameworkDisconnected(FrameworkDisconnectedMessage(reason: bool() ? text() : nil))
         case 28: .messageRefused(MessageRefusedMessage(kind: text(), reason: text()))
+        case 29: .registerExecutor(RegisterExecutorMessage(frameworkID: FrameworkID(value: id()), executorID: ExecutorID(value: id())))
+        case 30: .executorRegistered(ExecutorRegisteredMessage(
+            executorInfo: executorInfo(), frameworkID: FrameworkID(value: id()), frameworkInfo: framework(), agentID: AgentID(value: id()), agentInfo: agent()))
+        case 31: .reregisterExecutor(ReregisterExecutorMessage(
+            executorID: ExecutorID(value: id()), frameworkID: FrameworkID(value: id()), tasks: (0..<count()).map { _ in task() },
+            updates: (0..<count()).map { _ in StatusUpdate(frameworkID: FrameworkID(value: id()), status: status(), timestamp: double(), uuid: bytes16()) }))
+        case 32: .executorReregistered(ExecutorReregisteredMessage(agentID: AgentID(value: id()), agentInfo: agent()))
+        case 33: .reconnectExecutor(ReconnectExecutorMessage(agentID: AgentID(value: id())))
+        case 34: .shutdownExecutor(ShutdownExecutorMessage(executorID: bool() ? ExecutorID(value: id()) : nil, frameworkID: bool() ? FrameworkID(value: id()) : nil))
+        case 35: .exitedExecutor(ExitedExecutorMessage(agentID: AgentID(value: id()), frameworkID: FrameworkID(value: id()), executorID: ExecutorID(value: id()), status: int32()))
+        case 36: .executorToFramework(ExecutorToFrameworkMessage(agentID: AgentID(value: id()), frameworkID: FrameworkID(value: id()), executorID: ExecutorID(value: id()), data: bytes16()))
+        case 37: .frameworkToExecutor(FrameworkToExecutorMessage(agentID: AgentID(value: id()), frameworkID: FrameworkID(value: id()), executorID: ExecutorID(value: id()), data: bytes16()))
+        case 38: .unregisterAgent(UnregisterAgentMessage(agentID: AgentID(value: id())))
         default: .leaderHint(LeaderHintMessage(leader: bool() ? masterInfo() : nil, leaderEpoch: bool() ? uint64() : nil, reason: bool() ? text() : nil))
         }
     }
@@ -116,21 +132,24 @@ enum Pids {
     static let scheduler = "scheduler-1@10.0.0.20:6000"
 }
 
-/// The three cores, driven by the input; every effect they return is checked.
+/// The four cores, driven by the input; every effect they return is checked.
 struct Cores {
     var master = MasterCore(info: MasterInfo(id: "m", ip: 1, port: 5050), pid: PID(Pids.master)!)
     var agent = AgentCore(info: AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 2)]), pid: PID(Pids.agent)!, seed: 1)
+    var executor = ExecutorCore(
+        agent: PID(Pids.agent)!, agentID: AgentID(value: "a"), frameworkID: FrameworkID(value: "f"), executorID: ExecutorID(value: "e"), seed: 3)
     var scheduler = SchedulerCore(framework: FrameworkInfo(user: "u", name: "fw"), seed: 2)
     var now: Duration = .zero
     var pendingTokens: [Int] = []
 
     mutating func step(_ input: inout Input) {
-        switch input.byte() % 14 {
+        switch input.byte() % 17 {
         case 0:
             now += .milliseconds(Int64(input.byte()) * 40)
             feedMaster(.tick(now: now))
             feedAgent(.tick(now: now))
             feedScheduler(.tick(now: now))
+            feedExecutor(.tick(now: now))
         case 1: feedMaster(.message(Inbound(input.envelope(), peer: PeerIdentity(principal: input.bool() ? input.id() : nil))))
         case 2: feedAgent(.message(Inbound(input.envelope())))
         case 3: feedScheduler(.message(Inbound(input.envelope())))
@@ -152,8 +171,11 @@ struct Cores {
             if !pendingTokens.isEmpty { feedMaster(.registryStored(token: pendingTokens.removeFirst())) }
         case 8: feedMaster(.linkBroken(endpoint: input.pick(["10.0.0.20:6000", "10.0.0.9:5051", "x:1"])))
         case 9:
-            let key = TaskKey(framework: FrameworkID(value: input.id()), task: TaskID(value: input.id()))
-            feedAgent(input.pick([.taskStarted(key), .taskExited(key, code: input.int32()), .taskFailedToStart(key, reason: input.text())]))
+            let key = ExecutorKey(framework: FrameworkID(value: input.id()), executor: ExecutorID(value: input.id()))
+            feedAgent(input.pick([
+                .executorExited(key, status: input.bool() ? input.int32() : nil), .executorFailedToLaunch(key, reason: input.text()),
+                .shutdownRequested(forGood: input.bool()), .linkBroken(endpoint: input.pick(["10.0.0.1:5050", "10.0.0.30:7000", "x:1"])),
+            ]))
         case 10:
             let call: SchedulerCall = input.pick([
                 .launch(offers: [OfferID(value: input.id())], tasks: [input.task()], filters: Filters(refuseSeconds: input.double())),
@@ -163,8 +185,37 @@ struct Cores {
             feedScheduler(.call(call))
         case 11: feedMaster(.teardown(FrameworkID(value: input.id())))
         case 12: feedMaster(input.pick([.candidacyLost(.sessionExpired), .registryLoadFailed("x"), .registryStoreFailed(fenced: input.bool(), reason: "x"), .startStandalone]))
-        default: feedScheduler(.linkBroken(endpoint: input.pick(["10.0.0.1:5050", "10.0.0.2:5050"])))
+        case 13: feedScheduler(.linkBroken(endpoint: input.pick(["10.0.0.1:5050", "10.0.0.2:5050"])))
+        case 14:
+            // A recovery state as a checkpoint could describe it (the agent acts on the first only).
+            var state = AgentRecoveryState()
+            if input.bool() { state.agent = input.agent() }
+            state.epochFloor = input.bool() ? input.uint64() : 0
+            state.rebooted = input.bool()
+            for _ in 0..<input.count(2) {
+                let fw = input.framework()
+                let executors = (0..<input.count(2)).map { _ in
+                    AgentRecoveryState.Executor(
+                        key: ExecutorKey(framework: FrameworkID(value: input.id()), executor: ExecutorID(value: input.id())), info: input.executorInfo(),
+                        run: input.id(), forkedPID: input.bool() ? input.int32() : nil, executorPID: input.bool() ? PID(input.pidText()) : nil,
+                        completed: input.bool(), tasks: (0..<input.count(2)).map { _ in AgentRecoveryState.Task(task: input.mesosTask(), records: []) },
+                        alive: input.bool())
+                }
+                state.frameworks.append(AgentRecoveryState.Framework(info: fw, pid: input.pidText(), executors: executors))
+            }
+            feedAgent(.recovered(state))
+        case 15: feedExecutor(.message(Inbound(input.envelope())))
+        default:
+            feedExecutor(input.pick([
+                .started(now: now), .taskStarted(pid: input.int32()), .taskFailedToStart(reason: input.text()),
+                .taskExited(input.pick([.exited(input.int32()), .signaled(input.int32()), .unknown])), .shutdownRequested,
+                .linkBroken(endpoint: input.pick(["10.0.0.9:5051", "x:1"])),
+            ]))
         }
+    }
+
+    mutating func feedExecutor(_ event: ExecutorCore.Event) {
+        for effect in executor.handle(event) { if case .send(let payload, _) = effect { sent(payload) } }
     }
 
     mutating func feedMaster(_ event: MasterCore.Event) {
@@ -191,7 +242,7 @@ struct Cores {
         do {
             try MessageValidation.validate(payload)
         } catch {
-            preconditionFailure("a core sent \(payload.kind) with an invalid value: \(error)")
+            fatalError("a core sent \(payload.kind) with an invalid value: \(error)")
         }
     }
 }

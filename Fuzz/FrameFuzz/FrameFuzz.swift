@@ -2,7 +2,7 @@
 // decoding must end in an envelope or a WireError, never a crash, a hang or a leak, and every
 // decoded envelope must survive a round trip and the epoch rules.
 // Built and run by scripts/fuzz (libFuzzer provides main).
-import MesosHA
+import MesosCore
 import MesosWire
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -32,9 +32,16 @@ private func check(_ envelope: Envelope) {
     let bytes = envelope.serializedBytes()
     let again = try? Envelope(serializedBytes: bytes)
     precondition(again?.serializedBytes() == bytes, "an envelope changed in a round trip")
-    let leader = Leader(epoch: envelope.epoch, pid: envelope.from)
-    for role in [EpochGuard.Role.follower(detected: leader), .follower(detected: nil), .leadingMaster(epoch: envelope.epoch), .standbyMaster] {
-        _ = EpochGuard.check(envelope, as: role)
+    // The detected leader is the sender itself (when its pid parses) or some other master.
+    let leader = Leader(epoch: envelope.epoch, pid: PID(envelope.from) ?? PID(name: "master", host: "127.0.0.1", port: 5050))
+    let roles: [EpochGuard.Role] = [
+        .follower(detected: leader), .follower(detected: leader, requireMasterIdentity: true), .follower(detected: nil),
+        .leadingMaster(epoch: envelope.epoch), .standbyMaster,
+    ]
+    for role in roles {
+        for peer in [PeerIdentity.unauthenticated, PeerIdentity(principal: "p", roles: [.master])] {
+            _ = EpochGuard.check(Inbound(envelope, peer: peer), as: role)
+        }
     }
 }
 

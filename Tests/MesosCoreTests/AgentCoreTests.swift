@@ -127,6 +127,22 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
 @Suite struct AgentCoreTests {
     typealias H = AgentHarness
 
+    /// Found by the core fuzzer: a checkpointed agent id the wire refuses was sent in ReregisterAgent.
+    @Test func aCheckpointWithValuesTheWireRefusesFailsTheRecovery() {
+        var state = AgentRecoveryState()
+        state.agent = AgentInfo(hostname: "h", resources: [], id: AgentID(value: "S1 \u{7}"))
+        var h = H(recovering: state)
+        guard case .recoveryFailed(let path, let problem) = h.exited else {
+            Issue.record("expected a failed recovery, got \(String(describing: h.exited))")
+            return
+        }
+        #expect(path == "checkpoint (slave.info.id)")
+        #expect(problem == "contains whitespace or control characters")
+        h.feed(.leaderDetected(H.m1))
+        h.tick(.seconds(5))
+        #expect(h.sent.isEmpty, "an agent whose recovery failed registers with no one")
+    }
+
     @Test func masterlessAgentIgnoresMasterMessages() {
         var h = H()
         h.run("t", on: H.m1)

@@ -81,6 +81,12 @@ public struct AgentRecoveryState: Sendable, Hashable {
         public var info: FrameworkInfo
         public var pid: String
         public var executors: [Executor]
+
+        public init(info: FrameworkInfo, pid: String, executors: [Executor]) {
+            self.info = info
+            self.pid = pid
+            self.executors = executors
+        }
     }
 
     public struct Executor: Sendable, Hashable {
@@ -97,11 +103,31 @@ public struct AgentRecoveryState: Sendable, Hashable {
         public var corrupt: [CheckpointError] = []
         /// Whether its process still runs: filled in by the shell, which can look.
         public var alive = false
+
+        public init(
+            key: ExecutorKey, info: ExecutorInfo, run: String, forkedPID: Int32?, executorPID: PID?, completed: Bool, tasks: [Task],
+            corrupt: [CheckpointError] = [], alive: Bool = false
+        ) {
+            self.key = key
+            self.info = info
+            self.run = run
+            self.forkedPID = forkedPID
+            self.executorPID = executorPID
+            self.completed = completed
+            self.tasks = tasks
+            self.corrupt = corrupt
+            self.alive = alive
+        }
     }
 
     public struct Task: Sendable, Hashable {
         public var task: MesosTask
         public var records: [StatusUpdateRecord]
+
+        public init(task: MesosTask, records: [StatusUpdateRecord]) {
+            self.task = task
+            self.records = records
+        }
     }
 
     public var agent: AgentInfo?

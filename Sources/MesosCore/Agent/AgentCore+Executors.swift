@@ -210,6 +210,14 @@ extension AgentCore {
     /// tasks and update streams; live executors are asked to reconnect (or, with
     /// `--recover=cleanup`, killed); dead ones end their tasks.
     mutating func recover(_ state: AgentRecoveryState) -> [Effect] {
+        // A checkpoint holds what the agent will send: values the wire would refuse (a hand-edited
+        // or hostile file) make the recovery fail here, not a peer refuse our messages later.
+        do throws(InvalidValue) {
+            try Self.validate(state)
+        } catch {
+            exited = true
+            return [.exit(.recoveryFailed(path: "checkpoint (\(error.field))", problem: error.problem))]
+        }
         var effects: [Effect] = []
         for problem in state.skipped { effects.append(.observe(.checkpointEntrySkipped(path: problem.path, problem: problem.problem))) }
         if state.epochFloor > follower.epochFloor { follower.raiseFloor(to: state.epochFloor) }
@@ -338,6 +346,26 @@ extension AgentCore {
             return effects + stopIfDone(force: true)
         default:
             return []
+        }
+    }
+
+    /// Every value of a recovered checkpoint as the wire checks it.
+    static func validate(_ state: AgentRecoveryState) throws(InvalidValue) {
+        if let id = state.agent?.id { try WireValidation.id(id.value, field: "slave.info.id") }
+        for (i, fw) in state.frameworks.enumerated() {
+            try MessageValidation.framework(fw.info, "frameworks[\(i)].framework.info")
+            for (j, e) in fw.executors.enumerated() {
+                let f = "frameworks[\(i)].executors[\(j)]"
+                try WireValidation.id(e.key.framework.value, field: f + ".framework_id")
+                try WireValidation.id(e.key.executor.value, field: f + ".executor_id")
+                try MessageValidation.executor(e.info, f + ".executor.info")
+                for (k, t) in e.tasks.enumerated() {
+                    try MessageValidation.task(t.task, f + ".tasks[\(k)].task")
+                    for (n, r) in t.records.enumerated() {
+                        if let u = r.update { try MessageValidation.update(u, f + ".tasks[\(k)].task.updates[\(n)]") }
+                    }
+                }
+            }
         }
     }
 
