@@ -11,14 +11,13 @@ import Testing
     final class Harness {
         let channel = EmbeddedChannel()
         let sink: InboundSink
-        let events: AsyncStream<BusEvent>
+        let events: BusEvents
         let stats = BusStatsCounter()
         let logs = CapturedLogs()
 
         init(credentials: [Credential]? = nil, maxFrameSize: Int = 64 * 1024) throws {
-            let (stream, continuation) = AsyncStream<BusEvent>.makeStream()
-            events = stream
-            sink = InboundSink(continuation: continuation, high: 100, low: 10, stats: stats)
+            sink = InboundSink(high: 100, low: 10, stats: stats)
+            events = BusEvents(sink: sink)
             let handler = FrameHandler(
                 codec: FrameCodec(maxFrameSize: maxFrameSize), side: .accepted(Authenticator(credentials: credentials), me: { "master@127.0.0.1:5050" }),
                 sink: sink, logger: logs.logger("frames"), partialFrameTimeout: .milliseconds(100))
