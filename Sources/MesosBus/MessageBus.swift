@@ -87,7 +87,6 @@ public final class MessageBus: Sendable {
     @discardableResult
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
-        let configuration = self.configuration, sink = self.sink, logger = self.logger
         let server = try await ServerBootstrap(group: loop, childGroup: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -95,16 +94,9 @@ public final class MessageBus: Sendable {
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
             .childChannelInitializer { [weak self] channel in
-                self?.track(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
-                        FrameHandler(
-                            codec: configuration.codec,
-                            side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
-                            sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
-                    ])
-                }
+                guard let self else { return channel.close() }
+                self.track(channel)
+                return channel.eventLoop.makeCompletedFuture { try self.installFramePipeline(on: channel) }
             }
             .bind(host: host, port: port)
             .get()
@@ -128,6 +120,20 @@ public final class MessageBus: Sendable {
         }
         logger.debug("listening", metadata: ["pid": "\(pid)"])
         return pid
+    }
+
+    /// The pipeline of an accepted connection: the partial-frame/authentication idle check and
+    /// the frame handler (decode, authenticate, deliver). The one place the server sets it up
+    /// (on the channel's loop, from the child channel initialiser).
+    func installFramePipeline(on channel: any Channel) throws {
+        let configuration = self.configuration
+        try channel.pipeline.syncOperations.addHandlers([
+            IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
+            FrameHandler(
+                codec: configuration.codec,
+                side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
+                sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
+        ])
     }
 
     /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is
