@@ -107,7 +107,7 @@ struct BusBench: AsyncParsableCommand {
 
         print("Bus benchmark: loopback, two buses in one process (one event loop each, senders and consumers on the \(placement.rawValue)),")
         print("\(ProcessInfo.processInfo.activeProcessorCount) cores, medians of \(repeats) runs of \(seconds) s after \(warmup) s of warm-up")
-        print("metric                      unit         ours   raw floor  ours/floor   batched floor  ours/batched   CPU us/msg ours/floor   allocs/msg ours/floor   csw/msg ours/floor")
+        print("metric                      unit         ours   raw floor  ours/floor   batched floor  ours/batched   CPU us/msg ours/floor   allocs/msg ours/floor   csw/msg ours/floor     faults/msg ours/floor")
         for row in rows {
             let m = (row["metric"] as! String).padding(toLength: 28, withPad: " ", startingAt: 0)
             let u = (row["unit"] as! String).padding(toLength: 6, withPad: " ", startingAt: 0)
@@ -118,7 +118,7 @@ struct BusBench: AsyncParsableCommand {
                 line += String(repeating: " ", count: 30)
             }
             if let per = (row["per_message"] ?? row["per_round_trip"]) as? [String: [String: Any]], let po = per["ours"], let pf = per["floor"] {
-                line += "   \(pair2(po["cpu_us"], pf["cpu_us"], "%.2f"))   \(pair2(po["allocations"], pf["allocations"], "%.2f"))   \(pair2(po["context_switches"], pf["context_switches"], "%.3f"))"
+                line += "   \(pair2(po["cpu_us"], pf["cpu_us"], "%.2f"))   \(pair2(po["allocations"], pf["allocations"], "%.2f"))   \(pair2(po["context_switches"], pf["context_switches"], "%.3f"))   \(pair2(po["minor_faults"], pf["minor_faults"], "%.3f"))"
             }
             print(line)
         }
@@ -169,7 +169,8 @@ struct BusBench: AsyncParsableCommand {
         for key in ["p50_us", "p90_us", "p99_us", "max_us"] { latency[key] = obj[key] as? Double }
         return Figures(
             rate: obj["per_second"] as! Double, count: (obj["count"] as! NSNumber).intValue, cpuPerMessage: obj["cpu_us_per_msg"] as! Double,
-            allocationsPerMessage: obj["allocs_per_msg"] as? Double, switchesPerMessage: obj["csw_per_msg"] as! Double, latency: latency)
+            allocationsPerMessage: obj["allocs_per_msg"] as? Double, switchesPerMessage: obj["csw_per_msg"] as! Double,
+            faultsPerMessage: obj["minflt_per_msg"] as! Double, latency: latency)
     }
 }
 
@@ -180,18 +181,26 @@ struct Figures {
     var cpuPerMessage: Double
     var allocationsPerMessage: Double?
     var switchesPerMessage: Double
+    var faultsPerMessage: Double
     var latency: [String: Double] = [:]
 
     var perMessage: [String: Any] {
-        ["cpu_us": cpuPerMessage, "allocations": allocationsPerMessage ?? NSNull(), "context_switches": switchesPerMessage]
+        [
+            "cpu_us": cpuPerMessage, "allocations": allocationsPerMessage ?? NSNull(), "context_switches": switchesPerMessage,
+            "minor_faults": faultsPerMessage,
+        ]
     }
 
-    init(rate: Double, count: Int, cpuPerMessage: Double, allocationsPerMessage: Double?, switchesPerMessage: Double, latency: [String: Double] = [:]) {
+    init(
+        rate: Double, count: Int, cpuPerMessage: Double, allocationsPerMessage: Double?, switchesPerMessage: Double, faultsPerMessage: Double,
+        latency: [String: Double] = [:]
+    ) {
         self.rate = rate
         self.count = count
         self.cpuPerMessage = cpuPerMessage
         self.allocationsPerMessage = allocationsPerMessage
         self.switchesPerMessage = switchesPerMessage
+        self.faultsPerMessage = faultsPerMessage
         self.latency = latency
     }
 
@@ -200,7 +209,8 @@ struct Figures {
         self.init(
             rate: n / (s1.time - s0.time), count: s1.count - s0.count, cpuPerMessage: (s1.cpuMicroseconds - s0.cpuMicroseconds) / n,
             allocationsPerMessage: s1.allocations.flatMap { a1 in s0.allocations.map { Double(a1 - $0) / n } },
-            switchesPerMessage: Double(s1.contextSwitches - s0.contextSwitches) / n, latency: latency)
+            switchesPerMessage: Double(s1.contextSwitches - s0.contextSwitches) / n, faultsPerMessage: Double(s1.faults - s0.faults) / n,
+            latency: latency)
     }
 
     /// The median of every field on its own.
@@ -212,7 +222,8 @@ struct Figures {
             rate: MesosBusBench.median(runs.map(\.rate)), count: Int(MesosBusBench.median(runs.map { Double($0.count) })),
             cpuPerMessage: MesosBusBench.median(runs.map(\.cpuPerMessage)),
             allocationsPerMessage: allocations.isEmpty ? nil : MesosBusBench.median(allocations),
-            switchesPerMessage: MesosBusBench.median(runs.map(\.switchesPerMessage)), latency: latency)
+            switchesPerMessage: MesosBusBench.median(runs.map(\.switchesPerMessage)),
+            faultsPerMessage: MesosBusBench.median(runs.map(\.faultsPerMessage)), latency: latency)
     }
 }
 
@@ -222,6 +233,8 @@ struct Sample {
     var count: Int
     var cpuMicroseconds: Double
     var contextSwitches: Int
+    /// Minor page faults (fresh pages the kernel had to map in, e.g. after malloc gave memory back).
+    var faults: Int
     var allocations: UInt64?
 
     static func now(count: Int) -> Sample {
@@ -232,7 +245,7 @@ struct Sample {
         let cpu = Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)
         return Sample(
             time: Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9, count: count, cpuMicroseconds: cpu,
-            contextSwitches: ru.ru_nvcsw + ru.ru_nivcsw, allocations: Allocations.counter?())
+            contextSwitches: ru.ru_nvcsw + ru.ru_nivcsw, faults: ru.ru_minflt, allocations: Allocations.counter?())
     }
 }
 

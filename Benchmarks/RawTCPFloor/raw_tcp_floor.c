@@ -12,7 +12,7 @@
  * Every figure covers SECONDS after WARMUP seconds of the same traffic (the connection is open
  * and warm). Output is one JSON object on stdout: frames per second (or RTT percentiles), and
  * per frame (per round trip for pingpong): CPU microseconds of the whole process (getrusage),
- * context switches, and allocations when libmalloc_count.so is preloaded (null otherwise).
+ * context switches, minor page faults, and allocations when libmalloc_count.so is preloaded (null otherwise).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -170,7 +170,7 @@ static void *sender(void *arg) {
     return NULL;
 }
 
-struct sample { double t, cpu_us; long csw; uint64_t count, allocs; };
+struct sample { double t, cpu_us; long csw, minflt; uint64_t count, allocs; };
 static uint64_t (*allocations)(void);
 
 static struct sample take(void) {
@@ -180,6 +180,7 @@ static struct sample take(void) {
         .t = now_s(),
         .cpu_us = ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec,
         .csw = ru.ru_nvcsw + ru.ru_nivcsw,
+        .minflt = ru.ru_minflt,
         .count = __atomic_load_n(&received, __ATOMIC_RELAXED),
         .allocs = allocations ? allocations() : 0,
     };
@@ -233,8 +234,8 @@ int main(int argc, char **argv) {
     char allocs[32] = "null";
     if (allocations) snprintf(allocs, sizeof allocs, "%.3f", (double)(b.allocs - a.allocs) / n);
     printf("{\"mode\":\"%s\",\"frame_bytes\":%d,\"count\":%.0f,\"seconds\":%.3f,\"per_second\":%.1f,"
-           "\"cpu_us_per_msg\":%.3f,\"csw_per_msg\":%.4f,\"allocs_per_msg\":%s",
-           argv[1], frame_bytes, n, dt, n / dt, (b.cpu_us - a.cpu_us) / n, (double)(b.csw - a.csw) / n, allocs);
+           "\"cpu_us_per_msg\":%.3f,\"csw_per_msg\":%.4f,\"minflt_per_msg\":%.4f,\"allocs_per_msg\":%s",
+           argv[1], frame_bytes, n, dt, n / dt, (b.cpu_us - a.cpu_us) / n, (double)(b.csw - a.csw) / n, (double)(b.minflt - a.minflt) / n, allocs);
     if (mode == PINGPONG) {
         size_t c = rtt_count;
         qsort(rtt, c, sizeof(double), cmp_double);
