@@ -167,9 +167,12 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     /// Stops taking posts (shutdown).
     func retire() { inbox.withLock { $0.retired = true } }
 
-    /// Stops taking posts if nothing is waiting to be drained (idle eviction); false otherwise.
+    /// Stops taking posts if nothing is waiting to be drained or written and no connect is in
+    /// progress (idle eviction); false otherwise. On the loop (the bus's sweeper runs there).
     func retireIfIdle() -> Bool {
-        inbox.withLock { box in
+        loop.preconditionInEventLoop()
+        guard machine.canEvict else { return false }
+        return inbox.withLock { box in
             guard box.isEmpty, !box.scheduled else { return false }
             box.retired = true
             return true

@@ -51,6 +51,16 @@ struct LinkStateMachine {
 
     var isIdle: Bool { state == .idle && queue.isEmpty }
 
+    /// Nothing queued and no connect or authentication in progress: closing the link now loses
+    /// nothing (idle eviction). A link still connecting holds the frames it was given.
+    var canEvict: Bool {
+        guard queue.isEmpty else { return false }
+        switch state {
+        case .idle, .connected, .closed: return true
+        case .connecting, .authenticating: return false
+        }
+    }
+
     mutating func enqueue(_ frame: ByteBuffer, frames: Int = 1, channelWritable: Bool) -> Enqueue {
         switch state {
         case .closed:

@@ -179,4 +179,19 @@ import Testing
         let after = m.enqueue(Self.frame(5), channelWritable: true)
         #expect(closed == 1 && after == .dropped(.closed))
     }
+
+    /// Idle eviction must not close a link that still holds frames for a connect in progress.
+    @Test func onlyALinkWithNothingQueuedAndNoConnectInProgressCanBeEvicted() {
+        var m = LinkStateMachine(maxQueuedBytes: 100)
+        #expect(m.canEvict, "never used")
+        _ = m.enqueue(Self.frame(5), channelWritable: false)
+        #expect(!m.canEvict, "connecting, with a frame queued")
+        let id = ObjectIdentifier(LinkStateMachineTests.self)
+        m.connected(id, authenticate: true)
+        #expect(!m.canEvict, "authenticating")
+        _ = m.authenticated(id)
+        #expect(!m.canEvict, "connected, the frame not written yet")
+        _ = m.nextFrame(channelWritable: true)
+        #expect(m.canEvict, "connected, everything written")
+    }
 }
