@@ -32,7 +32,9 @@ def table(doc):
         f"(senders and consumers on the bus's {setup.get('placement', '?')}); each figure is the median of "
         f"{setup.get('repeats', '?')} runs of {setup.get('seconds', '?')} s after {setup.get('warmup', '?')} s of warm-up, "
         "the floors measured in the same run. Costs are per message (per round trip for latency) for the whole "
-        "process: CPU time (getrusage), malloc calls, context switches.",
+        "process: CPU time (getrusage), malloc calls, context switches."
+        + (f" Load average before/after: {setup['load_average'][0]:.1f} / {setup['load_average'][1]:.1f} on a shared machine."
+           if setup.get("load_average") else ""),
         "",
         "| metric | ours | per-frame C floor | ours / floor | batched C floor | ours / batched | costs: ours | costs: per-frame floor | costs: batched floor |",
         "|---|---|---|---|---|---|---|---|---|",

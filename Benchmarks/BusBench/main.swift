@@ -56,6 +56,7 @@ struct BusBench: AsyncParsableCommand {
         guard let floor else { throw ValidationError("--floor is required") }
         if Allocations.counter == nil { print("note: allocations are not counted (run through Benchmarks/bus-bench.sh to preload the counter)") }
 
+        let loadBefore = Self.loadAverage()
         var rows: [[String: Any]] = []
         let figures = Set(only.split(separator: ",").map(String.init))
         for (label, size) in [("100 B", 100), ("64 KiB", 64 * 1024)] where figures.contains(size == 100 ? "small" : "large") {
@@ -129,6 +130,8 @@ struct BusBench: AsyncParsableCommand {
                 "setup": [
                     "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds, "warmup": warmup, "repeats": repeats,
                     "placement": placement.rawValue, "allocations_counted": Allocations.counter != nil,
+                    // Other work on the machine skews every figure: the 1-minute load average before and after.
+                    "load_average": [loadBefore, Self.loadAverage()],
                 ] as [String: Any],
             ]
             try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
@@ -147,6 +150,12 @@ struct BusBench: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("bus allocation check passed")
+    }
+
+    /// The 1-minute load average (/proc/loadavg), -1 when unknown.
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return -1 }
+        return text.split(separator: " ").first.flatMap { Double($0) } ?? -1
     }
 
     static func envelope(payloadBytes: Int, from: PID) -> Envelope {
