@@ -168,9 +168,9 @@ class Gen:
         self.need(ct)
         out.append(f"extension {sw}: CEnum {{")
         out.append(f"    var cValue: {ct} {{ {ct}(rawValue: numericCast(rawValue)) }}")
-        out.append(f"    init(cValue: {ct}, field: String) throws(WireError) {{")
+        out.append(f"    init(cValue: {ct}, field: FieldPath) throws(WireError) {{")
         out.append("        let raw = Int32(truncatingIfNeeded: cValue.rawValue)")
-        out.append(f"        guard let v = {sw}(rawValue: raw) else {{ throw .unknownEnumValue(field: field, value: raw) }}")
+        out.append(f"        guard let v = {sw}(rawValue: raw) else {{ throw .unknownEnumValue(field: field(), value: raw) }}")
         out.append("        self = v")
         out.append("    }")
         out.append("}\n")
@@ -235,7 +235,8 @@ class Gen:
 
     # -- C conversion ---------------------------------------------------------------
     def decode_value(self, f, expr, where):
-        """Swift expression turning one C value into its Swift value (may throw)."""
+        """Swift expression turning one C value into its Swift value (may throw); `where` is a
+        FieldPath closure (the field's path, built only for an error)."""
         if f.type == F.TYPE_MESSAGE:
             return f"try {self.swift_type(self.ref(f)[1])}(c: {expr}, field: {where})"
         if f.type == F.TYPE_ENUM:
@@ -273,12 +274,13 @@ class Gen:
         out.append(f"    typealias CType = {ct}")
         out.append(f"    static func cInit(_ m: UnsafeMutablePointer<{ct}>) {{ {self.need(cp + '__init')}(m) }}")
         out.append("")
-        # decode
-        out.append(f"    init(c p: UnsafePointer<{ct}>, field: String) throws(WireError) {{")
+        # decode (field paths are closures: strings are built only when throwing)
+        out.append(f"    init(c p: UnsafePointer<{ct}>, field: FieldPath) throws(WireError) {{")
         out.append("        let m = p.pointee" if m.field else "        _ = (p, field)")
         for f in plain:
             n, cf = swift_field(f.name).strip("`"), f.name
-            where = f'field + ".{f.name}"'
+            path_ = f'field() + ".{f.name}"'
+            where = "{ " + path_ + " }"
             if f.label == F.LABEL_REPEATED:
                 out.append(f"        var {n}: {self.field_swift_type(f)} = []")
                 out.append(f"        {n}.reserveCapacity(m.n_{cf})")
@@ -287,7 +289,7 @@ class Gen:
                 out.append(f"        self.{n} = {n}")
             elif f.label == F.LABEL_REQUIRED or self.has_default(f):
                 if f.type in (F.TYPE_MESSAGE, F.TYPE_STRING):
-                    out.append(f"        guard let {n} = m.{cf} else {{ throw .missingField({where}) }}")
+                    out.append(f"        guard let {n} = m.{cf} else {{ throw .missingField({path_}) }}")
                     out.append(f"        self.{n} = {self.decode_value(f, n, where)}")
                 else:
                     out.append(f"        self.{n} = {self.decode_value(f, 'm.' + cf, where)}")
@@ -301,8 +303,8 @@ class Gen:
             for f in fs:
                 const = self.need(f"{self.c_upper(path)}__{g.upper()}_{f.name.upper()}")
                 out.append(f"        case {const}:")
-                out.append(f'            guard let v = m.{f.name} else {{ throw .missingField(field + ".{f.name}") }}')
-                value = self.decode_value(f, "v", 'field + ".' + f.name + '"')
+                out.append(f'            guard let v = m.{f.name} else {{ throw .missingField(field() + ".{f.name}") }}')
+                value = self.decode_value(f, "v", '{ field() + ".' + f.name + '" }')
                 out.append(f"            self.{gn} = .{swift_field(f.name)}({value})")
             out.append(f"        default: self.{gn} = nil  // not set, or a kind this build does not know")
             out.append("        }")
@@ -343,7 +345,7 @@ class Gen:
             out.append("    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }")
             out.append(f"    static func cPackedSize(_ m: UnsafePointer<{ct}>) -> Int {{ {self.need(cp + '__get_packed_size')}(m) }}")
             out.append(f"    static func cPack(_ m: UnsafePointer<{ct}>, _ out: UnsafeMutablePointer<UInt8>) -> Int {{ {self.need(cp + '__pack')}(m, out) }}")
-            out.append(f"    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<{ct}>? {{ {self.need(cp + '__unpack')}(nil, len, data) }}")
+            out.append(f"    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<{ct}>? {{ {self.need(cp + '__unpack')}(allocator, len, data) }}")
             out.append(f"    static func cFree(_ m: UnsafeMutablePointer<{ct}>) {{ {self.need(cp + '__free_unpacked')}(m, nil) }}")
             out.append("}\n")
 

@@ -50,3 +50,10 @@ public enum BusError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension BusConfiguration {
+    /// Reads of up to 256 KiB on a busy connection (NIO's default stops at 64 KiB, less than one
+    /// 64 KiB message and its header, so every such frame spanned two reads and was copied);
+    /// small on a quiet one. Chosen by Benchmarks/bus-bench.sh.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 * 1024, maximum: 256 * 1024)
+}

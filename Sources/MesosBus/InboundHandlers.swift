@@ -3,31 +3,90 @@ import MesosWire
 import NIOCore
 import Synchronization
 
-/// Delivers decoded envelopes to the bus's event stream and pushes back on the
+/// The bus's event queue: decoded envelopes in, `BusEvents` out, and back-pressure on the
 /// sockets when the consumer falls behind (autoRead off above the high water mark).
+///
+/// Frame handlers deliver a batch per read cycle (one lock for many messages; the batch array is
+/// moved in, not copied, and emptied arrays come back for the next batches); the consumer takes
+/// events one at a time from the same queue (each moved out), so an iterator that stops early
+/// loses nothing and the next one goes on where it stopped.
 final class InboundSink: Sendable {
+    private struct Batch {
+        var events: [BusEvent]
+        /// All messages (from a connection), or one other event (a tick, a broken link).
+        var messages: Bool
+    }
+
     private struct State {
+        /// The batch being taken from, and the next event in it.
+        var head: [BusEvent] = []
+        var headIndex = 0
+        var headMessages = true
+        var queue = CircularBuffer<Batch>(initialCapacity: 16)
+        /// Messages queued (ticks and broken links do not count towards the water marks).
         var pending = 0
         var paused: [ObjectIdentifier: any Channel] = [:]
         var tickWaiting = false
+        var finished = false
+        var waiters: [(id: UInt64, continuation: UnsafeContinuation<BusEvent?, Never>)] = []
+        var nextWaiter: UInt64 = 0
+        /// Emptied batch arrays (their capacity), for the frame handlers' next batches.
+        var spareArrays: [[BusEvent]] = []
+
+        /// Moves the next event out (its slot keeps a trivial `.tick`); nil when none is queued.
+        mutating func popFirst() -> BusEvent? {
+            if headIndex == head.count {
+                guard var next = queue.popFirst() else { return nil }
+                swap(&next.events, &head)  // no copy: `head` must stay uniquely referenced
+                recycle(next.events)
+                headMessages = next.messages
+                headIndex = 0
+            }
+            var event = BusEvent.tick
+            swap(&event, &head[headIndex])
+            headIndex += 1
+            if headMessages {
+                pending -= 1
+            } else if case .tick = event {
+                tickWaiting = false
+            }
+            return event
+        }
+
+        mutating func recycle(_ old: consuming [BusEvent]) {
+            if spareArrays.count < 8 && old.capacity > 0 && old.capacity <= 4096 {
+                old.removeAll(keepingCapacity: true)
+                spareArrays.append(old)
+            }
+        }
     }
     private let state = Mutex(State())
-    private let continuation: AsyncStream<BusEvent>.Continuation
     private let high: Int
     private let low: Int
     let stats: BusStatsCounter
 
-    init(continuation: AsyncStream<BusEvent>.Continuation, high: Int, low: Int, stats: BusStatsCounter) {
-        self.continuation = continuation
+    init(high: Int, low: Int, stats: BusStatsCounter) {
         self.high = high
         self.low = low
         self.stats = stats
     }
 
-    func deliver(_ envelope: Envelope, peer: PeerIdentity, on channel: any Channel) {
-        stats.add(\.messagesReceived)
+    /// Queues `batch` (messages received on `channel`, in order); `batch` is then an empty array,
+    /// often with capacity.
+    func deliver(_ batch: inout [BusEvent], on channel: any Channel) {
+        guard !batch.isEmpty else { return }
+        let n = batch.count
+        stats.add(\.messagesReceived, n)
+        var handOff = HandOff()
         let pause = state.withLock { s -> Bool in
-            s.pending += 1
+            // Moved, never copied: the queue's array must stay uniquely referenced (events are
+            // moved out of it one by one).
+            var next = Batch(events: s.spareArrays.popLast() ?? [], messages: true)
+            swap(&next.events, &batch)
+            guard !s.finished else { return false }
+            s.queue.append(consume next)
+            s.pending += n
+            Self.handOff(&s, into: &handOff)
             guard s.pending >= high else { return false }
             s.paused[ObjectIdentifier(channel)] = channel
             return true
@@ -36,37 +95,132 @@ final class InboundSink: Sendable {
             stats.add(\.readsPaused)
             channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
-        continuation.yield(.message(Inbound(envelope, peer: peer)))
+        handOff.resume()
     }
 
-    func consumed() {
-        let resume = state.withLock { s -> [any Channel] in
-            s.pending -= 1
-            guard s.pending <= low, !s.paused.isEmpty else { return [] }
-            defer { s.paused.removeAll() }
-            return Array(s.paused.values)
+    /// Waiting consumers and the events they get, resumed outside the lock (an array only for
+    /// more than one waiter).
+    private struct HandOff {
+        var first: (UnsafeContinuation<BusEvent?, Never>, BusEvent)?
+        var more: [(UnsafeContinuation<BusEvent?, Never>, BusEvent)] = []
+
+        func resume() {
+            if let (c, e) = first { c.resume(returning: e) }
+            for (c, e) in more { c.resume(returning: e) }
         }
-        for channel in resume { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
     }
 
-    func event(_ event: BusEvent) { continuation.yield(event) }
+    /// Gives waiting consumers the first events (counted as taken).
+    private static func handOff(_ s: inout State, into out: inout HandOff) {
+        while !s.waiters.isEmpty, let event = s.popFirst() {
+            let waiter = (s.waiters.removeFirst().continuation, event)
+            if out.first == nil { out.first = waiter } else { out.more.append(waiter) }
+        }
+    }
 
-    /// One tick at most waits in the stream: a consumer that fell behind gets one, not a backlog.
+    /// Channels to resume once the consumer caught up (taken under the lock, resumed outside).
+    private func resumable(_ s: inout State) -> [any Channel] {
+        guard s.pending <= low, !s.paused.isEmpty else { return [] }
+        defer { s.paused.removeAll() }
+        return Array(s.paused.values)
+    }
+
+    private func resume(_ channels: [any Channel]) {
+        for channel in channels { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+    }
+
+    /// The next event, waiting for one; nil once finished and drained (or when the task is cancelled).
+    func next(isolation actor: isolated (any Actor)? = #isolation) async -> BusEvent? {
+        // An event is queued (the common case under load): no suspension.
+        switch take() {
+        case .event(let event): return event
+        case .end: return nil
+        case .none: break
+        }
+        let id = state.withLock { s -> UInt64 in
+            defer { s.nextWaiter &+= 1 }
+            return s.nextWaiter
+        }
+        return await withTaskCancellationHandler(
+            operation: {
+                await withUnsafeContinuation(isolation: actor) { (c: UnsafeContinuation<BusEvent?, Never>) in
+                    switch take(orWait: { s in s.waiters.append((id, c)) }) {
+                    case .event(let event): c.resume(returning: event)
+                    case .end: c.resume(returning: nil)
+                    case .none: break
+                    }
+                }
+            },
+            onCancel: {
+                let waiter = state.withLock { s -> UnsafeContinuation<BusEvent?, Never>? in
+                    guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return s.waiters.remove(at: i).continuation
+                }
+                waiter?.resume(returning: nil)
+            },
+            isolation: actor)
+    }
+
+    private enum Taken {
+        case event(BusEvent)
+        /// None, and none will come (finished, or the task is cancelled).
+        case end
+        /// None yet (`orWait` ran under the same lock).
+        case none
+    }
+
+    private func take(orWait: (inout State) -> Void = { _ in }) -> Taken {
+        var channels: [any Channel] = []
+        let taken = state.withLock { s -> Taken in
+            if let event = s.popFirst() {
+                channels = resumable(&s)
+                return .event(event)
+            }
+            if s.finished || Task.isCancelled { return .end }
+            orWait(&s)
+            return .none
+        }
+        if !channels.isEmpty { resume(channels) }
+        return taken
+    }
+
+    func event(_ event: BusEvent) { enqueue(event) }
+
+    private func enqueue(_ event: BusEvent, onlyIf condition: (inout State) -> Bool = { _ in true }) {
+        var handOff = HandOff()
+        state.withLock { s in
+            guard !s.finished, condition(&s) else { return }
+            s.queue.append(Batch(events: [event], messages: false))
+            Self.handOff(&s, into: &handOff)
+        }
+        handOff.resume()
+    }
+
+    /// One tick at most waits in the queue: a consumer that fell behind gets one, not a backlog.
     func tick() {
-        let yield = state.withLock { s -> Bool in
+        enqueue(.tick) { s in
             defer { s.tickWaiting = true }
             return !s.tickWaiting
         }
-        if yield { continuation.yield(.tick) }
     }
 
-    func tickTaken() { state.withLock { $0.tickWaiting = false } }
-    func finish() { continuation.finish() }
+    /// Ends the events once what is queued is taken.
+    func finish() {
+        let waiters = state.withLock { s -> [UnsafeContinuation<BusEvent?, Never>] in
+            s.finished = true
+            defer { s.waiters = [] }
+            return s.waiters.map(\.continuation)
+        }
+        for w in waiters { w.resume(returning: nil) }
+    }
 }
 
 /// Frames in, envelopes out. Bad input (oversized, empty, malformed frame, a partial frame
 /// that stalls) closes this connection only, with the reason logged. On an accepted connection it
 /// also runs the accepting side of authentication; on a link, authentication answers go to the link.
+///
+/// Frames are decoded in place from each read; the messages of one read cycle go to the sink
+/// together at `channelReadComplete` (and before anything that ends the connection).
 final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
@@ -76,15 +230,31 @@ final class FrameHandler: ChannelInboundHandler {
     }
 
     private var decoder: FrameDecoder
-    private var side: Side
+    private var authenticator: Authenticator?
+    private let me: @Sendable () -> String
+    private let link: Link?
+    /// What this connection proved, once the authenticator is satisfied (nil: not yet).
+    private var identity: PeerIdentity?
     private let sink: InboundSink
     private let logger: Logger
     private let partialFrameTimeout: TimeAmount
     private var rejected = false
+    private var batch: [BusEvent] = []
 
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
-        self.side = side
+        switch side {
+        case .accepted(let authenticator, let me):
+            self.authenticator = authenticator
+            self.me = me
+            self.link = nil
+            self.identity = authenticator.isSatisfied ? PeerIdentity(principal: authenticator.principal) : nil
+        case .link(let link):
+            self.authenticator = nil
+            self.me = { "" }
+            self.link = link
+            self.identity = nil
+        }
         self.sink = sink
         self.logger = logger
         self.partialFrameTimeout = partialFrameTimeout
@@ -93,34 +263,59 @@ final class FrameHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !rejected else { return }
         let buffer = unwrapInboundIn(data)
-        decoder.append(buffer.readableBytesView)
         do {
-            while !rejected, let envelope = try decoder.next() { route(envelope, context) }
-        } catch {
+            try buffer.withUnsafeReadableBytes { bytes in
+                try decoder.decode(bytes) { envelope in
+                    route(envelope, context)
+                    return !rejected
+                }
+            }
+        } catch let error as WireError {
             reject(context, reason: error.description, cause: error.cause)
+        } catch {
+            reject(context, reason: "\(error)", cause: "malformed_frame")
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        sink.deliver(&batch, on: context.channel)
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        sink.deliver(&batch, on: context.channel)
+        context.fireChannelInactive()
+    }
+
     private func route(_ envelope: Envelope, _ context: ChannelHandlerContext) {
-        switch side {
-        case .accepted(var authenticator, let me):
-            let outcome = authenticator.handle(envelope)
-            side = .accepted(authenticator, me: me)
-            switch outcome {
-            case .deliver: sink.deliver(envelope, peer: PeerIdentity(principal: authenticator.principal), on: context.channel)
-            case .answer(nil): break
-            case .answer(let payload?): answer(payload, from: me(), context)
-            case .refuse(let payload, let reason, let cause):
-                answer(payload, from: me(), context)
-                reject(context, reason: reason, cause: cause)
-            }
-        case .link(let link):
-            if let payload = envelope.payload, payload.isAuthentication {
+        let isAuthentication = envelope.payload?.isAuthentication ?? false
+        // The common case: a message from a peer that needs (or needed) no more proof.
+        if let identity, !isAuthentication {
+            batch.append(.message(Inbound(envelope, peer: identity)))
+            return
+        }
+        if let link {
+            if isAuthentication, let payload = envelope.payload {
+                sink.deliver(&batch, on: context.channel)  // what came before stays before
                 link.authentication(payload, on: context.channel)
             } else {
-                sink.deliver(envelope, peer: .unauthenticated, on: context.channel)
+                batch.append(.message(Inbound(envelope, peer: .unauthenticated)))
             }
+            return
         }
+        guard var authenticator else { return }
+        let outcome = authenticator.handle(envelope)
+        self.authenticator = authenticator
+        switch outcome {
+        case .deliver:
+            batch.append(.message(Inbound(envelope, peer: PeerIdentity(principal: authenticator.principal))))
+        case .answer(nil): break
+        case .answer(let payload?): answer(payload, from: me(), context)
+        case .refuse(let payload, let reason, let cause):
+            answer(payload, from: me(), context)
+            reject(context, reason: reason, cause: cause)
+        }
+        if authenticator.isSatisfied { identity = PeerIdentity(principal: authenticator.principal) }
     }
 
     private func answer(_ payload: Envelope.Payload, from me: String, _ context: ChannelHandlerContext) {
@@ -130,10 +325,10 @@ final class FrameHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if case .accepted = side { sink.stats.add(\.idleChecks) }
+            if link == nil { sink.stats.add(\.idleChecks) }
             if decoder.bufferedBytes > 0 {
                 reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")
-            } else if case .accepted(let authenticator, _) = side, !authenticator.isSatisfied {
+            } else if let authenticator, !authenticator.isSatisfied {
                 reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "authentication_timeout")
             }
             return
@@ -143,11 +338,13 @@ final class FrameHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error, closing", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        sink.deliver(&batch, on: context.channel)
         context.close(promise: nil)
     }
 
     private func reject(_ context: ChannelHandlerContext, reason: String, cause: String) {
         rejected = true
+        sink.deliver(&batch, on: context.channel)  // what came before the bad input is delivered
         sink.stats.add(\.connectionsRejected)
         logger.warning(
             "closing connection: \(reason)",

@@ -7,9 +7,11 @@ import Synchronization
 /// One outbound TCP connection to a peer endpoint, connected lazily on the first frame and
 /// again on the first frame after it broke. Frames keep their posting order.
 ///
-/// Posting is safe from any thread: frames go into a small locked inbox, and the link's event
-/// loop is woken once per batch (on the empty-to-non-empty transition), not once per frame. On
-/// the loop, `LinkStateMachine` decides; this class only performs its decisions.
+/// Posting is safe from any thread: each envelope is encoded straight into the link's outgoing
+/// buffer under the inbox lock (frames back to back, no per-frame buffer), and the link's event
+/// loop is woken once per batch (on the empty-to-non-empty transition), not once per frame; the
+/// loop then writes the whole batch at once. On the loop, `LinkStateMachine` decides; this class
+/// only performs its decisions.
 final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and atomics shared
     let endpoint: Endpoint
     let loop: any EventLoop
@@ -18,14 +20,51 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private let logger: Logger
     private let me: @Sendable () -> String
 
+    /// Frames of at least this many bytes get a buffer of their own (no copy into a batch).
+    static let largeFrame = 16 * 1024
+    /// Batch buffers hold at most this much; the next one is sized by how full the last was.
+    static let batchCapacity = 64 * 1024
+
     private struct Inbox {
-        var frames: [ByteBuffer] = []
-        var bytes = 0
+        let encoder: FrameEncoder
+        /// The buffer small frames are encoded into, back to back.
+        var open: ByteBuffer?
+        var openFrames = 0
+        var nextCapacity = 1024
+        /// Closed batches and large frames, in posting order (all before `open`).
+        var chunks: [Chunk] = []
         var scheduled = false
         /// Set when the link is evicted or shut down: posts go to a new link instead.
         var retired = false
+        /// Buffers of chunks already handed to the socket, reused once the socket let go of
+        /// them (`clear` allocates anew while it still holds one).
+        var spares: [ByteBuffer] = []
+
+        var isEmpty: Bool { chunks.isEmpty && open == nil }
+
+        mutating func buffer(_ allocator: ByteBufferAllocator, capacity: Int) -> ByteBuffer {
+            guard var buffer = spares.popLast() else { return allocator.buffer(capacity: capacity) }
+            buffer.clear(minimumCapacity: capacity)
+            return buffer
+        }
+
+        mutating func closeOpen() {
+            guard let buffer = open else { return }
+            chunks.append(Chunk(buffer: buffer, frames: openFrames))
+            nextCapacity = min(Link.batchCapacity, max(1024, buffer.readableBytes * 2))
+            open = nil
+            openFrames = 0
+        }
     }
-    private let inbox = Mutex(Inbox())
+    private let inbox: Mutex<Inbox>
+    private let allocator = ByteBufferAllocator()
+    /// Spare buffers kept per link: at most this many, each at most `maxSpare` bytes.
+    private static let spareCount = 2
+    private static let maxSpare = 256 * 1024
+    /// Loop-confined: the drained chunk array, kept for its capacity.
+    private var spareChunks: [Chunk] = []
+    /// Made once (no closure allocated per wake-up); weak, so a link is freed once forgotten.
+    private var drain: (@Sendable () -> Void)!
     /// Bytes posted and not yet handed to the socket: senders above the high water mark wait.
     private let backlog = Atomic<Int>(0)
     /// Nanoseconds (uptime) of the last post, for idle eviction.
@@ -47,26 +86,56 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         self.logger = logger
         self.me = me
         machine = LinkStateMachine(maxQueuedBytes: configuration.maxQueuedBytesPerLink)
+        inbox = Mutex(Inbox(encoder: FrameEncoder(codec: configuration.codec)))
         lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
+        drain = { [weak self] in self?.drainInbox() }
     }
 
     // MARK: Any thread
 
-    /// Queues a frame; false when the link is retired (the caller posts to a new link).
-    func post(_ frame: ByteBuffer) -> Bool {
-        let n = frame.readableBytes
-        let wake = inbox.withLock { box -> Bool? in
-            guard !box.retired else { return nil }
-            box.frames.append(frame)
-            box.bytes += n
+    enum Posted {
+        case queued
+        /// Dropped (and counted): the link's backlog is at `maxQueuedBytesPerLink`.
+        case dropped
+        /// The link is retired: the caller posts to a new link.
+        case retired
+    }
+
+    /// Encodes `envelope` as the link's next frame; throws when the frame is too large to send.
+    func post(_ envelope: Envelope) throws(WireError) -> Posted {
+        let maxQueued = configuration.maxQueuedBytesPerLink
+        let (posted, size, wake) = try inbox.withLock { box throws(WireError) -> (Posted, Int, Bool) in
+            guard !box.retired else { return (.retired, 0, false) }
+            let size = try box.encoder.prepare(envelope)
+            // The backlog (posted, not yet handed to the socket) is bounded, as the queue it feeds.
+            let queued = backlog.load(ordering: .relaxed)
+            if queued > 0 && queued + size > maxQueued { return (.dropped, size, false) }
+            let encoder = box.encoder
+            if size >= Self.largeFrame {
+                box.closeOpen()
+                var buffer = box.buffer(allocator, capacity: size)
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { encoder.write(to: $0.baseAddress!); return size }
+                box.chunks.append(Chunk(buffer: buffer, frames: 1))
+            } else {
+                if let open = box.open, open.writableBytes < size { box.closeOpen() }
+                if box.open == nil { box.open = box.buffer(allocator, capacity: max(box.nextCapacity, size)) }
+                box.open!.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { encoder.write(to: $0.baseAddress!); return size }
+                box.openFrames += 1
+            }
             defer { box.scheduled = true }
-            return !box.scheduled
+            return (.queued, size, !box.scheduled)
         }
-        guard let wake else { return false }
-        backlog.add(n, ordering: .relaxed)
-        lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
-        if wake { loop.execute { self.drainInbox() } }
-        return true
+        switch posted {
+        case .queued:
+            backlog.add(size, ordering: .relaxed)
+            if wake { loop.execute(drain) }
+        case .dropped:
+            sink.stats.add(\.messagesDropped)
+            sink.stats.add(\.droppedQueueFull)
+        case .retired:
+            break
+        }
+        return posted
     }
 
     /// Completes when the backlog is below the low water mark (back-pressure for `send`).
@@ -98,10 +167,13 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     /// Stops taking posts (shutdown).
     func retire() { inbox.withLock { $0.retired = true } }
 
-    /// Stops taking posts if nothing is waiting to be drained (idle eviction); false otherwise.
+    /// Stops taking posts if nothing is waiting to be drained or written and no connect is in
+    /// progress (idle eviction); false otherwise. On the loop (the bus's sweeper runs there).
     func retireIfIdle() -> Bool {
-        inbox.withLock { box in
-            guard box.frames.isEmpty, !box.scheduled else { return false }
+        loop.preconditionInEventLoop()
+        guard machine.canEvict else { return false }
+        return inbox.withLock { box in
+            guard box.isEmpty, !box.scheduled else { return false }
             box.retired = true
             return true
         }
@@ -111,35 +183,48 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
 
     private func drainInbox() {
         loop.preconditionInEventLoop()
-        let frames = inbox.withLock { box -> [ByteBuffer] in
+        var chunks = spareChunks
+        spareChunks = []
+        inbox.withLock { box in
             box.scheduled = false
-            box.bytes = 0
-            defer { box.frames.removeAll(keepingCapacity: true) }
-            return box.frames
+            box.closeOpen()
+            swap(&chunks, &box.chunks)
         }
-        guard !frames.isEmpty else { return }
+        guard !chunks.isEmpty else {
+            spareChunks = chunks
+            return
+        }
+        lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
         var wrote = false
-        for frame in frames {
-            switch machine.enqueue(frame, channelWritable: channel?.isWritable ?? false) {
+        for chunk in chunks {
+            switch machine.enqueue(chunk.buffer, frames: chunk.frames, channelWritable: channel?.isWritable ?? false) {
             case .write:
-                channel?.write(frame, promise: nil)
-                sent(frame)
+                channel?.write(chunk.buffer, promise: nil)
+                sent(chunk)
                 wrote = true
             case .connect:
                 connect()
             case .queued:
                 break
             case .dropped(let reason):
-                dropped(frame.readableBytes, count: 1, reason: reason.rawValue)
+                dropped(chunk.readableBytes, count: chunk.frames, reason: reason.rawValue)
             }
         }
         if wrote { channel?.flush() }
+        // Most often the socket took them all: the last buffers serve the next batches.
+        inbox.withLock { box in
+            for chunk in chunks.reversed() where box.spares.count < Self.spareCount && chunk.buffer.capacity <= Self.maxSpare {
+                box.spares.append(chunk.buffer)
+            }
+        }
+        chunks.removeAll(keepingCapacity: true)
+        spareChunks = chunks
         writeQueued()
     }
 
-    private func sent(_ frame: ByteBuffer) {
-        sink.stats.add(\.messagesSent)
-        released(frame.readableBytes)
+    private func sent(_ chunk: Chunk) {
+        sink.stats.add(\.messagesSent, chunk.frames)
+        released(chunk.readableBytes)
     }
 
     private func released(_ bytes: Int) {
@@ -155,9 +240,9 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private func writeQueued() {
         guard let channel else { return }
         var wrote = false
-        while let frame = machine.nextFrame(channelWritable: channel.isWritable) {
-            channel.write(frame, promise: nil)
-            sent(frame)
+        while let chunk = machine.nextFrame(channelWritable: channel.isWritable) {
+            channel.write(chunk.buffer, promise: nil)
+            sent(chunk)
             wrote = true
         }
         if wrote { channel.flush() }
@@ -199,6 +284,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
+            .channelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Peers answer on their own links, but whatever arrives here is decoded too.

@@ -1,9 +1,17 @@
 import NIOCore
 
+/// Encoded frames, one or many back to back in one buffer (a link batches what was posted
+/// between two turns of its event loop).
+struct Chunk {
+    var buffer: ByteBuffer
+    var frames: Int
+    var readableBytes: Int { buffer.readableBytes }
+}
+
 /// What an outbound link does with frames, connects, authentication, writability, stalls and
 /// closes, without doing any of it: `Link` asks it for an action and carries the action out.
 ///
-/// - Frames keep their order. While not connected (or authenticating, or the channel is not
+/// - Frames keep their order (the machine handles chunks of frames, counted as their frames). While not connected (or authenticating, or the channel is not
 ///   writable) they wait in a queue bounded by `maxQueuedBytes`; beyond it a frame is dropped
 ///   and counted, never buffered without bound.
 /// - A connected channel that stays unwritable for the write timeout (the peer stopped reading)
@@ -33,16 +41,27 @@ struct LinkStateMachine {
     }
 
     private(set) var state = State.idle
-    private var queue = CircularBuffer<ByteBuffer>()
+    private var queue = CircularBuffer<Chunk>()
     private(set) var queuedBytes = 0
+    /// Frames in the queue.
+    private(set) var queuedFrames = 0
     let maxQueuedBytes: Int
 
     init(maxQueuedBytes: Int) { self.maxQueuedBytes = maxQueuedBytes }
 
-    var queuedFrames: Int { queue.count }
     var isIdle: Bool { state == .idle && queue.isEmpty }
 
-    mutating func enqueue(_ frame: ByteBuffer, channelWritable: Bool) -> Enqueue {
+    /// Nothing queued and no connect or authentication in progress: closing the link now loses
+    /// nothing (idle eviction). A link still connecting holds the frames it was given.
+    var canEvict: Bool {
+        guard queue.isEmpty else { return false }
+        switch state {
+        case .idle, .connected, .closed: return true
+        case .connecting, .authenticating: return false
+        }
+    }
+
+    mutating func enqueue(_ frame: ByteBuffer, frames: Int = 1, channelWritable: Bool) -> Enqueue {
         switch state {
         case .closed:
             return .dropped(.closed)
@@ -50,8 +69,9 @@ struct LinkStateMachine {
             return .write
         default:
             guard queuedBytes + frame.readableBytes <= maxQueuedBytes || queue.isEmpty else { return .dropped(.queueFull) }
-            queue.append(frame)
+            queue.append(Chunk(buffer: frame, frames: frames))
             queuedBytes += frame.readableBytes
+            queuedFrames += frames
             if state == .idle {
                 state = .connecting
                 return .connect
@@ -60,11 +80,12 @@ struct LinkStateMachine {
         }
     }
 
-    /// The next queued frame to write now (connected, channel writable).
-    mutating func nextFrame(channelWritable: Bool) -> ByteBuffer? {
-        guard case .connected = state, channelWritable, let frame = queue.popFirst() else { return nil }
-        queuedBytes -= frame.readableBytes
-        return frame
+    /// The next queued chunk to write now (connected, channel writable).
+    mutating func nextFrame(channelWritable: Bool) -> Chunk? {
+        guard case .connected = state, channelWritable, let chunk = queue.popFirst() else { return nil }
+        queuedBytes -= chunk.readableBytes
+        queuedFrames -= chunk.frames
+        return chunk
     }
 
     /// The connection is up; true: authenticate first.
@@ -99,9 +120,10 @@ struct LinkStateMachine {
     }
 
     private mutating func dropAll() -> Int {
-        let n = queue.count
+        let n = queuedFrames
         queue.removeAll()
         queuedBytes = 0
+        queuedFrames = 0
         return n
     }
 

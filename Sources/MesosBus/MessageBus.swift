@@ -29,6 +29,9 @@ public enum BusEvent: Sendable {
 public final class MessageBus: Sendable {
     public let configuration: BusConfiguration
     public let events: BusEvents
+    /// Runs tasks on this bus's event loop (`Task(executorPreference: bus.taskExecutor)`): a
+    /// consumer placed there takes events and sends without a thread hop.
+    public let taskExecutor: any TaskExecutor
     private let loop: any EventLoop
     private let logger: Logger
     private let sink: InboundSink
@@ -36,6 +39,8 @@ public final class MessageBus: Sendable {
 
     private struct State {
         var pid: PID?
+        /// `pid.description`, the `from` of every posted envelope.
+        var from = ""
         var server: (any Channel)?
         var links: [Endpoint: Link] = [:]
         var inbound: [ObjectIdentifier: any Channel] = [:]
@@ -51,20 +56,20 @@ public final class MessageBus: Sendable {
     ) {
         self.configuration = configuration
         self.loop = group.next()
+        self.taskExecutor = EventLoopTaskExecutor(loop)
         self.logger = logger
-        let (stream, continuation) = AsyncStream<BusEvent>.makeStream()
-        self.sink = InboundSink(
-            continuation: continuation, high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
-        self.events = BusEvents(stream: stream, sink: sink)
+        self.sink = InboundSink(high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
+        self.events = BusEvents(sink: sink)
     }
 
     /// Sends from synchronous code (the daemons' cores): queued on the peer's link, sent in
     /// posting order. Never waits; an oversized message or a full queue is dropped, counted and
     /// logged. Fills in `from` with this bus's PID.
     public func post(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) {
-        guard let me = pid else { return logger.warning("not started: dropped a message to \(peer)") }
+        let me = state.withLock { $0.from }
+        guard !me.isEmpty else { return logger.warning("not started: dropped a message to \(peer)") }
         do {
-            try enqueue(Envelope(epoch: epoch, from: me.description, payload: payload), to: peer)
+            try enqueue(Envelope(epoch: epoch, from: me, payload: payload), to: peer)
         } catch {
             stats.add(\.messagesDropped)
             logger.warning("cannot send to \(peer): \(error)")
@@ -82,23 +87,16 @@ public final class MessageBus: Sendable {
     @discardableResult
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
-        let configuration = self.configuration, sink = self.sink, logger = self.logger
         let server = try await ServerBootstrap(group: loop, childGroup: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
             .childChannelInitializer { [weak self] channel in
-                self?.track(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
-                        FrameHandler(
-                            codec: configuration.codec,
-                            side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
-                            sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
-                    ])
-                }
+                guard let self else { return channel.close() }
+                self.track(channel)
+                return channel.eventLoop.makeCompletedFuture { try self.installFramePipeline(on: channel) }
             }
             .bind(host: host, port: port)
             .get()
@@ -111,6 +109,7 @@ public final class MessageBus: Sendable {
         let ok = state.withLock { s -> Bool in
             guard s.pid == nil, !s.shutDown else { return false }
             s.pid = pid
+            s.from = pid.description
             s.server = server
             s.sweeper = loop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { [weak self] _ in self?.evictIdleLinks() }
             return true
@@ -121,6 +120,20 @@ public final class MessageBus: Sendable {
         }
         logger.debug("listening", metadata: ["pid": "\(pid)"])
         return pid
+    }
+
+    /// The pipeline of an accepted connection: the partial-frame/authentication idle check and
+    /// the frame handler (decode, authenticate, deliver). The one place the server sets it up
+    /// (on the channel's loop, from the child channel initialiser).
+    func installFramePipeline(on channel: any Channel) throws {
+        let configuration = self.configuration
+        try channel.pipeline.syncOperations.addHandlers([
+            IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
+            FrameHandler(
+                codec: configuration.codec,
+                side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
+                sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
+        ])
     }
 
     /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is
@@ -145,27 +158,31 @@ public final class MessageBus: Sendable {
         for link in links { try? await link.flushed().get() }
     }
 
+    /// Encodes `envelope` into the peer's link (its outgoing buffer).
     @discardableResult
     private func enqueue(_ envelope: Envelope, to peer: PID) throws -> Link {
-        let frame: [UInt8]
-        do {
-            frame = try configuration.codec.encode(envelope)
-        } catch {
-            if case .frameTooLarge(let length, let max) = error { throw BusError.frameTooLarge(bytes: length, max: max) }
-            throw error
-        }
-        let buffer = ByteBuffer(bytes: frame)
         let endpoint = Endpoint(peer)
         while true {
             let link = try self.link(to: endpoint)
-            if link.post(buffer) { return link }
+            let posted: Link.Posted
+            do {
+                posted = try link.post(envelope)
+            } catch {
+                if case .frameTooLarge(let length, let max) = error { throw BusError.frameTooLarge(bytes: length, max: max) }
+                throw error
+            }
+            if posted != .retired { return link }
             // Evicted meanwhile: forget it and post to a new one.
             state.withLock { s in if s.links[endpoint] === link { s.links[endpoint] = nil } }
         }
     }
 
     /// Queues a `.tick` event behind what was received so far (nothing if one is still waiting).
-    public func requestTick() { sink.tick() }
+    /// Goes through the event loop, so it also comes after the messages of a read in progress.
+    public func requestTick() {
+        let sink = self.sink
+        loop.execute { sink.tick() }
+    }
 
     /// Stops listening, closes every connection and ends `events`. Idempotent.
     public func shutdown() async {
@@ -230,26 +247,60 @@ public final class MessageBus: Sendable {
     }
 }
 
+/// Runs the jobs of tasks that prefer it on one event loop: jobs wait in a small locked queue and
+/// the loop is woken once per batch (no closure allocated per job).
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {  // `run` is set in init, then only read
+    let loop: any EventLoop
+    private let jobs = Mutex<(queue: [UnownedJob], scheduled: Bool)>(([], false))
+    /// Loop-confined: the drained queue, kept for its capacity.
+    private var spare: [UnownedJob] = []
+    private var run: (@Sendable () -> Void)!
+
+    init(_ loop: any EventLoop) {
+        self.loop = loop
+        run = { [weak self] in self?.runJobs() }
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let wake = jobs.withLock { j -> Bool in
+            j.queue.append(job)
+            defer { j.scheduled = true }
+            return !j.scheduled
+        }
+        if wake { loop.execute(run) }
+    }
+
+    private func runJobs() {
+        var batch = spare
+        spare = []
+        jobs.withLock { j in
+            j.scheduled = false
+            swap(&batch, &j.queue)
+        }
+        let me = asUnownedTaskExecutor()
+        for job in batch { job.runSynchronously(on: me) }
+        batch.removeAll(keepingCapacity: true)
+        spare = batch
+    }
+}
+
 /// The bus's incoming events. Taking an event out makes room: a slow consumer stops the
 /// sockets from being read (TCP back-pressure) instead of buffering without bound.
+///
+/// One queue per bus: iterators taken one after the other go on where the last one stopped
+/// (nothing is lost when a loop breaks). A task placed on the bus's loop (`taskExecutor`) takes
+/// events without a thread hop.
 public struct BusEvents: AsyncSequence, Sendable {
     public typealias Element = BusEvent
-    let stream: AsyncStream<BusEvent>
+    public typealias Failure = Never
     let sink: InboundSink
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncStream<BusEvent>.AsyncIterator
         let sink: InboundSink
-        public mutating func next() async -> BusEvent? {
-            let event = await base.next()
-            switch event {
-            case .message: sink.consumed()
-            case .tick: sink.tickTaken()
-            default: break
-            }
-            return event
-        }
+        public mutating func next() async -> BusEvent? { await sink.next(isolation: nil) }
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> BusEvent? { await sink.next(isolation: actor) }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: stream.makeAsyncIterator(), sink: sink) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(sink: sink) }
 }

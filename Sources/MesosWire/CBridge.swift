@@ -2,13 +2,19 @@ import MesosProtoC
 
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
+
+/// The dotted path of a field, for error messages: built only when an error is thrown, so a
+/// decode that succeeds builds no strings for it.
+typealias FieldPath = () -> String
 
 /// A Swift message type that mirrors one protobuf-c struct (generated).
 protocol CMessage {
     associatedtype CType
     static func cInit(_ m: UnsafeMutablePointer<CType>)
-    init(c: UnsafePointer<CType>, field: String) throws(WireError)
+    init(c: UnsafePointer<CType>, field: FieldPath) throws(WireError)
     func fill(_ m: UnsafeMutablePointer<CType>, _ arena: CArena)
 }
 
@@ -16,21 +22,92 @@ protocol CMessage {
 protocol CEnum {
     associatedtype CType
     var cValue: CType { get }
-    init(cValue: CType, field: String) throws(WireError)
+    init(cValue: CType, field: FieldPath) throws(WireError)
 }
 
-/// Owns every C allocation made while encoding one message, and frees them all at once:
-/// the C struct graph borrows from it for the duration of one `pack`.
-final class CArena {
-    private var blocks: [UnsafeMutableRawPointer] = []
-
-    deinit { for b in blocks { free(b) } }
-
-    private func raw(_ bytes: Int) -> UnsafeMutableRawPointer {
-        let p = malloc(max(bytes, 1))!
-        blocks.append(p)
-        return p
+/// A bump allocator for C memory that lives for one encode or decode: every allocation comes
+/// from one reusable block (blocks beyond it are malloc'd and freed at `reset`, and the block
+/// grows to fit next time), so a steady stream of messages allocates nothing. Also serves as
+/// protobuf-c's `ProtobufCAllocator` for `unpack`, whose `free` is then a no-op.
+///
+/// Not thread-safe: one arena per encoder or decoder.
+final class CArena: @unchecked Sendable {  // owned by one FrameEncoder/FrameDecoder at a time (see FrameDecoder)
+    /// C-layout state, so protobuf-c's callbacks reach it without Swift reference counting.
+    struct State {
+        var base: UnsafeMutableRawPointer
+        var used: Int
+        var capacity: Int
+        /// Overflow blocks of this round, linked through their first word.
+        var spill: UnsafeMutableRawPointer?
+        var spilled: Int
     }
+
+    /// Blocks kept between messages are at most this large (a rare huge message does not pin memory).
+    static let maxRetained = 1 << 20
+    private static let alignment = 16
+
+    let state: UnsafeMutablePointer<State>
+    /// `unpack`'s allocator: allocates from this arena, frees nothing.
+    let allocator: UnsafeMutablePointer<ProtobufCAllocator>
+
+    init(capacity: Int = 4096) {
+        state = .allocate(capacity: 1)
+        state.initialize(to: State(base: malloc(capacity)!, used: 0, capacity: capacity, spill: nil, spilled: 0))
+        allocator = .allocate(capacity: 1)
+        allocator.initialize(to: ProtobufCAllocator(
+            alloc: { data, size in CArena.allocate(data!.assumingMemoryBound(to: State.self), size) },
+            free: { _, _ in },
+            allocator_data: UnsafeMutableRawPointer(state)))
+    }
+
+    deinit {
+        reset()
+        free(state.pointee.base)
+        state.deinitialize(count: 1)
+        state.deallocate()
+        allocator.deinitialize(count: 1)
+        allocator.deallocate()
+    }
+
+    static func allocate(_ s: UnsafeMutablePointer<State>, _ bytes: Int) -> UnsafeMutableRawPointer {
+        let start = (s.pointee.used + alignment - 1) & ~(alignment - 1)
+        if start + bytes <= s.pointee.capacity {
+            s.pointee.used = start + bytes
+            return s.pointee.base + start
+        }
+        // Spill: a block of its own, linked for reset (the header keeps the payload aligned).
+        let block = malloc(alignment + max(bytes, 1))!
+        block.storeBytes(of: s.pointee.spill, as: UnsafeMutableRawPointer?.self)
+        s.pointee.spill = block
+        s.pointee.spilled += bytes + alignment
+        return block + alignment
+    }
+
+    /// Frees what this round spilled and makes the block big enough for a round that size.
+    func reset() {
+        var s = state.pointee
+        var block = s.spill
+        while let b = block {
+            block = b.load(as: UnsafeMutableRawPointer?.self)
+            free(b)
+        }
+        if s.spilled > 0 {
+            let wanted = s.used + s.spilled
+            if wanted <= Self.maxRetained {
+                var capacity = s.capacity
+                while capacity < wanted { capacity *= 2 }
+                free(s.base)
+                s.base = malloc(capacity)!
+                s.capacity = capacity
+            }
+        }
+        s.used = 0
+        s.spill = nil
+        s.spilled = 0
+        state.pointee = s
+    }
+
+    private func raw(_ bytes: Int) -> UnsafeMutableRawPointer { Self.allocate(state, bytes) }
 
     func string(_ s: String) -> UnsafeMutablePointer<CChar> {
         var s = s
@@ -63,8 +140,8 @@ final class CArena {
     }
 }
 
-func wireString(_ p: UnsafePointer<CChar>, field: String) throws(WireError) -> String {
-    guard let s = String(validatingCString: p) else { throw .invalidUTF8(field: field) }
+func wireString(_ p: UnsafePointer<CChar>, field: FieldPath) throws(WireError) -> String {
+    guard let s = String(validatingCString: p) else { throw .invalidUTF8(field: field()) }
     return s
 }
 
@@ -77,14 +154,14 @@ func wireBytes(_ b: ProtobufCBinaryData) -> [UInt8] {
 protocol WireMessage: CMessage {
     static func cPackedSize(_ m: UnsafePointer<CType>) -> Int
     static func cPack(_ m: UnsafePointer<CType>, _ out: UnsafeMutablePointer<UInt8>) -> Int
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<CType>?
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<CType>?
     static func cFree(_ m: UnsafeMutablePointer<CType>)
 }
 
 extension WireMessage {
     /// Encodes with `headroom` zero bytes in front (room for a frame header), in one allocation.
     func encoded(headroom: Int) -> [UInt8] {
-        let arena = CArena()
+        let arena = CArena(capacity: 1024)
         let m = arena.message(self)
         let size = Self.cPackedSize(m)
         return [UInt8](unsafeUninitializedCapacity: headroom + size) { buf, count in
@@ -96,16 +173,27 @@ extension WireMessage {
         }
     }
 
+    /// Decodes with protobuf-c's own allocator (malloc, freed at once).
     static func decoded(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
+        try decoded(bytes, allocator: nil)
+    }
+
+    /// Decodes with the C graph in `arena` (reset before returning): no malloc for the graph.
+    static func decoded(_ bytes: UnsafeRawBufferPointer, arena: CArena) throws(WireError) -> Self {
+        defer { arena.reset() }
+        return try decoded(bytes, allocator: arena.allocator)
+    }
+
+    private static func decoded(_ bytes: UnsafeRawBufferPointer, allocator: UnsafeMutablePointer<ProtobufCAllocator>?) throws(WireError) -> Self {
         var empty: UInt8 = 0  // protobuf-c wants a valid pointer even for zero bytes
         let unpacked = withUnsafePointer(to: &empty) { e in
-            cUnpack(bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? e)
+            cUnpack(allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? e)
         }
         guard let m = unpacked else {
             throw .malformed(type: String(describing: Self.self), bytes: bytes.count)
         }
-        defer { cFree(m) }
-        return try Self(c: m, field: String(describing: Self.self))
+        defer { if allocator == nil { cFree(m) } }
+        return try Self(c: m, field: { String(describing: Self.self) })
     }
 }
 

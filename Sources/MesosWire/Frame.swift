@@ -1,3 +1,11 @@
+import MesosProtoC
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The framing on the wire: a 4-byte big-endian payload length, then one encoded Envelope.
 ///
 /// The length is checked against `maxFrameSize` before any payload is buffered, so a
@@ -15,6 +23,7 @@ public struct FrameCodec: Sendable, Hashable {
     }
 
     /// The payload length a header announces, if acceptable.
+    @inline(__always)
     public func payloadLength(header: UInt32) throws(WireError) -> Int {
         let length = Int(header)
         if length == 0 { throw .emptyFrame }
@@ -27,25 +36,78 @@ public struct FrameCodec: Sendable, Hashable {
         var bytes = envelope.encoded(headroom: Self.headerSize)
         let length = bytes.count - Self.headerSize
         _ = try payloadLength(header: UInt32(clamping: length))
-        bytes[0] = UInt8(truncatingIfNeeded: length >> 24)
-        bytes[1] = UInt8(truncatingIfNeeded: length >> 16)
-        bytes[2] = UInt8(truncatingIfNeeded: length >> 8)
-        bytes[3] = UInt8(truncatingIfNeeded: length)
+        bytes.withUnsafeMutableBytes { FrameCodec.writeHeader(length, at: $0.baseAddress!) }
         return bytes
     }
 
     public func decodePayload(_ payload: UnsafeRawBufferPointer) throws(WireError) -> Envelope {
         try Envelope(serializedBytes: payload)
     }
+
+    @inline(__always)
+    static func writeHeader(_ length: Int, at p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian, as: UInt32.self)
+    }
+
+    @inline(__always)
+    static func readHeader(_ p: UnsafeRawPointer) -> UInt32 {
+        UInt32(bigEndian: p.loadUnaligned(as: UInt32.self))
+    }
+}
+
+/// Encodes envelopes as frames straight into memory the caller provides (a transport's outgoing
+/// buffer), reusing one C arena for every message: `prepare` builds the protobuf-c graph and
+/// returns the frame's size, `write` packs the frame there and writes its header. I/O-free; one
+/// encoder per thread at a time (the bus keeps one per link, under the link's lock).
+public final class FrameEncoder {
+    public let codec: FrameCodec
+    private let arena = CArena()
+    private var prepared: UnsafeMutablePointer<Mesos__Envelope>?
+    private var payloadSize = 0
+
+    public init(codec: FrameCodec = FrameCodec()) { self.codec = codec }
+
+    /// Header + payload bytes of `envelope`'s frame; throws (and keeps nothing) when the frame
+    /// is larger than its peers accept.
+    public func prepare(_ envelope: Envelope) throws(WireError) -> Int {
+        arena.reset()
+        let m = arena.message(envelope)
+        let size = Envelope.cPackedSize(m)
+        if size > codec.maxFrameSize {
+            prepared = nil
+            arena.reset()
+            throw .frameTooLarge(length: size, max: codec.maxFrameSize)
+        }
+        prepared = m
+        payloadSize = size
+        return FrameCodec.headerSize + size
+    }
+
+    /// Writes the frame `prepare` sized at `destination` (exactly that many bytes).
+    public func write(to destination: UnsafeMutableRawPointer) {
+        guard let m = prepared else { preconditionFailure("FrameEncoder.write without prepare") }
+        let written = Envelope.cPack(m, (destination + FrameCodec.headerSize).assumingMemoryBound(to: UInt8.self))
+        precondition(written == payloadSize, "protobuf-c packed \(written) bytes, promised \(payloadSize)")
+        FrameCodec.writeHeader(written, at: destination)
+        prepared = nil
+    }
 }
 
 /// Incremental, I/O-free frame decoder: feed bytes as they arrive, take envelopes out.
 /// After the first error the stream is unusable (framing is lost): the caller closes
 /// the connection. The transport and the fuzz target both use this type.
+///
+/// Two ways to feed it: `append` then `next()` (copies every byte into the decoder), or
+/// `decode(_:_:)`, which decodes complete frames in place from the caller's bytes and copies
+/// only a frame that continues in a later read.
 public struct FrameDecoder: Sendable {
     public let codec: FrameCodec
     private var buffer: [UInt8] = []
     private var readIndex = 0
+    /// protobuf-c's graph for each decode; private to this decoder (a copy makes its own).
+    private var arena: CArena?
+    /// Partial-frame buffers larger than this are released once the frame is decoded.
+    private static let retainedBuffer = 1 << 20
 
     public init(codec: FrameCodec = FrameCodec()) { self.codec = codec }
 
@@ -68,9 +130,10 @@ public struct FrameDecoder: Sendable {
         guard bufferedBytes >= FrameCodec.headerSize + length else { return nil }
         let start = readIndex + FrameCodec.headerSize
         readIndex = start + length
+        let arena = self.decodingArena()
         let envelope = try buffer.withUnsafeBytes { raw in
             Result { () throws(WireError) in
-                try codec.decodePayload(UnsafeRawBufferPointer(rebasing: raw[start..<start + length]))
+                try Envelope.decoded(UnsafeRawBufferPointer(rebasing: raw[start..<start + length]), arena: arena)
             }
         }.get()
         if readIndex > 64 * 1024 && readIndex * 2 > buffer.count {  // keep memory bounded
@@ -78,5 +141,55 @@ public struct FrameDecoder: Sendable {
             readIndex = 0
         }
         return envelope
+    }
+
+    /// Decodes every complete frame in `bytes`, in order, straight from `bytes`, and hands each
+    /// envelope to `body` (false: stop; the remaining bytes are dropped, e.g. the connection is
+    /// being closed). Bytes of a frame that is not complete yet are kept for the next call.
+    public mutating func decode(_ bytes: UnsafeRawBufferPointer, _ body: (Envelope) -> Bool) throws(WireError) {
+        guard var p = bytes.baseAddress, !bytes.isEmpty else { return }
+        var left = bytes.count
+        let arena = decodingArena()
+        if bufferedBytes > 0 {
+            // Finish the frame an earlier read began: first its header, then its payload.
+            if readIndex > 0 {
+                buffer.removeFirst(readIndex)
+                readIndex = 0
+            }
+            if buffer.count < FrameCodec.headerSize {
+                let take = min(FrameCodec.headerSize - buffer.count, left)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
+                p += take
+                left -= take
+                if buffer.count < FrameCodec.headerSize { return }
+            }
+            let length = try codec.payloadLength(header: buffer.withUnsafeBytes { FrameCodec.readHeader($0.baseAddress!) })
+            let take = min(FrameCodec.headerSize + length - buffer.count, left)
+            buffer.reserveCapacity(FrameCodec.headerSize + length)
+            buffer.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
+            p += take
+            left -= take
+            if buffer.count < FrameCodec.headerSize + length { return }
+            let envelope = try buffer.withUnsafeBytes { raw in
+                Result { () throws(WireError) in try Envelope.decoded(UnsafeRawBufferPointer(rebasing: raw[FrameCodec.headerSize...]), arena: arena) }
+            }.get()
+            if buffer.capacity > Self.retainedBuffer { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
+            guard body(envelope) else { return }
+        }
+        while left >= FrameCodec.headerSize {
+            let length = try codec.payloadLength(header: FrameCodec.readHeader(p))
+            guard left >= FrameCodec.headerSize + length else { break }
+            let envelope = try Envelope.decoded(UnsafeRawBufferPointer(start: p + FrameCodec.headerSize, count: length), arena: arena)
+            p += FrameCodec.headerSize + length
+            left -= FrameCodec.headerSize + length
+            guard body(envelope) else { return }
+        }
+        if left > 0 { buffer.append(contentsOf: UnsafeRawBufferPointer(start: p, count: left)) }
+    }
+
+    /// This decoder's arena, made anew when a copy of the decoder shares it.
+    private mutating func decodingArena() -> CArena {
+        if !isKnownUniquelyReferenced(&arena) { arena = CArena() }
+        return arena!
     }
 }

@@ -11,14 +11,13 @@ import Testing
     final class Harness {
         let channel = EmbeddedChannel()
         let sink: InboundSink
-        let events: AsyncStream<BusEvent>
+        let events: BusEvents
         let stats = BusStatsCounter()
         let logs = CapturedLogs()
 
         init(credentials: [Credential]? = nil, maxFrameSize: Int = 64 * 1024) throws {
-            let (stream, continuation) = AsyncStream<BusEvent>.makeStream()
-            events = stream
-            sink = InboundSink(continuation: continuation, high: 100, low: 10, stats: stats)
+            sink = InboundSink(high: 100, low: 10, stats: stats)
+            events = BusEvents(sink: sink)
             let handler = FrameHandler(
                 codec: FrameCodec(maxFrameSize: maxFrameSize), side: .accepted(Authenticator(credentials: credentials), me: { "master@127.0.0.1:5050" }),
                 sink: sink, logger: logs.logger("frames"), partialFrameTimeout: .milliseconds(100))
@@ -179,5 +178,20 @@ import Testing
         let closed = m.close()
         let after = m.enqueue(Self.frame(5), channelWritable: true)
         #expect(closed == 1 && after == .dropped(.closed))
+    }
+
+    /// Idle eviction must not close a link that still holds frames for a connect in progress.
+    @Test func onlyALinkWithNothingQueuedAndNoConnectInProgressCanBeEvicted() {
+        var m = LinkStateMachine(maxQueuedBytes: 100)
+        #expect(m.canEvict, "never used")
+        _ = m.enqueue(Self.frame(5), channelWritable: false)
+        #expect(!m.canEvict, "connecting, with a frame queued")
+        let id = ObjectIdentifier(LinkStateMachineTests.self)
+        m.connected(id, authenticate: true)
+        #expect(!m.canEvict, "authenticating")
+        _ = m.authenticated(id)
+        #expect(!m.canEvict, "connected, the frame not written yet")
+        _ = m.nextFrame(channelWritable: true)
+        #expect(m.canEvict, "connected, everything written")
     }
 }

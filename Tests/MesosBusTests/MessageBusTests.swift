@@ -216,6 +216,36 @@ import Testing
         }
     }
 
+    /// A peer that stops reading (its kernel accepts the connection, nothing reads it) fills its
+    /// link: the link is closed after the write timeout and its queued frames dropped, while
+    /// messages to another peer from the same bus keep flowing.
+    @Test(.timeLimit(.minutes(1))) func aStuckPeersLinkIsClosedAfterTheWriteTimeoutWithoutDelayingOthers() async throws {
+        var config = BusConfiguration()
+        config.writeTimeout = .milliseconds(500)
+        config.writeBufferWaterMark = .init(low: 16 * 1024, high: 64 * 1024)
+        try await Self.withBuses(2, configuration: config) { buses in
+            let (a, b) = (buses[0], buses[1])
+            let stuck = try Loopback.Socket(listeningOn: 0, receiveBuffer: 4096)
+            let stuckPID = PID(name: "stuck", host: "127.0.0.1", port: stuck.port)
+            let big = Envelope.Payload.frameworkError(FrameworkErrorMessage(message: String(repeating: "s", count: 32 * 1024)))
+            for i in 0..<256 { a.post(big, epoch: UInt64(i), to: stuckPID) }  // 8 MiB: far more than the socket takes
+            let collector = Collector(b, count: 500)
+            for i in 0..<500 { a.post(.ping(PingAgentMessage(connected: true)), epoch: UInt64(i), to: b.pid!) }
+            #expect(await collector.task.value.map(\.epoch) == (0..<500).map(UInt64.init), "the healthy peer got everything, in order")
+            for await event in a.events {
+                if case .linkBroken(let peer, let reason) = event {
+                    #expect(peer == "127.0.0.1:\(stuck.port)")
+                    #expect(reason.contains("stopped reading"))
+                    break
+                }
+            }
+            #expect(a.statistics.linksStalled == 1)
+            #expect(a.statistics.messagesDropped > 0, "what the stuck peer could not take was dropped")
+            #expect(b.statistics.messagesReceived == 500)
+            withExtendedLifetime(stuck) {}
+        }
+    }
+
     @Test func idleLinksAreClosedAndForgottenAndTheNextSendReconnects() async throws {
         var config = BusConfiguration()
         config.idleLinkTimeout = .milliseconds(200)

@@ -20,6 +20,47 @@ import Testing
         #expect(decoder.bufferedBytes == 0)
     }
 
+    /// The in-place path the bus uses (`decode(_:_:)`): whatever the read sizes, the same
+    /// envelopes in the same order, and a frame cut anywhere waits in the decoder.
+    @Test(arguments: [1, 3, 4, 5, 17, 100, 1000, 1 << 20])
+    func decodingInPlaceFromReadsOfAnySizeGivesTheSameEnvelopes(readSize: Int) throws {
+        let all = Samples.envelopes.filter { (try? codec.encode($0)) != nil }
+        let bytes = try frames(all + all)
+        var decoder = FrameDecoder(codec: codec)
+        var out: [Envelope] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + readSize)
+            try bytes[offset..<end].withUnsafeBytes { raw in
+                try decoder.decode(raw) { out.append($0); return true }
+            }
+            offset = end
+        }
+        #expect(out == all + all)
+        #expect(decoder.bufferedBytes == 0)
+    }
+
+    @Test func decodingInPlaceStopsWhenTold() throws {
+        let bytes = try frames([Samples.envelopes[0], Samples.envelopes[0], Samples.envelopes[0]])
+        var decoder = FrameDecoder(codec: codec)
+        var n = 0
+        try bytes.withUnsafeBytes { raw in try decoder.decode(raw) { _ in n += 1; return n < 2 } }
+        #expect(n == 2, "no envelope after the handler said stop")
+    }
+
+    @Test func decodingInPlaceRefusesABadHeaderEvenAfterAPartialFrame() throws {
+        let good = try frames([Samples.envelopes[0]])
+        var decoder = FrameDecoder(codec: codec)
+        try good.dropLast(2).withUnsafeBytes { raw in try decoder.decode(raw) { _ in true } }
+        #expect(decoder.bufferedBytes == good.count - 2)
+        var got: [Envelope] = []
+        // The rest of the frame, then a header announcing more than maxFrameSize.
+        #expect(throws: WireError.frameTooLarge(length: 4097, max: 1024)) {
+            try (Array(good.suffix(2)) + [0, 0, 0x10, 0x01]).withUnsafeBytes { raw in try decoder.decode(raw) { got.append($0); return true } }
+        }
+        #expect(got == [Samples.envelopes[0]], "the frame before the bad header is delivered")
+    }
+
     @Test func manyFramesInOneChunk() throws {
         let all = Samples.envelopes.filter { (try? codec.encode($0)) != nil }
         var decoder = FrameDecoder(codec: codec)

@@ -1008,45 +1008,45 @@ public struct Envelope: Sendable, Hashable {
 
 extension FrameworkInfo.Capability.Kind: CEnum {
     var cValue: Mesos__FrameworkInfo__Capability__Type { Mesos__FrameworkInfo__Capability__Type(rawValue: numericCast(rawValue)) }
-    init(cValue: Mesos__FrameworkInfo__Capability__Type, field: String) throws(WireError) {
+    init(cValue: Mesos__FrameworkInfo__Capability__Type, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
-        guard let v = FrameworkInfo.Capability.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        guard let v = FrameworkInfo.Capability.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
 
 extension TaskStatus.Source: CEnum {
     var cValue: Mesos__TaskStatus__Source { Mesos__TaskStatus__Source(rawValue: numericCast(rawValue)) }
-    init(cValue: Mesos__TaskStatus__Source, field: String) throws(WireError) {
+    init(cValue: Mesos__TaskStatus__Source, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
-        guard let v = TaskStatus.Source(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        guard let v = TaskStatus.Source(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
 
 extension TaskStatus.Reason: CEnum {
     var cValue: Mesos__TaskStatus__Reason { Mesos__TaskStatus__Reason(rawValue: numericCast(rawValue)) }
-    init(cValue: Mesos__TaskStatus__Reason, field: String) throws(WireError) {
+    init(cValue: Mesos__TaskStatus__Reason, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
-        guard let v = TaskStatus.Reason(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        guard let v = TaskStatus.Reason(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
 
 extension TaskState: CEnum {
     var cValue: Mesos__TaskState { Mesos__TaskState(rawValue: numericCast(rawValue)) }
-    init(cValue: Mesos__TaskState, field: String) throws(WireError) {
+    init(cValue: Mesos__TaskState, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
-        guard let v = TaskState(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        guard let v = TaskState(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
 
 extension StatusUpdateRecord.Kind: CEnum {
     var cValue: Mesos__StatusUpdateRecord__Type { Mesos__StatusUpdateRecord__Type(rawValue: numericCast(rawValue)) }
-    init(cValue: Mesos__StatusUpdateRecord__Type, field: String) throws(WireError) {
+    init(cValue: Mesos__StatusUpdateRecord__Type, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
-        guard let v = StatusUpdateRecord.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field, value: raw) }
+        guard let v = StatusUpdateRecord.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
@@ -1055,10 +1055,10 @@ extension FrameworkID: CMessage {
     typealias CType = Mesos__FrameworkID
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkID>) { mesos__framework_id__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkID>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkID>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let value = m.value else { throw .missingField(field + ".value") }
-        self.value = try wireString(value, field: field + ".value")
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkID>, _ a: CArena) {
@@ -1071,7 +1071,7 @@ extension FrameworkID: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkID>) -> Int { mesos__framework_id__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_id__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkID>? { mesos__framework_id__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkID>? { mesos__framework_id__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkID>) { mesos__framework_id__free_unpacked(m, nil) }
 }
 
@@ -1079,10 +1079,10 @@ extension AgentID: CMessage {
     typealias CType = Mesos__AgentID
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AgentID>) { mesos__agent_id__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AgentID>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AgentID>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let value = m.value else { throw .missingField(field + ".value") }
-        self.value = try wireString(value, field: field + ".value")
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__AgentID>, _ a: CArena) {
@@ -1095,7 +1095,7 @@ extension AgentID: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AgentID>) -> Int { mesos__agent_id__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AgentID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__agent_id__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentID>? { mesos__agent_id__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentID>? { mesos__agent_id__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AgentID>) { mesos__agent_id__free_unpacked(m, nil) }
 }
 
@@ -1103,10 +1103,10 @@ extension OfferID: CMessage {
     typealias CType = Mesos__OfferID
     static func cInit(_ m: UnsafeMutablePointer<Mesos__OfferID>) { mesos__offer_id__init(m) }
 
-    init(c p: UnsafePointer<Mesos__OfferID>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__OfferID>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let value = m.value else { throw .missingField(field + ".value") }
-        self.value = try wireString(value, field: field + ".value")
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__OfferID>, _ a: CArena) {
@@ -1119,7 +1119,7 @@ extension OfferID: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__OfferID>) -> Int { mesos__offer_id__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__OfferID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__offer_id__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__OfferID>? { mesos__offer_id__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__OfferID>? { mesos__offer_id__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__OfferID>) { mesos__offer_id__free_unpacked(m, nil) }
 }
 
@@ -1127,10 +1127,10 @@ extension TaskID: CMessage {
     typealias CType = Mesos__TaskID
     static func cInit(_ m: UnsafeMutablePointer<Mesos__TaskID>) { mesos__task_id__init(m) }
 
-    init(c p: UnsafePointer<Mesos__TaskID>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__TaskID>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let value = m.value else { throw .missingField(field + ".value") }
-        self.value = try wireString(value, field: field + ".value")
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__TaskID>, _ a: CArena) {
@@ -1143,7 +1143,7 @@ extension TaskID: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__TaskID>) -> Int { mesos__task_id__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__TaskID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task_id__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskID>? { mesos__task_id__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskID>? { mesos__task_id__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskID>) { mesos__task_id__free_unpacked(m, nil) }
 }
 
@@ -1151,10 +1151,10 @@ extension ExecutorID: CMessage {
     typealias CType = Mesos__ExecutorID
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorID>) { mesos__executor_id__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExecutorID>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExecutorID>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let value = m.value else { throw .missingField(field + ".value") }
-        self.value = try wireString(value, field: field + ".value")
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorID>, _ a: CArena) {
@@ -1167,7 +1167,7 @@ extension ExecutorID: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorID>) -> Int { mesos__executor_id__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExecutorID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_id__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorID>? { mesos__executor_id__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorID>? { mesos__executor_id__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorID>) { mesos__executor_id__free_unpacked(m, nil) }
 }
 
@@ -1175,10 +1175,10 @@ extension Address: CMessage {
     typealias CType = Mesos__Address
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Address>) { mesos__address__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Address>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Address>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.hostname { self.hostname = try wireString(v, field: field + ".hostname") } else { self.hostname = nil }
-        if let v = m.ip { self.ip = try wireString(v, field: field + ".ip") } else { self.ip = nil }
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.ip { self.ip = try wireString(v, field: { field() + ".ip" }) } else { self.ip = nil }
         self.port = m.port
     }
 
@@ -1194,7 +1194,7 @@ extension Address: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Address>) -> Int { mesos__address__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Address>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__address__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Address>? { mesos__address__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Address>? { mesos__address__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Address>) { mesos__address__free_unpacked(m, nil) }
 }
 
@@ -1202,16 +1202,16 @@ extension MasterInfo: CMessage {
     typealias CType = Mesos__MasterInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__MasterInfo>) { mesos__master_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__MasterInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__MasterInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let id = m.id else { throw .missingField(field + ".id") }
-        self.id = try wireString(id, field: field + ".id")
+        guard let id = m.id else { throw .missingField(field() + ".id") }
+        self.id = try wireString(id, field: { field() + ".id" })
         self.ip = m.ip
         self.port = m.port
-        if let v = m.pid { self.pid = try wireString(v, field: field + ".pid") } else { self.pid = nil }
-        if let v = m.hostname { self.hostname = try wireString(v, field: field + ".hostname") } else { self.hostname = nil }
-        if let v = m.version { self.version = try wireString(v, field: field + ".version") } else { self.version = nil }
-        if let v = m.address { self.address = try Address(c: v, field: field + ".address") } else { self.address = nil }
+        if let v = m.pid { self.pid = try wireString(v, field: { field() + ".pid" }) } else { self.pid = nil }
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.version { self.version = try wireString(v, field: { field() + ".version" }) } else { self.version = nil }
+        if let v = m.address { self.address = try Address(c: v, field: { field() + ".address" }) } else { self.address = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__MasterInfo>, _ a: CArena) {
@@ -1230,7 +1230,7 @@ extension MasterInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__MasterInfo>) -> Int { mesos__master_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__MasterInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__master_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__MasterInfo>? { mesos__master_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__MasterInfo>? { mesos__master_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__MasterInfo>) { mesos__master_info__free_unpacked(m, nil) }
 }
 
@@ -1238,13 +1238,13 @@ extension Resource: CMessage {
     typealias CType = Mesos__Resource
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Resource>) { mesos__resource__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Resource>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Resource>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let name = m.name else { throw .missingField(field + ".name") }
-        self.name = try wireString(name, field: field + ".name")
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
         self.scalar = m.scalar
-        guard let role = m.role else { throw .missingField(field + ".role") }
-        self.role = try wireString(role, field: field + ".role")
+        guard let role = m.role else { throw .missingField(field() + ".role") }
+        self.role = try wireString(role, field: { field() + ".role" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__Resource>, _ a: CArena) {
@@ -1259,7 +1259,7 @@ extension Resource: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Resource>) -> Int { mesos__resource__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Resource>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__resource__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Resource>? { mesos__resource__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Resource>? { mesos__resource__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Resource>) { mesos__resource__free_unpacked(m, nil) }
 }
 
@@ -1267,17 +1267,17 @@ extension AgentInfo: CMessage {
     typealias CType = Mesos__AgentInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AgentInfo>) { mesos__agent_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AgentInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AgentInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let hostname = m.hostname else { throw .missingField(field + ".hostname") }
-        self.hostname = try wireString(hostname, field: field + ".hostname")
+        guard let hostname = m.hostname else { throw .missingField(field() + ".hostname") }
+        self.hostname = try wireString(hostname, field: { field() + ".hostname" })
         self.port = m.port
         var resources: [Resource] = []
         resources.reserveCapacity(m.n_resources)
-        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
         self.resources = resources
-        if let v = m.id { self.id = try AgentID(c: v, field: field + ".id") } else { self.id = nil }
-        if let v = m.pid { self.pid = try wireString(v, field: field + ".pid") } else { self.pid = nil }
+        if let v = m.id { self.id = try AgentID(c: v, field: { field() + ".id" }) } else { self.id = nil }
+        if let v = m.pid { self.pid = try wireString(v, field: { field() + ".pid" }) } else { self.pid = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__AgentInfo>, _ a: CArena) {
@@ -1296,7 +1296,7 @@ extension AgentInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AgentInfo>) -> Int { mesos__agent_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AgentInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__agent_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentInfo>? { mesos__agent_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentInfo>? { mesos__agent_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AgentInfo>) { mesos__agent_info__free_unpacked(m, nil) }
 }
 
@@ -1304,22 +1304,22 @@ extension FrameworkInfo: CMessage {
     typealias CType = Mesos__FrameworkInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkInfo>) { mesos__framework_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let user = m.user else { throw .missingField(field + ".user") }
-        self.user = try wireString(user, field: field + ".user")
-        guard let name = m.name else { throw .missingField(field + ".name") }
-        self.name = try wireString(name, field: field + ".name")
-        if let v = m.id { self.id = try FrameworkID(c: v, field: field + ".id") } else { self.id = nil }
+        guard let user = m.user else { throw .missingField(field() + ".user") }
+        self.user = try wireString(user, field: { field() + ".user" })
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        if let v = m.id { self.id = try FrameworkID(c: v, field: { field() + ".id" }) } else { self.id = nil }
         self.failoverTimeout = m.failover_timeout
         self.checkpoint = (m.checkpoint != 0)
-        guard let role = m.role else { throw .missingField(field + ".role") }
-        self.role = try wireString(role, field: field + ".role")
-        if let v = m.hostname { self.hostname = try wireString(v, field: field + ".hostname") } else { self.hostname = nil }
-        if let v = m.principal { self.principal = try wireString(v, field: field + ".principal") } else { self.principal = nil }
+        guard let role = m.role else { throw .missingField(field() + ".role") }
+        self.role = try wireString(role, field: { field() + ".role" })
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.principal { self.principal = try wireString(v, field: { field() + ".principal" }) } else { self.principal = nil }
         var capabilities: [FrameworkInfo.Capability] = []
         capabilities.reserveCapacity(m.n_capabilities)
-        for i in 0..<m.n_capabilities { capabilities.append(try FrameworkInfo.Capability(c: m.capabilities[i]!, field: field + ".capabilities")) }
+        for i in 0..<m.n_capabilities { capabilities.append(try FrameworkInfo.Capability(c: m.capabilities[i]!, field: { field() + ".capabilities" })) }
         self.capabilities = capabilities
     }
 
@@ -1344,7 +1344,7 @@ extension FrameworkInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkInfo>) -> Int { mesos__framework_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkInfo>? { mesos__framework_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkInfo>? { mesos__framework_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkInfo>) { mesos__framework_info__free_unpacked(m, nil) }
 }
 
@@ -1352,9 +1352,9 @@ extension FrameworkInfo.Capability: CMessage {
     typealias CType = Mesos__FrameworkInfo__Capability
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkInfo__Capability>) { mesos__framework_info__capability__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkInfo__Capability>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkInfo__Capability>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        self.type = m.has_type != 0 ? try FrameworkInfo.Capability.Kind(cValue: m.type, field: field + ".type") : nil
+        self.type = m.has_type != 0 ? try FrameworkInfo.Capability.Kind(cValue: m.type, field: { field() + ".type" }) : nil
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkInfo__Capability>, _ a: CArena) {
@@ -1366,13 +1366,13 @@ extension CommandInfo: CMessage {
     typealias CType = Mesos__CommandInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__CommandInfo>) { mesos__command_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__CommandInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__CommandInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.value { self.value = try wireString(v, field: field + ".value") } else { self.value = nil }
+        if let v = m.value { self.value = try wireString(v, field: { field() + ".value" }) } else { self.value = nil }
         self.shell = (m.shell != 0)
         var arguments: [String] = []
         arguments.reserveCapacity(m.n_arguments)
-        for i in 0..<m.n_arguments { arguments.append(try wireString(m.arguments[i]!, field: field + ".arguments")) }
+        for i in 0..<m.n_arguments { arguments.append(try wireString(m.arguments[i]!, field: { field() + ".arguments" })) }
         self.arguments = arguments
     }
 
@@ -1390,7 +1390,7 @@ extension CommandInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__CommandInfo>) -> Int { mesos__command_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__CommandInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__command_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__CommandInfo>? { mesos__command_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__CommandInfo>? { mesos__command_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__CommandInfo>) { mesos__command_info__free_unpacked(m, nil) }
 }
 
@@ -1398,17 +1398,17 @@ extension ExecutorInfo: CMessage {
     typealias CType = Mesos__ExecutorInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorInfo>) { mesos__executor_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExecutorInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExecutorInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
         var resources: [Resource] = []
         resources.reserveCapacity(m.n_resources)
-        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
         self.resources = resources
-        if let v = m.command { self.command = try CommandInfo(c: v, field: field + ".command") } else { self.command = nil }
-        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: field + ".framework_id") } else { self.frameworkID = nil }
-        if let v = m.name { self.name = try wireString(v, field: field + ".name") } else { self.name = nil }
+        if let v = m.command { self.command = try CommandInfo(c: v, field: { field() + ".command" }) } else { self.command = nil }
+        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: { field() + ".framework_id" }) } else { self.frameworkID = nil }
+        if let v = m.name { self.name = try wireString(v, field: { field() + ".name" }) } else { self.name = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorInfo>, _ a: CArena) {
@@ -1426,7 +1426,7 @@ extension ExecutorInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorInfo>) -> Int { mesos__executor_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExecutorInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorInfo>? { mesos__executor_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorInfo>? { mesos__executor_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorInfo>) { mesos__executor_info__free_unpacked(m, nil) }
 }
 
@@ -1434,19 +1434,19 @@ extension Offer: CMessage {
     typealias CType = Mesos__Offer
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Offer>) { mesos__offer__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Offer>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Offer>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let id = m.id else { throw .missingField(field + ".id") }
-        self.id = try OfferID(c: id, field: field + ".id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let hostname = m.hostname else { throw .missingField(field + ".hostname") }
-        self.hostname = try wireString(hostname, field: field + ".hostname")
+        guard let id = m.id else { throw .missingField(field() + ".id") }
+        self.id = try OfferID(c: id, field: { field() + ".id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let hostname = m.hostname else { throw .missingField(field() + ".hostname") }
+        self.hostname = try wireString(hostname, field: { field() + ".hostname" })
         var resources: [Resource] = []
         resources.reserveCapacity(m.n_resources)
-        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
         self.resources = resources
     }
 
@@ -1465,7 +1465,7 @@ extension Offer: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Offer>) -> Int { mesos__offer__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Offer>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__offer__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Offer>? { mesos__offer__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Offer>? { mesos__offer__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Offer>) { mesos__offer__free_unpacked(m, nil) }
 }
 
@@ -1473,19 +1473,19 @@ extension TaskInfo: CMessage {
     typealias CType = Mesos__TaskInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__TaskInfo>) { mesos__task_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__TaskInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__TaskInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let name = m.name else { throw .missingField(field + ".name") }
-        self.name = try wireString(name, field: field + ".name")
-        guard let taskID = m.task_id else { throw .missingField(field + ".task_id") }
-        self.taskID = try TaskID(c: taskID, field: field + ".task_id")
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try TaskID(c: taskID, field: { field() + ".task_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
         var resources: [Resource] = []
         resources.reserveCapacity(m.n_resources)
-        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
         self.resources = resources
-        if let v = m.command { self.command = try CommandInfo(c: v, field: field + ".command") } else { self.command = nil }
+        if let v = m.command { self.command = try CommandInfo(c: v, field: { field() + ".command" }) } else { self.command = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__TaskInfo>, _ a: CArena) {
@@ -1503,7 +1503,7 @@ extension TaskInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__TaskInfo>) -> Int { mesos__task_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__TaskInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskInfo>? { mesos__task_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskInfo>? { mesos__task_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskInfo>) { mesos__task_info__free_unpacked(m, nil) }
 }
 
@@ -1511,18 +1511,18 @@ extension TaskStatus: CMessage {
     typealias CType = Mesos__TaskStatus
     static func cInit(_ m: UnsafeMutablePointer<Mesos__TaskStatus>) { mesos__task_status__init(m) }
 
-    init(c p: UnsafePointer<Mesos__TaskStatus>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__TaskStatus>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let taskID = m.task_id else { throw .missingField(field + ".task_id") }
-        self.taskID = try TaskID(c: taskID, field: field + ".task_id")
-        self.state = try TaskState(cValue: m.state, field: field + ".state")
-        if let v = m.message { self.message = try wireString(v, field: field + ".message") } else { self.message = nil }
-        self.source = m.has_source != 0 ? try TaskStatus.Source(cValue: m.source, field: field + ".source") : nil
-        self.reason = m.has_reason != 0 ? try TaskStatus.Reason(cValue: m.reason, field: field + ".reason") : nil
-        if let v = m.agent_id { self.agentID = try AgentID(c: v, field: field + ".agent_id") } else { self.agentID = nil }
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try TaskID(c: taskID, field: { field() + ".task_id" })
+        self.state = try TaskState(cValue: m.state, field: { field() + ".state" })
+        if let v = m.message { self.message = try wireString(v, field: { field() + ".message" }) } else { self.message = nil }
+        self.source = m.has_source != 0 ? try TaskStatus.Source(cValue: m.source, field: { field() + ".source" }) : nil
+        self.reason = m.has_reason != 0 ? try TaskStatus.Reason(cValue: m.reason, field: { field() + ".reason" }) : nil
+        if let v = m.agent_id { self.agentID = try AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
         self.timestamp = m.has_timestamp != 0 ? m.timestamp : nil
         self.uuid = m.has_uuid != 0 ? wireBytes(m.uuid) : nil
-        if let v = m.unreachable_time { self.unreachableTime = try TimeInfo(c: v, field: field + ".unreachable_time") } else { self.unreachableTime = nil }
+        if let v = m.unreachable_time { self.unreachableTime = try TimeInfo(c: v, field: { field() + ".unreachable_time" }) } else { self.unreachableTime = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__TaskStatus>, _ a: CArena) {
@@ -1543,7 +1543,7 @@ extension TaskStatus: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__TaskStatus>) -> Int { mesos__task_status__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__TaskStatus>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task_status__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskStatus>? { mesos__task_status__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TaskStatus>? { mesos__task_status__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TaskStatus>) { mesos__task_status__free_unpacked(m, nil) }
 }
 
@@ -1551,7 +1551,7 @@ extension TimeInfo: CMessage {
     typealias CType = Mesos__TimeInfo
     static func cInit(_ m: UnsafeMutablePointer<Mesos__TimeInfo>) { mesos__time_info__init(m) }
 
-    init(c p: UnsafePointer<Mesos__TimeInfo>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__TimeInfo>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.nanoseconds = m.nanoseconds
     }
@@ -1566,7 +1566,7 @@ extension TimeInfo: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__TimeInfo>) -> Int { mesos__time_info__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__TimeInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__time_info__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TimeInfo>? { mesos__time_info__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__TimeInfo>? { mesos__time_info__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__TimeInfo>) { mesos__time_info__free_unpacked(m, nil) }
 }
 
@@ -1574,23 +1574,23 @@ extension MesosTask: CMessage {
     typealias CType = Mesos__Task
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Task>) { mesos__task__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Task>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Task>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let name = m.name else { throw .missingField(field + ".name") }
-        self.name = try wireString(name, field: field + ".name")
-        guard let taskID = m.task_id else { throw .missingField(field + ".task_id") }
-        self.taskID = try TaskID(c: taskID, field: field + ".task_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        self.state = try TaskState(cValue: m.state, field: field + ".state")
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try TaskID(c: taskID, field: { field() + ".task_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        self.state = try TaskState(cValue: m.state, field: { field() + ".state" })
         var resources: [Resource] = []
         resources.reserveCapacity(m.n_resources)
-        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: field + ".resources")) }
+        for i in 0..<m.n_resources { resources.append(try Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
         self.resources = resources
-        if let v = m.status { self.status = try TaskStatus(c: v, field: field + ".status") } else { self.status = nil }
-        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
+        if let v = m.status { self.status = try TaskStatus(c: v, field: { field() + ".status" }) } else { self.status = nil }
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: { field() + ".executor_id" }) } else { self.executorID = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__Task>, _ a: CArena) {
@@ -1611,7 +1611,7 @@ extension MesosTask: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Task>) -> Int { mesos__task__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Task>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__task__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Task>? { mesos__task__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Task>? { mesos__task__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Task>) { mesos__task__free_unpacked(m, nil) }
 }
 
@@ -1619,11 +1619,11 @@ extension RegisterAgentMessage: CMessage {
     typealias CType = Mesos__RegisterAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RegisterAgentMessage>) { mesos__register_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__RegisterAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__RegisterAgentMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agent = m.agent else { throw .missingField(field + ".agent") }
-        self.agent = try AgentInfo(c: agent, field: field + ".agent")
-        if let v = m.version { self.version = try wireString(v, field: field + ".version") } else { self.version = nil }
+        guard let agent = m.agent else { throw .missingField(field() + ".agent") }
+        self.agent = try AgentInfo(c: agent, field: { field() + ".agent" })
+        if let v = m.version { self.version = try wireString(v, field: { field() + ".version" }) } else { self.version = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__RegisterAgentMessage>, _ a: CArena) {
@@ -1637,7 +1637,7 @@ extension RegisterAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__RegisterAgentMessage>) -> Int { mesos__register_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__RegisterAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__register_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterAgentMessage>? { mesos__register_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterAgentMessage>? { mesos__register_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__RegisterAgentMessage>) { mesos__register_agent_message__free_unpacked(m, nil) }
 }
 
@@ -1645,19 +1645,19 @@ extension ReregisterAgentMessage: CMessage {
     typealias CType = Mesos__ReregisterAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReregisterAgentMessage>) { mesos__reregister_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReregisterAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReregisterAgentMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agent = m.agent else { throw .missingField(field + ".agent") }
-        self.agent = try AgentInfo(c: agent, field: field + ".agent")
+        guard let agent = m.agent else { throw .missingField(field() + ".agent") }
+        self.agent = try AgentInfo(c: agent, field: { field() + ".agent" })
         var tasks: [MesosTask] = []
         tasks.reserveCapacity(m.n_tasks)
-        for i in 0..<m.n_tasks { tasks.append(try MesosTask(c: m.tasks[i]!, field: field + ".tasks")) }
+        for i in 0..<m.n_tasks { tasks.append(try MesosTask(c: m.tasks[i]!, field: { field() + ".tasks" })) }
         self.tasks = tasks
         var frameworks: [FrameworkInfo] = []
         frameworks.reserveCapacity(m.n_frameworks)
-        for i in 0..<m.n_frameworks { frameworks.append(try FrameworkInfo(c: m.frameworks[i]!, field: field + ".frameworks")) }
+        for i in 0..<m.n_frameworks { frameworks.append(try FrameworkInfo(c: m.frameworks[i]!, field: { field() + ".frameworks" })) }
         self.frameworks = frameworks
-        if let v = m.version { self.version = try wireString(v, field: field + ".version") } else { self.version = nil }
+        if let v = m.version { self.version = try wireString(v, field: { field() + ".version" }) } else { self.version = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ReregisterAgentMessage>, _ a: CArena) {
@@ -1675,7 +1675,7 @@ extension ReregisterAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReregisterAgentMessage>) -> Int { mesos__reregister_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReregisterAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reregister_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterAgentMessage>? { mesos__reregister_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterAgentMessage>? { mesos__reregister_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReregisterAgentMessage>) { mesos__reregister_agent_message__free_unpacked(m, nil) }
 }
 
@@ -1683,11 +1683,11 @@ extension AgentRegisteredMessage: CMessage {
     typealias CType = Mesos__AgentRegisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AgentRegisteredMessage>) { mesos__agent_registered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AgentRegisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AgentRegisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        if let v = m.master { self.master = try MasterInfo(c: v, field: field + ".master") } else { self.master = nil }
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        if let v = m.master { self.master = try MasterInfo(c: v, field: { field() + ".master" }) } else { self.master = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__AgentRegisteredMessage>, _ a: CArena) {
@@ -1701,7 +1701,7 @@ extension AgentRegisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AgentRegisteredMessage>) -> Int { mesos__agent_registered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AgentRegisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__agent_registered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentRegisteredMessage>? { mesos__agent_registered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentRegisteredMessage>? { mesos__agent_registered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AgentRegisteredMessage>) { mesos__agent_registered_message__free_unpacked(m, nil) }
 }
 
@@ -1709,14 +1709,14 @@ extension AgentReregisteredMessage: CMessage {
     typealias CType = Mesos__AgentReregisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AgentReregisteredMessage>) { mesos__agent_reregistered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AgentReregisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AgentReregisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        if let v = m.master { self.master = try MasterInfo(c: v, field: field + ".master") } else { self.master = nil }
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        if let v = m.master { self.master = try MasterInfo(c: v, field: { field() + ".master" }) } else { self.master = nil }
         var reconciliations: [ReconcileTasksMessage] = []
         reconciliations.reserveCapacity(m.n_reconciliations)
-        for i in 0..<m.n_reconciliations { reconciliations.append(try ReconcileTasksMessage(c: m.reconciliations[i]!, field: field + ".reconciliations")) }
+        for i in 0..<m.n_reconciliations { reconciliations.append(try ReconcileTasksMessage(c: m.reconciliations[i]!, field: { field() + ".reconciliations" })) }
         self.reconciliations = reconciliations
     }
 
@@ -1733,7 +1733,7 @@ extension AgentReregisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AgentReregisteredMessage>) -> Int { mesos__agent_reregistered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AgentReregisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__agent_reregistered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentReregisteredMessage>? { mesos__agent_reregistered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AgentReregisteredMessage>? { mesos__agent_reregistered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AgentReregisteredMessage>) { mesos__agent_reregistered_message__free_unpacked(m, nil) }
 }
 
@@ -1741,7 +1741,7 @@ extension PingAgentMessage: CMessage {
     typealias CType = Mesos__PingAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__PingAgentMessage>) { mesos__ping_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__PingAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__PingAgentMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.connected = (m.connected != 0)
     }
@@ -1756,7 +1756,7 @@ extension PingAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__PingAgentMessage>) -> Int { mesos__ping_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__PingAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__ping_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__PingAgentMessage>? { mesos__ping_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__PingAgentMessage>? { mesos__ping_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__PingAgentMessage>) { mesos__ping_agent_message__free_unpacked(m, nil) }
 }
 
@@ -1764,7 +1764,7 @@ extension PongAgentMessage: CMessage {
     typealias CType = Mesos__PongAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__PongAgentMessage>) { mesos__pong_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__PongAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__PongAgentMessage>, field: FieldPath) throws(WireError) {
         _ = (p, field)
     }
 
@@ -1778,7 +1778,7 @@ extension PongAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__PongAgentMessage>) -> Int { mesos__pong_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__PongAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__pong_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__PongAgentMessage>? { mesos__pong_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__PongAgentMessage>? { mesos__pong_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__PongAgentMessage>) { mesos__pong_agent_message__free_unpacked(m, nil) }
 }
 
@@ -1786,9 +1786,9 @@ extension ShutdownMessage: CMessage {
     typealias CType = Mesos__ShutdownMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ShutdownMessage>) { mesos__shutdown_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ShutdownMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ShutdownMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.message { self.message = try wireString(v, field: field + ".message") } else { self.message = nil }
+        if let v = m.message { self.message = try wireString(v, field: { field() + ".message" }) } else { self.message = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ShutdownMessage>, _ a: CArena) {
@@ -1801,7 +1801,7 @@ extension ShutdownMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ShutdownMessage>) -> Int { mesos__shutdown_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ShutdownMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__shutdown_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownMessage>? { mesos__shutdown_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownMessage>? { mesos__shutdown_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ShutdownMessage>) { mesos__shutdown_message__free_unpacked(m, nil) }
 }
 
@@ -1809,16 +1809,16 @@ extension RunTaskMessage: CMessage {
     typealias CType = Mesos__RunTaskMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RunTaskMessage>) { mesos__run_task_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__RunTaskMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__RunTaskMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let framework = m.framework else { throw .missingField(field + ".framework") }
-        self.framework = try FrameworkInfo(c: framework, field: field + ".framework")
-        guard let task = m.task else { throw .missingField(field + ".task") }
-        self.task = try TaskInfo(c: task, field: field + ".task")
-        guard let pid = m.pid else { throw .missingField(field + ".pid") }
-        self.pid = try wireString(pid, field: field + ".pid")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let framework = m.framework else { throw .missingField(field() + ".framework") }
+        self.framework = try FrameworkInfo(c: framework, field: { field() + ".framework" })
+        guard let task = m.task else { throw .missingField(field() + ".task") }
+        self.task = try TaskInfo(c: task, field: { field() + ".task" })
+        guard let pid = m.pid else { throw .missingField(field() + ".pid") }
+        self.pid = try wireString(pid, field: { field() + ".pid" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__RunTaskMessage>, _ a: CArena) {
@@ -1834,7 +1834,7 @@ extension RunTaskMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__RunTaskMessage>) -> Int { mesos__run_task_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__RunTaskMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__run_task_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RunTaskMessage>? { mesos__run_task_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RunTaskMessage>? { mesos__run_task_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__RunTaskMessage>) { mesos__run_task_message__free_unpacked(m, nil) }
 }
 
@@ -1842,12 +1842,12 @@ extension KillTaskMessage: CMessage {
     typealias CType = Mesos__KillTaskMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__KillTaskMessage>) { mesos__kill_task_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__KillTaskMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__KillTaskMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let taskID = m.task_id else { throw .missingField(field + ".task_id") }
-        self.taskID = try TaskID(c: taskID, field: field + ".task_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try TaskID(c: taskID, field: { field() + ".task_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__KillTaskMessage>, _ a: CArena) {
@@ -1861,7 +1861,7 @@ extension KillTaskMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__KillTaskMessage>) -> Int { mesos__kill_task_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__KillTaskMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__kill_task_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__KillTaskMessage>? { mesos__kill_task_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__KillTaskMessage>? { mesos__kill_task_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__KillTaskMessage>) { mesos__kill_task_message__free_unpacked(m, nil) }
 }
 
@@ -1869,10 +1869,10 @@ extension ShutdownFrameworkMessage: CMessage {
     typealias CType = Mesos__ShutdownFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ShutdownFrameworkMessage>) { mesos__shutdown_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ShutdownFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ShutdownFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ShutdownFrameworkMessage>, _ a: CArena) {
@@ -1885,7 +1885,7 @@ extension ShutdownFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ShutdownFrameworkMessage>) -> Int { mesos__shutdown_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ShutdownFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__shutdown_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownFrameworkMessage>? { mesos__shutdown_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownFrameworkMessage>? { mesos__shutdown_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ShutdownFrameworkMessage>) { mesos__shutdown_framework_message__free_unpacked(m, nil) }
 }
 
@@ -1893,17 +1893,17 @@ extension StatusUpdate: CMessage {
     typealias CType = Mesos__StatusUpdate
     static func cInit(_ m: UnsafeMutablePointer<Mesos__StatusUpdate>) { mesos__status_update__init(m) }
 
-    init(c p: UnsafePointer<Mesos__StatusUpdate>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__StatusUpdate>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let status = m.status else { throw .missingField(field + ".status") }
-        self.status = try TaskStatus(c: status, field: field + ".status")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let status = m.status else { throw .missingField(field() + ".status") }
+        self.status = try TaskStatus(c: status, field: { field() + ".status" })
         self.timestamp = m.timestamp
         self.uuid = wireBytes(m.uuid)
-        if let v = m.agent_id { self.agentID = try AgentID(c: v, field: field + ".agent_id") } else { self.agentID = nil }
-        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
-        self.latestState = m.has_latest_state != 0 ? try TaskState(cValue: m.latest_state, field: field + ".latest_state") : nil
+        if let v = m.agent_id { self.agentID = try AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: { field() + ".executor_id" }) } else { self.executorID = nil }
+        self.latestState = m.has_latest_state != 0 ? try TaskState(cValue: m.latest_state, field: { field() + ".latest_state" }) : nil
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__StatusUpdate>, _ a: CArena) {
@@ -1922,7 +1922,7 @@ extension StatusUpdate: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__StatusUpdate>) -> Int { mesos__status_update__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__StatusUpdate>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdate>? { mesos__status_update__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdate>? { mesos__status_update__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdate>) { mesos__status_update__free_unpacked(m, nil) }
 }
 
@@ -1930,11 +1930,11 @@ extension StatusUpdateMessage: CMessage {
     typealias CType = Mesos__StatusUpdateMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__StatusUpdateMessage>) { mesos__status_update_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__StatusUpdateMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__StatusUpdateMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let update = m.update else { throw .missingField(field + ".update") }
-        self.update = try StatusUpdate(c: update, field: field + ".update")
-        if let v = m.pid { self.pid = try wireString(v, field: field + ".pid") } else { self.pid = nil }
+        guard let update = m.update else { throw .missingField(field() + ".update") }
+        self.update = try StatusUpdate(c: update, field: { field() + ".update" })
+        if let v = m.pid { self.pid = try wireString(v, field: { field() + ".pid" }) } else { self.pid = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__StatusUpdateMessage>, _ a: CArena) {
@@ -1948,7 +1948,7 @@ extension StatusUpdateMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__StatusUpdateMessage>) -> Int { mesos__status_update_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__StatusUpdateMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateMessage>? { mesos__status_update_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateMessage>? { mesos__status_update_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdateMessage>) { mesos__status_update_message__free_unpacked(m, nil) }
 }
 
@@ -1956,14 +1956,14 @@ extension StatusUpdateAcknowledgementMessage: CMessage {
     typealias CType = Mesos__StatusUpdateAcknowledgementMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>) { mesos__status_update_acknowledgement_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__StatusUpdateAcknowledgementMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__StatusUpdateAcknowledgementMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let taskID = m.task_id else { throw .missingField(field + ".task_id") }
-        self.taskID = try TaskID(c: taskID, field: field + ".task_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try TaskID(c: taskID, field: { field() + ".task_id" })
         self.uuid = wireBytes(m.uuid)
     }
 
@@ -1980,7 +1980,7 @@ extension StatusUpdateAcknowledgementMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__StatusUpdateAcknowledgementMessage>) -> Int { mesos__status_update_acknowledgement_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__StatusUpdateAcknowledgementMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update_acknowledgement_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>? { mesos__status_update_acknowledgement_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>? { mesos__status_update_acknowledgement_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdateAcknowledgementMessage>) { mesos__status_update_acknowledgement_message__free_unpacked(m, nil) }
 }
 
@@ -1988,10 +1988,10 @@ extension UnregisterAgentMessage: CMessage {
     typealias CType = Mesos__UnregisterAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>) { mesos__unregister_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__UnregisterAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__UnregisterAgentMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>, _ a: CArena) {
@@ -2004,7 +2004,7 @@ extension UnregisterAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__UnregisterAgentMessage>) -> Int { mesos__unregister_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__UnregisterAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__unregister_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__UnregisterAgentMessage>? { mesos__unregister_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__UnregisterAgentMessage>? { mesos__unregister_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__UnregisterAgentMessage>) { mesos__unregister_agent_message__free_unpacked(m, nil) }
 }
 
@@ -2012,12 +2012,12 @@ extension RegisterExecutorMessage: CMessage {
     typealias CType = Mesos__RegisterExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>) { mesos__register_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__RegisterExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__RegisterExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>, _ a: CArena) {
@@ -2031,7 +2031,7 @@ extension RegisterExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__RegisterExecutorMessage>) -> Int { mesos__register_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__RegisterExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__register_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterExecutorMessage>? { mesos__register_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterExecutorMessage>? { mesos__register_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__RegisterExecutorMessage>) { mesos__register_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2039,18 +2039,18 @@ extension ExecutorRegisteredMessage: CMessage {
     typealias CType = Mesos__ExecutorRegisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>) { mesos__executor_registered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExecutorRegisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExecutorRegisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let executorInfo = m.executor_info else { throw .missingField(field + ".executor_info") }
-        self.executorInfo = try ExecutorInfo(c: executorInfo, field: field + ".executor_info")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let frameworkInfo = m.framework_info else { throw .missingField(field + ".framework_info") }
-        self.frameworkInfo = try FrameworkInfo(c: frameworkInfo, field: field + ".framework_info")
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let agentInfo = m.agent_info else { throw .missingField(field + ".agent_info") }
-        self.agentInfo = try AgentInfo(c: agentInfo, field: field + ".agent_info")
+        guard let executorInfo = m.executor_info else { throw .missingField(field() + ".executor_info") }
+        self.executorInfo = try ExecutorInfo(c: executorInfo, field: { field() + ".executor_info" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let frameworkInfo = m.framework_info else { throw .missingField(field() + ".framework_info") }
+        self.frameworkInfo = try FrameworkInfo(c: frameworkInfo, field: { field() + ".framework_info" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let agentInfo = m.agent_info else { throw .missingField(field() + ".agent_info") }
+        self.agentInfo = try AgentInfo(c: agentInfo, field: { field() + ".agent_info" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>, _ a: CArena) {
@@ -2067,7 +2067,7 @@ extension ExecutorRegisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorRegisteredMessage>) -> Int { mesos__executor_registered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExecutorRegisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_registered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>? { mesos__executor_registered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>? { mesos__executor_registered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorRegisteredMessage>) { mesos__executor_registered_message__free_unpacked(m, nil) }
 }
 
@@ -2075,19 +2075,19 @@ extension ReregisterExecutorMessage: CMessage {
     typealias CType = Mesos__ReregisterExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>) { mesos__reregister_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReregisterExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReregisterExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
         var tasks: [TaskInfo] = []
         tasks.reserveCapacity(m.n_tasks)
-        for i in 0..<m.n_tasks { tasks.append(try TaskInfo(c: m.tasks[i]!, field: field + ".tasks")) }
+        for i in 0..<m.n_tasks { tasks.append(try TaskInfo(c: m.tasks[i]!, field: { field() + ".tasks" })) }
         self.tasks = tasks
         var updates: [StatusUpdate] = []
         updates.reserveCapacity(m.n_updates)
-        for i in 0..<m.n_updates { updates.append(try StatusUpdate(c: m.updates[i]!, field: field + ".updates")) }
+        for i in 0..<m.n_updates { updates.append(try StatusUpdate(c: m.updates[i]!, field: { field() + ".updates" })) }
         self.updates = updates
     }
 
@@ -2106,7 +2106,7 @@ extension ReregisterExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReregisterExecutorMessage>) -> Int { mesos__reregister_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReregisterExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reregister_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>? { mesos__reregister_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>? { mesos__reregister_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReregisterExecutorMessage>) { mesos__reregister_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2114,12 +2114,12 @@ extension ExecutorReregisteredMessage: CMessage {
     typealias CType = Mesos__ExecutorReregisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>) { mesos__executor_reregistered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExecutorReregisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExecutorReregisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let agentInfo = m.agent_info else { throw .missingField(field + ".agent_info") }
-        self.agentInfo = try AgentInfo(c: agentInfo, field: field + ".agent_info")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let agentInfo = m.agent_info else { throw .missingField(field() + ".agent_info") }
+        self.agentInfo = try AgentInfo(c: agentInfo, field: { field() + ".agent_info" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>, _ a: CArena) {
@@ -2133,7 +2133,7 @@ extension ExecutorReregisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorReregisteredMessage>) -> Int { mesos__executor_reregistered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExecutorReregisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_reregistered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>? { mesos__executor_reregistered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>? { mesos__executor_reregistered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorReregisteredMessage>) { mesos__executor_reregistered_message__free_unpacked(m, nil) }
 }
 
@@ -2141,10 +2141,10 @@ extension ReconnectExecutorMessage: CMessage {
     typealias CType = Mesos__ReconnectExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>) { mesos__reconnect_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReconnectExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReconnectExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>, _ a: CArena) {
@@ -2157,7 +2157,7 @@ extension ReconnectExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReconnectExecutorMessage>) -> Int { mesos__reconnect_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReconnectExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reconnect_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>? { mesos__reconnect_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>? { mesos__reconnect_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReconnectExecutorMessage>) { mesos__reconnect_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2165,10 +2165,10 @@ extension ShutdownExecutorMessage: CMessage {
     typealias CType = Mesos__ShutdownExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>) { mesos__shutdown_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ShutdownExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ShutdownExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: field + ".executor_id") } else { self.executorID = nil }
-        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: field + ".framework_id") } else { self.frameworkID = nil }
+        if let v = m.executor_id { self.executorID = try ExecutorID(c: v, field: { field() + ".executor_id" }) } else { self.executorID = nil }
+        if let v = m.framework_id { self.frameworkID = try FrameworkID(c: v, field: { field() + ".framework_id" }) } else { self.frameworkID = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>, _ a: CArena) {
@@ -2182,7 +2182,7 @@ extension ShutdownExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ShutdownExecutorMessage>) -> Int { mesos__shutdown_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ShutdownExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__shutdown_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>? { mesos__shutdown_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>? { mesos__shutdown_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ShutdownExecutorMessage>) { mesos__shutdown_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2190,14 +2190,14 @@ extension ExitedExecutorMessage: CMessage {
     typealias CType = Mesos__ExitedExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExitedExecutorMessage>) { mesos__exited_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExitedExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExitedExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
         self.status = m.status
     }
 
@@ -2214,7 +2214,7 @@ extension ExitedExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExitedExecutorMessage>) -> Int { mesos__exited_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExitedExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__exited_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExitedExecutorMessage>? { mesos__exited_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExitedExecutorMessage>? { mesos__exited_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExitedExecutorMessage>) { mesos__exited_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2222,14 +2222,14 @@ extension ExecutorToFrameworkMessage: CMessage {
     typealias CType = Mesos__ExecutorToFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>) { mesos__executor_to_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ExecutorToFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ExecutorToFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
         self.data = wireBytes(m.data)
     }
 
@@ -2246,7 +2246,7 @@ extension ExecutorToFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ExecutorToFrameworkMessage>) -> Int { mesos__executor_to_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ExecutorToFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__executor_to_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>? { mesos__executor_to_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>? { mesos__executor_to_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ExecutorToFrameworkMessage>) { mesos__executor_to_framework_message__free_unpacked(m, nil) }
 }
 
@@ -2254,14 +2254,14 @@ extension FrameworkToExecutorMessage: CMessage {
     typealias CType = Mesos__FrameworkToExecutorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>) { mesos__framework_to_executor_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkToExecutorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkToExecutorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let executorID = m.executor_id else { throw .missingField(field + ".executor_id") }
-        self.executorID = try ExecutorID(c: executorID, field: field + ".executor_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try ExecutorID(c: executorID, field: { field() + ".executor_id" })
         self.data = wireBytes(m.data)
     }
 
@@ -2278,7 +2278,7 @@ extension FrameworkToExecutorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkToExecutorMessage>) -> Int { mesos__framework_to_executor_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkToExecutorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_to_executor_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>? { mesos__framework_to_executor_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>? { mesos__framework_to_executor_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkToExecutorMessage>) { mesos__framework_to_executor_message__free_unpacked(m, nil) }
 }
 
@@ -2286,10 +2286,10 @@ extension StatusUpdateRecord: CMessage {
     typealias CType = Mesos__StatusUpdateRecord
     static func cInit(_ m: UnsafeMutablePointer<Mesos__StatusUpdateRecord>) { mesos__status_update_record__init(m) }
 
-    init(c p: UnsafePointer<Mesos__StatusUpdateRecord>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__StatusUpdateRecord>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        self.type = try StatusUpdateRecord.Kind(cValue: m.type, field: field + ".type")
-        if let v = m.update { self.update = try StatusUpdate(c: v, field: field + ".update") } else { self.update = nil }
+        self.type = try StatusUpdateRecord.Kind(cValue: m.type, field: { field() + ".type" })
+        if let v = m.update { self.update = try StatusUpdate(c: v, field: { field() + ".update" }) } else { self.update = nil }
         self.uuid = m.has_uuid != 0 ? wireBytes(m.uuid) : nil
     }
 
@@ -2305,7 +2305,7 @@ extension StatusUpdateRecord: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__StatusUpdateRecord>) -> Int { mesos__status_update_record__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__StatusUpdateRecord>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__status_update_record__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateRecord>? { mesos__status_update_record__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__StatusUpdateRecord>? { mesos__status_update_record__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__StatusUpdateRecord>) { mesos__status_update_record__free_unpacked(m, nil) }
 }
 
@@ -2313,10 +2313,10 @@ extension RegisterFrameworkMessage: CMessage {
     typealias CType = Mesos__RegisterFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RegisterFrameworkMessage>) { mesos__register_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__RegisterFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__RegisterFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let framework = m.framework else { throw .missingField(field + ".framework") }
-        self.framework = try FrameworkInfo(c: framework, field: field + ".framework")
+        guard let framework = m.framework else { throw .missingField(field() + ".framework") }
+        self.framework = try FrameworkInfo(c: framework, field: { field() + ".framework" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__RegisterFrameworkMessage>, _ a: CArena) {
@@ -2329,7 +2329,7 @@ extension RegisterFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__RegisterFrameworkMessage>) -> Int { mesos__register_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__RegisterFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__register_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterFrameworkMessage>? { mesos__register_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegisterFrameworkMessage>? { mesos__register_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__RegisterFrameworkMessage>) { mesos__register_framework_message__free_unpacked(m, nil) }
 }
 
@@ -2337,10 +2337,10 @@ extension ReregisterFrameworkMessage: CMessage {
     typealias CType = Mesos__ReregisterFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReregisterFrameworkMessage>) { mesos__reregister_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReregisterFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReregisterFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let framework = m.framework else { throw .missingField(field + ".framework") }
-        self.framework = try FrameworkInfo(c: framework, field: field + ".framework")
+        guard let framework = m.framework else { throw .missingField(field() + ".framework") }
+        self.framework = try FrameworkInfo(c: framework, field: { field() + ".framework" })
         self.failover = (m.failover != 0)
     }
 
@@ -2355,7 +2355,7 @@ extension ReregisterFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReregisterFrameworkMessage>) -> Int { mesos__reregister_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReregisterFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reregister_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterFrameworkMessage>? { mesos__reregister_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReregisterFrameworkMessage>? { mesos__reregister_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReregisterFrameworkMessage>) { mesos__reregister_framework_message__free_unpacked(m, nil) }
 }
 
@@ -2363,12 +2363,12 @@ extension FrameworkRegisteredMessage: CMessage {
     typealias CType = Mesos__FrameworkRegisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkRegisteredMessage>) { mesos__framework_registered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkRegisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkRegisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let masterInfo = m.master_info else { throw .missingField(field + ".master_info") }
-        self.masterInfo = try MasterInfo(c: masterInfo, field: field + ".master_info")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let masterInfo = m.master_info else { throw .missingField(field() + ".master_info") }
+        self.masterInfo = try MasterInfo(c: masterInfo, field: { field() + ".master_info" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkRegisteredMessage>, _ a: CArena) {
@@ -2382,7 +2382,7 @@ extension FrameworkRegisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkRegisteredMessage>) -> Int { mesos__framework_registered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkRegisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_registered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkRegisteredMessage>? { mesos__framework_registered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkRegisteredMessage>? { mesos__framework_registered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkRegisteredMessage>) { mesos__framework_registered_message__free_unpacked(m, nil) }
 }
 
@@ -2390,12 +2390,12 @@ extension FrameworkReregisteredMessage: CMessage {
     typealias CType = Mesos__FrameworkReregisteredMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkReregisteredMessage>) { mesos__framework_reregistered_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkReregisteredMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkReregisteredMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
-        guard let masterInfo = m.master_info else { throw .missingField(field + ".master_info") }
-        self.masterInfo = try MasterInfo(c: masterInfo, field: field + ".master_info")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let masterInfo = m.master_info else { throw .missingField(field() + ".master_info") }
+        self.masterInfo = try MasterInfo(c: masterInfo, field: { field() + ".master_info" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkReregisteredMessage>, _ a: CArena) {
@@ -2409,7 +2409,7 @@ extension FrameworkReregisteredMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkReregisteredMessage>) -> Int { mesos__framework_reregistered_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkReregisteredMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_reregistered_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkReregisteredMessage>? { mesos__framework_reregistered_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkReregisteredMessage>? { mesos__framework_reregistered_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkReregisteredMessage>) { mesos__framework_reregistered_message__free_unpacked(m, nil) }
 }
 
@@ -2417,10 +2417,10 @@ extension UnregisterFrameworkMessage: CMessage {
     typealias CType = Mesos__UnregisterFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__UnregisterFrameworkMessage>) { mesos__unregister_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__UnregisterFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__UnregisterFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__UnregisterFrameworkMessage>, _ a: CArena) {
@@ -2433,7 +2433,7 @@ extension UnregisterFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__UnregisterFrameworkMessage>) -> Int { mesos__unregister_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__UnregisterFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__unregister_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__UnregisterFrameworkMessage>? { mesos__unregister_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__UnregisterFrameworkMessage>? { mesos__unregister_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__UnregisterFrameworkMessage>) { mesos__unregister_framework_message__free_unpacked(m, nil) }
 }
 
@@ -2441,10 +2441,10 @@ extension DeactivateFrameworkMessage: CMessage {
     typealias CType = Mesos__DeactivateFrameworkMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__DeactivateFrameworkMessage>) { mesos__deactivate_framework_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__DeactivateFrameworkMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__DeactivateFrameworkMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__DeactivateFrameworkMessage>, _ a: CArena) {
@@ -2457,7 +2457,7 @@ extension DeactivateFrameworkMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__DeactivateFrameworkMessage>) -> Int { mesos__deactivate_framework_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__DeactivateFrameworkMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__deactivate_framework_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__DeactivateFrameworkMessage>? { mesos__deactivate_framework_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__DeactivateFrameworkMessage>? { mesos__deactivate_framework_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__DeactivateFrameworkMessage>) { mesos__deactivate_framework_message__free_unpacked(m, nil) }
 }
 
@@ -2465,15 +2465,15 @@ extension ResourceOffersMessage: CMessage {
     typealias CType = Mesos__ResourceOffersMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ResourceOffersMessage>) { mesos__resource_offers_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ResourceOffersMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ResourceOffersMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         var offers: [Offer] = []
         offers.reserveCapacity(m.n_offers)
-        for i in 0..<m.n_offers { offers.append(try Offer(c: m.offers[i]!, field: field + ".offers")) }
+        for i in 0..<m.n_offers { offers.append(try Offer(c: m.offers[i]!, field: { field() + ".offers" })) }
         self.offers = offers
         var pids: [String] = []
         pids.reserveCapacity(m.n_pids)
-        for i in 0..<m.n_pids { pids.append(try wireString(m.pids[i]!, field: field + ".pids")) }
+        for i in 0..<m.n_pids { pids.append(try wireString(m.pids[i]!, field: { field() + ".pids" })) }
         self.pids = pids
     }
 
@@ -2490,7 +2490,7 @@ extension ResourceOffersMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ResourceOffersMessage>) -> Int { mesos__resource_offers_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ResourceOffersMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__resource_offers_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ResourceOffersMessage>? { mesos__resource_offers_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ResourceOffersMessage>? { mesos__resource_offers_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ResourceOffersMessage>) { mesos__resource_offers_message__free_unpacked(m, nil) }
 }
 
@@ -2498,10 +2498,10 @@ extension RescindResourceOfferMessage: CMessage {
     typealias CType = Mesos__RescindResourceOfferMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RescindResourceOfferMessage>) { mesos__rescind_resource_offer_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__RescindResourceOfferMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__RescindResourceOfferMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let offerID = m.offer_id else { throw .missingField(field + ".offer_id") }
-        self.offerID = try OfferID(c: offerID, field: field + ".offer_id")
+        guard let offerID = m.offer_id else { throw .missingField(field() + ".offer_id") }
+        self.offerID = try OfferID(c: offerID, field: { field() + ".offer_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__RescindResourceOfferMessage>, _ a: CArena) {
@@ -2514,7 +2514,7 @@ extension RescindResourceOfferMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__RescindResourceOfferMessage>) -> Int { mesos__rescind_resource_offer_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__RescindResourceOfferMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__rescind_resource_offer_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RescindResourceOfferMessage>? { mesos__rescind_resource_offer_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RescindResourceOfferMessage>? { mesos__rescind_resource_offer_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__RescindResourceOfferMessage>) { mesos__rescind_resource_offer_message__free_unpacked(m, nil) }
 }
 
@@ -2522,7 +2522,7 @@ extension Filters: CMessage {
     typealias CType = Mesos__Filters
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Filters>) { mesos__filters__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Filters>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Filters>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.refuseSeconds = m.refuse_seconds
     }
@@ -2538,7 +2538,7 @@ extension Filters: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Filters>) -> Int { mesos__filters__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Filters>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__filters__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Filters>? { mesos__filters__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Filters>? { mesos__filters__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Filters>) { mesos__filters__free_unpacked(m, nil) }
 }
 
@@ -2546,19 +2546,19 @@ extension LaunchTasksMessage: CMessage {
     typealias CType = Mesos__LaunchTasksMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__LaunchTasksMessage>) { mesos__launch_tasks_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__LaunchTasksMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__LaunchTasksMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
         var tasks: [TaskInfo] = []
         tasks.reserveCapacity(m.n_tasks)
-        for i in 0..<m.n_tasks { tasks.append(try TaskInfo(c: m.tasks[i]!, field: field + ".tasks")) }
+        for i in 0..<m.n_tasks { tasks.append(try TaskInfo(c: m.tasks[i]!, field: { field() + ".tasks" })) }
         self.tasks = tasks
         var offerIDs: [OfferID] = []
         offerIDs.reserveCapacity(m.n_offer_ids)
-        for i in 0..<m.n_offer_ids { offerIDs.append(try OfferID(c: m.offer_ids[i]!, field: field + ".offer_ids")) }
+        for i in 0..<m.n_offer_ids { offerIDs.append(try OfferID(c: m.offer_ids[i]!, field: { field() + ".offer_ids" })) }
         self.offerIDs = offerIDs
-        if let v = m.filters { self.filters = try Filters(c: v, field: field + ".filters") } else { self.filters = nil }
+        if let v = m.filters { self.filters = try Filters(c: v, field: { field() + ".filters" }) } else { self.filters = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__LaunchTasksMessage>, _ a: CArena) {
@@ -2576,7 +2576,7 @@ extension LaunchTasksMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__LaunchTasksMessage>) -> Int { mesos__launch_tasks_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__LaunchTasksMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__launch_tasks_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LaunchTasksMessage>? { mesos__launch_tasks_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LaunchTasksMessage>? { mesos__launch_tasks_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__LaunchTasksMessage>) { mesos__launch_tasks_message__free_unpacked(m, nil) }
 }
 
@@ -2584,15 +2584,15 @@ extension DeclineOffersMessage: CMessage {
     typealias CType = Mesos__DeclineOffersMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__DeclineOffersMessage>) { mesos__decline_offers_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__DeclineOffersMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__DeclineOffersMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
         var offerIDs: [OfferID] = []
         offerIDs.reserveCapacity(m.n_offer_ids)
-        for i in 0..<m.n_offer_ids { offerIDs.append(try OfferID(c: m.offer_ids[i]!, field: field + ".offer_ids")) }
+        for i in 0..<m.n_offer_ids { offerIDs.append(try OfferID(c: m.offer_ids[i]!, field: { field() + ".offer_ids" })) }
         self.offerIDs = offerIDs
-        if let v = m.filters { self.filters = try Filters(c: v, field: field + ".filters") } else { self.filters = nil }
+        if let v = m.filters { self.filters = try Filters(c: v, field: { field() + ".filters" }) } else { self.filters = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__DeclineOffersMessage>, _ a: CArena) {
@@ -2608,7 +2608,7 @@ extension DeclineOffersMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__DeclineOffersMessage>) -> Int { mesos__decline_offers_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__DeclineOffersMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__decline_offers_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__DeclineOffersMessage>? { mesos__decline_offers_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__DeclineOffersMessage>? { mesos__decline_offers_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__DeclineOffersMessage>) { mesos__decline_offers_message__free_unpacked(m, nil) }
 }
 
@@ -2616,10 +2616,10 @@ extension ReviveOffersMessage: CMessage {
     typealias CType = Mesos__ReviveOffersMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReviveOffersMessage>) { mesos__revive_offers_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReviveOffersMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReviveOffersMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__ReviveOffersMessage>, _ a: CArena) {
@@ -2632,7 +2632,7 @@ extension ReviveOffersMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReviveOffersMessage>) -> Int { mesos__revive_offers_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReviveOffersMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__revive_offers_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReviveOffersMessage>? { mesos__revive_offers_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReviveOffersMessage>? { mesos__revive_offers_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReviveOffersMessage>) { mesos__revive_offers_message__free_unpacked(m, nil) }
 }
 
@@ -2640,10 +2640,10 @@ extension SuppressOffersMessage: CMessage {
     typealias CType = Mesos__SuppressOffersMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__SuppressOffersMessage>) { mesos__suppress_offers_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__SuppressOffersMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__SuppressOffersMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__SuppressOffersMessage>, _ a: CArena) {
@@ -2656,7 +2656,7 @@ extension SuppressOffersMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__SuppressOffersMessage>) -> Int { mesos__suppress_offers_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__SuppressOffersMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__suppress_offers_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__SuppressOffersMessage>? { mesos__suppress_offers_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__SuppressOffersMessage>? { mesos__suppress_offers_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__SuppressOffersMessage>) { mesos__suppress_offers_message__free_unpacked(m, nil) }
 }
 
@@ -2664,13 +2664,13 @@ extension ReconcileTasksMessage: CMessage {
     typealias CType = Mesos__ReconcileTasksMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__ReconcileTasksMessage>) { mesos__reconcile_tasks_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__ReconcileTasksMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__ReconcileTasksMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let frameworkID = m.framework_id else { throw .missingField(field + ".framework_id") }
-        self.frameworkID = try FrameworkID(c: frameworkID, field: field + ".framework_id")
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
         var statuses: [TaskStatus] = []
         statuses.reserveCapacity(m.n_statuses)
-        for i in 0..<m.n_statuses { statuses.append(try TaskStatus(c: m.statuses[i]!, field: field + ".statuses")) }
+        for i in 0..<m.n_statuses { statuses.append(try TaskStatus(c: m.statuses[i]!, field: { field() + ".statuses" })) }
         self.statuses = statuses
     }
 
@@ -2686,7 +2686,7 @@ extension ReconcileTasksMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__ReconcileTasksMessage>) -> Int { mesos__reconcile_tasks_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__ReconcileTasksMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__reconcile_tasks_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReconcileTasksMessage>? { mesos__reconcile_tasks_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReconcileTasksMessage>? { mesos__reconcile_tasks_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__ReconcileTasksMessage>) { mesos__reconcile_tasks_message__free_unpacked(m, nil) }
 }
 
@@ -2694,10 +2694,10 @@ extension LostAgentMessage: CMessage {
     typealias CType = Mesos__LostAgentMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__LostAgentMessage>) { mesos__lost_agent_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__LostAgentMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__LostAgentMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let agentID = m.agent_id else { throw .missingField(field + ".agent_id") }
-        self.agentID = try AgentID(c: agentID, field: field + ".agent_id")
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try AgentID(c: agentID, field: { field() + ".agent_id" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__LostAgentMessage>, _ a: CArena) {
@@ -2710,7 +2710,7 @@ extension LostAgentMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__LostAgentMessage>) -> Int { mesos__lost_agent_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__LostAgentMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__lost_agent_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LostAgentMessage>? { mesos__lost_agent_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LostAgentMessage>? { mesos__lost_agent_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__LostAgentMessage>) { mesos__lost_agent_message__free_unpacked(m, nil) }
 }
 
@@ -2718,10 +2718,10 @@ extension FrameworkErrorMessage: CMessage {
     typealias CType = Mesos__FrameworkErrorMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkErrorMessage>) { mesos__framework_error_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkErrorMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkErrorMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let message = m.message else { throw .missingField(field + ".message") }
-        self.message = try wireString(message, field: field + ".message")
+        guard let message = m.message else { throw .missingField(field() + ".message") }
+        self.message = try wireString(message, field: { field() + ".message" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkErrorMessage>, _ a: CArena) {
@@ -2734,7 +2734,7 @@ extension FrameworkErrorMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkErrorMessage>) -> Int { mesos__framework_error_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkErrorMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_error_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkErrorMessage>? { mesos__framework_error_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkErrorMessage>? { mesos__framework_error_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkErrorMessage>) { mesos__framework_error_message__free_unpacked(m, nil) }
 }
 
@@ -2742,9 +2742,9 @@ extension FrameworkDisconnectedMessage: CMessage {
     typealias CType = Mesos__FrameworkDisconnectedMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>) { mesos__framework_disconnected_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__FrameworkDisconnectedMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__FrameworkDisconnectedMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.reason { self.reason = try wireString(v, field: field + ".reason") } else { self.reason = nil }
+        if let v = m.reason { self.reason = try wireString(v, field: { field() + ".reason" }) } else { self.reason = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>, _ a: CArena) {
@@ -2757,7 +2757,7 @@ extension FrameworkDisconnectedMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__FrameworkDisconnectedMessage>) -> Int { mesos__framework_disconnected_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__FrameworkDisconnectedMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__framework_disconnected_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>? { mesos__framework_disconnected_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>? { mesos__framework_disconnected_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__FrameworkDisconnectedMessage>) { mesos__framework_disconnected_message__free_unpacked(m, nil) }
 }
 
@@ -2765,12 +2765,12 @@ extension MessageRefusedMessage: CMessage {
     typealias CType = Mesos__MessageRefusedMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__MessageRefusedMessage>) { mesos__message_refused_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__MessageRefusedMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__MessageRefusedMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let kind = m.kind else { throw .missingField(field + ".kind") }
-        self.kind = try wireString(kind, field: field + ".kind")
-        guard let reason = m.reason else { throw .missingField(field + ".reason") }
-        self.reason = try wireString(reason, field: field + ".reason")
+        guard let kind = m.kind else { throw .missingField(field() + ".kind") }
+        self.kind = try wireString(kind, field: { field() + ".kind" })
+        guard let reason = m.reason else { throw .missingField(field() + ".reason") }
+        self.reason = try wireString(reason, field: { field() + ".reason" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__MessageRefusedMessage>, _ a: CArena) {
@@ -2784,7 +2784,7 @@ extension MessageRefusedMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__MessageRefusedMessage>) -> Int { mesos__message_refused_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__MessageRefusedMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__message_refused_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__MessageRefusedMessage>? { mesos__message_refused_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__MessageRefusedMessage>? { mesos__message_refused_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__MessageRefusedMessage>) { mesos__message_refused_message__free_unpacked(m, nil) }
 }
 
@@ -2792,11 +2792,11 @@ extension LeaderHintMessage: CMessage {
     typealias CType = Mesos__LeaderHintMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__LeaderHintMessage>) { mesos__leader_hint_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__LeaderHintMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__LeaderHintMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        if let v = m.leader { self.leader = try MasterInfo(c: v, field: field + ".leader") } else { self.leader = nil }
+        if let v = m.leader { self.leader = try MasterInfo(c: v, field: { field() + ".leader" }) } else { self.leader = nil }
         self.leaderEpoch = m.has_leader_epoch != 0 ? m.leader_epoch : nil
-        if let v = m.reason { self.reason = try wireString(v, field: field + ".reason") } else { self.reason = nil }
+        if let v = m.reason { self.reason = try wireString(v, field: { field() + ".reason" }) } else { self.reason = nil }
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__LeaderHintMessage>, _ a: CArena) {
@@ -2811,7 +2811,7 @@ extension LeaderHintMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__LeaderHintMessage>) -> Int { mesos__leader_hint_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__LeaderHintMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__leader_hint_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LeaderHintMessage>? { mesos__leader_hint_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__LeaderHintMessage>? { mesos__leader_hint_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__LeaderHintMessage>) { mesos__leader_hint_message__free_unpacked(m, nil) }
 }
 
@@ -2819,10 +2819,10 @@ extension AuthenticateMessage: CMessage {
     typealias CType = Mesos__AuthenticateMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticateMessage>) { mesos__authenticate_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AuthenticateMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AuthenticateMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let principal = m.principal else { throw .missingField(field + ".principal") }
-        self.principal = try wireString(principal, field: field + ".principal")
+        guard let principal = m.principal else { throw .missingField(field() + ".principal") }
+        self.principal = try wireString(principal, field: { field() + ".principal" })
         self.clientNonce = wireBytes(m.client_nonce)
     }
 
@@ -2837,7 +2837,7 @@ extension AuthenticateMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticateMessage>) -> Int { mesos__authenticate_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AuthenticateMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authenticate_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticateMessage>? { mesos__authenticate_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticateMessage>? { mesos__authenticate_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticateMessage>) { mesos__authenticate_message__free_unpacked(m, nil) }
 }
 
@@ -2845,7 +2845,7 @@ extension AuthenticationChallengeMessage: CMessage {
     typealias CType = Mesos__AuthenticationChallengeMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>) { mesos__authentication_challenge_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AuthenticationChallengeMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AuthenticationChallengeMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.serverNonce = wireBytes(m.server_nonce)
     }
@@ -2860,7 +2860,7 @@ extension AuthenticationChallengeMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationChallengeMessage>) -> Int { mesos__authentication_challenge_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AuthenticationChallengeMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_challenge_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>? { mesos__authentication_challenge_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>? { mesos__authentication_challenge_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationChallengeMessage>) { mesos__authentication_challenge_message__free_unpacked(m, nil) }
 }
 
@@ -2868,7 +2868,7 @@ extension AuthenticationResponseMessage: CMessage {
     typealias CType = Mesos__AuthenticationResponseMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>) { mesos__authentication_response_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AuthenticationResponseMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AuthenticationResponseMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.proof = wireBytes(m.proof)
     }
@@ -2883,7 +2883,7 @@ extension AuthenticationResponseMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationResponseMessage>) -> Int { mesos__authentication_response_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AuthenticationResponseMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_response_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>? { mesos__authentication_response_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>? { mesos__authentication_response_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResponseMessage>) { mesos__authentication_response_message__free_unpacked(m, nil) }
 }
 
@@ -2891,10 +2891,10 @@ extension AuthenticationResultMessage: CMessage {
     typealias CType = Mesos__AuthenticationResultMessage
     static func cInit(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__init(m) }
 
-    init(c p: UnsafePointer<Mesos__AuthenticationResultMessage>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__AuthenticationResultMessage>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.ok = (m.ok != 0)
-        if let v = m.reason { self.reason = try wireString(v, field: field + ".reason") } else { self.reason = nil }
+        if let v = m.reason { self.reason = try wireString(v, field: { field() + ".reason" }) } else { self.reason = nil }
         self.serverProof = m.has_server_proof != 0 ? wireBytes(m.server_proof) : nil
     }
 
@@ -2910,7 +2910,7 @@ extension AuthenticationResultMessage: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__AuthenticationResultMessage>) -> Int { mesos__authentication_result_message__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__AuthenticationResultMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_result_message__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResultMessage>? { mesos__authentication_result_message__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResultMessage>? { mesos__authentication_result_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__free_unpacked(m, nil) }
 }
 
@@ -2918,20 +2918,20 @@ extension Registry: CMessage {
     typealias CType = Mesos__Registry
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Registry>) { mesos__registry__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Registry>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Registry>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         var admitted: [Registry.Agent] = []
         admitted.reserveCapacity(m.n_admitted)
-        for i in 0..<m.n_admitted { admitted.append(try Registry.Agent(c: m.admitted[i]!, field: field + ".admitted")) }
+        for i in 0..<m.n_admitted { admitted.append(try Registry.Agent(c: m.admitted[i]!, field: { field() + ".admitted" })) }
         self.admitted = admitted
         var removed: [AgentID] = []
         removed.reserveCapacity(m.n_removed)
-        for i in 0..<m.n_removed { removed.append(try AgentID(c: m.removed[i]!, field: field + ".removed")) }
+        for i in 0..<m.n_removed { removed.append(try AgentID(c: m.removed[i]!, field: { field() + ".removed" })) }
         self.removed = removed
         self.highestEpoch = m.has_highest_epoch != 0 ? m.highest_epoch : nil
         var removedFrameworks: [FrameworkID] = []
         removedFrameworks.reserveCapacity(m.n_removed_frameworks)
-        for i in 0..<m.n_removed_frameworks { removedFrameworks.append(try FrameworkID(c: m.removed_frameworks[i]!, field: field + ".removed_frameworks")) }
+        for i in 0..<m.n_removed_frameworks { removedFrameworks.append(try FrameworkID(c: m.removed_frameworks[i]!, field: { field() + ".removed_frameworks" })) }
         self.removedFrameworks = removedFrameworks
     }
 
@@ -2951,7 +2951,7 @@ extension Registry: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Registry>) -> Int { mesos__registry__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Registry>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__registry__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Registry>? { mesos__registry__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Registry>? { mesos__registry__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Registry>) { mesos__registry__free_unpacked(m, nil) }
 }
 
@@ -2959,10 +2959,10 @@ extension Registry.Agent: CMessage {
     typealias CType = Mesos__Registry__Agent
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Registry__Agent>) { mesos__registry__agent__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Registry__Agent>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Registry__Agent>, field: FieldPath) throws(WireError) {
         let m = p.pointee
-        guard let info = m.info else { throw .missingField(field + ".info") }
-        self.info = try AgentInfo(c: info, field: field + ".info")
+        guard let info = m.info else { throw .missingField(field() + ".info") }
+        self.info = try AgentInfo(c: info, field: { field() + ".info" })
     }
 
     func fill(_ p: UnsafeMutablePointer<Mesos__Registry__Agent>, _ a: CArena) {
@@ -2974,144 +2974,144 @@ extension Envelope: CMessage {
     typealias CType = Mesos__Envelope
     static func cInit(_ m: UnsafeMutablePointer<Mesos__Envelope>) { mesos__envelope__init(m) }
 
-    init(c p: UnsafePointer<Mesos__Envelope>, field: String) throws(WireError) {
+    init(c p: UnsafePointer<Mesos__Envelope>, field: FieldPath) throws(WireError) {
         let m = p.pointee
         self.epoch = m.epoch
-        guard let from = m.from else { throw .missingField(field + ".from") }
-        self.from = try wireString(from, field: field + ".from")
+        guard let from = m.from else { throw .missingField(field() + ".from") }
+        self.from = try wireString(from, field: { field() + ".from" })
         switch m.payload_case {
         case MESOS__ENVELOPE__PAYLOAD_REGISTER_AGENT:
-            guard let v = m.register_agent else { throw .missingField(field + ".register_agent") }
-            self.payload = .registerAgent(try RegisterAgentMessage(c: v, field: field + ".register_agent"))
+            guard let v = m.register_agent else { throw .missingField(field() + ".register_agent") }
+            self.payload = .registerAgent(try RegisterAgentMessage(c: v, field: { field() + ".register_agent" }))
         case MESOS__ENVELOPE__PAYLOAD_REREGISTER_AGENT:
-            guard let v = m.reregister_agent else { throw .missingField(field + ".reregister_agent") }
-            self.payload = .reregisterAgent(try ReregisterAgentMessage(c: v, field: field + ".reregister_agent"))
+            guard let v = m.reregister_agent else { throw .missingField(field() + ".reregister_agent") }
+            self.payload = .reregisterAgent(try ReregisterAgentMessage(c: v, field: { field() + ".reregister_agent" }))
         case MESOS__ENVELOPE__PAYLOAD_AGENT_REGISTERED:
-            guard let v = m.agent_registered else { throw .missingField(field + ".agent_registered") }
-            self.payload = .agentRegistered(try AgentRegisteredMessage(c: v, field: field + ".agent_registered"))
+            guard let v = m.agent_registered else { throw .missingField(field() + ".agent_registered") }
+            self.payload = .agentRegistered(try AgentRegisteredMessage(c: v, field: { field() + ".agent_registered" }))
         case MESOS__ENVELOPE__PAYLOAD_AGENT_REREGISTERED:
-            guard let v = m.agent_reregistered else { throw .missingField(field + ".agent_reregistered") }
-            self.payload = .agentReregistered(try AgentReregisteredMessage(c: v, field: field + ".agent_reregistered"))
+            guard let v = m.agent_reregistered else { throw .missingField(field() + ".agent_reregistered") }
+            self.payload = .agentReregistered(try AgentReregisteredMessage(c: v, field: { field() + ".agent_reregistered" }))
         case MESOS__ENVELOPE__PAYLOAD_PING:
-            guard let v = m.ping else { throw .missingField(field + ".ping") }
-            self.payload = .ping(try PingAgentMessage(c: v, field: field + ".ping"))
+            guard let v = m.ping else { throw .missingField(field() + ".ping") }
+            self.payload = .ping(try PingAgentMessage(c: v, field: { field() + ".ping" }))
         case MESOS__ENVELOPE__PAYLOAD_PONG:
-            guard let v = m.pong else { throw .missingField(field + ".pong") }
-            self.payload = .pong(try PongAgentMessage(c: v, field: field + ".pong"))
+            guard let v = m.pong else { throw .missingField(field() + ".pong") }
+            self.payload = .pong(try PongAgentMessage(c: v, field: { field() + ".pong" }))
         case MESOS__ENVELOPE__PAYLOAD_SHUTDOWN:
-            guard let v = m.shutdown else { throw .missingField(field + ".shutdown") }
-            self.payload = .shutdown(try ShutdownMessage(c: v, field: field + ".shutdown"))
+            guard let v = m.shutdown else { throw .missingField(field() + ".shutdown") }
+            self.payload = .shutdown(try ShutdownMessage(c: v, field: { field() + ".shutdown" }))
         case MESOS__ENVELOPE__PAYLOAD_RUN_TASK:
-            guard let v = m.run_task else { throw .missingField(field + ".run_task") }
-            self.payload = .runTask(try RunTaskMessage(c: v, field: field + ".run_task"))
+            guard let v = m.run_task else { throw .missingField(field() + ".run_task") }
+            self.payload = .runTask(try RunTaskMessage(c: v, field: { field() + ".run_task" }))
         case MESOS__ENVELOPE__PAYLOAD_KILL_TASK:
-            guard let v = m.kill_task else { throw .missingField(field + ".kill_task") }
-            self.payload = .killTask(try KillTaskMessage(c: v, field: field + ".kill_task"))
+            guard let v = m.kill_task else { throw .missingField(field() + ".kill_task") }
+            self.payload = .killTask(try KillTaskMessage(c: v, field: { field() + ".kill_task" }))
         case MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_FRAMEWORK:
-            guard let v = m.shutdown_framework else { throw .missingField(field + ".shutdown_framework") }
-            self.payload = .shutdownFramework(try ShutdownFrameworkMessage(c: v, field: field + ".shutdown_framework"))
+            guard let v = m.shutdown_framework else { throw .missingField(field() + ".shutdown_framework") }
+            self.payload = .shutdownFramework(try ShutdownFrameworkMessage(c: v, field: { field() + ".shutdown_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE:
-            guard let v = m.status_update else { throw .missingField(field + ".status_update") }
-            self.payload = .statusUpdate(try StatusUpdateMessage(c: v, field: field + ".status_update"))
+            guard let v = m.status_update else { throw .missingField(field() + ".status_update") }
+            self.payload = .statusUpdate(try StatusUpdateMessage(c: v, field: { field() + ".status_update" }))
         case MESOS__ENVELOPE__PAYLOAD_STATUS_UPDATE_ACK:
-            guard let v = m.status_update_ack else { throw .missingField(field + ".status_update_ack") }
-            self.payload = .statusUpdateAck(try StatusUpdateAcknowledgementMessage(c: v, field: field + ".status_update_ack"))
+            guard let v = m.status_update_ack else { throw .missingField(field() + ".status_update_ack") }
+            self.payload = .statusUpdateAck(try StatusUpdateAcknowledgementMessage(c: v, field: { field() + ".status_update_ack" }))
         case MESOS__ENVELOPE__PAYLOAD_REGISTER_EXECUTOR:
-            guard let v = m.register_executor else { throw .missingField(field + ".register_executor") }
-            self.payload = .registerExecutor(try RegisterExecutorMessage(c: v, field: field + ".register_executor"))
+            guard let v = m.register_executor else { throw .missingField(field() + ".register_executor") }
+            self.payload = .registerExecutor(try RegisterExecutorMessage(c: v, field: { field() + ".register_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REGISTERED:
-            guard let v = m.executor_registered else { throw .missingField(field + ".executor_registered") }
-            self.payload = .executorRegistered(try ExecutorRegisteredMessage(c: v, field: field + ".executor_registered"))
+            guard let v = m.executor_registered else { throw .missingField(field() + ".executor_registered") }
+            self.payload = .executorRegistered(try ExecutorRegisteredMessage(c: v, field: { field() + ".executor_registered" }))
         case MESOS__ENVELOPE__PAYLOAD_REREGISTER_EXECUTOR:
-            guard let v = m.reregister_executor else { throw .missingField(field + ".reregister_executor") }
-            self.payload = .reregisterExecutor(try ReregisterExecutorMessage(c: v, field: field + ".reregister_executor"))
+            guard let v = m.reregister_executor else { throw .missingField(field() + ".reregister_executor") }
+            self.payload = .reregisterExecutor(try ReregisterExecutorMessage(c: v, field: { field() + ".reregister_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_REREGISTERED:
-            guard let v = m.executor_reregistered else { throw .missingField(field + ".executor_reregistered") }
-            self.payload = .executorReregistered(try ExecutorReregisteredMessage(c: v, field: field + ".executor_reregistered"))
+            guard let v = m.executor_reregistered else { throw .missingField(field() + ".executor_reregistered") }
+            self.payload = .executorReregistered(try ExecutorReregisteredMessage(c: v, field: { field() + ".executor_reregistered" }))
         case MESOS__ENVELOPE__PAYLOAD_RECONNECT_EXECUTOR:
-            guard let v = m.reconnect_executor else { throw .missingField(field + ".reconnect_executor") }
-            self.payload = .reconnectExecutor(try ReconnectExecutorMessage(c: v, field: field + ".reconnect_executor"))
+            guard let v = m.reconnect_executor else { throw .missingField(field() + ".reconnect_executor") }
+            self.payload = .reconnectExecutor(try ReconnectExecutorMessage(c: v, field: { field() + ".reconnect_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_SHUTDOWN_EXECUTOR:
-            guard let v = m.shutdown_executor else { throw .missingField(field + ".shutdown_executor") }
-            self.payload = .shutdownExecutor(try ShutdownExecutorMessage(c: v, field: field + ".shutdown_executor"))
+            guard let v = m.shutdown_executor else { throw .missingField(field() + ".shutdown_executor") }
+            self.payload = .shutdownExecutor(try ShutdownExecutorMessage(c: v, field: { field() + ".shutdown_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_EXITED_EXECUTOR:
-            guard let v = m.exited_executor else { throw .missingField(field + ".exited_executor") }
-            self.payload = .exitedExecutor(try ExitedExecutorMessage(c: v, field: field + ".exited_executor"))
+            guard let v = m.exited_executor else { throw .missingField(field() + ".exited_executor") }
+            self.payload = .exitedExecutor(try ExitedExecutorMessage(c: v, field: { field() + ".exited_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_EXECUTOR_TO_FRAMEWORK:
-            guard let v = m.executor_to_framework else { throw .missingField(field + ".executor_to_framework") }
-            self.payload = .executorToFramework(try ExecutorToFrameworkMessage(c: v, field: field + ".executor_to_framework"))
+            guard let v = m.executor_to_framework else { throw .missingField(field() + ".executor_to_framework") }
+            self.payload = .executorToFramework(try ExecutorToFrameworkMessage(c: v, field: { field() + ".executor_to_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_REGISTER_FRAMEWORK:
-            guard let v = m.register_framework else { throw .missingField(field + ".register_framework") }
-            self.payload = .registerFramework(try RegisterFrameworkMessage(c: v, field: field + ".register_framework"))
+            guard let v = m.register_framework else { throw .missingField(field() + ".register_framework") }
+            self.payload = .registerFramework(try RegisterFrameworkMessage(c: v, field: { field() + ".register_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_REREGISTER_FRAMEWORK:
-            guard let v = m.reregister_framework else { throw .missingField(field + ".reregister_framework") }
-            self.payload = .reregisterFramework(try ReregisterFrameworkMessage(c: v, field: field + ".reregister_framework"))
+            guard let v = m.reregister_framework else { throw .missingField(field() + ".reregister_framework") }
+            self.payload = .reregisterFramework(try ReregisterFrameworkMessage(c: v, field: { field() + ".reregister_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_REGISTERED:
-            guard let v = m.framework_registered else { throw .missingField(field + ".framework_registered") }
-            self.payload = .frameworkRegistered(try FrameworkRegisteredMessage(c: v, field: field + ".framework_registered"))
+            guard let v = m.framework_registered else { throw .missingField(field() + ".framework_registered") }
+            self.payload = .frameworkRegistered(try FrameworkRegisteredMessage(c: v, field: { field() + ".framework_registered" }))
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_REREGISTERED:
-            guard let v = m.framework_reregistered else { throw .missingField(field + ".framework_reregistered") }
-            self.payload = .frameworkReregistered(try FrameworkReregisteredMessage(c: v, field: field + ".framework_reregistered"))
+            guard let v = m.framework_reregistered else { throw .missingField(field() + ".framework_reregistered") }
+            self.payload = .frameworkReregistered(try FrameworkReregisteredMessage(c: v, field: { field() + ".framework_reregistered" }))
         case MESOS__ENVELOPE__PAYLOAD_UNREGISTER_FRAMEWORK:
-            guard let v = m.unregister_framework else { throw .missingField(field + ".unregister_framework") }
-            self.payload = .unregisterFramework(try UnregisterFrameworkMessage(c: v, field: field + ".unregister_framework"))
+            guard let v = m.unregister_framework else { throw .missingField(field() + ".unregister_framework") }
+            self.payload = .unregisterFramework(try UnregisterFrameworkMessage(c: v, field: { field() + ".unregister_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_DEACTIVATE_FRAMEWORK:
-            guard let v = m.deactivate_framework else { throw .missingField(field + ".deactivate_framework") }
-            self.payload = .deactivateFramework(try DeactivateFrameworkMessage(c: v, field: field + ".deactivate_framework"))
+            guard let v = m.deactivate_framework else { throw .missingField(field() + ".deactivate_framework") }
+            self.payload = .deactivateFramework(try DeactivateFrameworkMessage(c: v, field: { field() + ".deactivate_framework" }))
         case MESOS__ENVELOPE__PAYLOAD_RESOURCE_OFFERS:
-            guard let v = m.resource_offers else { throw .missingField(field + ".resource_offers") }
-            self.payload = .resourceOffers(try ResourceOffersMessage(c: v, field: field + ".resource_offers"))
+            guard let v = m.resource_offers else { throw .missingField(field() + ".resource_offers") }
+            self.payload = .resourceOffers(try ResourceOffersMessage(c: v, field: { field() + ".resource_offers" }))
         case MESOS__ENVELOPE__PAYLOAD_RESCIND_OFFER:
-            guard let v = m.rescind_offer else { throw .missingField(field + ".rescind_offer") }
-            self.payload = .rescindOffer(try RescindResourceOfferMessage(c: v, field: field + ".rescind_offer"))
+            guard let v = m.rescind_offer else { throw .missingField(field() + ".rescind_offer") }
+            self.payload = .rescindOffer(try RescindResourceOfferMessage(c: v, field: { field() + ".rescind_offer" }))
         case MESOS__ENVELOPE__PAYLOAD_LAUNCH_TASKS:
-            guard let v = m.launch_tasks else { throw .missingField(field + ".launch_tasks") }
-            self.payload = .launchTasks(try LaunchTasksMessage(c: v, field: field + ".launch_tasks"))
+            guard let v = m.launch_tasks else { throw .missingField(field() + ".launch_tasks") }
+            self.payload = .launchTasks(try LaunchTasksMessage(c: v, field: { field() + ".launch_tasks" }))
         case MESOS__ENVELOPE__PAYLOAD_DECLINE_OFFERS:
-            guard let v = m.decline_offers else { throw .missingField(field + ".decline_offers") }
-            self.payload = .declineOffers(try DeclineOffersMessage(c: v, field: field + ".decline_offers"))
+            guard let v = m.decline_offers else { throw .missingField(field() + ".decline_offers") }
+            self.payload = .declineOffers(try DeclineOffersMessage(c: v, field: { field() + ".decline_offers" }))
         case MESOS__ENVELOPE__PAYLOAD_REVIVE_OFFERS:
-            guard let v = m.revive_offers else { throw .missingField(field + ".revive_offers") }
-            self.payload = .reviveOffers(try ReviveOffersMessage(c: v, field: field + ".revive_offers"))
+            guard let v = m.revive_offers else { throw .missingField(field() + ".revive_offers") }
+            self.payload = .reviveOffers(try ReviveOffersMessage(c: v, field: { field() + ".revive_offers" }))
         case MESOS__ENVELOPE__PAYLOAD_RECONCILE_TASKS:
-            guard let v = m.reconcile_tasks else { throw .missingField(field + ".reconcile_tasks") }
-            self.payload = .reconcileTasks(try ReconcileTasksMessage(c: v, field: field + ".reconcile_tasks"))
+            guard let v = m.reconcile_tasks else { throw .missingField(field() + ".reconcile_tasks") }
+            self.payload = .reconcileTasks(try ReconcileTasksMessage(c: v, field: { field() + ".reconcile_tasks" }))
         case MESOS__ENVELOPE__PAYLOAD_LOST_AGENT:
-            guard let v = m.lost_agent else { throw .missingField(field + ".lost_agent") }
-            self.payload = .lostAgent(try LostAgentMessage(c: v, field: field + ".lost_agent"))
+            guard let v = m.lost_agent else { throw .missingField(field() + ".lost_agent") }
+            self.payload = .lostAgent(try LostAgentMessage(c: v, field: { field() + ".lost_agent" }))
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_ERROR:
-            guard let v = m.framework_error else { throw .missingField(field + ".framework_error") }
-            self.payload = .frameworkError(try FrameworkErrorMessage(c: v, field: field + ".framework_error"))
+            guard let v = m.framework_error else { throw .missingField(field() + ".framework_error") }
+            self.payload = .frameworkError(try FrameworkErrorMessage(c: v, field: { field() + ".framework_error" }))
         case MESOS__ENVELOPE__PAYLOAD_SUPPRESS_OFFERS:
-            guard let v = m.suppress_offers else { throw .missingField(field + ".suppress_offers") }
-            self.payload = .suppressOffers(try SuppressOffersMessage(c: v, field: field + ".suppress_offers"))
+            guard let v = m.suppress_offers else { throw .missingField(field() + ".suppress_offers") }
+            self.payload = .suppressOffers(try SuppressOffersMessage(c: v, field: { field() + ".suppress_offers" }))
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_DISCONNECTED:
-            guard let v = m.framework_disconnected else { throw .missingField(field + ".framework_disconnected") }
-            self.payload = .frameworkDisconnected(try FrameworkDisconnectedMessage(c: v, field: field + ".framework_disconnected"))
+            guard let v = m.framework_disconnected else { throw .missingField(field() + ".framework_disconnected") }
+            self.payload = .frameworkDisconnected(try FrameworkDisconnectedMessage(c: v, field: { field() + ".framework_disconnected" }))
         case MESOS__ENVELOPE__PAYLOAD_FRAMEWORK_TO_EXECUTOR:
-            guard let v = m.framework_to_executor else { throw .missingField(field + ".framework_to_executor") }
-            self.payload = .frameworkToExecutor(try FrameworkToExecutorMessage(c: v, field: field + ".framework_to_executor"))
+            guard let v = m.framework_to_executor else { throw .missingField(field() + ".framework_to_executor") }
+            self.payload = .frameworkToExecutor(try FrameworkToExecutorMessage(c: v, field: { field() + ".framework_to_executor" }))
         case MESOS__ENVELOPE__PAYLOAD_UNREGISTER_AGENT:
-            guard let v = m.unregister_agent else { throw .missingField(field + ".unregister_agent") }
-            self.payload = .unregisterAgent(try UnregisterAgentMessage(c: v, field: field + ".unregister_agent"))
+            guard let v = m.unregister_agent else { throw .missingField(field() + ".unregister_agent") }
+            self.payload = .unregisterAgent(try UnregisterAgentMessage(c: v, field: { field() + ".unregister_agent" }))
         case MESOS__ENVELOPE__PAYLOAD_MESSAGE_REFUSED:
-            guard let v = m.message_refused else { throw .missingField(field + ".message_refused") }
-            self.payload = .messageRefused(try MessageRefusedMessage(c: v, field: field + ".message_refused"))
+            guard let v = m.message_refused else { throw .missingField(field() + ".message_refused") }
+            self.payload = .messageRefused(try MessageRefusedMessage(c: v, field: { field() + ".message_refused" }))
         case MESOS__ENVELOPE__PAYLOAD_LEADER_HINT:
-            guard let v = m.leader_hint else { throw .missingField(field + ".leader_hint") }
-            self.payload = .leaderHint(try LeaderHintMessage(c: v, field: field + ".leader_hint"))
+            guard let v = m.leader_hint else { throw .missingField(field() + ".leader_hint") }
+            self.payload = .leaderHint(try LeaderHintMessage(c: v, field: { field() + ".leader_hint" }))
         case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE:
-            guard let v = m.authenticate else { throw .missingField(field + ".authenticate") }
-            self.payload = .authenticate(try AuthenticateMessage(c: v, field: field + ".authenticate"))
+            guard let v = m.authenticate else { throw .missingField(field() + ".authenticate") }
+            self.payload = .authenticate(try AuthenticateMessage(c: v, field: { field() + ".authenticate" }))
         case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE:
-            guard let v = m.authentication_challenge else { throw .missingField(field + ".authentication_challenge") }
-            self.payload = .authenticationChallenge(try AuthenticationChallengeMessage(c: v, field: field + ".authentication_challenge"))
+            guard let v = m.authentication_challenge else { throw .missingField(field() + ".authentication_challenge") }
+            self.payload = .authenticationChallenge(try AuthenticationChallengeMessage(c: v, field: { field() + ".authentication_challenge" }))
         case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESPONSE:
-            guard let v = m.authentication_response else { throw .missingField(field + ".authentication_response") }
-            self.payload = .authenticationResponse(try AuthenticationResponseMessage(c: v, field: field + ".authentication_response"))
+            guard let v = m.authentication_response else { throw .missingField(field() + ".authentication_response") }
+            self.payload = .authenticationResponse(try AuthenticationResponseMessage(c: v, field: { field() + ".authentication_response" }))
         case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT:
-            guard let v = m.authentication_result else { throw .missingField(field + ".authentication_result") }
-            self.payload = .authenticationResult(try AuthenticationResultMessage(c: v, field: field + ".authentication_result"))
+            guard let v = m.authentication_result else { throw .missingField(field() + ".authentication_result") }
+            self.payload = .authenticationResult(try AuthenticationResultMessage(c: v, field: { field() + ".authentication_result" }))
         default: self.payload = nil  // not set, or a kind this build does not know
         }
     }
@@ -3262,6 +3262,6 @@ extension Envelope: WireMessage, ProtobufMessage {
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
     static func cPackedSize(_ m: UnsafePointer<Mesos__Envelope>) -> Int { mesos__envelope__get_packed_size(m) }
     static func cPack(_ m: UnsafePointer<Mesos__Envelope>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__envelope__pack(m, out) }
-    static func cUnpack(_ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Envelope>? { mesos__envelope__unpack(nil, len, data) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Envelope>? { mesos__envelope__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Envelope>) { mesos__envelope__free_unpacked(m, nil) }
 }
