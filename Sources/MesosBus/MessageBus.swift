@@ -91,13 +91,14 @@ public final class MessageBus: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
+                    let frames: [any RemovableChannelHandler] = [
                         IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
                         FrameHandler(
                             codec: configuration.codec,
                             side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
                             sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
-                    ])
+                    ]
+                    try channel.pipeline.syncOperations.addHandlers(ProtocolSniffer.pipeline(frames, configuration, logger, sink.stats))
                 }
             }
             .bind(host: host, port: port)
