@@ -154,6 +154,47 @@ struct OperatorHTTPTests {
         }
     }
 
+    @Test func teardownWithAuthenticationAndMesosctl() async throws {
+        try await withCluster { cluster in
+            let credentials = cluster.directory.appending(path: "http-credentials")
+            try "ops s3cret\n".write(to: credentials, atomically: true, encoding: .utf8)
+            try cluster.startMaster(extra: ["--authenticate_http_readwrite", "--http_credentials", credentials.path])
+            try await cluster.start(masters: 0, agents: 1, tasks: 1)
+            let (leader, record) = try await cluster.leader()
+            let port = try Self.port(record.pid)
+
+            // mesosctl finds the leader through ZooKeeper, as mesos-resolve does, and reads its state.
+            let resolved = try cluster.tool("resolve", ["resolve", "--master", cluster.url, "--zk_session_timeout", Knobs.sessionTimeoutFlag])
+            #expect(await resolved.waitForExit(timeout: .seconds(30)) == 0)
+            #expect(resolved.lines.contains(record.pid.split(separator: "@").last.map(String.init) ?? "?"), "\(resolved.log)")
+            let stateTool = try cluster.tool("state", ["state", "--master", cluster.url, "--zk_session_timeout", Knobs.sessionTimeoutFlag])
+            #expect(await stateTool.waitForExit(timeout: .seconds(30)) == 0)
+            let printed = stateTool.lines.first { $0.hasPrefix("{") }.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(printed?["leader"] as? String == record.pid, "\(stateTool.log)")
+            let running = Self.tasks(printed)
+            #expect(running.count == 1)
+            let frameworkID = try #require(running.first?.split(separator: "/").first.map(String.init))
+
+            let form = "frameworkId=\(frameworkID)"
+            #expect(try await HTTPProbe.request(port: port, "POST", "/master/teardown", body: form).status == 401)
+            let wrong = "Basic " + Data("ops:guess".utf8).base64EncodedString()
+            #expect(try await HTTPProbe.request(port: port, "POST", "/master/teardown", body: form, headers: ["Authorization": wrong]).status == 401)
+            let right = ["Authorization": "Basic " + Data("ops:s3cret".utf8).base64EncodedString()]
+            #expect(try await HTTPProbe.request(port: port, "POST", "/master/teardown", body: "frameworkId=nope", headers: right).status == 400)
+            #expect(try await HTTPProbe.request(port: port, "GET", "/master/teardown", headers: right).status == 405)
+            #expect(leader.daemon.milestones("framework_removed").isEmpty, "nothing torn down before the right request")
+            let done = try await HTTPProbe.request(port: port, "POST", "/master/teardown", body: form, headers: right)
+            #expect(done.status == 200, "\(done)")
+            try await leader.daemon.waitFor("framework_removed", ["framework_id": frameworkID])
+
+            // Torn down: no longer among the frameworks, its task killed on the agent.
+            try await Poll.until("the task is gone", timeout: .seconds(20)) { cluster.deadTasks().count == 1 }
+            let after = try await HTTPProbe.get(port: port, "/master/state").object
+            #expect((after?["frameworks"] as? [Any])?.isEmpty == true)
+            #expect(((after?["completed_frameworks"] as? [[String: Any]]) ?? []).contains { $0["id"] as? String == frameworkID })
+        }
+    }
+
     /// Sample name to value, as prometheus_client's text parser reads `text`.
     static func parsePrometheus(_ text: String, in directory: URL) async throws -> [String: Double] {
         let file = directory.appending(path: "metrics.prom")

@@ -235,6 +235,13 @@ final class Cluster {
         try await daemon.waitFor("listening", timeout: .seconds(20))["pid"] ?? ""
     }
 
+    /// A `mesosctl` run (stopped at teardown like the rest), e.g. `mesosctl resolve --master ...`.
+    func tool(_ name: String, _ arguments: [String]) throws -> Daemon {
+        let probe = try daemon("mesosctl-\(name)", "mesosctl", arguments)
+        others.append(probe)
+        return probe
+    }
+
     /// The leader ZooKeeper shows, asked with `mesosctl leader` (a separate process, as an operator would).
     func leaderInZooKeeper(timeout: String = "5secs") async throws -> LeaderRecord {
         let probe = try daemon("mesosctl-leader", "mesosctl", [
