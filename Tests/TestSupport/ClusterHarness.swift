@@ -237,9 +237,14 @@ final class Cluster {
 
     /// A `mesosctl` run (stopped at teardown like the rest), e.g. `mesosctl resolve --master ...`.
     func tool(_ name: String, _ arguments: [String]) throws -> Daemon {
-        let probe = try daemon("mesosctl-\(name)", "mesosctl", arguments)
-        others.append(probe)
-        return probe
+        try process("mesosctl-\(name)", "mesosctl", arguments)
+    }
+
+    /// Any other process (a product's name or an absolute path), stopped at teardown like the rest.
+    func process(_ name: String, _ executable: String, _ arguments: [String]) throws -> Daemon {
+        let process = try daemon(name, executable, arguments)
+        others.append(process)
+        return process
     }
 
     /// The leader ZooKeeper shows, asked with `mesosctl leader` (a separate process, as an operator would).
