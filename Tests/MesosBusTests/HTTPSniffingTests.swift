@@ -126,7 +126,7 @@ import Testing
     }
 
     @Test func aSlowClientIsClosedAfterTheRequestTimeout() async throws {
-        try await Self.withServer(timeout: .milliseconds(300)) { server, client, logs in
+        try await Self.withServer(timeout: .seconds(1)) { server, client, logs in
             let port = server.pid!.port
             let slow = try RawSocket(port: port)
             try slow.write("GET /slow HTTP/1.1\r\nHost: t\r\n")  // and never the blank line
