@@ -198,6 +198,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             peer: context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?")
         let keepAlive = head.isKeepAlive
         let version = head.version
+        let headOnly = head.method == .HEAD
         let service = self.service
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let loop = context.eventLoop
@@ -205,19 +206,20 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             let response = await service.respond(to: request)
             loop.execute {
                 let (handler, context) = bound.value
-                handler.write(response, version: version, keepAlive: keepAlive, context)
+                handler.write(response, version: version, keepAlive: keepAlive, headOnly: headOnly, context)
             }
         }
     }
 
-    private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, _ context: ChannelHandlerContext) {
+    /// `headOnly` (a HEAD request): the head as for GET, without the body.
+    private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, headOnly: Bool, _ context: ChannelHandlerContext) {
         guard !closing, context.channel.isActive else { return }
         var headers = HTTPHeaders(response.headers.map { ($0.name, $0.value) })
         headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)")
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !response.body.isEmpty {
+        if !response.body.isEmpty, !headOnly {
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
         }
         busy = false

@@ -73,6 +73,8 @@ import Testing
             let answer = try await Self.exchange(port, Self.get("/health"))
             #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
             #expect(answer.hasSuffix("GET /health 0"))
+            let head = try await Self.exchange(port, "HEAD /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            #expect(head.hasPrefix("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: 14\r\n") && head.hasSuffix("\r\n\r\n"), "HEAD: no body: \(head)")
             let missing = try await Self.exchange(port, Self.get("/missing"))
             #expect(missing.hasPrefix("HTTP/1.1 404"), "\(missing)")
             let post = try await Self.exchange(port, "POST /master/teardown HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nab=cd")
