@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // ZooKeeper C client (libzookeeper-mt-dev; no .pc file, linked by the modulemap).
@@ -40,8 +42,19 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The operator surface (HTTP on the bus port): routes, JSON, metrics, the dashboard; decisions
+        // are pure functions of a daemon's snapshot.
+        .target(
+            name: "MesosHTTP",
+            dependencies: [
+                "MesosBus",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .testTarget(name: "MesosHTTPTests", dependencies: ["MesosHTTP", "MesosBus"]),
         .executableTarget(
             name: "bus-bench",
             dependencies: [
@@ -52,7 +65,7 @@ let package = Package(
         .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
         .testTarget(
             name: "MesosBusTests",
-            dependencies: ["MesosBus", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio")]),
+            dependencies: ["MesosBus", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]),
         // ZooKeeper shells of the contender and detector cores, and the registry stores.
         .target(
             name: "MesosHA",
@@ -70,11 +83,11 @@ let package = Package(
             ]),
         .target(
             name: "MesosMaster",
-            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "MesosHTTP", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands"]),
         .target(
             name: "MesosAgent",
-            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "MesosHTTP", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "MesosExecutor",
             dependencies: ["MesosCore", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),

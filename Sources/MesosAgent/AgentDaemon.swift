@@ -4,6 +4,7 @@ import MesosBus
 import MesosCore
 import MesosDaemon
 import MesosHA
+import MesosHTTP
 import MesosWire
 
 public struct AgentOptions: Sendable {
@@ -50,12 +51,18 @@ public actor AgentDaemon {
     private var lastPoll: Duration = .zero
     private var exiting = false
     private var halted = false
+    /// HTTP on the bus's port (`AgentRoutes`), answered from `snapshot()`.
+    private let http = HTTPService()
+    private let exporter = PrometheusExporter()
+    private let startTime = Date().timeIntervalSince1970
 
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
         store = FileCheckpointStore(root: options.workDir + "/meta")
-        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential), logger: logger)
+        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential)
+        bus.http = http
+        runtime = DaemonRuntime(bus: bus, logger: logger)
     }
 
     public func run() async throws -> Int32 {
@@ -97,6 +104,7 @@ public actor AgentDaemon {
 
         runtime.onBusEvents { event in await self.busEvent(event) }
         runtime.onTicks { now in await self.tick(now) }
+        http.serve { request in await self.answer(request) }
         feed(.recovered(state))
         let changes = detector.changes
         Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } }
@@ -183,6 +191,30 @@ public actor AgentDaemon {
                 self.runtime.exit(reason)
             }
         }
+    }
+
+    private func answer(_ request: HTTPRequest) -> HTTPResponse {
+        guard let core else { return .text(503, "Agent is starting") }
+        var s = AgentSnapshot(
+            id: core.agentID?.value ?? "", pid: core.pid.description, hostname: core.info.hostname, version: MesosVersion.current,
+            recovering: !core.isRecovered, registered: core.isRegistered, startTime: startTime, now: Date().timeIntervalSince1970)
+        s.master = core.leader.map { l in
+            LeaderAddress(pid: l.pid.description, hostname: l.info?.hostname.flatMap { $0.isEmpty ? nil : $0 } ?? l.pid.host, port: l.pid.port, epoch: l.epoch, id: l.info?.id ?? "")
+        }
+        s.resources = options.resources.amounts
+        s.frameworks = core.frameworks.sorted { $0.key.value < $1.key.value }.map { id, f in
+            let tasks = core.tasks.values.filter { $0.frameworkID == id }.sorted { $0.info.taskID.value < $1.info.taskID.value }.map { t in
+                TaskEntry(
+                    id: t.info.taskID.value, name: t.info.name, frameworkID: id.value, agentID: core.agentID?.value ?? "", executorID: t.executorID.value,
+                    state: t.state.protoName, resources: Resources(t.info.resources).amounts)
+            }
+            return AgentFrameworkEntry(id: id.value, name: f.info.name, user: f.info.user, checkpoint: f.info.checkpoint, tasks: tasks)
+        }
+        s.executorsRunning = core.executors.count
+        s.droppedMessages = core.droppedMessages.values.reduce(0, +)
+        s.staleEpochDropped = core.droppedMessages[.staleEpoch, default: 0]
+        s.flags = [("master", options.master), ("work_dir", options.workDir), ("port", "\(core.pid.port)"), ("resources", "\(options.resources)")]
+        return AgentRoutes.respond(request, s, exporter: exporter)
     }
 
     /// What every process of an executor's session carries in its environment.

@@ -27,6 +27,9 @@ public struct BusConfiguration: Sendable {
     public var requiredCredentials: [Credential]?
     /// Outbound links authenticate with this first (and check the peer's proof).
     public var credential: Credential?
+    /// When set, the listening port also answers HTTP/1.1 (told apart from frames by a connection's
+    /// first byte, `WireProtocol.sniff`); a request must be complete within `partialFrameTimeout`.
+    public var http: HTTPService?
 
     public init() {}
 

@@ -127,13 +127,15 @@ public final class MessageBus: Sendable {
     /// (on the channel's loop, from the child channel initialiser).
     func installFramePipeline(on channel: any Channel) throws {
         let configuration = self.configuration
-        try channel.pipeline.syncOperations.addHandlers([
+        let frames: [any RemovableChannelHandler] = [
             IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
             FrameHandler(
                 codec: configuration.codec,
                 side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
                 sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
-        ])
+        ]
+        // With HTTP configured, a sniffer in front picks frames or HTTP by the first byte.
+        try channel.pipeline.syncOperations.addHandlers(ProtocolSniffer.pipeline(frames, configuration, logger, sink.stats))
     }
 
     /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is

@@ -28,6 +28,10 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(help: "File of principals and secrets (JSON {\"credentials\":[{\"principal\":..,\"secret\":..}]} or lines 'principal secret').") var credentials: String?
     @Flag(name: .customLong("authenticate_agents"), help: "Agents must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateAgents = false
     @Flag(name: .customLong("authenticate_frameworks"), help: "Frameworks must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateFrameworks = false
+    @Flag(name: .customLong("authenticate_http_readwrite"), help: "HTTP endpoints that change state (POST /master/teardown) need HTTP Basic credentials from --http_credentials (or --credentials).")
+    var authenticateHTTPReadwrite = false
+    @Option(name: .customLong("http_credentials"), help: "File of principals and secrets for HTTP Basic authentication (the --credentials format); default: --credentials.")
+    var httpCredentials: String?
     @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     public init() {}
@@ -51,6 +55,10 @@ public struct MasterCommand: AsyncParsableCommand {
         if authenticateAgents || authenticateFrameworks {
             guard let credentials else { throw ValidationError("--authenticate_agents/--authenticate_frameworks need --credentials") }
             do { options.requiredCredentials = try CredentialsFile.load(credentials) } catch { throw ValidationError("--credentials: \(error)") }
+        }
+        if authenticateHTTPReadwrite {
+            guard let file = httpCredentials ?? credentials else { throw ValidationError("--authenticate_http_readwrite needs --http_credentials or --credentials") }
+            do { options.httpReadwriteCredentials = try CredentialsFile.load(file) } catch { throw ValidationError("--http_credentials: \(error)") }
         }
         let daemon = MasterDaemon(options: options, logger: Logger(label: "mesos-master"))
         try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })

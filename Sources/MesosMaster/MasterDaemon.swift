@@ -4,6 +4,7 @@ import MesosBus
 import MesosCore
 import MesosDaemon
 import MesosHA
+import MesosHTTP
 import MesosWire
 import ZooKeeper
 
@@ -18,6 +19,8 @@ public struct MasterOptions: Sendable {
     public var linkWriteTimeout: Duration = .seconds(30)
     /// When set, agents and frameworks must authenticate (HMAC challenge-response) as one of these.
     public var requiredCredentials: [Credential]?
+    /// `--authenticate_http_readwrite`: `POST /master/teardown` needs HTTP Basic credentials, one of these.
+    public var httpReadwriteCredentials: [Credential]?
     public var core = MasterSettings()
 
     public init(workDir: String) { self.workDir = workDir }
@@ -40,11 +43,21 @@ public actor MasterDaemon {
     private var queuedWrites: (registry: Registry, tokens: [Int])?
     private var writing = false
     private var exiting = false
+    /// HTTP on the bus's port (`MasterRoutes`), answered from `snapshot()`.
+    private let http = HTTPService()
+    private let exporter = PrometheusExporter()
+    private let startTime = Date().timeIntervalSince1970
+    private var electedTime: Double?
+    private var leaderHistory: [LeaderChange] = []
+    private var lastLeader: Leader??
+    private var leaderChanges = 0
 
     public init(options: MasterOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        runtime = DaemonRuntime(bus: .daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials), logger: logger)
+        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials)
+        bus.http = http
+        runtime = DaemonRuntime(bus: bus, logger: logger)
     }
 
     /// Runs until the master exits; returns the process exit code.
@@ -64,6 +77,7 @@ public actor MasterDaemon {
 
         runtime.onBusEvents { event in await self.busEvent(event) }
         runtime.onTicks { now in await self.feed(.tick(now: now)) }
+        http.serve { request in await self.answer(request) }
 
         if let zk = options.zk {
             joinGroup(zk, info: info.with(pid: pid))
@@ -134,6 +148,95 @@ public actor MasterDaemon {
     private func feed(_ event: MasterCore.Event) {
         guard core != nil else { return }
         for effect in core!.handle(event) { perform(effect) }  // in place: no copy of the core's tables
+        noteLeadership()
+    }
+
+    // MARK: HTTP
+
+    /// The failover history and the elected time, as the core's detected leader changes.
+    private func noteLeadership() {
+        guard let core else { return }
+        if core.isLeading, electedTime == nil { electedTime = Date().timeIntervalSince1970 }
+        let leader = core.detectedLeader
+        guard lastLeader != .some(leader), lastLeader != nil || leader != nil else { return }
+        if lastLeader != nil { leaderChanges += 1 }
+        lastLeader = .some(leader)
+        leaderHistory.append(LeaderChange(leader: leader.map(Self.address), at: Date().timeIntervalSince1970))
+        if leaderHistory.count > 100 { leaderHistory.removeFirst(leaderHistory.count - 100) }
+    }
+
+    private func answer(_ request: HTTPRequest) -> HTTPResponse {
+        guard let snapshot = snapshot() else { return .text(503, "Master is starting") }
+        switch MasterRoutes.decide(request, snapshot, readwriteCredentials: options.httpReadwriteCredentials, exporter: exporter) {
+        case .respond(let response):
+            return response
+        case .teardown(let id):
+            logger.milestone("teardown_requested", "framework \(id) torn down by an operator", ["framework_id": "\(id)", "peer": "\(request.peer)"])
+            feed(.teardown(FrameworkID(value: id)))
+            return HTTPResponse(status: 200)
+        }
+    }
+
+    static func address(_ leader: Leader) -> LeaderAddress {
+        let hostname = leader.info?.hostname.flatMap { $0.isEmpty ? nil : $0 } ?? leader.pid.host
+        return LeaderAddress(pid: leader.pid.description, hostname: hostname, port: leader.pid.port, epoch: leader.epoch, id: leader.info?.id ?? "")
+    }
+
+    /// The core's tables, copied for one request.
+    private func snapshot() -> MasterSnapshot? {
+        guard let core else { return nil }
+        let role: MasterSnapshot.Role =
+            switch core.phase {
+            case .leading: .leader
+            case .recovering, .startingStandalone: .recovering
+            case .standby, .exited: .standby
+            }
+        var s = MasterSnapshot(
+            id: core.info.id, pid: core.pid.description, hostname: core.info.hostname ?? core.pid.host, version: MesosVersion.current,
+            role: role, startTime: startTime, now: Date().timeIntervalSince1970)
+        s.epoch = core.epoch
+        s.electedTime = electedTime
+        s.leader = core.detectedLeader.map(Self.address)
+        s.leaderHistory = leaderHistory
+        guard role == .leader || role == .recovering else { return s.withCounters(core.metrics, leaderChanges) }
+        s.agents = core.agentViews.map { a in
+            let health: AgentEntry.Health =
+                switch a.health {
+                case .healthy: .healthy
+                case .missedPings(let n): .missedPings(n)
+                case .admitting: .admitting
+                case .recovering: .recovering
+                }
+            return AgentEntry(
+                id: a.info.id?.value ?? "", hostname: a.info.hostname, pid: a.pid?.description ?? "", port: Int(a.info.port),
+                resources: Resources(a.info.resources).amounts, usedResources: a.used.amounts, active: a.active, health: health)
+        }
+        s.frameworks = core.frameworkViews.map(Self.entry)
+        s.completedFrameworks = core.completed.map { f in
+            FrameworkEntry(
+                id: f.id?.value ?? "", name: f.name, user: f.user, hostname: f.hostname ?? "", principal: f.principal, role: f.role,
+                active: false, connected: false, failoverTimeout: f.failoverTimeout, checkpoint: f.checkpoint)
+        }
+        s.tasks = core.knownTasks.map { t in
+            TaskEntry(
+                id: t.taskID.value, name: t.name, frameworkID: t.frameworkID.value, agentID: t.agentID.value, executorID: t.executorID?.value ?? "",
+                state: t.state.protoName, resources: Resources(t.resources).amounts)
+        }
+        s.outstandingOffers = core.outstandingOffers.count
+        s.flags = [
+            ("zk", options.zk.map { "\($0)" } ?? ""), ("work_dir", options.workDir), ("port", "\(core.pid.port)"),
+            ("zk_session_timeout", "\(options.sessionTimeout)"), ("agent_ping_timeout", "\(options.core.agentPingTimeout)"),
+            ("max_agent_ping_timeouts", "\(options.core.maxAgentPingTimeouts)"),
+            ("authenticate_http_readwrite", options.httpReadwriteCredentials == nil ? "false" : "true"),
+        ]
+        return s.withCounters(core.metrics, leaderChanges)
+    }
+
+    static func entry(_ f: MasterCore.FrameworkView) -> FrameworkEntry {
+        FrameworkEntry(
+            id: f.info.id?.value ?? "", name: f.info.name, user: f.info.user, hostname: f.info.hostname ?? "", principal: f.principal,
+            pid: f.pid?.description, role: f.info.role, active: f.active, connected: f.connected, recovered: f.recovered,
+            failoverTimeout: f.info.failoverTimeout, checkpoint: f.info.checkpoint)
     }
 
     private func perform(_ effect: MasterCore.Effect) {
@@ -186,6 +289,24 @@ public actor MasterDaemon {
     }
 }
 
+extension MasterSnapshot {
+    func withCounters(_ m: MasterMetrics, _ leaderChanges: Int) -> MasterSnapshot {
+        var s = self
+        s.counters.droppedMessages = m.droppedTotal
+        s.counters.staleEpochDropped = m.droppedMessages[.wrongEpoch, default: 0] + m.droppedMessages[.staleEpoch, default: 0]
+        s.counters.invalidMessages = m.invalidMessages
+        s.counters.tasksLost = m.tasksLost
+        s.counters.slaveRegistrations = m.agentRegistrations
+        s.counters.slaveReregistrations = m.agentReregistrations
+        s.counters.slaveRemovals = m.agentRemovals
+        s.counters.frameworkRemovals = m.frameworkRemovals
+        s.counters.frameworkFailovers = m.frameworkFailovers
+        s.counters.registryWrites = m.registryWrites
+        s.counters.leaderChanges = leaderChanges
+        return s
+    }
+}
+
 extension MasterInfo {
     func with(pid: PID) -> MasterInfo {
         var info = self
@@ -206,7 +327,3 @@ enum EpochFile {
     }
 }
 
-public enum MesosVersion {
-    /// Numeric (x.y.z), as Mesos's `/version` reports it: tools parse it.
-    public static let current = "1.11.0"
-}

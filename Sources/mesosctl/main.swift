@@ -1,6 +1,9 @@
 // Operator and test tool for the leader group in ZooKeeper.
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import MesosDaemon
 import MesosCore
@@ -13,7 +16,7 @@ struct MesosCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mesosctl",
         abstract: "Inspect (and, for tests, join) the Mesos master leader group.",
-        subcommands: [LeaderCommand.self, WatchCommand.self, ContendCommand.self])
+        subcommands: [LeaderCommand.self, ResolveCommand.self, StateCommand.self, WatchCommand.self, ContendCommand.self])
 }
 
 struct CommonOptions: ParsableArguments {
@@ -37,25 +40,70 @@ func describe(_ leader: Leader?) -> String {
     return "{\"epoch\":\(leader.epoch),\"pid\":\"\(leader.pid)\",\"info\":\(info)}"
 }
 
+/// The first leader the detector reports within `timeout` (nil: none).
+func findLeader(_ common: CommonOptions, timeout: String) async throws -> Leader? {
+    let detector = try common.detector()
+    let wait = try MesosDuration.flag(timeout, name: "timeout")
+    await detector.start()
+    let found = await withTaskGroup(of: Leader?.self) { group in
+        group.addTask { for await l in detector.changes where l != nil { return l }; return nil }
+        group.addTask { try? await Task.sleep(for: wait); return nil }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+    }
+    await detector.stop()
+    return found
+}
+
 struct LeaderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "leader", abstract: "Print the current leader as JSON (exit 1 if none within --timeout).")
     @OptionGroup var common: CommonOptions
     @Option(help: "How long to wait for a leader (Mesos duration).") var timeout: String = "5secs"
 
     func run() async throws {
-        let detector = try common.detector()
-        let wait = try MesosDuration.flag(timeout, name: "timeout")
-        await detector.start()
-        let found = await withTaskGroup(of: Leader?.self) { group in
-            group.addTask { for await l in detector.changes where l != nil { return l }; return nil }
-            group.addTask { try? await Task.sleep(for: wait); return nil }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        await detector.stop()
+        let found = try await findLeader(common, timeout: timeout)
         print(describe(found))
         if found == nil { throw ExitCode(1) }
+    }
+}
+
+/// `mesos-resolve`: the leading master's `ip:port`.
+struct ResolveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resolve", abstract: "Print the leading master's ip:port, as mesos-resolve does (exit 1 if none within --timeout).")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "How long to wait for a leader (Mesos duration).") var timeout: String = "5secs"
+
+    func run() async throws {
+        guard let leader = try await findLeader(common, timeout: timeout) else {
+            FileHandle.standardError.write(Data("no leading master within \(timeout)\n".utf8))
+            throw ExitCode(1)
+        }
+        print("\(leader.pid.host):\(leader.pid.port)")
+    }
+}
+
+/// The leading master's `/master/state`, fetched over HTTP from the leader the detector reports.
+struct StateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "state", abstract: "Print the leading master's /master/state JSON (exit 1 if there is none or it does not answer).")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "How long to wait for a leader, and for its answer (Mesos duration).") var timeout: String = "5secs"
+
+    func run() async throws {
+        guard let leader = try await findLeader(common, timeout: timeout) else {
+            FileHandle.standardError.write(Data("no leading master within \(timeout)\n".utf8))
+            throw ExitCode(1)
+        }
+        guard let url = URL(string: "http://\(leader.pid.host):\(leader.pid.port)/master/state") else { throw ExitCode(1) }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = try MesosDuration.flag(timeout, name: "timeout").inSeconds
+        let (data, response) = try await URLSession.shared.data(for: request)
+        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            FileHandle.standardError.write(Data("\(url) answered \(status): \(String(decoding: data, as: UTF8.self))\n".utf8))
+            throw ExitCode(1)
+        }
+        print(String(decoding: data, as: UTF8.self))
     }
 }
 

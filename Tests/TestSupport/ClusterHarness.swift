@@ -243,6 +243,18 @@ final class Cluster {
         try await daemon.waitFor("listening", timeout: .seconds(20))["pid"] ?? ""
     }
 
+    /// A `mesosctl` run (stopped at teardown like the rest), e.g. `mesosctl resolve --master ...`.
+    func tool(_ name: String, _ arguments: [String]) throws -> Daemon {
+        try process("mesosctl-\(name)", "mesosctl", arguments)
+    }
+
+    /// Any other process (a product's name or an absolute path), stopped at teardown like the rest.
+    func process(_ name: String, _ executable: String, _ arguments: [String]) throws -> Daemon {
+        let process = try daemon(name, executable, arguments)
+        others.append(process)
+        return process
+    }
+
     /// The leader ZooKeeper shows, asked with `mesosctl leader` (a separate process, as an operator would).
     func leaderInZooKeeper(timeout: String = "5secs") async throws -> LeaderRecord {
         let probe = try daemon("mesosctl-leader", "mesosctl", [
