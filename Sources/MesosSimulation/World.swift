@@ -150,7 +150,6 @@ final class World {
     static let traceKeep = 400
 
     let groupPath = "/mesos"
-    var registryPath: String { groupPath + "/registry" }
 
     init(seed: UInt64, settings: SimulationSettings, traceAll: Bool) {
         self.settings = settings
@@ -246,9 +245,24 @@ final class World {
 
     // MARK: What ZooKeeper holds, for the judges
 
-    var registry: Registry? {
-        guard let data = zk.nodes[registryPath]?.data else { return nil }
-        return try? Registry(serializedBytes: data)
+    /// The registry as a reader finds it in ZooKeeper (nil: none, or unreadable).
+    var registry: RegistryState? {
+        var writer = RegistryWriter(layout: RegistryLayout(groupPath: groupPath))
+        let read = Self.registryNodes(zk, writer.layout)
+        return (try? writer.loaded(root: read.root, meta: read.meta, agents: read.agents)) ?? nil
+    }
+
+    /// What a registry load reads (`RegistryWriter.loaded`): the old znode, the meta, every agent znode.
+    static func registryNodes(_ zk: SimZooKeeper, _ layout: RegistryLayout) -> (root: [UInt8]?, meta: (data: [UInt8], version: Int32)?, agents: [(path: String, data: [UInt8])]) {
+        let root = try? zk.getData(layout.root, watch: nil).get().0
+        let meta = (try? zk.getData(layout.metaPath, watch: nil).get()).map { (data: $0.0, version: $0.1) }
+        var agents: [(path: String, data: [UInt8])] = []
+        for bucket in layout.bucketPaths {
+            for name in (try? zk.children(bucket, watch: nil).get()) ?? [] {
+                if let data = try? zk.getData(bucket + "/" + name, watch: nil).get().0 { agents.append((bucket + "/" + name, data)) }
+            }
+        }
+        return (root, meta, agents)
     }
 
     /// The master the group's lowest member names.

@@ -22,13 +22,14 @@ extension MasterCore {
         stored.pid = from.description
         agents[id] = AgentRecord(info: stored, pid: from, principal: peer.principal, state: .admitting(reregistered: false))
         agentByPID[from] = id
-        registry.admitted.append(Registry.Agent(info: stored))
+        registry.admitted[id] = stored
+        touchRegistry(id)
         return store(.admit(id))
     }
 
     mutating func reregisterAgent(_ m: ReregisterAgentMessage, from: PID, peer: PeerIdentity) -> [Effect] {
         guard let id = m.agent.id else { return [] }  // validated
-        if registry.removed.contains(id) {
+        if registry.removed[id] != nil {
             removedAgentPIDs.insert(from)
             return [
                 .observe(.removedAgentToldToShutDown(pid: from)),
@@ -89,13 +90,10 @@ extension MasterCore {
 
         // A retry while its admission (or removal) is being written: the answer comes when it is stored.
         if let known, case .admitting = known.state { return effects }
-        if let i = registry.admitted.firstIndex(where: { $0.info.id == id }) {
-            // In the registry as it is (the usual case after a failover): nothing to write.
-            if registry.admitted[i].info == stored { return effects + admitted(id, reregistered: true) }
-            registry.admitted[i].info = stored  // e.g. a new pid: keep the registry current
-        } else {
-            registry.admitted.append(Registry.Agent(info: stored))
-        }
+        // In the registry as it is (the usual case after a failover): nothing to write.
+        if registry.admitted[id] == stored { return effects + admitted(id, reregistered: true) }
+        registry.admitted[id] = stored  // new, or e.g. a new pid: keep the registry current
+        touchRegistry(id)
         agents[id]?.state = .admitting(reregistered: true)
         return effects + store(.admit(id))
     }
@@ -162,8 +160,9 @@ extension MasterCore {
 
     mutating func remove(_ id: AgentID, reason: AgentRemovalReason) -> [Effect] {
         agents[id]?.state = .admitting(reregistered: true)  // inactive until the removal is stored
-        registry.admitted.removeAll { $0.info.id == id }
-        if !registry.removed.contains(id) { registry.removed.append(id) }
+        registry.admitted[id] = nil
+        if registry.removed[id] == nil { registry.removed[id] = wallNow }
+        touchRegistry(id)
         return [.observe(.agentRemoved(id, reason: reason))] + rescindOffers { $0.agentID == id } + store(.remove(id, reason: reason))
     }
 
@@ -189,7 +188,7 @@ extension MasterCore {
             let why: TaskStatus.Reason = fw.isPartitionAware && gone ? .agentRemovedByOperator : .agentRemoved
             effects.append(.send(.statusUpdate(masterUpdate(
                 task.taskID, task.frameworkID, id, state, why, "agent \(id.value) removed: \(reason)",
-                unreachableSince: fw.isPartitionAware && !gone ? now : nil)), to: to))
+                unreachableSince: fw.isPartitionAware && !gone ? wallNow : nil)), to: to))
         }
         for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
             if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
@@ -200,12 +199,14 @@ extension MasterCore {
     mutating func expireUnreregistered() -> [Effect] {
         guard let deadline = reregisterDeadline, now >= deadline else { return [] }
         reregisterDeadline = nil
-        let missing = registry.admitted.compactMap(\.info.id).filter { agents[$0] == nil }
+        let missing = registry.admitted.keys.filter { agents[$0] == nil }.sorted { $0.value < $1.value }
         recoveringAgents = []
         guard !missing.isEmpty else { return [] }
-        let gone = Set(missing)
-        registry.admitted.removeAll { $0.info.id.map(gone.contains) ?? false }
-        registry.removed += missing
+        for id in missing {
+            registry.admitted[id] = nil
+            registry.removed[id] = wallNow
+            touchRegistry(id)
+        }
         return [.observe(.agentsNotReregistered(count: missing.count))] + store(.expireUnreregistered(missing))
     }
 

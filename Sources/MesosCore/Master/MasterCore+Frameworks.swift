@@ -299,7 +299,7 @@ extension MasterCore {
                 if recoveringAgents.contains(agentID) { continue }  // it may still re-register: no answer yet
                 if agents[agentID] != nil {
                     effects.append(answer(TaskStatus(taskID: id, state: .gone, message: "Reconciliation: Task is unknown to the agent", agentID: agentID)))
-                } else if registry.removed.contains(agentID) {
+                } else if registry.removed[agentID] != nil {
                     effects.append(answer(TaskStatus(taskID: id, state: .unreachable, message: "Reconciliation: Task is unreachable", agentID: agentID)))
                 } else {
                     effects.append(answer(TaskStatus(taskID: id, state: .unknown, message: "Reconciliation: Task is unknown", agentID: agentID)))
