@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "MesosMaster",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands"]),
+        .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands", "MesosCore"]),
         .target(
             name: "MesosAgent",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", .product(name: "Logging", package: "swift-log")]),
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "MesosCommands",
             dependencies: [
-                "MesosMaster", "MesosAgent", "MesosDaemon", "MesosBus", "ZooKeeper",
+                "MesosMaster", "MesosAgent", "MesosDaemon", "MesosBus", "MesosCore", "ZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mesos-master", dependencies: ["MesosCommands"]),

@@ -34,6 +34,8 @@ final class SimMaster: SimNode {
         settings.maxAgentPingTimeouts = world.settings.maxAgentPingTimeouts
         settings.allocationInterval = world.settings.allocationInterval
         settings.agentReregisterTimeout = world.settings.agentReregisterTimeout
+        settings.agentRemovalRateLimit = world.settings.agentRemovalRateLimit
+        settings.recoveryAgentRemovalLimit = world.settings.recoveryAgentRemovalLimit
         let info = MasterInfo(id: "\(name)-\(incarnation)", ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port), pid: pid.description, hostname: name)
         core = MasterCore(info: info, pid: pid, settings: settings)
         contender = LeaderContenderCore()

@@ -8,6 +8,10 @@ public struct SimulationSettings: Sendable, Hashable {
     public var maxAgentPingTimeouts = 3
     public var allocationInterval: Duration = .milliseconds(200)
     public var agentReregisterTimeout: Duration = .seconds(10)
+    /// `--agent_removal_rate_limit` (nil: none).
+    public var agentRemovalRateLimit: RemovalRateLimit?
+    /// `--recovery_agent_removal_limit`, as a fraction.
+    public var recoveryAgentRemovalLimit = 1.0
     public var registrationBackoff: Duration = .milliseconds(200)
     public var statusUpdateRetry: Duration = .seconds(1)
     public var masterPingTimeout: Duration = .seconds(4)

@@ -68,6 +68,8 @@ public struct MasterCore: Sendable {
         var lastPing: Duration?
         var pongSinceLastPing = true
         var missedPings = 0
+        /// Missed its health checks; waits in `removalQueue` for a permit of the rate limit.
+        var removalScheduled = false
         /// Re-registrations answered while the admission write was pending carry these.
         var reconciliations: [ReconcileTasksMessage] = []
 
@@ -111,6 +113,7 @@ public struct MasterCore: Sendable {
         case remove(AgentID, reason: AgentRemovalReason)
         case expireUnreregistered([AgentID])
         case frameworkRemoved
+        case pruned
     }
 
     public let settings: MasterSettings
@@ -145,6 +148,12 @@ public struct MasterCore: Sendable {
     var offerByAgent: [AgentID: OfferID] = [:]
     var nextID = 0
     var reregisterDeadline: Duration?
+    /// Registry agents expected back when this master started leading (`--recovery_agent_removal_limit`'s base).
+    var agentsAtRecovery = 0
+    /// Agents that missed their health checks, waiting for a permit (`--agent_removal_rate_limit`), oldest first.
+    var removalQueue: [AgentID] = []
+    var lastRemovalPermit: Duration?
+    var nextRegistryGC: Duration?
     var lastAllocation: Duration?
     var allocationCursor = 0
 
@@ -229,7 +238,7 @@ public struct MasterCore: Sendable {
         case .tick(let t):
             now = max(now, t)
             guard isLeading else { return [] }
-            return checkAgents() + expireUnreregistered() + expireDisconnectedFrameworks() + allocateIfDue()
+            return checkAgents() + expireUnreregistered() + expireDisconnectedFrameworks() + allocateIfDue() + collectRegistryGarbage()
         case .teardown(let id):
             guard isLeading, frameworks[id] != nil else { return [] }
             return removeFramework(id, reason: .teardownByOperator)
@@ -291,6 +300,8 @@ public struct MasterCore: Sendable {
             phase = .leading(epoch: epoch)
             leadingSince = now
             recoveringAgents = Set(registry.admitted.keys)
+            agentsAtRecovery = recoveringAgents.count
+            nextRegistryGC = now + settings.registryGCInterval
             reregisterDeadline = recoveringAgents.isEmpty ? nil : now + settings.agentReregisterTimeout
             return [.observe(.leading(epoch: epoch, agentsExpected: recoveringAgents.count))]
         case .admit(let id):
@@ -299,7 +310,7 @@ public struct MasterCore: Sendable {
             return removed(id, reason: reason)
         case .expireUnreregistered(let ids):
             return ids.flatMap { removed($0, reason: .notReregistered(after: settings.agentReregisterTimeout)) }
-        case .frameworkRemoved:
+        case .frameworkRemoved, .pruned:
             return []
         }
     }
@@ -346,7 +357,7 @@ public struct MasterCore: Sendable {
         case .pong:
             guard let id = agent(speakingAs: from, peer: inbound.peer), agents[id]?.isActive == true else { return [] }
             agents[id]?.pongSinceLastPing = true
-            return []
+            return cancelScheduledRemoval(id)
         case .statusUpdate(let m): return statusUpdate(m, from: from, peer: inbound.peer)
         case .registerFramework(let m): return registerFramework(m.framework, from: from, peer: inbound.peer)
         case .reregisterFramework(let m): return reregisterFramework(m.framework, failover: m.failover, from: from, peer: inbound.peer)
