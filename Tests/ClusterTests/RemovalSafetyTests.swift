@@ -36,4 +36,32 @@ struct RemovalSafetyTests {
             #expect(master.daemon.isRunning)
         }
     }
+
+    /// The same partition (the agent SIGSTOPped past its health checks) as two frameworks see it:
+    /// TASK_UNREACHABLE with unreachable_time for the PARTITION_AWARE one, TASK_LOST for the other.
+    @Test func aPartitionAwareFrameworkSeesUnreachableAndAnotherLostForTheSamePartition() async throws {
+        try await withCluster { cluster in
+            let master = try cluster.startMaster()
+            try await master.daemon.waitFor("leading", timeout: .seconds(20))
+            let agent = try cluster.startAgent()
+            let agentID = try await cluster.agentID(of: agent)
+            let plain = try cluster.startFramework(tasks: 1)
+            try await plain.waitFor("all_running", ["count": "1"], timeout: .seconds(30))
+            let aware = try cluster.startFramework(tasks: 1, extra: ["--partition_aware"])
+            try await aware.waitFor("all_running", ["count": "1"], timeout: .seconds(30))
+
+            agent.signal(SIGSTOP)
+            let pings = Knobs.agentPingTimeout * Knobs.maxAgentPingTimeouts
+            try await master.daemon.waitFor("agent_removed", ["agent_id": agentID, "reason": "missed_pings"], timeout: pings + Knobs.margin)
+            let lost = try await plain.waitFor("status", ["state": "TASK_LOST", "reason": "REASON_AGENT_REMOVED"], timeout: Knobs.margin)
+            let unreachable = try await aware.waitFor("status", ["state": "TASK_UNREACHABLE", "reason": "REASON_AGENT_REMOVED"], timeout: Knobs.margin)
+            #expect(unreachable["unreachable_time_ns"].flatMap { Int64($0) }.map { $0 > 1_600_000_000 * 1_000_000_000 } == true, "a wall-clock time: \(unreachable)")
+            #expect(lost["agent_id"] == agentID && unreachable["agent_id"] == agentID)
+            #expect(plain.milestones("status", ["state": "TASK_UNREACHABLE"]).isEmpty, "the framework that is not partition-aware never sees TASK_UNREACHABLE")
+            #expect(aware.milestones("status", ["state": "TASK_LOST"]).isEmpty)
+
+            agent.signal(SIGCONT)
+            try await agent.waitFor("exit", ["reason": "shut_down_by_master"], timeout: Knobs.sessionTimeout + Knobs.margin)
+        }
+    }
 }

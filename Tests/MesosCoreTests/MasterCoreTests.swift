@@ -184,7 +184,10 @@ import Testing
         let toPlain = payloads(sent, to: P.scheduler) { $0.statusUpdate?.update.status }
         let toAware = payloads(sent, to: P.scheduler2) { $0.statusUpdate?.update.status }
         #expect(toPlain.map(\.state) == [.lost] && toPlain.first?.reason == .agentRemoved && toPlain.first?.source == .master)
-        #expect(toAware.map(\.state) == [.unreachable] && toAware.first?.unreachableTime != nil)
+        #expect(toAware.map(\.state) == [.unreachable] && toAware.first?.reason == .agentRemoved && toAware.first?.source == .master)
+        // Both learn when it became unreachable: the removal time the registry records (Mesos's __removeSlave).
+        let removedAt = h.registry?.removed.values.first.map { TimeInfo(nanoseconds: $0.nanosecondsSaturating) }
+        #expect(removedAt != nil && toAware.first?.unreachableTime == removedAt && toPlain.first?.unreachableTime == removedAt)
     }
 
     /// Mesos's reconcileKnownSlave: a re-registering agent that no longer reports a task the

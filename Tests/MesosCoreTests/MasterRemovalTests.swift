@@ -159,3 +159,64 @@ import Testing
         #expect(h.observed.contains(.registryPruned(byAge: 2, byCount: 0)))
     }
 }
+
+/// Explicit reconciliation of tasks the master does not know, as Mesos's `_reconcileTasks`:
+/// agent registered -> TASK_GONE, agent removed -> TASK_UNREACHABLE (with `unreachable_time`),
+/// agent unknown -> TASK_UNKNOWN, agent (or, without an agent id, any agent) still expected back
+/// -> no answer yet; TASK_LOST instead of each for frameworks that are not PARTITION_AWARE.
+@Suite struct MasterReconciliationTests {
+    static let recovering = AgentID(value: "old-S1"), removed = AgentID(value: "old-S2"), unknown = AgentID(value: "never-S9")
+
+    static func failedOver() -> (MasterHarness, aware: FrameworkID, plain: FrameworkID, live: AgentID) {
+        var h = MasterHarness(wallClockOrigin: .seconds(1000))
+        h.registry = RegistryState(
+            highestEpoch: 4, admitted: [recovering: AgentInfo(hostname: "h", id: recovering, pid: "slave(1)@10.0.3.1:5051")], removed: [removed: .seconds(500)])
+        h.lead()
+        let plain = h.registerFramework(P.scheduler)
+        let aware = h.registerFramework(P.scheduler2, partitionAware: true)
+        let live = h.registerAgent()
+        _ = h.take()
+        return (h, aware, plain, live)
+    }
+
+    static func ask(_ h: inout MasterHarness, _ fw: FrameworkID, from: PID, agent: AgentID?) -> [TaskStatus] {
+        h.message(.reconcileTasks(ReconcileTasksMessage(frameworkID: fw, statuses: [TaskStatus(taskID: TaskID(value: "ghost"), state: .running, agentID: agent)])), from: from)
+        return payloads(h.take(), to: from) { $0.statusUpdate?.update.status }
+    }
+
+    @Test func aPartitionAwareFrameworkGetsMesossDistinctions() {
+        var (h, aware, _, live) = Self.failedOver()
+        let gone = Self.ask(&h, aware, from: P.scheduler2, agent: live)
+        #expect(gone.map(\.state) == [.gone] && gone.first?.message == "Reconciliation: Task is unknown to the agent")
+        let unreachable = Self.ask(&h, aware, from: P.scheduler2, agent: Self.removed)
+        #expect(unreachable.map(\.state) == [.unreachable] && unreachable.first?.unreachableTime == TimeInfo(nanoseconds: 500_000_000_000))
+        #expect(Self.ask(&h, aware, from: P.scheduler2, agent: Self.unknown).map(\.state) == [.unknown])
+        #expect(Self.ask(&h, aware, from: P.scheduler2, agent: Self.recovering).isEmpty, "its agent may still come back")
+        #expect(Self.ask(&h, aware, from: P.scheduler2, agent: nil).isEmpty, "some agent may still come back")
+        for status in gone + unreachable {
+            #expect(status.reason == .reconciliation && status.source == .master && status.uuid == nil)
+        }
+        // The window closes: the recovering agent is removed, and the answers follow.
+        h.tick(.seconds(60))
+        #expect(Self.ask(&h, aware, from: P.scheduler2, agent: Self.recovering).map(\.state) == [.unreachable])
+        #expect(Self.ask(&h, aware, from: P.scheduler2, agent: nil).map(\.state) == [.unknown])
+    }
+
+    @Test func otherFrameworksGetTaskLostForEachOfThem() {
+        var (h, _, plain, live) = Self.failedOver()
+        #expect(Self.ask(&h, plain, from: P.scheduler, agent: live).map(\.state) == [.lost])
+        let unreachable = Self.ask(&h, plain, from: P.scheduler, agent: Self.removed)
+        #expect(unreachable.map(\.state) == [.lost] && unreachable.first?.unreachableTime == TimeInfo(nanoseconds: 500_000_000_000), "with the time, as Mesos")
+        #expect(Self.ask(&h, plain, from: P.scheduler, agent: Self.unknown).map(\.state) == [.lost])
+        #expect(Self.ask(&h, plain, from: P.scheduler, agent: Self.recovering).isEmpty)
+    }
+
+    @Test func reasonAndStateNumbersAreMesoss() {
+        #expect(TaskState.unreachable.rawValue == 10 && TaskState.gone.rawValue == 11 && TaskState.goneByOperator.rawValue == 12 && TaskState.unknown.rawValue == 13)
+        #expect(TaskStatus.Reason.reconciliation.rawValue == 9 && TaskStatus.Reason.agentRemoved.rawValue == 11 && TaskStatus.Reason.agentRemovedByOperator.rawValue == 31)
+        #expect(FrameworkInfo.Capability.Kind.partitionAware.rawValue == 5)
+        // FrameworkInfo.capabilities is Mesos's field 10 (tag 0x52), Capability.type field 1.
+        let bytes = FrameworkInfo(user: "u", name: "n", capabilities: [FrameworkInfo.Capability(type: .partitionAware)]).serializedBytes()
+        #expect(Array(bytes.suffix(4)) == [0x52, 0x02, 0x08, 0x05], "\(bytes)")
+    }
+}

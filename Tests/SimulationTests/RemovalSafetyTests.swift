@@ -59,4 +59,22 @@ import Testing
         #expect(s.runningTasks.count == 3, "the tasks run on")
         expectNoViolation(s)
     }
+
+    /// One partition, two frameworks on the same agent: the PARTITION_AWARE one (scheduler2) is
+    /// told TASK_UNREACHABLE with the time, the other TASK_LOST; both keep everything else.
+    @Test func aPartitionAwareFrameworkSeesUnreachableAndAnotherLostForTheSamePartition() throws {
+        let s = Scenario(masters: 1, agents: 1, schedulers: 2, tasksPerScheduler: 2)
+        try s.runUntilSteady()
+        let agentID = try #require(s.agentID("agent1"))
+        let before = (s.statuses(of: "scheduler1").count, s.statuses(of: "scheduler2").count)
+        s.partition("agent1", "master1", both: true)
+        try s.run(until: "agent1 removed", timeout: .seconds(10)) { $0.registry?.removed[agentID] != nil }
+        try s.run(until: "both told", timeout: .seconds(5)) { s in
+            s.statuses(of: "scheduler1").dropFirst(before.0).count >= 2 && s.statuses(of: "scheduler2").dropFirst(before.1).count >= 2
+        }
+        let plain = s.statuses(of: "scheduler1").dropFirst(before.0), aware = s.statuses(of: "scheduler2").dropFirst(before.1)
+        #expect(plain.map(\.state) == [.lost, .lost] && plain.allSatisfy { $0.reason == .agentRemoved })
+        #expect(aware.map(\.state) == [.unreachable, .unreachable] && aware.allSatisfy { $0.reason == .agentRemoved && $0.unreachableTime != nil })
+        expectNoViolation(s)
+    }
 }

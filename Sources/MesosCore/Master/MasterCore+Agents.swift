@@ -223,13 +223,14 @@ extension MasterCore {
             guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], fw.isConnected, let to = fw.pid else { continue }
             metrics.tasksLost += 1
             // Partition-aware frameworks learn the agent is unreachable (or gone, when it said it
-            // shut down for good), the others that the task is lost.
+            // shut down for good), the others that the task is lost; both get the time it became
+            // unreachable (Mesos's __removeSlave).
             let gone = reason == .unregistered
             let state: TaskState = fw.isPartitionAware ? (gone ? .goneByOperator : .unreachable) : .lost
             let why: TaskStatus.Reason = fw.isPartitionAware && gone ? .agentRemovedByOperator : .agentRemoved
             effects.append(.send(.statusUpdate(masterUpdate(
                 task.taskID, task.frameworkID, id, state, why, "agent \(id.value) removed: \(reason)",
-                unreachableSince: fw.isPartitionAware && !gone ? wallNow : nil)), to: to))
+                unreachableSince: gone ? nil : registry.removed[id] ?? wallNow)), to: to))
         }
         for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
             if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }

@@ -148,9 +148,10 @@ public struct FrameworkInfo: Sendable, Hashable {
     public var role: String
     public var hostname: String?
     public var principal: String?
+    public var webuiUrl: String?
     public var capabilities: [FrameworkInfo.Capability]
 
-    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil, capabilities: [FrameworkInfo.Capability] = []) {
+    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil, webuiUrl: String? = nil, capabilities: [FrameworkInfo.Capability] = []) {
         self.user = user
         self.name = name
         self.id = id
@@ -159,6 +160,7 @@ public struct FrameworkInfo: Sendable, Hashable {
         self.role = role
         self.hostname = hostname
         self.principal = principal
+        self.webuiUrl = webuiUrl
         self.capabilities = capabilities
     }
 
@@ -1355,6 +1357,7 @@ extension FrameworkInfo: CMessage {
         self.role = try wireString(role, field: field + ".role")
         if let v = m.hostname { self.hostname = try wireString(v, field: field + ".hostname") } else { self.hostname = nil }
         if let v = m.principal { self.principal = try wireString(v, field: field + ".principal") } else { self.principal = nil }
+        if let v = m.webui_url { self.webuiUrl = try wireString(v, field: field + ".webui_url") } else { self.webuiUrl = nil }
         var capabilities: [FrameworkInfo.Capability] = []
         capabilities.reserveCapacity(m.n_capabilities)
         for i in 0..<m.n_capabilities { capabilities.append(try FrameworkInfo.Capability(c: m.capabilities[i]!, field: field + ".capabilities")) }
@@ -1372,6 +1375,7 @@ extension FrameworkInfo: CMessage {
         p.pointee.role = a.string(role)
         if let v = hostname { p.pointee.hostname = a.string(v) }
         if let v = principal { p.pointee.principal = a.string(v) }
+        if let v = webuiUrl { p.pointee.webui_url = a.string(v) }
         p.pointee.n_capabilities = capabilities.count
         p.pointee.capabilities = a.array(capabilities) { a.message($0) }
     }
