@@ -64,4 +64,35 @@ struct RemovalSafetyTests {
             try await agent.waitFor("exit", ["reason": "shut_down_by_master"], timeout: Knobs.sessionTimeout + Knobs.margin)
         }
     }
+
+    /// After a failover one agent of two (SIGSTOPped) is not back within --agent_reregister_timeout,
+    /// above --recovery_agent_removal_limit 40%: the new leader exits instead of removing it. A
+    /// later leader, with the agent awake again, gets both back and removes neither.
+    @Test func theRecoveryLimitMakesTheLeaderExitAndALaterLeaderKeepsTheAgents() async throws {
+        try await withCluster { cluster in
+            let flags = ["--recovery_agent_removal_limit", "40%", "--agent_reregister_timeout", "4secs"]
+            let first = try cluster.startMaster(extra: flags)
+            try await first.daemon.waitFor("leading", timeout: .seconds(20))
+            let second = try cluster.startMaster(extra: flags)
+            try await second.daemon.waitFor("detector_leader", timeout: .seconds(20))
+            let awake = try cluster.startAgent(), sleeper = try cluster.startAgent()
+            let awakeID = try await cluster.agentID(of: awake), sleeperID = try await cluster.agentID(of: sleeper)
+
+            sleeper.signal(SIGSTOP)
+            first.daemon.signal(SIGKILL)
+            try await second.daemon.waitFor("leading", ["agents_expected": "2"], timeout: Knobs.sessionTimeout + Knobs.margin)
+            try await second.daemon.waitFor("agent_reregistered", ["agent_id": awakeID], timeout: Knobs.margin)
+            try await second.daemon.waitFor("exit", ["reason": "recovery_agent_removal_limit"], timeout: .seconds(4) + Knobs.margin)
+            #expect(await second.daemon.waitForExit() == 1)
+            #expect(second.daemon.milestones("agent_removed").isEmpty && second.daemon.milestones("agents_not_reregistered").isEmpty, "it removed nobody")
+
+            sleeper.signal(SIGCONT)
+            let third = try cluster.startMaster(extra: flags)
+            try await third.daemon.waitFor("leading", ["agents_expected": "2"], timeout: Knobs.sessionTimeout + Knobs.margin)
+            for id in [awakeID, sleeperID] { try await third.daemon.waitFor("agent_reregistered", ["agent_id": id], timeout: Knobs.sessionTimeout + Knobs.margin) }
+            // Both are back before its deadline: nothing is left for it to remove (the core tests show the deadline's rule).
+            #expect(third.daemon.milestones("agent_removed").isEmpty)
+            #expect(awake.isRunning && sleeper.isRunning && third.daemon.isRunning)
+        }
+    }
 }
