@@ -54,7 +54,9 @@ final class SimZooKeeper {
     }
 
     private unowned let world: World
-    private(set) var nodes: [String: Node] = ["/": Node(data: [])]
+    private(set) var nodes: [String: Node] = ["/": Node(data: [])] { didSet { changes &+= 1 } }
+    /// Bumped by every change of the tree (what caches of its content key on).
+    private(set) var changes = 0
     private(set) var sessions: [SessionID: Session] = [:]
     private var nextSession: SessionID = 0x100
     private var dataWatches: [String: [(SessionID, (ZKWatchEvent) -> Void)]] = [:]

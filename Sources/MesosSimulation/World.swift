@@ -249,12 +249,17 @@ final class World {
 
     // MARK: What ZooKeeper holds, for the judges
 
-    /// The registry as a reader finds it in ZooKeeper (nil: none, or unreadable).
+    /// The registry as a reader finds it in ZooKeeper (nil: none, or unreadable); read again only
+    /// when the tree changed (the judges ask after every status update).
     var registry: RegistryState? {
+        if let (at, state) = registryCache, at == zk.changes { return state }
         var writer = RegistryWriter(layout: RegistryLayout(groupPath: groupPath))
         let read = Self.registryNodes(zk, writer.layout)
-        return (try? writer.loaded(root: read.root, meta: read.meta, agents: read.agents)) ?? nil
+        let state = (try? writer.loaded(root: read.root, meta: read.meta, agents: read.agents)) ?? nil
+        registryCache = (zk.changes, state)
+        return state
     }
+    private var registryCache: (Int, RegistryState?)?
 
     /// What a registry load reads (`RegistryWriter.loaded`): the old znode, the meta, every agent znode.
     static func registryNodes(_ zk: SimZooKeeper, _ layout: RegistryLayout) -> (root: [UInt8]?, meta: (data: [UInt8], version: Int32)?, agents: [(path: String, data: [UInt8])]) {
