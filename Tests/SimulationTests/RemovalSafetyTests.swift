@@ -77,4 +77,15 @@ import Testing
         #expect(aware.map(\.state) == [.unreachable, .unreachable] && aware.allSatisfy { $0.reason == .agentRemoved && $0.unreachableTime != nil })
         expectNoViolation(s)
     }
+
+    /// Random fault schedules with both safety nets on: every invariant still holds.
+    @Test func randomSeedsWithARemovalRateLimitAndARecoveryLimitHoldEveryInvariant() {
+        var settings = SimulationSettings()
+        settings.agentRemovalRateLimit = RemovalRateLimit(permits: 1, per: .seconds(1))
+        settings.recoveryAgentRemovalLimit = 0.5
+        for seed in UInt64(1)...25 {
+            let result = Simulation.run(seed: seed, settings: settings)
+            #expect(result.violations.isEmpty, "seed \(seed): \(result.violations)\n\(result.faults)\n\(result.trace.suffix(40).joined(separator: "\n"))")
+        }
+    }
 }
