@@ -120,6 +120,11 @@ let package = Package(
             name: "agent-restart-bench",
             dependencies: ["ProcessSupport", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/AgentRestart"),
+        // Registry recovery benchmark (Benchmarks/registry-bench.sh).
+        .executableTarget(
+            name: "registry-bench",
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "ZooKeeper", "ProcessSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/Registry"),
         .executableTarget(
             name: "failover-bench",
             dependencies: [

@@ -29,10 +29,12 @@ public enum RegistryStoreOutcome: Sendable, Hashable {
 public actor ZooKeeperRegistryStore: RegistryStore {
     private let session: ZooKeeperSession
     private var writer: RegistryWriter
-    public static let loadConcurrency = 512
+    /// Reads in flight while loading the agents' znodes.
+    public let loadConcurrency: Int
 
-    public init(session: ZooKeeperSession, groupPath: String) {
+    public init(session: ZooKeeperSession, groupPath: String, loadConcurrency: Int = 512) {
         self.session = session
+        self.loadConcurrency = max(1, loadConcurrency)
         writer = RegistryWriter(layout: RegistryLayout(groupPath: groupPath))
     }
 
@@ -50,7 +52,7 @@ public actor ZooKeeperRegistryStore: RegistryStore {
             for try await names in group { all += names }
             return all
         }
-        let agents = try await Self.readAll(session, paths)
+        let agents = try await Self.readAll(session, paths, concurrency: loadConcurrency)
         let (r, m) = try await (root, meta)
         return try writer.loaded(root: r?.data, meta: m.map { ($0.data, $0.stat.version) }, agents: agents)
     }
@@ -123,11 +125,11 @@ public actor ZooKeeperRegistryStore: RegistryStore {
         do { return try await session.children(path) } catch let e as ZooKeeperError where e.code == .noNode { return [] }
     }
 
-    /// The data of every node of `paths` that still exists, with `loadConcurrency` reads in flight.
-    private static func readAll(_ session: ZooKeeperSession, _ paths: [String]) async throws -> [(path: String, data: [UInt8])] {
+    /// The data of every node of `paths` that still exists, with `concurrency` reads in flight.
+    private static func readAll(_ session: ZooKeeperSession, _ paths: [String], concurrency: Int) async throws -> [(path: String, data: [UInt8])] {
         try await withThrowingTaskGroup(of: (String, [UInt8]?).self) { group in
             var next = paths.makeIterator()
-            for _ in 0..<loadConcurrency {
+            for _ in 0..<concurrency {
                 guard let path = next.next() else { break }
                 group.addTask { (path, try await data(session, path)?.data) }
             }
