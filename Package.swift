@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "MesosMaster",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "MesosHTTP", "ZooKeeper", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands"]),
+        .testTarget(name: "MesosDaemonTests", dependencies: ["MesosDaemon", "MesosCommands", "MesosCore"]),
         .target(
             name: "MesosAgent",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "MesosBus", "MesosDaemon", "MesosHTTP", .product(name: "Logging", package: "swift-log")]),
@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "MesosCommands",
             dependencies: [
-                "MesosMaster", "MesosAgent", "MesosDaemon", "MesosBus", "ZooKeeper",
+                "MesosMaster", "MesosAgent", "MesosDaemon", "MesosBus", "MesosCore", "ZooKeeper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "mesos-master", dependencies: ["MesosCommands"]),
@@ -133,6 +133,11 @@ let package = Package(
             name: "agent-restart-bench",
             dependencies: ["ProcessSupport", "MesosDaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/AgentRestart"),
+        // Registry recovery benchmark (Benchmarks/registry-bench.sh).
+        .executableTarget(
+            name: "registry-bench",
+            dependencies: ["MesosCore", "MesosHA", "MesosWire", "ZooKeeper", "ProcessSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/Registry"),
         .executableTarget(
             name: "failover-bench",
             dependencies: [

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MesosDaemon
 import MesosBus
+import MesosCore
 import MesosMaster
 import ZooKeeper
 
@@ -21,6 +22,13 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(name: [.customLong("max_agent_ping_timeouts"), .customLong("max_slave_ping_timeouts")], help: "Unanswered pings after which an agent is removed and its tasks are LOST.") var maxAgentPingTimeouts = 5
     @Option(name: .customLong("allocation_interval"), help: "Time between resource offer rounds.") var allocationInterval = "1secs"
     @Option(name: [.customLong("agent_reregister_timeout"), .customLong("slave_reregister_timeout")], help: "After a failover, agents not re-registered by then are removed.") var agentReregisterTimeout = "10mins"
+    @Option(name: [.customLong("agent_removal_rate_limit"), .customLong("slave_removal_rate_limit")], help: "N/DURATION (e.g. 1/20mins): at most N removals of agents that missed their health checks per DURATION, evenly spaced. Unset: no limit.")
+    var agentRemovalRateLimit: String?
+    @Option(name: [.customLong("recovery_agent_removal_limit"), .customLong("recovery_slave_removal_limit")], help: "After a failover, if more than this share of the registered agents did not re-register within --agent_reregister_timeout, the master exits instead of removing them.")
+    var recoveryAgentRemovalLimit = "100%"
+    @Option(name: .customLong("registry_gc_interval"), help: "How often removed agents are pruned from the registry.") var registryGCInterval = "15mins"
+    @Option(name: [.customLong("registry_max_agent_age"), .customLong("registry_max_slave_age")], help: "Removed agents older than this are pruned from the registry.") var registryMaxAgentAge = "2weeks"
+    @Option(name: [.customLong("registry_max_agent_count"), .customLong("registry_max_slave_count")], help: "Removed agents kept in the registry at most (the oldest are pruned first).") var registryMaxAgentCount = 102_400
     @Option(help: "Accepted for Mesos compatibility; the registry lives in ZooKeeper, so no replicated-log quorum is needed.") var quorum: Int?
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
     @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
@@ -49,6 +57,20 @@ public struct MasterCommand: AsyncParsableCommand {
         options.core.maxAgentPingTimeouts = maxAgentPingTimeouts
         options.core.allocationInterval = try duration(allocationInterval, flag: "allocation_interval")
         options.core.agentReregisterTimeout = try duration(agentReregisterTimeout, flag: "agent_reregister_timeout")
+        if let agentRemovalRateLimit {
+            guard let limit = RemovalRateLimit(parsing: agentRemovalRateLimit) else {
+                throw ValidationError("--agent_removal_rate_limit must be N/DURATION with N >= 1, such as 1/20mins; got '\(agentRemovalRateLimit)'")
+            }
+            options.core.agentRemovalRateLimit = limit
+        }
+        guard let recoveryLimit = parsePercentage(recoveryAgentRemovalLimit) else {
+            throw ValidationError("--recovery_agent_removal_limit must be a percentage from 0% to 100%; got '\(recoveryAgentRemovalLimit)'")
+        }
+        options.core.recoveryAgentRemovalLimit = recoveryLimit
+        options.core.registryGCInterval = try duration(registryGCInterval, flag: "registry_gc_interval")
+        options.core.registryMaxAgentAge = try duration(registryMaxAgentAge, flag: "registry_max_agent_age")
+        guard registryMaxAgentCount >= 0 else { throw ValidationError("--registry_max_agent_count must not be negative") }
+        options.core.registryMaxAgentCount = registryMaxAgentCount
         guard maxFrameSize >= 1024 else { throw ValidationError("--max_frame_size must be at least 1024") }
         options.maxFrameSize = maxFrameSize
         options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")

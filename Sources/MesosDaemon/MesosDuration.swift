@@ -1,4 +1,5 @@
 import Foundation
+import MesosCore
 import MesosWire
 
 /// Durations as Mesos flags spell them: `15secs`, `10mins`, `500ms`, `1hrs`, `2days`, `1weeks`,
@@ -48,4 +49,20 @@ extension MesosDuration {
         }
         return d.duration
     }
+}
+
+extension RemovalRateLimit {
+    /// `N/DURATION` as Mesos's `--slave_removal_rate_limit` spells it: `1/20mins`, `1/2secs`.
+    public init?(parsing text: String) {
+        let parts = text.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let permits = Int(parts[0]), let d = MesosDuration(parsing: String(parts[1])) else { return nil }
+        self.init(permits: permits, per: d.duration)
+    }
+}
+
+/// A share as Mesos's `--recovery_slave_removal_limit` spells it: `100%`, `12.5%`; nil outside 0-100%.
+public func parsePercentage(_ text: String) -> Double? {
+    let t = text.trimmingCharacters(in: .whitespaces)
+    guard t.hasSuffix("%"), let v = Double(t.dropLast()), v.isFinite, v >= 0, v <= 100 else { return nil }
+    return v / 100
 }

@@ -38,9 +38,9 @@ public actor MasterDaemon {
     private var contender: ZooKeeperLeaderContender?
     private var detector: ZooKeeperLeaderDetector?
     private var store: (any RegistryStore)?
-    /// Registry writes asked for while one is in flight: the next write stores the newest registry
-    /// and completes all of their tokens at once.
-    private var queuedWrites: (registry: Registry, tokens: [Int])?
+    /// Registry writes asked for while one is in flight: the next write stores their changes
+    /// merged and completes all of their tokens at once.
+    private var queuedWrites: (change: RegistryChange, tokens: [Int])?
     private var writing = false
     private var exiting = false
     /// HTTP on the bus's port (`MasterRoutes`), answered from `snapshot()`.
@@ -69,7 +69,8 @@ public actor MasterDaemon {
         info.hostname = hostname
         info.version = MesosVersion.current
         info.address = Address(hostname: hostname, ip: pid.host, port: Int32(pid.port))
-        core = MasterCore(info: info, pid: pid, settings: options.core)
+        let wallClockOrigin = Duration.nanoseconds(Int64(Date().timeIntervalSince1970 * 1e9)) - runtime.clock.now
+        core = MasterCore(info: info, pid: pid, settings: options.core, wallClockOrigin: wallClockOrigin)
         logger[metadataKey: "pid"] = "\(pid)"
         logger.milestone("master_started", "master started", [
             "zk": "\(options.zk.map { "\($0)" } ?? "none")", "work_dir": "\(options.workDir)",
@@ -245,8 +246,14 @@ public actor MasterDaemon {
             runtime.send(payload, epoch: core?.epoch ?? 0, to: to)
         case .loadRegistry:
             Task { await self.loadRegistry() }
-        case .storeRegistry(let registry, let token):
-            queuedWrites = (registry, (queuedWrites?.tokens ?? []) + [token])
+        case .storeRegistry(let change, let token):
+            if var queued = queuedWrites {
+                queued.change.merge(change)
+                queued.tokens.append(token)
+                queuedWrites = queued
+            } else {
+                queuedWrites = (change, [token])
+            }
             if !writing {
                 writing = true
                 Task { await self.drainWrites() }
@@ -273,10 +280,10 @@ public actor MasterDaemon {
     }
 
     private func drainWrites() async {
-        while let (registry, tokens) = queuedWrites, let store {
+        while let (change, tokens) = queuedWrites, let store {
             queuedWrites = nil
             let fence = await contender?.membershipPath
-            switch await store.store(registry, fence: fence) {
+            switch await store.store(change, fence: fence) {
             case .stored:
                 for token in tokens { feed(.registryStored(token: token)) }
             case .failed(let fenced, let reason):

@@ -1384,7 +1384,7 @@ const ProtobufCMessageDescriptor mesos__framework_info__capability__descriptor =
 char mesos__framework_info__role__default_value[] = "*";
 static const double mesos__framework_info__failover_timeout__default_value = 0;
 static const protobuf_c_boolean mesos__framework_info__checkpoint__default_value = 0;
-static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[9] =
+static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[10] =
 {
   {
     "user",
@@ -1483,8 +1483,20 @@ static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[9
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "capabilities",
+    "webui_url",
     9,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__FrameworkInfo, webui_url),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "capabilities",
+    10,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_MESSAGE,
     offsetof(Mesos__FrameworkInfo, n_capabilities),
@@ -1496,7 +1508,7 @@ static const ProtobufCFieldDescriptor mesos__framework_info__field_descriptors[9
   },
 };
 static const unsigned mesos__framework_info__field_indices_by_name[] = {
-  8,   /* field[8] = capabilities */
+  9,   /* field[9] = capabilities */
   4,   /* field[4] = checkpoint */
   3,   /* field[3] = failover_timeout */
   6,   /* field[6] = hostname */
@@ -1505,11 +1517,12 @@ static const unsigned mesos__framework_info__field_indices_by_name[] = {
   7,   /* field[7] = principal */
   5,   /* field[5] = role */
   0,   /* field[0] = user */
+  8,   /* field[8] = webui_url */
 };
 static const ProtobufCIntRange mesos__framework_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor mesos__framework_info__descriptor =
 {
@@ -1519,7 +1532,7 @@ const ProtobufCMessageDescriptor mesos__framework_info__descriptor =
   "Mesos__FrameworkInfo",
   "mesos",
   sizeof(Mesos__FrameworkInfo),
-  9,
+  10,
   mesos__framework_info__field_descriptors,
   mesos__framework_info__field_indices_by_name,
   1,  mesos__framework_info__number_ranges,

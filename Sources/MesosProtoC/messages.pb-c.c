@@ -2122,6 +2122,141 @@ void   mesos__authentication_result_message__free_unpacked
   assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__registry_meta__init
+                     (Mesos__RegistryMeta         *message)
+{
+  static const Mesos__RegistryMeta init_value = MESOS__REGISTRY_META__INIT;
+  *message = init_value;
+}
+size_t mesos__registry_meta__get_packed_size
+                     (const Mesos__RegistryMeta *message)
+{
+  assert(message->base.descriptor == &mesos__registry_meta__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__registry_meta__pack
+                     (const Mesos__RegistryMeta *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__registry_meta__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__registry_meta__pack_to_buffer
+                     (const Mesos__RegistryMeta *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__registry_meta__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__RegistryMeta *
+       mesos__registry_meta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__RegistryMeta *)
+     protobuf_c_message_unpack (&mesos__registry_meta__descriptor,
+                                allocator, len, data);
+}
+void   mesos__registry_meta__free_unpacked
+                     (Mesos__RegistryMeta *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__registry_meta__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__registry_agent__init
+                     (Mesos__RegistryAgent         *message)
+{
+  static const Mesos__RegistryAgent init_value = MESOS__REGISTRY_AGENT__INIT;
+  *message = init_value;
+}
+size_t mesos__registry_agent__get_packed_size
+                     (const Mesos__RegistryAgent *message)
+{
+  assert(message->base.descriptor == &mesos__registry_agent__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__registry_agent__pack
+                     (const Mesos__RegistryAgent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__registry_agent__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__registry_agent__pack_to_buffer
+                     (const Mesos__RegistryAgent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__registry_agent__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__RegistryAgent *
+       mesos__registry_agent__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__RegistryAgent *)
+     protobuf_c_message_unpack (&mesos__registry_agent__descriptor,
+                                allocator, len, data);
+}
+void   mesos__registry_agent__free_unpacked
+                     (Mesos__RegistryAgent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__registry_agent__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__registry_snapshot__init
+                     (Mesos__RegistrySnapshot         *message)
+{
+  static const Mesos__RegistrySnapshot init_value = MESOS__REGISTRY_SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t mesos__registry_snapshot__get_packed_size
+                     (const Mesos__RegistrySnapshot *message)
+{
+  assert(message->base.descriptor == &mesos__registry_snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__registry_snapshot__pack
+                     (const Mesos__RegistrySnapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__registry_snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__registry_snapshot__pack_to_buffer
+                     (const Mesos__RegistrySnapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__registry_snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__RegistrySnapshot *
+       mesos__registry_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__RegistrySnapshot *)
+     protobuf_c_message_unpack (&mesos__registry_snapshot__descriptor,
+                                allocator, len, data);
+}
+void   mesos__registry_snapshot__free_unpacked
+                     (Mesos__RegistrySnapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__registry_snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__registry__agent__init
                      (Mesos__Registry__Agent         *message)
 {
@@ -4720,6 +4855,211 @@ const ProtobufCMessageDescriptor mesos__authentication_result_message__descripto
   mesos__authentication_result_message__field_indices_by_name,
   1,  mesos__authentication_result_message__number_ranges,
   (ProtobufCMessageInit) mesos__authentication_result_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__registry_meta__field_descriptors[5] =
+{
+  {
+    "format",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegistryMeta, format),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "highest_epoch",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Mesos__RegistryMeta, has_highest_epoch),
+    offsetof(Mesos__RegistryMeta, highest_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "removed_frameworks",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__RegistryMeta, n_removed_frameworks),
+    offsetof(Mesos__RegistryMeta, removed_frameworks),
+    &mesos__framework_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "writes",
+    4,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Mesos__RegistryMeta, has_writes),
+    offsetof(Mesos__RegistryMeta, writes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "migrating",
+    5,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Mesos__RegistryMeta, has_migrating),
+    offsetof(Mesos__RegistryMeta, migrating),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__registry_meta__field_indices_by_name[] = {
+  0,   /* field[0] = format */
+  1,   /* field[1] = highest_epoch */
+  4,   /* field[4] = migrating */
+  2,   /* field[2] = removed_frameworks */
+  3,   /* field[3] = writes */
+};
+static const ProtobufCIntRange mesos__registry_meta__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mesos__registry_meta__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.RegistryMeta",
+  "RegistryMeta",
+  "Mesos__RegistryMeta",
+  "mesos",
+  sizeof(Mesos__RegistryMeta),
+  5,
+  mesos__registry_meta__field_descriptors,
+  mesos__registry_meta__field_indices_by_name,
+  1,  mesos__registry_meta__number_ranges,
+  (ProtobufCMessageInit) mesos__registry_meta__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__registry_agent__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegistryAgent, id),
+    &mesos__agent_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "info",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegistryAgent, info),
+    &mesos__agent_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "removed_time",
+    3,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegistryAgent, removed_time),
+    &mesos__time_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__registry_agent__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = info */
+  2,   /* field[2] = removed_time */
+};
+static const ProtobufCIntRange mesos__registry_agent__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mesos__registry_agent__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.RegistryAgent",
+  "RegistryAgent",
+  "Mesos__RegistryAgent",
+  "mesos",
+  sizeof(Mesos__RegistryAgent),
+  3,
+  mesos__registry_agent__field_descriptors,
+  mesos__registry_agent__field_indices_by_name,
+  1,  mesos__registry_agent__number_ranges,
+  (ProtobufCMessageInit) mesos__registry_agent__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__registry_snapshot__field_descriptors[2] =
+{
+  {
+    "meta",
+    1,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__RegistrySnapshot, meta),
+    &mesos__registry_meta__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "agents",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__RegistrySnapshot, n_agents),
+    offsetof(Mesos__RegistrySnapshot, agents),
+    &mesos__registry_agent__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__registry_snapshot__field_indices_by_name[] = {
+  1,   /* field[1] = agents */
+  0,   /* field[0] = meta */
+};
+static const ProtobufCIntRange mesos__registry_snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__registry_snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.RegistrySnapshot",
+  "RegistrySnapshot",
+  "Mesos__RegistrySnapshot",
+  "mesos",
+  sizeof(Mesos__RegistrySnapshot),
+  2,
+  mesos__registry_snapshot__field_descriptors,
+  mesos__registry_snapshot__field_indices_by_name,
+  1,  mesos__registry_snapshot__number_ranges,
+  (ProtobufCMessageInit) mesos__registry_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__registry__agent__field_descriptors[1] =

@@ -40,7 +40,7 @@ extension World {
         case .finished, .failed, .killed, .error, .dropped, .goneByOperator:
             violation(.noFalseTaskReport, "\(scheduler) was told \(key) is \(status.state.protoName) while it runs on \(running.agent)")
         case .lost, .unreachable, .gone, .unknown:
-            let removed = running.agentID.map { id in registry?.removed.contains(id) ?? false } ?? false
+            let removed = running.agentID.map { id in registry?.removed[id] != nil } ?? false
             if !removed {
                 violation(.noFalseTaskReport, "\(scheduler) was told \(key) is \(status.state.protoName) (\(status.reason?.protoName ?? "no reason"): \(status.message ?? "")) while it runs on \(running.agent), which was not removed")
             }

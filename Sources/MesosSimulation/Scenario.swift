@@ -126,7 +126,7 @@ public final class Scenario {
     /// The leading master's view: tasks it knows, agents active, frameworks.
     public var leaderCore: MasterCore? { world.masters.first { $0.isAlive && $0.isLeading }?.core }
     public func masterCore(_ name: String) -> MasterCore? { (node(name) as? SimMaster)?.core }
-    public var registry: Registry? { world.registry }
+    public var registry: RegistryState? { world.registry }
 
     private func node(_ name: String) -> SimNode? { world.nodes.first { $0.name == name } }
 }

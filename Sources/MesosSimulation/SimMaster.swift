@@ -13,14 +13,15 @@ final class SimMaster: SimNode {
     /// The work directory's epoch file: survives restarts.
     private(set) var epochFile: UInt64 = 0
     private var joined = false
-    private var registryVersion: Int32?
-    private var queuedWrites: (registry: Registry, tokens: [Int])?
+    private var writer: RegistryWriter
+    private var queuedWrites: (change: RegistryChange, tokens: [Int])?
     private var writing = false
     /// Why each run of this process ended on its own, in order.
     private(set) var exits: [ExitReason] = []
 
     init(world: World, slot: Int) {
         self.slot = slot
+        writer = RegistryWriter(layout: RegistryLayout(groupPath: world.groupPath))
         super.init(world: world, name: "master\(slot)", pid: PID(name: "master", host: "10.0.1.\(slot)", port: 5050))
     }
 
@@ -33,11 +34,13 @@ final class SimMaster: SimNode {
         settings.maxAgentPingTimeouts = world.settings.maxAgentPingTimeouts
         settings.allocationInterval = world.settings.allocationInterval
         settings.agentReregisterTimeout = world.settings.agentReregisterTimeout
+        settings.agentRemovalRateLimit = world.settings.agentRemovalRateLimit
+        settings.recoveryAgentRemovalLimit = world.settings.recoveryAgentRemovalLimit
         let info = MasterInfo(id: "\(name)-\(incarnation)", ip: MasterInfoJSON.packedIPv4(pid.host) ?? 0, port: UInt32(pid.port), pid: pid.description, hostname: name)
         core = MasterCore(info: info, pid: pid, settings: settings)
         contender = LeaderContenderCore()
         joined = false
-        registryVersion = nil
+        writer = RegistryWriter(layout: RegistryLayout(groupPath: world.groupPath))
         queuedWrites = nil
         writing = false
         client = SimZKClient(world: world, node: self, timeout: world.settings.sessionTimeout)
@@ -106,21 +109,23 @@ final class SimMaster: SimNode {
         case .send(let payload, let to):
             world.network.send(from: self, to: to, Envelope(epoch: core?.epoch ?? 0, from: pid.description, payload: payload))
         case .loadRegistry:
-            let path = world.registryPath
-            client.request({ zk, _ in zk.getData(path, watch: nil) }) { [unowned self] result in
+            let layout = writer.layout
+            client.request({ zk, _ in .success(World.registryNodes(zk, layout)) }) { [unowned self] result in
                 switch result {
-                case .success(let (data, version)):
-                    registryVersion = version
-                    do { feed(.registryLoaded(try Registry(serializedBytes: data))) } catch { feed(.registryLoadFailed("\(error)")) }
-                case .failure(.noNode):
-                    registryVersion = nil
-                    feed(.registryLoaded(nil))
+                case .success(let read):
+                    do { feed(.registryLoaded(try writer.loaded(root: read.root, meta: read.meta, agents: read.agents))) } catch { feed(.registryLoadFailed("\(error)")) }
                 case .failure(let e):
                     feed(.registryLoadFailed("\(e)"))
                 }
             }
-        case .storeRegistry(let registry, let token):
-            queuedWrites = (registry, (queuedWrites?.tokens ?? []) + [token])
+        case .storeRegistry(let change, let token):
+            if var queued = queuedWrites {
+                queued.change.merge(change)
+                queued.tokens.append(token)
+                queuedWrites = queued
+            } else {
+                queuedWrites = (change, [token])
+            }
             if !writing { writeNext() }
         case .observe(let o):
             world.trace("\(name): \(o.event) \(o.fields.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
@@ -135,40 +140,55 @@ final class SimMaster: SimNode {
     // MARK: Fenced registry writes (as ZooKeeperRegistryStore, with RegistryWriteCore)
 
     private func writeNext() {
-        guard let (registry, tokens) = queuedWrites else { writing = false; return }
+        guard let (change, tokens) = queuedWrites else { writing = false; return }
         queuedWrites = nil
         writing = true
         guard let fence = contender.membership.map({ world.groupPath + "/" + $0 }) else {
             return feed(.registryStoreFailed(fenced: true, reason: "a registry write without a leader znode"))
         }
-        var write = RegistryWriteCore(bytes: registry.serializedBytes(), version: registryVersion)
-        let effects = write.start()
-        runWrite(&write, effects, fence: fence, tokens: tokens, run: incarnation)
+        writeChunks(writer.plan(change)[...], fence: fence, tokens: tokens, run: incarnation)
     }
 
-    private func runWrite(_ write: inout RegistryWriteCore, _ effects: [RegistryWriteCore.Effect], fence: String, tokens: [Int], run: Int) {
+    /// The chunks of one write in order, each a `RegistryWriteCore` run (as `ZooKeeperRegistryStore`).
+    private func writeChunks(_ chunks: ArraySlice<RegistryWriter.Chunk>, fence: String, tokens: [Int], run: Int) {
+        guard let chunk = chunks.first else {
+            for token in tokens { feed(.registryStored(token: token)) }
+            return writeNext()
+        }
+        var write = RegistryWriteCore(bytes: chunk.metaBytes, version: writer.metaVersion)
+        let effects = write.start()
+        runWrite(&write, effects, chunk: chunk, fence: fence, run: run) { [unowned self] in
+            writeChunks(chunks.dropFirst(), fence: fence, tokens: tokens, run: run)
+        }
+    }
+
+    private func runWrite(_ write: inout RegistryWriteCore, _ effects: [RegistryWriteCore.Effect], chunk: RegistryWriter.Chunk, fence: String, run: Int, then: @escaping () -> Void) {
         var machine = write
         for effect in effects {
             switch effect {
             case .multi(let version):
-                let path = world.registryPath, bytes = machine.bytes
-                client.request({ zk, _ in
-                    zk.multi([.check(fence), version.map { .setData(path, bytes, version: $0) } ?? .create(path, bytes)])
-                }) { [unowned self] result in
+                let ops: [ZKMultiOp] = [.check(fence)] + writer.operations(chunk, metaVersion: version).map { op in
+                    switch op {
+                    case .create(let p, let d): .create(p, d)
+                    case .setData(let p, let d, let v): .setData(p, d, version: v)
+                    case .delete(let p): .delete(p)
+                    }
+                }
+                client.request({ zk, _ in zk.multi(ops) }) { [unowned self] result in
                     guard run == incarnation else { return }
                     let event: RegistryWriteCore.Event
                     switch result {
-                    case .success(let v): event = .committed(version: v)
+                    case .success(let versions): event = .committed(version: version != nil && versions.count > 1 ? versions[1] : 0)
                     case .failure(.connectionLoss): event = .failed(.connectionLoss)
-                    case .failure(.badVersion), .failure(.nodeExists): event = .failed(.versionConflict)
                     case .failure(.noNode(let p)) where p == fence: event = .failed(.fenceGone)
+                    case .failure(.badVersion), .failure(.nodeExists), .failure(.noNode): event = .failed(.versionConflict)
                     case .failure(let e): event = .failed(.other("\(e)"))
                     }
                     let next = machine.handle(event)
-                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                    runWrite(&machine, next, chunk: chunk, fence: fence, run: run, then: then)
                 }
             case .readBack:
-                let path = world.registryPath
+                let path = writer.layout.metaPath
                 client.request({ zk, _ -> Result<([UInt8]?, Int32?, Bool), ZKError> in
                     let found = try? zk.getData(path, watch: nil).get()
                     return .success((found?.0, found?.1, zk.exists(fence, watch: nil)))
@@ -179,18 +199,17 @@ final class SimMaster: SimNode {
                     case .failure: .readBackFailed(.connectionLoss)
                     }
                     let next = machine.handle(event)
-                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                    runWrite(&machine, next, chunk: chunk, fence: fence, run: run, then: then)
                 }
             case .retry(let delay):
                 world.after(delay) { [unowned self] in
                     guard run == incarnation, isAlive else { return }
                     let next = machine.handle(.retryDue)
-                    runWrite(&machine, next, fence: fence, tokens: tokens, run: run)
+                    runWrite(&machine, next, chunk: chunk, fence: fence, run: run, then: then)
                 }
             case .stored(let version):
-                registryVersion = version
-                for token in tokens { feed(.registryStored(token: token)) }
-                writeNext()
+                writer.committed(chunk, metaVersion: version)
+                then()
             case .failed(let fenced, let reason):
                 writing = false
                 feed(.registryStoreFailed(fenced: fenced, reason: reason))
@@ -208,10 +227,11 @@ final class SimMaster: SimNode {
             if !joined {
                 joined = true
                 // The epoch floor: the registry's highest epoch, and this work directory's.
-                let path = world.registryPath
-                client.request({ zk, _ in zk.getData(path, watch: nil) }) { [unowned self] result in
-                    let registry = (try? result.get()).flatMap { try? Registry(serializedBytes: $0.0) }
-                    feedContender(.start(ledInRegistry: registry?.highestEpoch ?? 0, ledHere: epochFile))
+                let layout = writer.layout
+                client.request({ zk, _ in
+                    .success(RegistryLayout.highestEpoch(root: try? zk.getData(layout.root, watch: nil).get().0, meta: try? zk.getData(layout.metaPath, watch: nil).get().0))
+                }) { [unowned self] result in
+                    feedContender(.start(ledInRegistry: (try? result.get()) ?? 0, ledHere: epochFile))
                 }
             }
         case .expired:

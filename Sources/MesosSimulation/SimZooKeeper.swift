@@ -8,6 +8,7 @@ enum ZKError: Error, Equatable, CustomStringConvertible {
     case noNode(String)
     case nodeExists(String)
     case badVersion(String)
+    case notEmpty(String)
 
     var description: String {
         switch self {
@@ -15,6 +16,7 @@ enum ZKError: Error, Equatable, CustomStringConvertible {
         case .noNode(let p): "NONODE \(p)"
         case .nodeExists(let p): "NODEEXISTS \(p)"
         case .badVersion(let p): "BADVERSION \(p)"
+        case .notEmpty(let p): "NOTEMPTY \(p)"
         }
     }
 }
@@ -27,8 +29,10 @@ enum ZKWatchEvent: Equatable {
 
 enum ZKMultiOp {
     case check(String)
-    case setData(String, [UInt8], version: Int32)
+    /// `version` nil: any version.
+    case setData(String, [UInt8], version: Int32?)
     case create(String, [UInt8])
+    case delete(String)
 }
 
 /// The in-memory ZooKeeper model: a tree of znodes (persistent, ephemeral, sequential), sessions
@@ -50,7 +54,9 @@ final class SimZooKeeper {
     }
 
     private unowned let world: World
-    private(set) var nodes: [String: Node] = ["/": Node(data: [])]
+    private(set) var nodes: [String: Node] = ["/": Node(data: [])] { didSet { changes &+= 1 } }
+    /// Bumped by every change of the tree (what caches of its content key on).
+    private(set) var changes = 0
     private(set) var sessions: [SessionID: Session] = [:]
     private var nextSession: SessionID = 0x100
     private var dataWatches: [String: [(SessionID, (ZKWatchEvent) -> Void)]] = [:]
@@ -159,35 +165,59 @@ final class SimZooKeeper {
         return .success(node.children.sorted())
     }
 
-    func multi(_ ops: [ZKMultiOp]) -> Result<Int32, ZKError> {
+    /// All or nothing; checked in order, as ZooKeeper does (an operation sees the ones before it).
+    /// Returns each operation's resulting version (0 for all but `setData`).
+    func multi(_ ops: [ZKMultiOp]) -> Result<[Int32], ZKError> {
+        var present: [String: Bool] = [:]
+        var versions: [String: Int32] = [:]
+        var childCount: [String: Int] = [:]
+        func exists(_ p: String) -> Bool { present[p] ?? (nodes[p] != nil) }
+        func children(_ p: String) -> Int { childCount[p] ?? nodes[p]?.children.count ?? 0 }
         for op in ops {
             switch op {
-            case .check(let p): guard nodes[p] != nil else { return .failure(.noNode(p)) }
+            case .check(let p): guard exists(p) else { return .failure(.noNode(p)) }
             case .setData(let p, _, let v):
-                guard let n = nodes[p] else { return .failure(.noNode(p)) }
-                guard n.version == v else { return .failure(.badVersion(p)) }
+                guard exists(p) else { return .failure(.noNode(p)) }
+                let current = versions[p] ?? nodes[p]?.version ?? 0
+                if let v, current != v { return .failure(.badVersion(p)) }
+                versions[p] = current + 1
             case .create(let p, _):
-                guard nodes[p] == nil else { return .failure(.nodeExists(p)) }
-                guard nodes[Self.parent(of: p)] != nil else { return .failure(.noNode(Self.parent(of: p))) }
+                guard !exists(p) else { return .failure(.nodeExists(p)) }
+                let parent = Self.parent(of: p)
+                guard exists(parent) else { return .failure(.noNode(parent)) }
+                present[p] = true
+                versions[p] = 0
+                childCount[p] = 0
+                childCount[parent] = children(parent) + 1
+            case .delete(let p):
+                guard exists(p) else { return .failure(.noNode(p)) }
+                guard children(p) == 0 else { return .failure(.notEmpty(p)) }
+                present[p] = false
+                childCount[Self.parent(of: p)] = children(Self.parent(of: p)) - 1
             }
         }
-        var version: Int32 = 0
+        var results: [Int32] = []
         for op in ops {
             switch op {
             case .check(let fence):
                 let group = Self.parent(of: fence)
                 let lowest = LeaderGroup.members(Array(nodes[group]?.children ?? [])).first.map { group + "/" + $0.name }
                 fencedWriteCommitted?(fence, lowest)
+                results.append(0)
             case .setData(let p, let d, _):
                 nodes[p]!.data = d
                 nodes[p]!.version += 1
-                version = nodes[p]!.version
+                results.append(nodes[p]!.version)
                 fire(&dataWatches, p, .changed)
             case .create(let p, let d):
                 _ = create(p, data: d, ephemeral: false, sequential: false, session: 0)
+                results.append(0)
+            case .delete(let p):
+                delete(p)
+                results.append(0)
             }
         }
-        return .success(version)
+        return .success(results)
     }
 
     /// Ensures `path` and its ancestors exist (persistent).

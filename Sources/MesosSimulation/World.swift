@@ -8,6 +8,10 @@ public struct SimulationSettings: Sendable, Hashable {
     public var maxAgentPingTimeouts = 3
     public var allocationInterval: Duration = .milliseconds(200)
     public var agentReregisterTimeout: Duration = .seconds(10)
+    /// `--agent_removal_rate_limit` (nil: none).
+    public var agentRemovalRateLimit: RemovalRateLimit?
+    /// `--recovery_agent_removal_limit`, as a fraction.
+    public var recoveryAgentRemovalLimit = 1.0
     public var registrationBackoff: Duration = .milliseconds(200)
     public var statusUpdateRetry: Duration = .seconds(1)
     public var masterPingTimeout: Duration = .seconds(4)
@@ -150,7 +154,6 @@ final class World {
     static let traceKeep = 400
 
     let groupPath = "/mesos"
-    var registryPath: String { groupPath + "/registry" }
 
     init(seed: UInt64, settings: SimulationSettings, traceAll: Bool) {
         self.settings = settings
@@ -246,9 +249,29 @@ final class World {
 
     // MARK: What ZooKeeper holds, for the judges
 
-    var registry: Registry? {
-        guard let data = zk.nodes[registryPath]?.data else { return nil }
-        return try? Registry(serializedBytes: data)
+    /// The registry as a reader finds it in ZooKeeper (nil: none, or unreadable); read again only
+    /// when the tree changed (the judges ask after every status update).
+    var registry: RegistryState? {
+        if let (at, state) = registryCache, at == zk.changes { return state }
+        var writer = RegistryWriter(layout: RegistryLayout(groupPath: groupPath))
+        let read = Self.registryNodes(zk, writer.layout)
+        let state = (try? writer.loaded(root: read.root, meta: read.meta, agents: read.agents)) ?? nil
+        registryCache = (zk.changes, state)
+        return state
+    }
+    private var registryCache: (Int, RegistryState?)?
+
+    /// What a registry load reads (`RegistryWriter.loaded`): the old znode, the meta, every agent znode.
+    static func registryNodes(_ zk: SimZooKeeper, _ layout: RegistryLayout) -> (root: [UInt8]?, meta: (data: [UInt8], version: Int32)?, agents: [(path: String, data: [UInt8])]) {
+        let root = try? zk.getData(layout.root, watch: nil).get().0
+        let meta = (try? zk.getData(layout.metaPath, watch: nil).get()).map { (data: $0.0, version: $0.1) }
+        var agents: [(path: String, data: [UInt8])] = []
+        for bucket in layout.bucketPaths {
+            for name in (try? zk.children(bucket, watch: nil).get()) ?? [] {
+                if let data = try? zk.getData(bucket + "/" + name, watch: nil).get().0 { agents.append((bucket + "/" + name, data)) }
+            }
+        }
+        return (root, meta, agents)
     }
 
     /// The master the group's lowest member names.

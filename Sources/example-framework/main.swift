@@ -106,6 +106,7 @@ struct ExampleFramework: AsyncParsableCommand {
                     var fields = ["task_id": status.taskID.value, "state": status.state.protoName]
                     if let reason = status.reason { fields["reason"] = reason.protoName }
                     if let agent = status.agentID { fields["agent_id"] = agent.value }
+                    if let t = status.unreachableTime { fields["unreachable_time_ns"] = "\(t.nanoseconds)" }
                     say("status", fields)
                 }
                 states[status.taskID.value] = status.state

@@ -41,20 +41,23 @@ extension Envelope.Payload {
 /// complete at once unless `holdWrites`.
 struct MasterHarness {
     var core: MasterCore
-    var registry: Registry?
+    var registry: RegistryState?
     var sent: [(Envelope.Payload, PID)] = []
     var observed: [MasterObservation] = []
     var exited: ExitReason?
     var registryWrites = 0
+    /// Every registry write asked for, in order.
+    var changes: [RegistryChange] = []
     /// When set, registry writes wait in `heldWrites` until `releaseWrites()`.
     var holdWrites = false
     var heldWrites: [Int] = []
     var now: Duration = .zero
     let epoch: UInt64
 
-    init(epoch: UInt64 = 5, registry: Registry? = nil, settings: MasterSettings = .fast) {
-        core = MasterCore(info: masterInfo(P.master), pid: P.master, settings: settings)
-        self.registry = registry
+    /// - registry: what the registry holds at the start (written as format 1, for brevity).
+    init(epoch: UInt64 = 5, registry: Registry? = nil, settings: MasterSettings = .fast, wallClockOrigin: Duration = .zero) {
+        core = MasterCore(info: masterInfo(P.master), pid: P.master, settings: settings, wallClockOrigin: wallClockOrigin)
+        self.registry = registry.map(RegistryState.init(legacy:))
         self.epoch = epoch
     }
 
@@ -65,8 +68,11 @@ struct MasterHarness {
                 switch effect {
                 case .send(let payload, let to): sent.append((payload, to))
                 case .loadRegistry: queue.append(.registryLoaded(registry))
-                case .storeRegistry(let r, let token):
+                case .storeRegistry(let change, let token):
+                    var r = registry ?? RegistryState()
+                    r.apply(change)
                     registry = r
+                    changes.append(change)
                     registryWrites += 1
                     if holdWrites { heldWrites.append(token) } else { queue.append(.registryStored(token: token)) }
                 case .observe(let o): observed.append(o)

@@ -95,7 +95,7 @@ import Testing
         var h = MasterHarness()
         h.lead()
         let id = h.registerAgent()
-        #expect(h.registry?.admitted.map(\.info.id) == [id])
+        #expect(h.registry.map { Array($0.admitted.keys) } == [id])
         #expect(h.core.activeAgentIDs == [id])
         #expect(h.observed.contains(.agentRegistered(id, pid: P.agent)))
     }
@@ -134,7 +134,7 @@ import Testing
         #expect(h.core.activeAgentIDs == [agent])
         h.tick(.seconds(1))  // ping 3 timed out: removed
         #expect(h.core.activeAgentIDs == [])
-        #expect(h.registry?.removed == [agent])
+        #expect(h.registry.map { Array($0.removed.keys) } == [agent])
         #expect(h.registry?.admitted.isEmpty == true)
         #expect(h.observed.contains(.agentRemoved(agent, reason: .missedPings(count: 3, timeout: .seconds(1)))))
     }
@@ -184,7 +184,10 @@ import Testing
         let toPlain = payloads(sent, to: P.scheduler) { $0.statusUpdate?.update.status }
         let toAware = payloads(sent, to: P.scheduler2) { $0.statusUpdate?.update.status }
         #expect(toPlain.map(\.state) == [.lost] && toPlain.first?.reason == .agentRemoved && toPlain.first?.source == .master)
-        #expect(toAware.map(\.state) == [.unreachable] && toAware.first?.unreachableTime != nil)
+        #expect(toAware.map(\.state) == [.unreachable] && toAware.first?.reason == .agentRemoved && toAware.first?.source == .master)
+        // Both learn when it became unreachable: the removal time the registry records (Mesos's __removeSlave).
+        let removedAt = h.registry?.removed.values.first.map { TimeInfo(nanoseconds: $0.nanosecondsSaturating) }
+        #expect(removedAt != nil && toAware.first?.unreachableTime == removedAt && toPlain.first?.unreachableTime == removedAt)
     }
 
     /// Mesos's reconcileKnownSlave: a re-registering agent that no longer reports a task the

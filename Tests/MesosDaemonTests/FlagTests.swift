@@ -1,3 +1,4 @@
+import MesosCore
 import MesosDaemon
 import MesosWire
 import Testing
@@ -11,6 +12,17 @@ import Testing
         ]
         for (text, expected) in cases { #expect(MesosDuration(parsing: text)?.duration == expected, "\(text)") }
         for bad in ["", "secs", "-1secs", "5 parsecs", "tenmins", "nan"] { #expect(MesosDuration(parsing: bad) == nil, "\(bad)") }
+    }
+
+    @Test func removalRateLimitsAndPercentages() {
+        #expect(RemovalRateLimit(parsing: "1/2secs") == RemovalRateLimit(permits: 1, per: .seconds(2)))
+        #expect(RemovalRateLimit(parsing: "1/20mins")?.interval == .seconds(1200))
+        #expect(RemovalRateLimit(parsing: "4/1secs")?.interval == .milliseconds(250))
+        for bad in ["", "1", "/2secs", "0/1secs", "-1/1secs", "1/0secs", "1/x", "1/2secs/3", "a/1secs"] { #expect(RemovalRateLimit(parsing: bad) == nil, "\(bad)") }
+        #expect(parsePercentage("100%") == 1.0)
+        #expect(parsePercentage("12.5%") == 0.125)
+        #expect(parsePercentage("0%") == 0)
+        for bad in ["", "100", "101%", "-1%", "x%", "nan%"] { #expect(parsePercentage(bad) == nil, "\(bad)") }
     }
 
     @Test func resources() {

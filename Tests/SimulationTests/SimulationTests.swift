@@ -68,7 +68,7 @@ func expectNoViolation(_ s: Scenario, sourceLocation: SourceLocation = #_sourceL
         try #require(!onIt.isEmpty, "agent1 runs some tasks")
         let before = s.statuses(of: "scheduler1").count
         s.partition("agent1", "master1", both: true)
-        try s.run(until: "agent1 removed", timeout: .seconds(10)) { $0.registry?.removed.contains(agentID) ?? false }
+        try s.run(until: "agent1 removed", timeout: .seconds(10)) { $0.registry?.removed[agentID] != nil }
         try s.run(until: "its tasks reported", timeout: .seconds(5)) { s in
             Set(s.statuses(of: "scheduler1").dropFirst(before).filter { [.lost, .unreachable].contains($0.state) }.map(\.taskID)) == Set(onIt.map(\.task))
         }

@@ -130,12 +130,12 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         probe.add(Task {
             if (try? await watch.event()) == .deleted { probe.set(\.znodeGone, nowMs()) }
         })
-        let registry = config.path + "/registry"
+        let registry = RegistryLayout(groupPath: config.path).metaPath
         probe.add(Task {
             var fired: Int64?
             while !Task.isCancelled {
                 guard let (data, _, watch) = try? await session.watchData(registry) else { return }
-                if let r = try? Registry(serializedBytes: data), (r.highestEpoch ?? 0) > epoch {
+                if let r = try? RegistryMeta(serializedBytes: data), (r.highestEpoch ?? 0) > epoch {
                     if let fired { probe.set(\.registryWritten, fired) }
                     return
                 }

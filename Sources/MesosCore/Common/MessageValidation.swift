@@ -135,6 +135,7 @@ public enum MessageValidation {
         try V.text(fw.role, field: f + ".role")
         try V.text(fw.hostname, field: f + ".hostname")
         try V.text(fw.principal, field: f + ".principal")
+        try V.text(fw.webuiUrl, field: f + ".webui_url")
         try V.count(fw.capabilities.count, field: f + ".capabilities")
     }
 

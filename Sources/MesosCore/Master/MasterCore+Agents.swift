@@ -22,13 +22,14 @@ extension MasterCore {
         stored.pid = from.description
         agents[id] = AgentRecord(info: stored, pid: from, principal: peer.principal, state: .admitting(reregistered: false))
         agentByPID[from] = id
-        registry.admitted.append(Registry.Agent(info: stored))
+        registry.admitted[id] = stored
+        touchRegistry(id)
         return store(.admit(id))
     }
 
     mutating func reregisterAgent(_ m: ReregisterAgentMessage, from: PID, peer: PeerIdentity) -> [Effect] {
         guard let id = m.agent.id else { return [] }  // validated
-        if registry.removed.contains(id) {
+        if registry.removed[id] != nil {
             removedAgentPIDs.insert(from)
             return [
                 .observe(.removedAgentToldToShutDown(pid: from)),
@@ -89,13 +90,10 @@ extension MasterCore {
 
         // A retry while its admission (or removal) is being written: the answer comes when it is stored.
         if let known, case .admitting = known.state { return effects }
-        if let i = registry.admitted.firstIndex(where: { $0.info.id == id }) {
-            // In the registry as it is (the usual case after a failover): nothing to write.
-            if registry.admitted[i].info == stored { return effects + admitted(id, reregistered: true) }
-            registry.admitted[i].info = stored  // e.g. a new pid: keep the registry current
-        } else {
-            registry.admitted.append(Registry.Agent(info: stored))
-        }
+        // In the registry as it is (the usual case after a failover): nothing to write.
+        if registry.admitted[id] == stored { return effects + admitted(id, reregistered: true) }
+        registry.admitted[id] = stored  // new, or e.g. a new pid: keep the registry current
+        touchRegistry(id)
         agents[id]?.state = .admitting(reregistered: true)
         return effects + store(.admit(id))
     }
@@ -116,6 +114,10 @@ extension MasterCore {
         agent.state = .active
         agent.lastPing = nil
         agent.missedPings = 0
+        if agent.removalScheduled {
+            agent.removalScheduled = false
+            removalQueue.removeAll { $0 == id }
+        }
         let reconciliations = agent.reconciliations
         agent.reconciliations = []
         agents[id] = agent
@@ -148,22 +150,60 @@ extension MasterCore {
             var a = agent
             if a.lastPing != nil { a.missedPings = a.pongSinceLastPing ? 0 : a.missedPings + 1 }
             if a.missedPings >= settings.maxAgentPingTimeouts {
-                agents[id] = a
-                effects += remove(id, reason: .missedPings(count: a.missedPings, timeout: settings.agentPingTimeout))
-                continue
+                if settings.agentRemovalRateLimit == nil {
+                    agents[id] = a
+                    effects += remove(id, reason: .missedPings(count: a.missedPings, timeout: settings.agentPingTimeout))
+                    continue
+                }
+                if !a.removalScheduled {
+                    // Mesos's slave removal limiter: it waits for a permit, pinged meanwhile.
+                    a.removalScheduled = true
+                    removalQueue.append(id)
+                    metrics.agentRemovalsScheduled += 1
+                    effects.append(.observe(.agentRemovalScheduled(id, queued: removalQueue.count)))
+                }
             }
             a.lastPing = now
             a.pongSinceLastPing = false
             agents[id] = a
             effects.append(.send(.ping(PingAgentMessage(connected: true)), to: a.pid))
         }
+        return effects + removeScheduled()
+    }
+
+    /// `--agent_removal_rate_limit`: the scheduled removals whose permit is due, one per interval.
+    mutating func removeScheduled() -> [Effect] {
+        guard let limit = settings.agentRemovalRateLimit else { return [] }
+        var effects: [Effect] = []
+        while let id = removalQueue.first {
+            guard let agent = agents[id], agent.isActive, agent.removalScheduled else {
+                removalQueue.removeFirst()
+                continue
+            }
+            if let last = lastRemovalPermit, now - last < limit.interval { break }
+            removalQueue.removeFirst()
+            lastRemovalPermit = now
+            agents[id]?.removalScheduled = false
+            effects += remove(id, reason: .missedPings(count: agent.missedPings, timeout: settings.agentPingTimeout))
+        }
         return effects
+    }
+
+    /// A pong from an agent whose removal waits for a permit: it is healthy again.
+    mutating func cancelScheduledRemoval(_ id: AgentID) -> [Effect] {
+        guard agents[id]?.removalScheduled == true else { return [] }
+        agents[id]?.removalScheduled = false
+        agents[id]?.missedPings = 0
+        removalQueue.removeAll { $0 == id }
+        metrics.agentRemovalsCanceled += 1
+        return [.observe(.agentRemovalCanceled(id))]
     }
 
     mutating func remove(_ id: AgentID, reason: AgentRemovalReason) -> [Effect] {
         agents[id]?.state = .admitting(reregistered: true)  // inactive until the removal is stored
-        registry.admitted.removeAll { $0.info.id == id }
-        if !registry.removed.contains(id) { registry.removed.append(id) }
+        registry.admitted[id] = nil
+        if registry.removed[id] == nil { registry.removed[id] = wallNow }
+        touchRegistry(id)
         return [.observe(.agentRemoved(id, reason: reason))] + rescindOffers { $0.agentID == id } + store(.remove(id, reason: reason))
     }
 
@@ -183,13 +223,14 @@ extension MasterCore {
             guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], fw.isConnected, let to = fw.pid else { continue }
             metrics.tasksLost += 1
             // Partition-aware frameworks learn the agent is unreachable (or gone, when it said it
-            // shut down for good), the others that the task is lost.
+            // shut down for good), the others that the task is lost; both get the time it became
+            // unreachable (Mesos's __removeSlave).
             let gone = reason == .unregistered
             let state: TaskState = fw.isPartitionAware ? (gone ? .goneByOperator : .unreachable) : .lost
             let why: TaskStatus.Reason = fw.isPartitionAware && gone ? .agentRemovedByOperator : .agentRemoved
             effects.append(.send(.statusUpdate(masterUpdate(
                 task.taskID, task.frameworkID, id, state, why, "agent \(id.value) removed: \(reason)",
-                unreachableSince: fw.isPartitionAware && !gone ? now : nil)), to: to))
+                unreachableSince: gone ? nil : registry.removed[id] ?? wallNow)), to: to))
         }
         for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
             if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
@@ -200,13 +241,44 @@ extension MasterCore {
     mutating func expireUnreregistered() -> [Effect] {
         guard let deadline = reregisterDeadline, now >= deadline else { return [] }
         reregisterDeadline = nil
-        let missing = registry.admitted.compactMap(\.info.id).filter { agents[$0] == nil }
+        let missing = registry.admitted.keys.filter { agents[$0] == nil }.sorted { $0.value < $1.value }
         recoveringAgents = []
         guard !missing.isEmpty else { return [] }
-        let gone = Set(missing)
-        registry.admitted.removeAll { $0.info.id.map(gone.contains) ?? false }
-        registry.removed += missing
+        // Mesos's --recovery_slave_removal_limit: so many missing is more likely a fault of ours
+        // (or of the network) than of the agents; exit, and let the next leader try again.
+        if agentsAtRecovery > 0, Double(missing.count) / Double(agentsAtRecovery) > settings.recoveryAgentRemovalLimit {
+            return exit(.recoveryAgentRemovalLimit(missing: missing.count, registered: agentsAtRecovery, limitPercent: settings.recoveryAgentRemovalLimit * 100))
+        }
+        for id in missing {
+            registry.admitted[id] = nil
+            registry.removed[id] = wallNow
+            touchRegistry(id)
+        }
         return [.observe(.agentsNotReregistered(count: missing.count))] + store(.expireUnreregistered(missing))
+    }
+
+    // MARK: Registry GC
+
+    /// `--registry_gc_interval`: forgets removed agents older than `--registry_max_agent_age`,
+    /// then the oldest above `--registry_max_agent_count` (Mesos's `Master::_doRegistryGc`).
+    /// Removal times unknown (format 1 kept none) count as the oldest for the count, never for the age.
+    mutating func collectRegistryGarbage() -> [Effect] {
+        guard let due = nextRegistryGC, now >= due else { return [] }
+        nextRegistryGC = now + settings.registryGCInterval
+        let oldestFirst = registry.removed.sorted { ($0.value, $0.key.value) < ($1.value, $1.key.value) }
+        var forget: [AgentID] = []
+        for (id, at) in oldestFirst where at > .zero && wallNow - at > settings.registryMaxAgentAge { forget.append(id) }
+        let byAge = forget.count
+        let forgotten = Set(forget)
+        let excess = registry.removed.count - byAge - settings.registryMaxAgentCount
+        if excess > 0 { forget += oldestFirst.lazy.map(\.key).filter { !forgotten.contains($0) }.prefix(excess) }
+        guard !forget.isEmpty else { return [] }
+        for id in forget {
+            registry.removed[id] = nil
+            touchRegistry(id)
+        }
+        metrics.registryPruned += forget.count
+        return [.observe(.registryPruned(byAge: byAge, byCount: forget.count - byAge))] + store(.pruned)
     }
 
     /// SIGUSR1 on the agent: it is gone for good (Mesos's unregisterSlave).

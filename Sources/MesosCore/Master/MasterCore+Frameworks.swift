@@ -299,8 +299,10 @@ extension MasterCore {
                 if recoveringAgents.contains(agentID) { continue }  // it may still re-register: no answer yet
                 if agents[agentID] != nil {
                     effects.append(answer(TaskStatus(taskID: id, state: .gone, message: "Reconciliation: Task is unknown to the agent", agentID: agentID)))
-                } else if registry.removed.contains(agentID) {
-                    effects.append(answer(TaskStatus(taskID: id, state: .unreachable, message: "Reconciliation: Task is unreachable", agentID: agentID)))
+                } else if let at = registry.removed[agentID] {
+                    // Mesos's case (4): with the time it was removed (also when the answer becomes TASK_LOST).
+                    let time = at > .zero ? TimeInfo(nanoseconds: at.nanosecondsSaturating) : nil
+                    effects.append(answer(TaskStatus(taskID: id, state: .unreachable, message: "Reconciliation: Task is unreachable", agentID: agentID, unreachableTime: time)))
                 } else {
                     effects.append(answer(TaskStatus(taskID: id, state: .unknown, message: "Reconciliation: Task is unknown", agentID: agentID)))
                 }

@@ -20,7 +20,7 @@ public struct MasterCore: Sendable {
         case leaderDetected(Leader?)
         case candidacyLost(LeadershipLoss)
         /// The registry read after election (nil: none yet).
-        case registryLoaded(Registry?)
+        case registryLoaded(RegistryState?)
         case registryLoadFailed(String)
         /// A fenced registry write of `token` is stored.
         case registryStored(token: Int)
@@ -38,8 +38,9 @@ public struct MasterCore: Sendable {
     public enum Effect: Sendable, Hashable {
         case send(Envelope.Payload, to: PID)
         case loadRegistry
-        /// Write `registry`, fenced by our own leader znode, then report `registryStored(token)`.
-        case storeRegistry(Registry, token: Int)
+        /// Write `change` to the registry, fenced by our own leader znode, then report
+        /// `registryStored(token)`.
+        case storeRegistry(RegistryChange, token: Int)
         case observe(MasterObservation)
         case exit(ExitReason)
     }
@@ -67,6 +68,8 @@ public struct MasterCore: Sendable {
         var lastPing: Duration?
         var pongSinceLastPing = true
         var missedPings = 0
+        /// Missed its health checks; waits in `removalQueue` for a permit of the rate limit.
+        var removalScheduled = false
         /// Re-registrations answered while the admission write was pending carry these.
         var reconciliations: [ReconcileTasksMessage] = []
 
@@ -110,6 +113,7 @@ public struct MasterCore: Sendable {
         case remove(AgentID, reason: AgentRemovalReason)
         case expireUnreregistered([AgentID])
         case frameworkRemoved
+        case pruned
     }
 
     public let settings: MasterSettings
@@ -121,7 +125,12 @@ public struct MasterCore: Sendable {
     var detected: Leader?
     var now: Duration = .zero
     var leadingSince: Duration?
-    var registry = Registry()
+    var registry = RegistryState()
+    /// Agents whose registry entry changed since the last write asked for.
+    var registryTouched: Set<AgentID> = []
+    /// The wall-clock time (since the Unix epoch) at this core's time zero: removal times in the
+    /// registry and `unreachable_time` are wall-clock, as Mesos's.
+    public let wallClockOrigin: Duration
     var nextToken = 0
     var pendingWrites: [Int: PendingWrite] = [:]
     var agents: [AgentID: AgentRecord] = [:]
@@ -139,11 +148,19 @@ public struct MasterCore: Sendable {
     var offerByAgent: [AgentID: OfferID] = [:]
     var nextID = 0
     var reregisterDeadline: Duration?
+    /// Registry agents expected back when this master started leading (`--recovery_agent_removal_limit`'s base).
+    var agentsAtRecovery = 0
+    /// Agents that missed their health checks, waiting for a permit (`--agent_removal_rate_limit`), oldest first.
+    var removalQueue: [AgentID] = []
+    var lastRemovalPermit: Duration?
+    var nextRegistryGC: Duration?
     var lastAllocation: Duration?
     var allocationCursor = 0
 
     /// - info: this master's MasterInfo; `pid` is the bus address it carries.
-    public init(info: MasterInfo, pid: PID, settings: MasterSettings = MasterSettings()) {
+    /// - wallClockOrigin: the wall-clock time (since the Unix epoch) at the time zero of the ticks.
+    public init(info: MasterInfo, pid: PID, settings: MasterSettings = MasterSettings(), wallClockOrigin: Duration = .zero) {
+        self.wallClockOrigin = wallClockOrigin
         var info = info
         info.pid = pid.description
         self.info = info
@@ -164,7 +181,10 @@ public struct MasterCore: Sendable {
     // Read-only views for the shell (state endpoints, logs) and the tests.
     public var activeAgentIDs: [AgentID] { agents.filter(\.value.isActive).map(\.key).sorted { $0.value < $1.value } }
     public var activeAgents: [AgentInfo] { agents.values.filter(\.isActive).map(\.info).sorted { ($0.id?.value ?? "") < ($1.id?.value ?? "") } }
-    public var removedAgentIDs: [AgentID] { registry.removed }
+    public var removedAgentIDs: [AgentID] { registry.removed.keys.sorted { $0.value < $1.value } }
+    public var registryState: RegistryState { registry }
+    /// Now on the wall clock (since the Unix epoch).
+    var wallNow: Duration { wallClockOrigin + now }
     public var frameworkIDs: [FrameworkID] { frameworks.keys.sorted { $0.value < $1.value } }
     public var connectedFrameworkIDs: [FrameworkID] { frameworks.filter(\.value.isConnected).map(\.key).sorted { $0.value < $1.value } }
     public var knownTasks: [MesosTask] { tasks.values.sorted { ($0.frameworkID.value, $0.taskID.value) < ($1.frameworkID.value, $1.taskID.value) } }
@@ -218,7 +238,7 @@ public struct MasterCore: Sendable {
         case .tick(let t):
             now = max(now, t)
             guard isLeading else { return [] }
-            return checkAgents() + expireUnreregistered() + expireDisconnectedFrameworks() + allocateIfDue()
+            return checkAgents() + expireUnreregistered() + expireDisconnectedFrameworks() + allocateIfDue() + collectRegistryGarbage()
         case .teardown(let id):
             guard isLeading, frameworks[id] != nil else { return [] }
             return removeFramework(id, reason: .teardownByOperator)
@@ -233,7 +253,7 @@ public struct MasterCore: Sendable {
         return [.loadRegistry]
     }
 
-    private mutating func registryLoaded(_ loaded: Registry?) -> [Effect] {
+    private mutating func registryLoaded(_ loaded: RegistryState?) -> [Effect] {
         let epoch: UInt64
         switch phase {
         case .startingStandalone:
@@ -248,7 +268,8 @@ public struct MasterCore: Sendable {
         default:
             return []
         }
-        registry = loaded ?? Registry()
+        registry = loaded ?? RegistryState()
+        registryTouched = []
         if let highest = registry.highestEpoch, highest >= epoch { return exit(.epochAlreadyLed(epoch: epoch, highest: highest)) }
         registry.highestEpoch = epoch
         return store(.epoch)
@@ -263,8 +284,14 @@ public struct MasterCore: Sendable {
         nextToken += 1
         pendingWrites[nextToken] = write
         metrics.registryWrites += 1
-        return [.storeRegistry(registry, token: nextToken)]
+        var change = RegistryChange(meta: registry.meta)
+        for id in registryTouched { change.agents[id] = registry.entry(id).map { .put($0) } ?? .delete }
+        registryTouched = []
+        return [.storeRegistry(change, token: nextToken)]
     }
+
+    /// `id`'s registry entry changed: the next write carries it.
+    mutating func touchRegistry(_ id: AgentID) { registryTouched.insert(id) }
 
     private mutating func completed(_ write: PendingWrite) -> [Effect] {
         switch write {
@@ -272,7 +299,9 @@ public struct MasterCore: Sendable {
             guard case .recovering(let epoch) = phase else { return [] }
             phase = .leading(epoch: epoch)
             leadingSince = now
-            recoveringAgents = Set(registry.admitted.compactMap(\.info.id))
+            recoveringAgents = Set(registry.admitted.keys)
+            agentsAtRecovery = recoveringAgents.count
+            nextRegistryGC = now + settings.registryGCInterval
             reregisterDeadline = recoveringAgents.isEmpty ? nil : now + settings.agentReregisterTimeout
             return [.observe(.leading(epoch: epoch, agentsExpected: recoveringAgents.count))]
         case .admit(let id):
@@ -281,7 +310,7 @@ public struct MasterCore: Sendable {
             return removed(id, reason: reason)
         case .expireUnreregistered(let ids):
             return ids.flatMap { removed($0, reason: .notReregistered(after: settings.agentReregisterTimeout)) }
-        case .frameworkRemoved:
+        case .frameworkRemoved, .pruned:
             return []
         }
     }
@@ -328,7 +357,7 @@ public struct MasterCore: Sendable {
         case .pong:
             guard let id = agent(speakingAs: from, peer: inbound.peer), agents[id]?.isActive == true else { return [] }
             agents[id]?.pongSinceLastPing = true
-            return []
+            return cancelScheduledRemoval(id)
         case .statusUpdate(let m): return statusUpdate(m, from: from, peer: inbound.peer)
         case .registerFramework(let m): return registerFramework(m.framework, from: from, peer: inbound.peer)
         case .reregisterFramework(let m): return reregisterFramework(m.framework, failover: m.failover, from: from, peer: inbound.peer)
@@ -414,11 +443,4 @@ public struct TaskKey: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public static func < (a: TaskKey, b: TaskKey) -> Bool { (a.framework.value, a.task.value) < (b.framework.value, b.task.value) }
     public var description: String { "\(framework.value)/\(task.value)" }
-}
-
-extension Duration {
-    var nanosecondsSaturating: Int64 {
-        let (s, o) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return o ? .max : s &+ components.attoseconds / 1_000_000_000
-    }
 }

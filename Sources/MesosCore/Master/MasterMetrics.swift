@@ -8,6 +8,12 @@ public struct MasterMetrics: Sendable, Hashable {
     public var agentRegistrations = 0
     public var agentReregistrations = 0
     public var agentRemovals = 0
+    /// Mesos's `master/slave_unreachable_scheduled` / `_canceled`: removals that waited for the
+    /// rate limit, and those called off because the agent answered meanwhile.
+    public var agentRemovalsScheduled = 0
+    public var agentRemovalsCanceled = 0
+    /// Removed agents the registry's GC forgot.
+    public var registryPruned = 0
     public var frameworkRemovals = 0
     public var frameworkFailovers = 0
     public var tasksLost = 0

@@ -73,6 +73,14 @@ public enum MasterObservation: Milestone, Hashable {
     case agentRemoved(AgentID, reason: AgentRemovalReason)
     case removedAgentToldToShutDown(pid: PID)
     case agentsNotReregistered(count: Int)
+    /// `--agent_removal_rate_limit`: the agent missed its health checks and waits for a removal
+    /// permit (`queued`: removals waiting, this one included).
+    case agentRemovalScheduled(AgentID, queued: Int)
+    /// A scheduled removal was called off: the agent answered a ping meanwhile.
+    case agentRemovalCanceled(AgentID)
+    /// `--registry_gc_interval`: removed agents forgotten, oldest first, `byAge` of them for
+    /// `--registry_max_agent_age` and `byCount` for `--registry_max_agent_count`.
+    case registryPruned(byAge: Int, byCount: Int)
     case frameworkRegistered(FrameworkID, name: String, pid: PID)
     case frameworkReregistered(FrameworkID, pid: PID)
     case frameworkFailedOver(FrameworkID, from: PID, to: PID)
@@ -97,6 +105,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .agentRemoved: "agent_removed"
         case .removedAgentToldToShutDown: "removed_agent_shutdown"
         case .agentsNotReregistered: "agents_not_reregistered"
+        case .agentRemovalScheduled: "agent_removal_scheduled"
+        case .agentRemovalCanceled: "agent_removal_canceled"
+        case .registryPruned: "registry_pruned"
         case .frameworkRegistered: "framework_registered"
         case .frameworkReregistered: "framework_reregistered"
         case .frameworkFailedOver: "framework_failed_over"
@@ -116,7 +127,7 @@ public enum MasterObservation: Milestone, Hashable {
     public var level: ObservationLevel {
         switch self {
         case .messageDropped: .debug
-        case .agentRefused, .agentRemoved, .agentsNotReregistered, .frameworkRefused, .messageRefused, .unexpectedMessage,
+        case .agentRefused, .agentRemoved, .agentsNotReregistered, .agentRemovalScheduled, .frameworkRefused, .messageRefused, .unexpectedMessage,
             .callRefused, .frameworkDisconnected, .frameworkRemoved:
             .warning
         default: .info
@@ -133,6 +144,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .agentRemoved(let id, let r): .of(("agent_id", id.value), ("reason", r.key))
         case .removedAgentToldToShutDown(let pid): .of(("agent", pid))
         case .agentsNotReregistered(let n): .of(("count", n))
+        case .agentRemovalScheduled(let id, let n): .of(("agent_id", id.value), ("queued", n))
+        case .agentRemovalCanceled(let id): .of(("agent_id", id.value))
+        case .registryPruned(let a, let c): .of(("by_age", a), ("by_count", c))
         case .frameworkRegistered(let id, _, let pid), .frameworkReregistered(let id, let pid): .of(("framework_id", id.value), ("scheduler", pid))
         case .frameworkFailedOver(let id, let a, let b): .of(("framework_id", id.value), ("old", a), ("scheduler", b))
         case .frameworkRecovered(let id, let agent): .of(("framework_id", id.value), ("agent_id", agent.value))
@@ -158,6 +172,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .agentRemoved(let id, let r): "removing agent \(id.value): \(r)"
         case .removedAgentToldToShutDown(let pid): "message from removed agent \(pid): telling it to shut down"
         case .agentsNotReregistered(let n): "removing \(n) agent(s) that did not re-register"
+        case .agentRemovalScheduled(let id, let n): "agent \(id.value) missed its health checks; its removal waits for the rate limit (\(n) queued)"
+        case .agentRemovalCanceled(let id): "agent \(id.value) answered a ping: its scheduled removal is canceled"
+        case .registryPruned(let a, let c): "registry GC forgot \(a + c) removed agent(s): \(a) older than the maximum age, \(c) above the maximum count"
         case .frameworkRegistered(let id, let name, let pid): "framework \(id.value) (\(name)) registered from \(pid)"
         case .frameworkReregistered(let id, let pid): "framework \(id.value) re-registered from \(pid)"
         case .frameworkFailedOver(let id, let a, let b): "framework \(id.value) failed over from \(a) to \(b)"

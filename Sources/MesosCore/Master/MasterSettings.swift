@@ -18,5 +18,36 @@ public struct MasterSettings: Sendable, Hashable {
     /// Pids of removed agents remembered (to answer their messages with a shutdown), oldest
     /// forgotten first.
     public var maxRemovedAgentPIDs = 100_000
+    /// `--agent_removal_rate_limit` (`--slave_removal_rate_limit`; unset: no limit): removals of
+    /// agents that missed their health checks are spaced `interval` apart.
+    public var agentRemovalRateLimit: RemovalRateLimit?
+    /// `--recovery_agent_removal_limit` (100%), as a fraction: after a failover, when more than
+    /// this share of the registry's agents did not re-register within `agentReregisterTimeout`,
+    /// the master exits instead of removing them (the next leader tries again).
+    public var recoveryAgentRemovalLimit: Double = 1.0
+    /// `--registry_gc_interval` (15mins): how often removed agents are pruned from the registry.
+    public var registryGCInterval: Duration = .seconds(15 * 60)
+    /// `--registry_max_agent_age` (2weeks): removed agents older than this are forgotten.
+    public var registryMaxAgentAge: Duration = .seconds(14 * 86_400)
+    /// `--registry_max_agent_count` (102400): removed agents kept at most (oldest forgotten first).
+    public var registryMaxAgentCount = 102_400
     public init() {}
+}
+
+/// `N/DURATION` (Mesos's `--slave_removal_rate_limit`, e.g. `1/20mins`): at most `permits`
+/// removals per `duration`, evenly spaced.
+public struct RemovalRateLimit: Sendable, Hashable, CustomStringConvertible {
+    public let permits: Int
+    public let duration: Duration
+
+    /// nil unless `permits` >= 1 and `duration` > 0.
+    public init?(permits: Int, per duration: Duration) {
+        guard permits >= 1, duration > .zero else { return nil }
+        self.permits = permits
+        self.duration = duration
+    }
+
+    /// The spacing of removals.
+    public var interval: Duration { duration / permits }
+    public var description: String { "\(permits)/\(duration)" }
 }

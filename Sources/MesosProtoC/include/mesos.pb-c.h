@@ -225,7 +225,7 @@ struct  Mesos__AgentInfo
 
 
 /*
- * Numbers are Mesos's (FrameworkInfo.Capability.Type).
+ * Field and enum numbers are Mesos's (FrameworkInfo.capabilities, Capability.Type).
  */
 struct  Mesos__FrameworkInfo__Capability
 {
@@ -255,13 +255,14 @@ struct  Mesos__FrameworkInfo
   char *role;
   char *hostname;
   char *principal;
+  char *webui_url;
   size_t n_capabilities;
   Mesos__FrameworkInfo__Capability **capabilities;
 };
 extern char mesos__framework_info__role__default_value[];
 #define MESOS__FRAMEWORK_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__framework_info__descriptor) \
-    , NULL, NULL, NULL, 0, 0, 0, 0, mesos__framework_info__role__default_value, NULL, NULL, 0,NULL }
+    , NULL, NULL, NULL, 0, 0, 0, 0, mesos__framework_info__role__default_value, NULL, NULL, NULL, 0,NULL }
 
 
 struct  Mesos__CommandInfo

@@ -63,6 +63,9 @@ typedef struct Mesos__AuthenticateMessage Mesos__AuthenticateMessage;
 typedef struct Mesos__AuthenticationChallengeMessage Mesos__AuthenticationChallengeMessage;
 typedef struct Mesos__AuthenticationResponseMessage Mesos__AuthenticationResponseMessage;
 typedef struct Mesos__AuthenticationResultMessage Mesos__AuthenticationResultMessage;
+typedef struct Mesos__RegistryMeta Mesos__RegistryMeta;
+typedef struct Mesos__RegistryAgent Mesos__RegistryAgent;
+typedef struct Mesos__RegistrySnapshot Mesos__RegistrySnapshot;
 typedef struct Mesos__Registry Mesos__Registry;
 typedef struct Mesos__Registry__Agent Mesos__Registry__Agent;
 
@@ -734,6 +737,77 @@ struct  Mesos__AuthenticationResultMessage
     , 0, NULL, 0, {0,NULL} }
 
 
+/*
+ * ---- the registry, persisted by the leading master -------------------------
+ * In ZooKeeper (format 2): <path>/registry/meta holds a RegistryMeta, and each agent has its own
+ * znode <path>/registry/agents/<bucket>/<agent id> holding its RegistryAgent (64 buckets, so no
+ * znode, nor any list of children, grows past a small fraction of ZooKeeper's 1 MiB limit).
+ * Format 1 was the whole Registry in the one znode <path>/registry; the first leader that reads
+ * it migrates it. A standalone master keeps a RegistrySnapshot in <work_dir>/registry-v2.pb.
+ */
+struct  Mesos__RegistryMeta
+{
+  ProtobufCMessage base;
+  /*
+   * 2
+   */
+  uint32_t format;
+  /*
+   * highest leader epoch ever led
+   */
+  protobuf_c_boolean has_highest_epoch;
+  uint64_t highest_epoch;
+  /*
+   * bounded; their ids may not register again
+   */
+  size_t n_removed_frameworks;
+  Mesos__FrameworkID **removed_frameworks;
+  /*
+   * bumped by every write: a read-back tells ours apart
+   */
+  protobuf_c_boolean has_writes;
+  uint64_t writes;
+  /*
+   * a format-1 migration is under way: <path>/registry's data is the truth
+   */
+  protobuf_c_boolean has_migrating;
+  protobuf_c_boolean migrating;
+};
+#define MESOS__REGISTRY_META__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__registry_meta__descriptor) \
+    , 0, 0, 0, 0,NULL, 0, 0, 0, 0 }
+
+
+struct  Mesos__RegistryAgent
+{
+  ProtobufCMessage base;
+  Mesos__AgentID *id;
+  /*
+   * admitted
+   */
+  Mesos__AgentInfo *info;
+  /*
+   * removed then (wall clock): never re-admitted
+   */
+  Mesos__TimeInfo *removed_time;
+};
+#define MESOS__REGISTRY_AGENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__registry_agent__descriptor) \
+    , NULL, NULL, NULL }
+
+
+struct  Mesos__RegistrySnapshot
+{
+  ProtobufCMessage base;
+  Mesos__RegistryMeta *meta;
+  size_t n_agents;
+  Mesos__RegistryAgent **agents;
+};
+#define MESOS__REGISTRY_SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__registry_snapshot__descriptor) \
+    , NULL, 0,NULL }
+
+
 struct  Mesos__Registry__Agent
 {
   ProtobufCMessage base;
@@ -745,7 +819,7 @@ struct  Mesos__Registry__Agent
 
 
 /*
- * ---- the registry, persisted by the leading master in ZooKeeper -------------
+ * Format 1 (read for the migration, and from a standalone master's registry.pb).
  */
 struct  Mesos__Registry
 {
@@ -1666,6 +1740,63 @@ Mesos__AuthenticationResultMessage *
 void   mesos__authentication_result_message__free_unpacked
                      (Mesos__AuthenticationResultMessage *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__RegistryMeta methods */
+void   mesos__registry_meta__init
+                     (Mesos__RegistryMeta         *message);
+size_t mesos__registry_meta__get_packed_size
+                     (const Mesos__RegistryMeta   *message);
+size_t mesos__registry_meta__pack
+                     (const Mesos__RegistryMeta   *message,
+                      uint8_t             *out);
+size_t mesos__registry_meta__pack_to_buffer
+                     (const Mesos__RegistryMeta   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__RegistryMeta *
+       mesos__registry_meta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__registry_meta__free_unpacked
+                     (Mesos__RegistryMeta *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__RegistryAgent methods */
+void   mesos__registry_agent__init
+                     (Mesos__RegistryAgent         *message);
+size_t mesos__registry_agent__get_packed_size
+                     (const Mesos__RegistryAgent   *message);
+size_t mesos__registry_agent__pack
+                     (const Mesos__RegistryAgent   *message,
+                      uint8_t             *out);
+size_t mesos__registry_agent__pack_to_buffer
+                     (const Mesos__RegistryAgent   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__RegistryAgent *
+       mesos__registry_agent__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__registry_agent__free_unpacked
+                     (Mesos__RegistryAgent *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__RegistrySnapshot methods */
+void   mesos__registry_snapshot__init
+                     (Mesos__RegistrySnapshot         *message);
+size_t mesos__registry_snapshot__get_packed_size
+                     (const Mesos__RegistrySnapshot   *message);
+size_t mesos__registry_snapshot__pack
+                     (const Mesos__RegistrySnapshot   *message,
+                      uint8_t             *out);
+size_t mesos__registry_snapshot__pack_to_buffer
+                     (const Mesos__RegistrySnapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__RegistrySnapshot *
+       mesos__registry_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__registry_snapshot__free_unpacked
+                     (Mesos__RegistrySnapshot *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__Registry__Agent methods */
 void   mesos__registry__agent__init
                      (Mesos__Registry__Agent         *message);
@@ -1831,6 +1962,15 @@ typedef void (*Mesos__AuthenticationResponseMessage_Closure)
 typedef void (*Mesos__AuthenticationResultMessage_Closure)
                  (const Mesos__AuthenticationResultMessage *message,
                   void *closure_data);
+typedef void (*Mesos__RegistryMeta_Closure)
+                 (const Mesos__RegistryMeta *message,
+                  void *closure_data);
+typedef void (*Mesos__RegistryAgent_Closure)
+                 (const Mesos__RegistryAgent *message,
+                  void *closure_data);
+typedef void (*Mesos__RegistrySnapshot_Closure)
+                 (const Mesos__RegistrySnapshot *message,
+                  void *closure_data);
 typedef void (*Mesos__Registry__Agent_Closure)
                  (const Mesos__Registry__Agent *message,
                   void *closure_data);
@@ -1891,6 +2031,9 @@ extern const ProtobufCMessageDescriptor mesos__authenticate_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_challenge_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_response_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_result_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__registry_meta__descriptor;
+extern const ProtobufCMessageDescriptor mesos__registry_agent__descriptor;
+extern const ProtobufCMessageDescriptor mesos__registry_snapshot__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry__agent__descriptor;
 

@@ -148,9 +148,10 @@ public struct FrameworkInfo: Sendable, Hashable {
     public var role: String
     public var hostname: String?
     public var principal: String?
+    public var webuiUrl: String?
     public var capabilities: [FrameworkInfo.Capability]
 
-    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil, capabilities: [FrameworkInfo.Capability] = []) {
+    public init(user: String, name: String, id: FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", hostname: String? = nil, principal: String? = nil, webuiUrl: String? = nil, capabilities: [FrameworkInfo.Capability] = []) {
         self.user = user
         self.name = name
         self.id = id
@@ -159,6 +160,7 @@ public struct FrameworkInfo: Sendable, Hashable {
         self.role = role
         self.hostname = hostname
         self.principal = principal
+        self.webuiUrl = webuiUrl
         self.capabilities = capabilities
     }
 
@@ -875,6 +877,44 @@ public struct AuthenticationResultMessage: Sendable, Hashable {
     }
 }
 
+public struct RegistryMeta: Sendable, Hashable {
+    public var format: UInt32
+    public var highestEpoch: UInt64?
+    public var removedFrameworks: [FrameworkID]
+    public var writes: UInt64?
+    public var migrating: Bool?
+
+    public init(format: UInt32, highestEpoch: UInt64? = nil, removedFrameworks: [FrameworkID] = [], writes: UInt64? = nil, migrating: Bool? = nil) {
+        self.format = format
+        self.highestEpoch = highestEpoch
+        self.removedFrameworks = removedFrameworks
+        self.writes = writes
+        self.migrating = migrating
+    }
+}
+
+public struct RegistryAgent: Sendable, Hashable {
+    public var id: AgentID
+    public var info: AgentInfo?
+    public var removedTime: TimeInfo?
+
+    public init(id: AgentID, info: AgentInfo? = nil, removedTime: TimeInfo? = nil) {
+        self.id = id
+        self.info = info
+        self.removedTime = removedTime
+    }
+}
+
+public struct RegistrySnapshot: Sendable, Hashable {
+    public var meta: RegistryMeta?
+    public var agents: [RegistryAgent]
+
+    public init(meta: RegistryMeta? = nil, agents: [RegistryAgent] = []) {
+        self.meta = meta
+        self.agents = agents
+    }
+}
+
 public struct Registry: Sendable, Hashable {
     public var admitted: [Registry.Agent]
     public var removed: [AgentID]
@@ -1317,6 +1357,7 @@ extension FrameworkInfo: CMessage {
         self.role = try wireString(role, field: { field() + ".role" })
         if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
         if let v = m.principal { self.principal = try wireString(v, field: { field() + ".principal" }) } else { self.principal = nil }
+        if let v = m.webui_url { self.webuiUrl = try wireString(v, field: { field() + ".webui_url" }) } else { self.webuiUrl = nil }
         var capabilities: [FrameworkInfo.Capability] = []
         capabilities.reserveCapacity(m.n_capabilities)
         for i in 0..<m.n_capabilities { capabilities.append(try FrameworkInfo.Capability(c: m.capabilities[i]!, field: { field() + ".capabilities" })) }
@@ -1334,6 +1375,7 @@ extension FrameworkInfo: CMessage {
         p.pointee.role = a.string(role)
         if let v = hostname { p.pointee.hostname = a.string(v) }
         if let v = principal { p.pointee.principal = a.string(v) }
+        if let v = webuiUrl { p.pointee.webui_url = a.string(v) }
         p.pointee.n_capabilities = capabilities.count
         p.pointee.capabilities = a.array(capabilities) { a.message($0) }
     }
@@ -2912,6 +2954,98 @@ extension AuthenticationResultMessage: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__AuthenticationResultMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__authentication_result_message__pack(m, out) }
     static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__AuthenticationResultMessage>? { mesos__authentication_result_message__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__free_unpacked(m, nil) }
+}
+
+extension RegistryMeta: CMessage {
+    typealias CType = Mesos__RegistryMeta
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__RegistryMeta>) { mesos__registry_meta__init(m) }
+
+    init(c p: UnsafePointer<Mesos__RegistryMeta>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.format = m.format
+        self.highestEpoch = m.has_highest_epoch != 0 ? m.highest_epoch : nil
+        var removedFrameworks: [FrameworkID] = []
+        removedFrameworks.reserveCapacity(m.n_removed_frameworks)
+        for i in 0..<m.n_removed_frameworks { removedFrameworks.append(try FrameworkID(c: m.removed_frameworks[i]!, field: { field() + ".removed_frameworks" })) }
+        self.removedFrameworks = removedFrameworks
+        self.writes = m.has_writes != 0 ? m.writes : nil
+        self.migrating = m.has_migrating != 0 ? (m.migrating != 0) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__RegistryMeta>, _ a: CArena) {
+        p.pointee.format = format
+        if let v = highestEpoch { p.pointee.has_highest_epoch = 1; p.pointee.highest_epoch = v }
+        p.pointee.n_removed_frameworks = removedFrameworks.count
+        p.pointee.removed_frameworks = a.array(removedFrameworks) { a.message($0) }
+        if let v = writes { p.pointee.has_writes = 1; p.pointee.writes = v }
+        if let v = migrating { p.pointee.has_migrating = 1; p.pointee.migrating = (v ? 1 : 0) }
+    }
+}
+
+extension RegistryMeta: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__RegistryMeta>) -> Int { mesos__registry_meta__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__RegistryMeta>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__registry_meta__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegistryMeta>? { mesos__registry_meta__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__RegistryMeta>) { mesos__registry_meta__free_unpacked(m, nil) }
+}
+
+extension RegistryAgent: CMessage {
+    typealias CType = Mesos__RegistryAgent
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__RegistryAgent>) { mesos__registry_agent__init(m) }
+
+    init(c p: UnsafePointer<Mesos__RegistryAgent>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let id = m.id else { throw .missingField(field() + ".id") }
+        self.id = try AgentID(c: id, field: { field() + ".id" })
+        if let v = m.info { self.info = try AgentInfo(c: v, field: { field() + ".info" }) } else { self.info = nil }
+        if let v = m.removed_time { self.removedTime = try TimeInfo(c: v, field: { field() + ".removed_time" }) } else { self.removedTime = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__RegistryAgent>, _ a: CArena) {
+        p.pointee.id = a.message(id)
+        if let v = info { p.pointee.info = a.message(v) }
+        if let v = removedTime { p.pointee.removed_time = a.message(v) }
+    }
+}
+
+extension RegistryAgent: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__RegistryAgent>) -> Int { mesos__registry_agent__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__RegistryAgent>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__registry_agent__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegistryAgent>? { mesos__registry_agent__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__RegistryAgent>) { mesos__registry_agent__free_unpacked(m, nil) }
+}
+
+extension RegistrySnapshot: CMessage {
+    typealias CType = Mesos__RegistrySnapshot
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__RegistrySnapshot>) { mesos__registry_snapshot__init(m) }
+
+    init(c p: UnsafePointer<Mesos__RegistrySnapshot>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.meta { self.meta = try RegistryMeta(c: v, field: { field() + ".meta" }) } else { self.meta = nil }
+        var agents: [RegistryAgent] = []
+        agents.reserveCapacity(m.n_agents)
+        for i in 0..<m.n_agents { agents.append(try RegistryAgent(c: m.agents[i]!, field: { field() + ".agents" })) }
+        self.agents = agents
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__RegistrySnapshot>, _ a: CArena) {
+        if let v = meta { p.pointee.meta = a.message(v) }
+        p.pointee.n_agents = agents.count
+        p.pointee.agents = a.array(agents) { a.message($0) }
+    }
+}
+
+extension RegistrySnapshot: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__RegistrySnapshot>) -> Int { mesos__registry_snapshot__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__RegistrySnapshot>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__registry_snapshot__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__RegistrySnapshot>? { mesos__registry_snapshot__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__RegistrySnapshot>) { mesos__registry_snapshot__free_unpacked(m, nil) }
 }
 
 extension Registry: CMessage {
