@@ -166,7 +166,7 @@ struct Cores {
             let registry = Registry(
                 admitted: (0..<input.count(3)).map { _ in Registry.Agent(info: input.agent()) }, removed: (0..<input.count(2)).map { _ in AgentID(value: input.id()) },
                 highestEpoch: input.bool() ? input.uint64() : nil, removedFrameworks: (0..<input.count(2)).map { _ in FrameworkID(value: input.id()) })
-            feedMaster(.registryLoaded(input.bool() ? registry : nil))
+            feedMaster(.registryLoaded(input.bool() ? RegistryState(legacy: registry) : nil))
         case 7:
             if !pendingTokens.isEmpty { feedMaster(.registryStored(token: pendingTokens.removeFirst())) }
         case 8: feedMaster(.linkBroken(endpoint: input.pick(["10.0.0.20:6000", "10.0.0.9:5051", "x:1"])))

@@ -50,9 +50,9 @@ extension MasterCore {
                 }
             return AgentView(info: record.info, pid: record.pid, health: health, used: used)
         }
-        for admitted in registry.admitted {
-            guard let id = admitted.info.id, agents[id] == nil, recoveringAgents.contains(id) else { continue }
-            views.append(AgentView(info: admitted.info, pid: nil, health: .recovering, used: Resources()))
+        for (id, info) in registry.admitted.sorted(by: { $0.key.value < $1.key.value }) {
+            guard agents[id] == nil, recoveringAgents.contains(id) else { continue }
+            views.append(AgentView(info: info, pid: nil, health: .recovering, used: Resources()))
         }
         return views
     }
