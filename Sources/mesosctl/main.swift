@@ -41,6 +41,15 @@ func describe(_ leader: Leader?) -> String {
 }
 
 /// The first leader the detector reports within `timeout` (nil: none).
+/// The leader, or exit 1 with a message on stderr when none is found within `timeout`.
+func requireLeader(_ common: CommonOptions, timeout: String) async throws -> Leader {
+    guard let leader = try await findLeader(common, timeout: timeout) else {
+        FileHandle.standardError.write(Data("no leading master within \(timeout)\n".utf8))
+        throw ExitCode(1)
+    }
+    return leader
+}
+
 func findLeader(_ common: CommonOptions, timeout: String) async throws -> Leader? {
     let detector = try common.detector()
     let wait = try MesosDuration.flag(timeout, name: "timeout")
@@ -75,10 +84,7 @@ struct ResolveCommand: AsyncParsableCommand {
     @Option(help: "How long to wait for a leader (Mesos duration).") var timeout: String = "5secs"
 
     func run() async throws {
-        guard let leader = try await findLeader(common, timeout: timeout) else {
-            FileHandle.standardError.write(Data("no leading master within \(timeout)\n".utf8))
-            throw ExitCode(1)
-        }
+        let leader = try await requireLeader(common, timeout: timeout)
         print("\(leader.pid.host):\(leader.pid.port)")
     }
 }
@@ -90,10 +96,7 @@ struct StateCommand: AsyncParsableCommand {
     @Option(help: "How long to wait for a leader, and for its answer (Mesos duration).") var timeout: String = "5secs"
 
     func run() async throws {
-        guard let leader = try await findLeader(common, timeout: timeout) else {
-            FileHandle.standardError.write(Data("no leading master within \(timeout)\n".utf8))
-            throw ExitCode(1)
-        }
+        let leader = try await requireLeader(common, timeout: timeout)
         guard let url = URL(string: "http://\(leader.pid.host):\(leader.pid.port)/master/state") else { throw ExitCode(1) }
         var request = URLRequest(url: url)
         request.timeoutInterval = try MesosDuration.flag(timeout, name: "timeout").inSeconds
