@@ -216,6 +216,43 @@ import Testing
         }
     }
 
+    /// Back-pressure pauses reading with a partial frame in the buffer; the partial-frame timer must
+    /// not take that for a stalled peer (it did: a busy master closed a scheduler's connection
+    /// mid-burst and lost the rest of its messages).
+    @Test func aConsumerThatFallsBehindLongerThanThePartialFrameTimeoutLosesNothing() async throws {
+        var config = BusConfiguration()
+        config.inboundHighWater = 8
+        config.inboundLowWater = 2
+        config.partialFrameTimeout = .milliseconds(200)
+        try await Self.withBuses(1, configuration: config) { buses in
+            let b = buses[0]
+            // Odd-sized frames written in one go: a read ends inside a frame, the rest waits in the
+            // kernel while reading is paused.
+            let total = 200
+            let payload = FrameworkErrorMessage(message: String(repeating: "m", count: 10_007))
+            var bytes: [UInt8] = []
+            for i in 0..<total {
+                bytes += try FrameCodec().encode(Envelope(epoch: UInt64(i), from: "a@127.0.0.1:1", payload: .frameworkError(payload)))
+            }
+            let peer = try RawSocket(port: b.pid!.port)
+            let all = bytes
+            let writer = Task.detached { try peer.write(all) }  // blocks while the receiver is paused
+            try await Poll.until("reading paused", timeout: .seconds(20)) { b.statistics.readsPaused > 0 }
+            // The positive signal that the partial-frame timer looked at the paused connection
+            // (twice: a whole timeout passed while paused).
+            let checks = b.statistics.idleChecks
+            try await Poll.until("idle checks while paused", timeout: .seconds(20)) { b.statistics.idleChecks >= checks + 2 }
+            var epochs: [UInt64] = []
+            for await event in b.events {
+                if case .message(let inbound) = event { epochs.append(inbound.envelope.epoch) }
+                if epochs.count == total { break }
+            }
+            try await writer.value
+            #expect(epochs == (0..<total).map(UInt64.init))
+            #expect(b.statistics.connectionsRejected == 0)
+        }
+    }
+
     /// A peer that stops reading (its kernel accepts the connection, nothing reads it) fills its
     /// link: the link is closed after the write timeout and its queued frames dropped, while
     /// messages to another peer from the same bus keep flowing.
