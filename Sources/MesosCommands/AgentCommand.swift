@@ -29,6 +29,8 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("executor_reregistration_timeout"), help: "After a restart, how long checkpointed executors have to re-register before they are killed (at most 15secs).")
     var executorReregistrationTimeout = "2secs"
     @Option(help: "A checkpoint file that cannot be parsed stops the agent (true) or is skipped and reported (false).") var strict = true
+    @Option(name: .customLong("reconfiguration_policy"), help: "Which changes of hostname, port and resources since the checkpoint a restarted agent may make and keep its id and executors: equal (none) or additive (resources may be added or grow).")
+    var reconfigurationPolicy = "equal"
     @Option(name: .customLong("launcher_dir"), help: "Directory holding mesos-executor (default: this program's directory).") var launcherDir: String?
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
     @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
@@ -46,6 +48,7 @@ public struct AgentCommand: AsyncParsableCommand {
         }
         options.resources = parsed
         options.address = try network.address(defaultPort: 5051)
+        options.core.ephemeralPort = options.address.port == 0 && options.address.advertisePort == nil
         options.sessionTimeout = try duration(zkSessionTimeout, flag: "zk_session_timeout")
         options.core.registrationBackoffFactor = try duration(registrationBackoffFactor, flag: "registration_backoff_factor")
         options.core.statusUpdateRetryInterval = try duration(statusUpdateRetryInterval, flag: "status_update_retry_interval")
@@ -54,6 +57,10 @@ public struct AgentCommand: AsyncParsableCommand {
         options.taskKillGracePeriod = try duration(taskKillGracePeriod, flag: "task_kill_grace_period")
         guard let mode = AgentSettings.RecoverMode(rawValue: recover) else { throw ValidationError("--recover must be reconnect or cleanup; got '\(recover)'") }
         options.core.recover = mode
+        guard let policy = ReconfigurationPolicy(rawValue: reconfigurationPolicy) else {
+            throw ValidationError("Unknown option for 'reconfiguration_policy' flag \(reconfigurationPolicy): use equal or additive")
+        }
+        options.core.reconfigurationPolicy = policy
         options.recoveryTimeout = try duration(recoveryTimeout, flag: "recovery_timeout")
         options.core.executorRegistrationTimeout = try duration(executorRegistrationTimeout, flag: "executor_registration_timeout")
         options.core.executorReregistrationTimeout = try duration(executorReregistrationTimeout, flag: "executor_reregistration_timeout")

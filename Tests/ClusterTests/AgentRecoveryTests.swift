@@ -188,6 +188,29 @@ struct AgentRestartTests {
         }
     }
 
+    /// `--reconfiguration_policy`: restarted with fewer resources (equal, the default) the agent
+    /// refuses to start and touches nothing; with more resources under `additive` it takes its
+    /// tasks back as the same agent.
+    @Test func anAgentRestartedWithOtherResourcesRefusesToRecoverUnlessThePolicyAllowsTheChange() async throws {
+        try await withCluster { cluster in
+            let (agent, _, pids) = try await runningCheckpointedTasks(cluster, tasks: 1)
+            let agentID = try await cluster.agentID(of: agent)
+            await agent.kill()
+
+            let shrunk = try cluster.restartAgent(agent, extra: ["--resources", "cpus:1;mem:1024"])
+            #expect(await shrunk.waitForExit(timeout: .seconds(20)) == 1)
+            let exit = try #require(shrunk.milestones("exit").first)
+            #expect(exit["reason"] == "recovery_failed", "\(exit.line)")
+            #expect(shrunk.milestones("reregistered").isEmpty && shrunk.milestones("registered").isEmpty)
+            #expect(alive(pids).count == 1, "a refused start touches nothing")
+
+            let grown = try cluster.restartAgent(agent, extra: ["--resources", "cpus:4;mem:1024", "--reconfiguration_policy", "additive"])
+            try await waitForRecovery(grown, executors: 1, cluster: cluster)
+            #expect(grown.milestones("reregistered").first?["agent_id"] == agentID, "the same agent id")
+            #expect(alive(pids).count == 1, "the same process runs")
+        }
+    }
+
     @Test func sigusr1ShutsTheAgentDownForGood() async throws {
         try await withCluster { cluster in
             let (agent, fw, pids) = try await runningCheckpointedTasks(cluster)

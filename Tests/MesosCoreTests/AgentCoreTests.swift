@@ -646,3 +646,89 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(u.map(\.status.state) == [.failed] && u.first?.status.message?.contains("checkpoint is corrupt") == true)
     }
 }
+
+/// `--reconfiguration_policy`: what a restarted agent may change and keep its id and executors.
+@Suite struct AgentReconfigurationTests {
+    typealias H = AgentHarness
+
+    static func checkpointed(resources: [Resource] = [Resource(name: "cpus", scalar: 2)], hostname: String = "h", port: Int32 = 5051, rebooted: Bool = false) -> AgentRecoveryState {
+        var state = AgentRecoveryState()
+        state.agent = AgentInfo(hostname: hostname, port: port, resources: resources, id: H.s1)
+        state.rebooted = rebooted
+        return state
+    }
+
+    @Test func theEqualPolicyComparesResourcesAsMesosDoesInAnyOrderAndAddedUp() {
+        let p = ReconfigurationPolicy.equal
+        let a = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 2), Resource(name: "mem", scalar: 1024)])
+        var b = a
+        b.resources = [Resource(name: "mem", scalar: 512), Resource(name: "cpus", scalar: 2), Resource(name: "mem", scalar: 512)]
+        #expect(p.incompatibility(previous: a, current: b) == nil)
+        b.resources = [Resource(name: "cpus", scalar: 2), Resource(name: "mem", scalar: 2048)]
+        #expect(p.incompatibility(previous: a, current: b) == "resources changed from 'cpus':2.0;'mem':1024.0 to 'cpus':2.0;'mem':2048.0")
+        var moved = a
+        moved.hostname = "other"
+        #expect(p.incompatibility(previous: a, current: moved) == "hostname changed from h to other")
+        var port = a
+        port.port = 6000
+        #expect(p.incompatibility(previous: a, current: port) == "port changed from 5051 to 6000")
+        #expect(p.incompatibility(previous: a, current: port, comparePort: false) == nil)
+    }
+
+    @Test func theAdditivePolicyLetsResourcesBeAddedOrGrowButNeverShrinkOrGo() {
+        let p = ReconfigurationPolicy.additive
+        let a = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 2), Resource(name: "mem", scalar: 1024)])
+        var grown = a
+        grown.resources = [Resource(name: "cpus", scalar: 4), Resource(name: "mem", scalar: 1024), Resource(name: "disk", scalar: 100)]
+        #expect(p.incompatibility(previous: a, current: grown) == nil)
+        var shrunk = a
+        shrunk.resources = [Resource(name: "cpus", scalar: 1), Resource(name: "mem", scalar: 1024)]
+        #expect(p.incompatibility(previous: a, current: shrunk) == "value of scalar resource 'cpus' decreased from 2.0 to 1.0")
+        var gone = a
+        gone.resources = [Resource(name: "cpus", scalar: 2)]
+        #expect(p.incompatibility(previous: a, current: gone) == "resource 'mem' not found (was 1024.0)")
+        var otherRole = a
+        otherRole.resources = [Resource(name: "cpus", scalar: 2, role: "web"), Resource(name: "mem", scalar: 1024)]
+        #expect(p.incompatibility(previous: a, current: otherRole) == "resource 'cpus' not found (was 2.0)")
+    }
+
+    @Test func anAgentRestartedWithOtherResourcesRefusesToRecoverUnderTheEqualPolicy() {
+        var h = H(id: H.s1, recovering: Self.checkpointed(resources: [Resource(name: "cpus", scalar: 4)]))
+        guard case .recoveryFailed(let path, let problem) = h.exited else {
+            Issue.record("expected a failed recovery, got \(String(describing: h.exited))")
+            return
+        }
+        #expect(path == "agent info")
+        #expect(problem.contains("resources changed from 'cpus':4.0 to 'cpus':2.0"))
+        h.feed(.leaderDetected(H.m1))
+        h.tick(.seconds(5))
+        #expect(h.sent.isEmpty, "an agent whose recovery failed registers with no one")
+    }
+
+    @Test func underTheAdditivePolicyAnAgentWithMoreResourcesKeepsItsIdAndReregisters() {
+        var h = H(id: H.s1, recovering: Self.checkpointed(resources: [Resource(name: "cpus", scalar: 1)])) { $0.reconfigurationPolicy = .additive }
+        #expect(h.exited == nil)
+        h.feed(.leaderDetected(H.m1))
+        guard case .reregisterAgent(let m)? = h.registrationAttempt()?.0 else { Issue.record("no re-registration"); return }
+        #expect(m.agent.id == H.s1 && m.agent.resources == [Resource(name: "cpus", scalar: 2)])
+    }
+
+    @Test func afterARebootAnIncompatibleAgentForgetsItsIdAndRegistersAsANewAgent() {
+        var h = H(id: H.s1, recovering: Self.checkpointed(resources: [Resource(name: "cpus", scalar: 4)], rebooted: true))
+        #expect(h.exited == nil)
+        #expect(h.observed.contains(.recoveringAsNewAgent(previous: H.s1, reason: "resources changed from 'cpus':4.0 to 'cpus':2.0")))
+        #expect(h.checkpoints.contains(.forgetAgent))
+        h.feed(.leaderDetected(H.m1))
+        guard case .registerAgent(let m)? = h.registrationAttempt()?.0 else { Issue.record("no registration as a new agent"); return }
+        #expect(m.agent.id == nil)
+    }
+
+    @Test func anEphemeralPortIsNotComparedButAFixedOneIs() {
+        let moved = Self.checkpointed(port: 40000)
+        let ephemeral = H(id: H.s1, recovering: moved) { $0.ephemeralPort = true }
+        #expect(ephemeral.exited == nil)
+        let fixed = H(id: H.s1, recovering: moved)
+        guard case .recoveryFailed(_, let problem) = fixed.exited else { Issue.record("expected a failed recovery"); return }
+        #expect(problem.contains("port changed from 40000 to 5051"))
+    }
+}

@@ -209,16 +209,34 @@ extension AgentCore {
     /// Mesos's Slave::recover and _recover: the checkpointed agent id, frameworks, executors,
     /// tasks and update streams; live executors are asked to reconnect (or, with
     /// `--recover=cleanup`, killed); dead ones end their tasks.
-    mutating func recover(_ state: AgentRecoveryState) -> [Effect] {
+    mutating func recover(_ checkpointed: AgentRecoveryState) -> [Effect] {
         // A checkpoint holds what the agent will send: values the wire would refuse (a hand-edited
         // or hostile file) make the recovery fail here, not a peer refuse our messages later.
         do throws(InvalidValue) {
-            try Self.validate(state)
+            try Self.validate(checkpointed)
         } catch {
             exited = true
             return [.exit(.recoveryFailed(path: "checkpoint (\(error.field))", problem: error.problem))]
         }
+        var state = checkpointed
         var effects: [Effect] = []
+        // Mesos's Slave::recover: this start's hostname, port and resources against the
+        // checkpointed ones, by --reconfiguration_policy. After a reboot an incompatible agent
+        // starts as a new one (its executors died with the host); otherwise it refuses to start.
+        if let previous = state.agent, let id = previous.id,
+            let problem = settings.reconfigurationPolicy.incompatibility(previous: previous, current: info, comparePort: !settings.ephemeralPort)
+        {
+            guard state.rebooted else {
+                exited = true
+                return [.exit(.recoveryFailed(path: "agent info", problem: "Incompatible agent info detected (--reconfiguration_policy=\(settings.reconfigurationPolicy.rawValue)): \(problem); to keep the agent id, restore the flags or set --reconfiguration_policy to a more permissive value"))]
+            }
+            effects += [.observe(.recoveringAsNewAgent(previous: id, reason: problem)), .checkpoint(.forgetAgent)]
+            info.id = nil
+            var fresh = AgentRecoveryState()
+            fresh.epochFloor = state.epochFloor
+            fresh.rebooted = true
+            state = fresh
+        }
         for problem in state.skipped { effects.append(.observe(.checkpointEntrySkipped(path: problem.path, problem: problem.problem))) }
         if state.epochFloor > follower.epochFloor { follower.raiseFloor(to: state.epochFloor) }
         for u in state.unrecoverable {

@@ -31,6 +31,9 @@ public enum AgentObservation: Milestone, Hashable {
     case recovered(AgentID?, executors: Int, live: Int)
     /// Recovery is over: `executors` re-registered, `timedOut` did not in time.
     case reconnected(executors: Int, timedOut: Int)
+    /// The host rebooted and this start's agent info is incompatible with the checkpointed one:
+    /// the old id is forgotten and the agent registers as a new one.
+    case recoveringAsNewAgent(previous: AgentID, reason: String)
     case stopping(String, checkpointedExecutorsKept: Int)
 
     public var event: String {
@@ -62,6 +65,7 @@ public enum AgentObservation: Milestone, Hashable {
         case .executorUnrecoverable: "executor_unrecoverable"
         case .recovered: "recovered"
         case .reconnected: "executors_reconnected"
+        case .recoveringAsNewAgent: "recovering_as_new_agent"
         case .stopping: "stopping"
         }
     }
@@ -101,6 +105,7 @@ public enum AgentObservation: Milestone, Hashable {
         case .checkpointEntrySkipped(let path, _): .of(("path", path))
         case .recovered(let id, let n, let live): .of(("agent_id", id?.value ?? "none"), ("executors", n), ("live", live))
         case .reconnected(let n, let t): .of(("executors", n), ("timed_out", t))
+        case .recoveringAsNewAgent(let id, _): .of(("previous_agent_id", id.value))
         case .stopping(let reason, let kept): .of(("reason", reason), ("checkpointed_executors_kept", kept))
         }
     }
@@ -136,6 +141,7 @@ public enum AgentObservation: Milestone, Hashable {
         case .executorUnrecoverable(let k): "executor \(k) cannot be recovered: killing it"
         case .recovered(let id, let n, let live): "recovered agent \(id?.value ?? "(new)") from the checkpoint: \(n) executor(s), \(live) to reconnect"
         case .reconnected(let n, let t): "recovery done: \(n) executor(s) running, \(t) did not re-register"
+        case .recoveringAsNewAgent(let id, let why): "falling back to recover as a new agent (the host rebooted): agent info incompatible with agent \(id.value)'s: \(why)"
         case .stopping(let reason, let kept): "stopping (\(reason)); \(kept) checkpointed executor(s) keep running"
         }
     }

@@ -29,6 +29,14 @@ public struct AgentSettings: Sendable, Hashable {
     /// task before it is killed.
     public var executorShutdownGracePeriod: Duration = .seconds(5)
 
+    /// `--reconfiguration_policy` (equal): which changes of hostname, port and resources since
+    /// the checkpoint a restarted agent may make and keep its id and executors. An incompatible
+    /// change fails the recovery, unless the host rebooted: then the agent starts as a new one.
+    public var reconfigurationPolicy = ReconfigurationPolicy.equal
+    /// The agent listens on an ephemeral port (`--port 0`): the port changes at every start and is
+    /// not compared by the reconfiguration policy.
+    public var ephemeralPort = false
+
     public enum RecoverMode: String, Sendable, Hashable, CaseIterable {
         /// Reconnect to the checkpointed executors that still run.
         case reconnect
