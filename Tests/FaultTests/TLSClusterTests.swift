@@ -99,5 +99,35 @@ extension FaultTests {
                 #expect(cluster.agents[0].isRunning)
             }
         }
+
+        @Test func withoutTLSAForgedShutdownFromAPeerThatCannotProveTheAgentsSecretIsRefused() async throws {
+            try await withCluster { cluster in
+                let dir = cluster.directory
+                let credentials = dir.appending(path: "credentials.json")
+                try Data(#"{"credentials":[{"principal":"agent","secret":"agent-secret-31"},{"principal":"fw","secret":"fw-secret-32"}]}"#.utf8).write(to: credentials)
+                let agentCredential = dir.appending(path: "agent.credential")
+                try Data("agent agent-secret-31\n".utf8).write(to: agentCredential)
+                let frameworkCredential = dir.appending(path: "fw.credential")
+                try Data("fw fw-secret-32\n".utf8).write(to: frameworkCredential)
+                let master = try cluster.startMaster(extra: ["--credentials", credentials.path, "--authenticate_agents", "--authenticate_frameworks"])
+                try await master.daemon.waitFor("leading", timeout: .seconds(20))
+                let agent = try cluster.startAgent(extra: ["--credential", agentCredential.path])
+                try await agent.waitFor("registered", timeout: .seconds(20))
+                // The master's own messages are acted on: its links prove the agent's secret (a task runs).
+                let fw = try cluster.startFramework(tasks: 1, extra: ["--credential", frameworkCredential.path])
+                try await fw.waitFor("all_running", ["count": "1"], timeout: .seconds(30))
+                let (_, leader) = try await cluster.leader()
+                let agentPID = try #require(PID(try await cluster.busPID(of: agent)))
+                let tasks = cluster.taskPIDs(of: agent)
+
+                let forger = MessageBus()
+                try await forger.start(name: "forger")
+                defer { Task { await forger.shutdown() } }
+                try await forger.send(Envelope(epoch: leader.epoch, from: leader.pid, payload: .shutdown(ShutdownMessage(message: "forged"))), to: agentPID)
+                try await agent.waitFor("message_dropped", ["reason": "unauthenticated_master"], timeout: .seconds(20))
+                #expect(agent.isRunning && agent.milestones("stopping").isEmpty, "the agent did not shut down")
+                #expect(cluster.deadTasks().isEmpty && cluster.taskPIDs(of: agent) == tasks, "its task keeps running")
+            }
+        }
     }
 }
