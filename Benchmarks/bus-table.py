@@ -60,6 +60,27 @@ def table(doc):
             + " / ".join(f"{r['ratio']:.2f}" for r in p) + " | – | – | "
             + f"{costs(per, 'ours')} | {costs(per, 'floor')} | – |"
         )
+    tls = [rows.get(n) for n in ["TLS throughput 100 B", "TLS throughput 64 KiB"]]
+    tp = [rows.get(f"TLS round trip 100 B {k}") for k in ["p50", "p90", "p99"]]
+    if any(tls) or all(tp):
+        out += [
+            "",
+            "Mutual TLS (swift-nio-ssl, TLS 1.3, client certificates verified) beside the plaintext bus measured right after it in the same run:",
+            "",
+            "| metric | TLS | plaintext bus | TLS / plaintext | costs: TLS | costs: plaintext |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in tls:
+            if r:
+                per = r.get("per_message", {})
+                out.append(f"| {r['metric']} | {rate(r['ours'])} msg/s | {rate(r['floor'])} msg/s | {r['ratio']:.2f} | {costs(per, 'ours')} | {costs(per, 'floor')} |")
+        if all(tp):
+            per = tp[0].get("per_round_trip", {})
+            out.append(
+                "| TLS round trip 100 B, p50 / p90 / p99 | " + " / ".join(f"{r['ours']:.0f}" for r in tp) + " µs | "
+                + " / ".join(f"{r['floor']:.0f}" for r in tp) + " µs | " + " / ".join(f"{r['ratio']:.2f}" for r in tp) + " | "
+                + f"{costs(per, 'ours')} | {costs(per, 'floor')} |"
+            )
     return "\n".join(out)
 
 

@@ -38,6 +38,8 @@ struct BusBench: AsyncParsableCommand {
     @Option(help: "Write the results as JSON here.") var json: String?
     @Option(help: "Figures to measure (comma-separated): small, large, rtt.") var only = "small,large,rtt"
     @Flag(help: "Skip the floors (profiling the bus alone).") var noFloor = false
+    @Option(help: "Directory of scripts/gen-certs certificates: adds the same figures over mutual TLS, as ratios to the plaintext bus in the same run.")
+    var tlsCerts: String?
     @Flag(help: "Count allocations per message over a fixed number of messages and fail above the limits.") var allocCheck = false
     @Option(help: "--alloc-check: messages counted (after as many for warm-up).") var allocMessages = 20_000
     @Option(help: "--alloc-check: most allocations per 100 B message, sender and receiver together.") var maxAllocsPerMessage = 4.0
@@ -106,6 +108,8 @@ struct BusBench: AsyncParsableCommand {
             rows.append(row)
         }
 
+        if let tlsCerts { rows += try await tlsRows(plain: pair, certs: tlsCerts, figures: figures) }
+
         print("Bus benchmark: loopback, two buses in one process (one event loop each, senders and consumers on the \(placement.rawValue)),")
         print("\(ProcessInfo.processInfo.activeProcessorCount) cores, medians of \(repeats) runs of \(seconds) s after \(warmup) s of warm-up")
         print("metric                      unit         ours   raw floor  ours/floor   batched floor  ours/batched   CPU us/msg ours/floor   allocs/msg ours/floor   csw/msg ours/floor     faults/msg ours/floor")
@@ -136,6 +140,55 @@ struct BusBench: AsyncParsableCommand {
             ]
             try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: json))
         }
+    }
+
+    /// The figures over mutual TLS (client certificates required, servers verified, scheme openssl),
+    /// each beside the plaintext bus measured again right after it: "ours" is TLS, "floor" plaintext.
+    func tlsRows(plain: Pair, certs: String, figures: Set<String>) async throws -> [[String: Any]] {
+        func bus(_ name: String, _ cert: String) async throws -> MessageBus {
+            var settings = TLSSettings(certFile: "\(certs)/\(cert).pem", keyFile: "\(certs)/\(cert).key", caFile: "\(certs)/ca.pem")
+            settings.verifyServerCert = true
+            settings.requireClientCert = true
+            settings.hostnameValidationScheme = .openssl
+            var config = BusConfiguration()
+            config.tls = try TLSContext(settings)
+            let bus = MessageBus(configuration: config)
+            try await bus.start(name: name)
+            return bus
+        }
+        let ta = try await bus("sender", "agent"), tb = try await bus("receiver", "master")
+        defer { Task { await ta.shutdown(); await tb.shutdown() } }
+        let tls = Pair(a: ta, b: tb, placement: placement)
+        var rows: [[String: Any]] = []
+        for (label, size) in [("100 B", 100), ("64 KiB", 64 * 1024)] where figures.contains(size == 100 ? "small" : "large") {
+            var secure: [Figures] = [], clear: [Figures] = []
+            for _ in 0..<repeats {
+                secure.append(try await tls.throughput(Self.envelope(payloadBytes: size, from: ta.pid!), seconds: seconds, warmup: warmup))
+                clear.append(try await plain.throughput(Self.envelope(payloadBytes: size, from: plain.a.pid!), seconds: seconds, warmup: warmup))
+            }
+            let s = Figures.median(secure), c = Figures.median(clear)
+            rows.append([
+                "metric": "TLS throughput \(label)", "unit": "msg/s", "ours": s.rate, "floor": c.rate, "ratio": s.rate / c.rate,
+                "baseline": "plaintext bus", "per_message": ["ours": s.perMessage, "floor": c.perMessage],
+                "runs": ["ours": secure.map(\.rate), "floor": clear.map(\.rate)],
+            ])
+        }
+        guard figures.contains("rtt") else { return rows }
+        var secure: [Figures] = [], clear: [Figures] = []
+        for _ in 0..<repeats {
+            secure.append(try await tls.roundTrips(Self.envelope(payloadBytes: 100, from: ta.pid!), seconds: seconds, warmup: warmup))
+            clear.append(try await plain.roundTrips(Self.envelope(payloadBytes: 100, from: plain.a.pid!), seconds: seconds, warmup: warmup))
+        }
+        let s = Figures.median(secure), c = Figures.median(clear)
+        for key in ["p50_us", "p90_us", "p99_us"] {
+            var row: [String: Any] = [
+                "metric": "TLS round trip 100 B \(key.dropLast(3))", "unit": "us", "ours": s.latency[key]!, "floor": c.latency[key]!,
+                "ratio": s.latency[key]! / c.latency[key]!, "baseline": "plaintext bus",
+            ]
+            if key == "p50_us" { row["per_round_trip"] = ["ours": s.perMessage, "floor": c.perMessage] }
+            rows.append(row)
+        }
+        return rows
     }
 
     /// Allocations per message over fixed message counts (no clock involved): fails above the limits.

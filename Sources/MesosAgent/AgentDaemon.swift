@@ -19,6 +19,9 @@ public struct AgentOptions: Sendable {
     public var linkWriteTimeout: Duration = .seconds(30)
     /// Authenticates the agent to masters that require it.
     public var credential: Credential?
+    /// TLS on the bus and its HTTP endpoints (`LIBPROCESS_SSL_*`, passed on to executors): only
+    /// masters and agents (executors hold their agent's certificate) may connect.
+    public var tls: TLSContext?
     /// `--launcher_dir`: where `mesos-executor` is (default: next to this program).
     public var launcherDir: String?
     /// `--strict`: a checkpoint file that cannot be parsed stops the agent (else it is skipped).
@@ -60,7 +63,7 @@ public actor AgentDaemon {
         self.options = options
         self.logger = logger
         store = FileCheckpointStore(root: options.workDir + "/meta")
-        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential)
+        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential, tls: options.tls, peerRoles: [.master, .agent])
         bus.http = http
         runtime = DaemonRuntime(bus: bus, logger: logger)
     }

@@ -78,6 +78,13 @@ enum ConnectionAuthentication {
 }
 
 /// The accepting side of one connection.
+///
+/// A master's (`credentials`: every principal's secret) authenticates agents and schedulers,
+/// which must prove their secret before anything else. An agent's or scheduler's (`own`: its own
+/// credential) does not require authentication (its executors and the like need none), but a peer
+/// that proves *its* secret can only be the master (the one other holder of it): the connection is
+/// authenticated as a master (`PeerIdentity.roles` = [.master]), which the cores require of master
+/// messages. Mutual: the accepting side proves the secret back in its result.
 struct Authenticator {
     enum Outcome: Equatable {
         /// Pass this envelope on to the process.
@@ -89,23 +96,38 @@ struct Authenticator {
     }
 
     private let secrets: [String: Credential]?
+    private let own: Credential?
     private var challenged: (credential: Credential, clientNonce: [UInt8], serverNonce: [UInt8])?
     private(set) var principal: String?
+    /// The credential the peer proved, and the `from` it proved it with (for the master's links back).
+    private(set) var proved: (credential: Credential, from: String)?
+    private var provedOwn = false
 
-    /// `credentials` nil: authentication is not required (but a peer that asks gets an answer).
-    init(credentials: [Credential]?) {
+    /// `credentials` nil: authentication is not required (but a peer that asks gets an answer:
+    /// a proof of `own`, or else "not required", which credentialed clients refuse).
+    init(credentials: [Credential]?, own: Credential? = nil) {
         secrets = credentials.map { Dictionary($0.map { ($0.principal, $0) }, uniquingKeysWith: { a, _ in a }) }
+        self.own = credentials == nil ? own : nil
     }
 
     var isSatisfied: Bool { secrets == nil || principal != nil }
 
+    /// What the peer proved so far (a principal, once its proof checked out; the master role when it
+    /// proved this process's own secret).
+    var identity: PeerIdentity { PeerIdentity(principal: principal, roles: provedOwn ? [.master] : []) }
+
     mutating func handle(_ envelope: Envelope) -> Outcome {
         switch envelope.payload {
         case .authenticate(let m)?:
-            guard let secrets else {
+            let known: Credential?
+            if let secrets {
+                known = secrets[m.principal]
+            } else if let own {
+                known = own.principal == m.principal ? own : nil
+            } else {
                 return .answer(.authenticationResult(AuthenticationResultMessage(ok: true, reason: "authentication not required")))
             }
-            guard let credential = secrets[m.principal], m.clientNonce.count >= 8 else {
+            guard let credential = known, m.clientNonce.count >= 8 else {
                 return .refuse(refusal("unknown principal or bad request"), reason: "authentication failed for principal '\(m.principal)'", cause: "authentication_failed")
             }
             let serverNonce = ConnectionAuthentication.nonce()
@@ -121,6 +143,8 @@ struct Authenticator {
                 return .refuse(refusal("wrong secret"), reason: "authentication failed for principal '\(credential.principal)': wrong secret", cause: "authentication_failed")
             }
             principal = credential.principal
+            proved = (credential, envelope.from)
+            provedOwn = secrets == nil
             let proof = ConnectionAuthentication.serverProof(credential, clientNonce: clientNonce, serverNonce: serverNonce)
             return .answer(.authenticationResult(AuthenticationResultMessage(ok: true, serverProof: proof)))
         default:
@@ -162,7 +186,11 @@ struct Authenticatee {
                 proof: ConnectionAuthentication.clientProof(credential, clientNonce: clientNonce, serverNonce: m.serverNonce))))
         case .authenticationResult(let m):
             guard m.ok else { return .failed("authentication refused by the peer: \(m.reason ?? "no reason given")", cause: "refused") }
-            guard let serverNonce else { return .authenticated }  // the peer requires no authentication
+            // "Authentication not required" proves nothing: a client holding a credential talks only
+            // to a peer that proves it knows the secret too.
+            guard let serverNonce else {
+                return .failed("the peer answered '\(m.reason ?? "authentication not required")' and could not prove it knows the secret of '\(credential.principal)'", cause: "no_server_proof")
+            }
             let expected = ConnectionAuthentication.serverProof(credential, clientNonce: clientNonce, serverNonce: serverNonce)
             guard let proof = m.serverProof, ConnectionAuthentication.same(proof, expected) else {
                 return .failed("the peer could not prove it knows the secret of '\(credential.principal)'", cause: "bad_proof")

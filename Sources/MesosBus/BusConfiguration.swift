@@ -21,15 +21,24 @@ public struct BusConfiguration: Sendable {
     /// Received messages not yet taken from `events`: above `high`, stop reading sockets.
     public var inboundHighWater = 4096
     public var inboundLowWater = 1024
-    /// Inbound connections must authenticate as one of these before sending anything; a peer that
-    /// does not is refused with a clear answer and closed (nil: no authentication required). An
-    /// unauthenticated connection idle for `partialFrameTimeout` is closed too.
+    /// A master's: inbound connections must authenticate as one of these before sending anything; a
+    /// peer that does not is refused with a clear answer and closed (nil: no authentication
+    /// required). An unauthenticated connection idle for `partialFrameTimeout` is closed too. Links
+    /// back to a peer authenticate with the secret it proved (so it knows the master is the master).
     public var requiredCredentials: [Credential]?
-    /// Outbound links authenticate with this first (and check the peer's proof).
+    /// An agent's or scheduler's: links to masters (pids named `master`) authenticate with this first
+    /// and require the master to prove the same secret ("authentication not required" is refused);
+    /// an inbound connection that proves it is authenticated as the master (role `master`).
     public var credential: Credential?
     /// When set, the listening port also answers HTTP/1.1 (told apart from frames by a connection's
     /// first byte, `WireProtocol.sniff`); a request must be complete within `partialFrameTimeout`.
     public var http: HTTPService?
+    /// TLS on every connection, accepted and outbound (`TLSSettings`, `LIBPROCESS_SSL_*`); nil: plaintext.
+    public var tls: TLSContext?
+    /// With TLS: a peer whose verified certificate carries none of these roles is closed
+    /// (`cause=wrong_role`) before it can send anything (nil: any role, or none). Which messages a
+    /// role may send is the cores' decision; this only keeps strangers off the bus.
+    public var peerRoles: Set<PeerIdentity.Role>?
 
     public init() {}
 

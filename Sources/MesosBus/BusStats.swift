@@ -23,6 +23,10 @@ public struct BusStats: Sendable, Hashable {
     public var sendsHeldBack = 0
     /// Times reading was paused because the consumer fell behind (back-pressure on the sockets).
     public var readsPaused = 0
+    /// TLS handshakes completed (accepted and outbound) whose peer passed the role check.
+    public var tlsHandshakes = 0
+    /// Accepted plaintext connections where TLS is on (`LIBPROCESS_SSL_SUPPORT_DOWNGRADE`).
+    public var plaintextDowngrades = 0
 }
 
 final class BusStatsCounter: Sendable {

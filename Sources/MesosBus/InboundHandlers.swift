@@ -225,16 +225,21 @@ final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     enum Side {
-        case accepted(Authenticator, me: @Sendable () -> String)
+        /// `learn`: a peer proved this credential, sending as this `from` (the master's links back to it
+        /// authenticate with the same credential).
+        case accepted(Authenticator, me: @Sendable () -> String, learn: @Sendable (Credential, String) -> Void = { _, _ in })
         case link(Link)
     }
 
     private var decoder: FrameDecoder
     private var authenticator: Authenticator?
     private let me: @Sendable () -> String
+    private let learn: (@Sendable (Credential, String) -> Void)?
     private let link: Link?
     /// What this connection proved, once the authenticator is satisfied (nil: not yet).
     private var identity: PeerIdentity?
+    /// What the connection's TLS certificate proved (`TLSPeerVerified`, before any frame).
+    private var certified = PeerIdentity.unauthenticated
     private let sink: InboundSink
     private let logger: Logger
     private let partialFrameTimeout: TimeAmount
@@ -244,14 +249,16 @@ final class FrameHandler: ChannelInboundHandler {
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
         switch side {
-        case .accepted(let authenticator, let me):
+        case .accepted(let authenticator, let me, let learn):
             self.authenticator = authenticator
             self.me = me
+            self.learn = learn
             self.link = nil
-            self.identity = authenticator.isSatisfied ? PeerIdentity(principal: authenticator.principal) : nil
+            self.identity = authenticator.isSatisfied ? authenticator.identity : nil
         case .link(let link):
             self.authenticator = nil
             self.me = { "" }
+            self.learn = nil
             self.link = link
             self.identity = nil
         }
@@ -308,14 +315,23 @@ final class FrameHandler: ChannelInboundHandler {
         self.authenticator = authenticator
         switch outcome {
         case .deliver:
-            batch.append(.message(Inbound(envelope, peer: PeerIdentity(principal: authenticator.principal))))
+            batch.append(.message(Inbound(envelope, peer: proven(authenticator))))
         case .answer(nil): break
-        case .answer(let payload?): answer(payload, from: me(), context)
+        case .answer(let payload?):
+            answer(payload, from: me(), context)
+            if case .authenticationResponse = envelope.payload, let proved = authenticator.proved { learn?(proved.credential, proved.from) }
         case .refuse(let payload, let reason, let cause):
             answer(payload, from: me(), context)
             reject(context, reason: reason, cause: cause)
         }
-        if authenticator.isSatisfied { identity = PeerIdentity(principal: authenticator.principal) }
+        if authenticator.isSatisfied { identity = proven(authenticator) }
+    }
+
+    /// What the connection proved: its certificate's roles and the principal of the secret it
+    /// proved (or else its certificate's principal).
+    private func proven(_ authenticator: Authenticator) -> PeerIdentity {
+        let proved = authenticator.identity
+        return PeerIdentity(principal: proved.principal ?? certified.principal, roles: proved.roles.union(certified.roles))
     }
 
     private func answer(_ payload: Envelope.Payload, from me: String, _ context: ChannelHandlerContext) {
@@ -324,6 +340,11 @@ final class FrameHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let verified = event as? TLSPeerVerified {
+            certified = verified.identity
+            if let authenticator, identity != nil { identity = proven(authenticator) }
+            return
+        }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if link == nil { sink.stats.add(\.idleChecks) }
             // While back-pressure has reading paused, the partial frame waits on us, not on the peer.

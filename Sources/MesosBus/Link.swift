@@ -2,6 +2,7 @@ import Logging
 import MesosWire
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// One outbound TCP connection to a peer endpoint, connected lazily on the first frame and
@@ -19,6 +20,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private let sink: InboundSink
     private let logger: Logger
     private let me: @Sendable () -> String
+    /// What this link authenticates with (HMAC), if anything.
+    let credential: Credential?
 
     /// Frames of at least this many bytes get a buffer of their own (no copy into a batch).
     static let largeFrame = 16 * 1024
@@ -78,8 +81,12 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private var backPressureWaiters: [EventLoopPromise<Void>] = []
     private var flushWaiters: [EventLoopPromise<Void>] = []
 
-    init(endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, sink: InboundSink, logger: Logger, me: @escaping @Sendable () -> String) {
+    init(
+        endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, credential: Credential?, sink: InboundSink, logger: Logger,
+        me: @escaping @Sendable () -> String
+    ) {
         self.endpoint = endpoint
+        self.credential = credential
         self.loop = loop
         self.configuration = configuration
         self.sink = sink
@@ -287,6 +294,15 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             .channelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = configuration.tls {
+                        // An IP address is checked against the certificate's IP SANs (and sent as no SNI).
+                        let host = self.endpoint.host
+                        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+                        try channel.pipeline.syncOperations.addHandlers([
+                            try NIOSSLClientHandler(context: tls.clientContext, serverHostname: isAddress ? nil : host),
+                            TLSPeerVerifier(side: .link(self), settings: tls.settings, peerRoles: configuration.peerRoles, logger: logger, stats: sink.stats),
+                        ])
+                    }
                     // Peers answer on their own links, but whatever arrives here is decoded too.
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
@@ -308,14 +324,11 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             }
             self.channel = channel
             let id = ObjectIdentifier(channel)
-            if let credential = configuration.credential {
+            if configuration.tls != nil {
+                // Nothing is written before the handshake is over and the server's role checked.
                 machine.connected(id, authenticate: true)
-                let authenticatee = Authenticatee(credential: credential)
-                self.authenticatee = authenticatee
-                write(authenticatee.opening, on: channel)
             } else {
-                machine.connected(id, authenticate: false)
-                writeQueued()
+                established(channel, id, held: false)
             }
         case .failure(let error):
             sink.stats.add(\.connectsFailed)
@@ -323,6 +336,29 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             logger.warning("cannot connect to peer: \(error)", metadata: ["event": "connect_failed", "peer": "\(endpoint)"])
             sink.event(.linkBroken(peer: endpoint.description, reason: "connect failed: \(error)"))
         }
+    }
+
+    /// The connection is up (TCP, and TLS when configured): authenticate first or start writing.
+    /// `held`: the machine already holds writes back (`authenticating`, during the TLS handshake).
+    private func established(_ channel: any Channel, _ id: ObjectIdentifier, held: Bool) {
+        if let credential {
+            if !held { machine.connected(id, authenticate: true) }
+            let authenticatee = Authenticatee(credential: credential)
+            self.authenticatee = authenticatee
+            write(authenticatee.opening, on: channel)
+        } else {
+            if held { _ = machine.authenticated(id) } else { machine.connected(id, authenticate: false) }
+            writeQueued()
+        }
+    }
+
+    /// The TLS handshake on `channel` is over and the server passed the role check (from its
+    /// `TLSPeerVerifier`, on our loop).
+    func tlsEstablished(on channel: any Channel) {
+        loop.preconditionInEventLoop()
+        let id = ObjectIdentifier(channel)
+        guard self.channel === channel, machine.state == .authenticating(id) else { return }
+        established(channel, id, held: true)
     }
 
     private func write(_ payload: Envelope.Payload, on channel: any Channel) {

@@ -43,6 +43,9 @@ public final class MessageBus: Sendable {
         var from = ""
         var server: (any Channel)?
         var links: [Endpoint: Link] = [:]
+        /// A master's: the credential each peer proved on its own connection, by the endpoint of
+        /// its pid; links to it authenticate with the same (mutual authentication both ways).
+        var learned: [Endpoint: Credential] = [:]
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var shutDown = false
         var sweeper: RepeatedTask?
@@ -131,11 +134,18 @@ public final class MessageBus: Sendable {
             IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
             FrameHandler(
                 codec: configuration.codec,
-                side: .accepted(Authenticator(credentials: configuration.requiredCredentials), me: { [weak self] in self?.pid?.description ?? "" }),
+                side: .accepted(
+                    Authenticator(credentials: configuration.requiredCredentials, own: configuration.credential),
+                    me: { [weak self] in self?.pid?.description ?? "" }, learn: { [weak self] credential, from in self?.learn(credential, from: from) }),
                 sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
         ]
-        // With HTTP configured, a sniffer in front picks frames or HTTP by the first byte.
-        try channel.pipeline.syncOperations.addHandlers(ProtocolSniffer.pipeline(frames, configuration, logger, sink.stats))
+        // With HTTP configured, a sniffer in front picks frames or HTTP by the first byte; with TLS,
+        // one in front of that starts TLS (or serves a plaintext peer, in downgrade mode).
+        var handlers = ProtocolSniffer.pipeline(frames, configuration, logger, sink.stats)
+        if let tls = configuration.tls {
+            handlers.insert(TLSServerSniffer(tls: tls, peerRoles: configuration.peerRoles, logger: logger, stats: sink.stats), at: 0)
+        }
+        try channel.pipeline.syncOperations.addHandlers(handlers)
     }
 
     /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is
@@ -165,7 +175,7 @@ public final class MessageBus: Sendable {
     private func enqueue(_ envelope: Envelope, to peer: PID) throws -> Link {
         let endpoint = Endpoint(peer)
         while true {
-            let link = try self.link(to: endpoint)
+            let link = try self.link(to: endpoint, name: peer.name)
             let posted: Link.Posted
             do {
                 posted = try link.post(envelope)
@@ -203,17 +213,41 @@ public final class MessageBus: Sendable {
         sink.finish()
     }
 
-    private func link(to endpoint: Endpoint) throws -> Link {
+    /// Without TLS or with, links authenticate (HMAC) when there is a secret to prove: a master's
+    /// with the secret the peer proved on its own connection, an agent's or scheduler's to a master
+    /// (a pid named `master`) with its credential; links to others (executors) do not.
+    private func link(to endpoint: Endpoint, name: String) throws -> Link {
         try state.withLock { s in
             if s.shutDown { throw BusError.shutDown }
             if let link = s.links[endpoint] { return link }
+            let credential = configuration.requiredCredentials != nil ? s.learned[endpoint] : name == "master" ? configuration.credential : nil
             let link = Link(
-                endpoint: endpoint, loop: loop, configuration: configuration, sink: sink, logger: logger,
+                endpoint: endpoint, loop: loop, configuration: configuration, credential: credential, sink: sink, logger: logger,
                 me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
             return link
         }
     }
+
+    /// A peer proved `credential` on its connection, as `from`: a master's links to it authenticate
+    /// with it from now on (a link made before, without it, is closed: the next post makes a new one).
+    private func learn(_ credential: Credential, from: String) {
+        guard configuration.requiredCredentials != nil, let pid = PID(from) else { return }
+        let endpoint = Endpoint(pid)
+        let stale = state.withLock { s -> Link? in
+            guard s.learned[endpoint] != credential else { return nil }
+            if s.learned.count >= Self.maxLearned { s.learned.removeAll(keepingCapacity: true) }
+            s.learned[endpoint] = credential
+            guard let link = s.links[endpoint], link.credential != credential else { return nil }
+            link.retire()
+            s.links[endpoint] = nil
+            return link
+        }
+        if let stale { stale.loop.execute { stale.close() } }
+    }
+
+    /// Learned credentials kept at most (a master's peers; forgotten all at once beyond it, then learned again).
+    static let maxLearned = 200_000
 
     /// Closes and forgets links nobody posted to for `idleLinkTimeout` (not reported as broken).
     private func evictIdleLinks() {

@@ -76,6 +76,12 @@ public struct AgentCommand: AsyncParsableCommand {
                 options.credential = loaded[0]
             } catch let error as CredentialsFile.Invalid { throw ValidationError("--credential: \(error)") }
         }
+        do { options.tls = try TLSContext.fromEnvironment() } catch { throw ValidationError("\(error)") }
+        // Without downgrade, master messages count only from connections proven as a master.
+        // With a credential too: the master proves the same secret on its connections (mutual HMAC).
+        if let tls = options.tls, !tls.settings.supportDowngrade { options.core.requireMasterIdentity = true }
+        if options.credential != nil { options.core.requireMasterIdentity = true }
+        TLSReloadOnHangup.install(options.tls, logger: Logger(label: "mesos-agent"))
         let daemon = AgentDaemon(options: options, logger: Logger(label: "mesos-agent"))
         // SIGTERM/SIGINT: stop, checkpointed executors keep running; SIGUSR1: shut down for good.
         try await runDaemon({ try await daemon.run() }, signals: [SIGTERM, SIGINT, SIGUSR1]) { signo in await daemon.stop(forGood: signo == SIGUSR1) }

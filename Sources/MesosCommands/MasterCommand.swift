@@ -82,6 +82,10 @@ public struct MasterCommand: AsyncParsableCommand {
             guard let file = httpCredentials ?? credentials else { throw ValidationError("--authenticate_http_readwrite needs --http_credentials or --credentials") }
             do { options.httpReadwriteCredentials = try CredentialsFile.load(file) } catch { throw ValidationError("--http_credentials: \(error)") }
         }
+        do { options.tls = try TLSContext.fromEnvironment() } catch { throw ValidationError("\(error)") }
+        // Without downgrade, agents' and schedulers' messages count only from connections proven in that role.
+        if let tls = options.tls, !tls.settings.supportDowngrade { options.core.requirePeerRoles = true }
+        TLSReloadOnHangup.install(options.tls, logger: Logger(label: "mesos-master"))
         let daemon = MasterDaemon(options: options, logger: Logger(label: "mesos-master"))
         try await runDaemon({ try await daemon.run() }, terminate: { await daemon.terminate() })
     }

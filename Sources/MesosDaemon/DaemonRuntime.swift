@@ -94,9 +94,15 @@ extension DaemonRuntime {
 }
 
 extension BusConfiguration {
-    /// A daemon's bus: frames up to `maxFrameSize`; with credentials to prove (links) and to require (accepted connections).
-    public static func daemon(maxFrameSize: Int, writeTimeout: Duration = .seconds(30), credential: Credential? = nil, requiredCredentials: [Credential]? = nil) -> BusConfiguration {
+    /// A daemon's bus: frames up to `maxFrameSize`; with credentials to prove (links) and to require
+    /// (accepted connections); with TLS, refusing certificates of none of `peerRoles`.
+    public static func daemon(
+        maxFrameSize: Int, writeTimeout: Duration = .seconds(30), credential: Credential? = nil, requiredCredentials: [Credential]? = nil,
+        tls: TLSContext? = nil, peerRoles: Set<PeerIdentity.Role>? = nil
+    ) -> BusConfiguration {
         var config = BusConfiguration()
+        config.tls = tls
+        config.peerRoles = tls == nil ? nil : peerRoles
         config.maxFrameSize = maxFrameSize
         config.writeTimeout = .nanoseconds(Int64(clamping: writeTimeout.milliseconds) * 1_000_000)
         config.credential = credential

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import MesosBus
 import MesosCore
+import Synchronization
 
 public enum DaemonLogging {
     /// Logs to stderr, one line per event, at `level` (trace, debug, info, notice, warning, error, critical).
@@ -118,5 +120,25 @@ public final class TerminationSignals: @unchecked Sendable {  // immutable after
             source.resume()
             return source
         }
+    }
+}
+
+/// SIGHUP reloads a daemon's TLS certificate, key and CA files (`TLSContext.reload`): connections
+/// made afterwards use them, established ones stay as they are. Logs `event=tls_reloaded`, or
+/// `event=tls_reload_failed` (the files in use stay in use).
+public enum TLSReloadOnHangup {
+    private static let installed = Mutex<[TerminationSignals]>([])
+
+    public static func install(_ tls: TLSContext?, logger: Logger) {
+        guard let tls else { return }
+        let signals = TerminationSignals([SIGHUP]) { _ in
+            do {
+                try tls.reload()
+                logger.milestone("tls_reloaded", "SIGHUP: reloaded \(tls.settings.certFile)", ["cert_file": "\(tls.settings.certFile)"])
+            } catch {
+                logger.milestone("tls_reload_failed", level: .error, "SIGHUP: \(error); the certificate in use stays", ["cert_file": "\(tls.settings.certFile)"])
+            }
+        }
+        installed.withLock { $0.append(signals) }
     }
 }

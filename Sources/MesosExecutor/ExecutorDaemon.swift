@@ -14,6 +14,8 @@ public struct ExecutorOptions: Sendable {
     /// The sandbox: the task runs here, its output goes to `stdout` and `stderr` here.
     public var directory: String
     public var core = ExecutorSettings()
+    /// TLS as its agent's (`LIBPROCESS_SSL_*` is passed on, with the agent's certificate).
+    public var tls: TLSContext?
 
     /// Reads MESOS_SLAVE_PID, MESOS_SLAVE_ID, MESOS_FRAMEWORK_ID, MESOS_EXECUTOR_ID, MESOS_DIRECTORY
     /// (required), MESOS_CHECKPOINT, MESOS_RECOVERY_TIMEOUT, MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD.
@@ -36,6 +38,7 @@ public struct ExecutorOptions: Sendable {
         if let t = env["MESOS_RECOVERY_TIMEOUT"] { core.recoveryTimeout = try Self.duration(t, "MESOS_RECOVERY_TIMEOUT") }
         if let t = env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] { core.shutdownGracePeriod = try Self.duration(t, "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD") }
         if let t = env["MESOS_TASK_KILL_GRACE_PERIOD"] { core.killGracePeriod = try Self.duration(t, "MESOS_TASK_KILL_GRACE_PERIOD") }
+        do { tls = try TLSContext.fromEnvironment(env) } catch { throw ExecutorEnvironmentError(variable: "LIBPROCESS_SSL_*", problem: "\(error)") }
     }
 
     private static func duration(_ text: String, _ name: String) throws(ExecutorEnvironmentError) -> Duration {
@@ -62,7 +65,7 @@ public actor ExecutorDaemon {
     public init(options: ExecutorOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        var bus = BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize)
+        var bus = BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize, tls: options.tls, peerRoles: [.agent])
         // The link to the agent is how the executor learns that its agent died: never evicted.
         bus.idleLinkTimeout = .hours(24 * 365)
         runtime = DaemonRuntime(bus: bus, logger: logger)

@@ -21,6 +21,9 @@ public struct MasterOptions: Sendable {
     public var requiredCredentials: [Credential]?
     /// `--authenticate_http_readwrite`: `POST /master/teardown` needs HTTP Basic credentials, one of these.
     public var httpReadwriteCredentials: [Credential]?
+    /// TLS on the bus and its HTTP endpoints (`LIBPROCESS_SSL_*`); any role may connect, the core
+    /// decides what each may say (`MasterSettings.requirePeerRoles`).
+    public var tls: TLSContext?
     public var core = MasterSettings()
 
     public init(workDir: String) { self.workDir = workDir }
@@ -55,7 +58,7 @@ public actor MasterDaemon {
     public init(options: MasterOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials)
+        var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials, tls: options.tls)
         bus.http = http
         runtime = DaemonRuntime(bus: bus, logger: logger)
     }

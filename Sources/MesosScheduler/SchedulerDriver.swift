@@ -31,19 +31,29 @@ public actor SchedulerDriver {
 
     /// - settings: backoff, acknowledgements (`implicitAcknowledgements`: Mesos's default, true).
     /// - credential: for masters that require authentication; its principal becomes `framework.principal`.
+    /// - tls: TLS to the masters (`TLSContext.fromEnvironment()`); without a credential the
+    ///   certificate's principal becomes `framework.principal`; without downgrade, master messages
+    ///   count only from connections proven as a master.
     public init(
         framework: FrameworkInfo, master: String, settings: SchedulerSettings = SchedulerSettings(), sessionTimeout: Duration = .seconds(10),
-        credential: Credential? = nil, logger: Logger = Logger(label: "mesos.scheduler")
+        credential: Credential? = nil, tls: TLSContext? = nil, logger: Logger = Logger(label: "mesos.scheduler")
     ) {
         var framework = framework
-        if let credential { framework.principal = credential.principal }
+        var settings = settings
+        if let credential {
+            framework.principal = credential.principal
+            settings.requireMasterIdentity = true  // the master proves the same secret (mutual HMAC)
+        }
+        if let tls {
+            if credential == nil, let principal = tls.localIdentity.principal { framework.principal = principal }
+            if !tls.settings.supportDowngrade { settings.requireMasterIdentity = true }
+        }
         self.core = SchedulerCore(framework: framework, settings: settings, seed: UInt64.random(in: 0...UInt64.max))
         self.master = master
         self.sessionTimeout = sessionTimeout
         self.logger = logger
-        var config = BusConfiguration()
-        config.credential = credential
-        self.runtime = DaemonRuntime(bus: config, logger: logger)
+        self.runtime = DaemonRuntime(
+            bus: BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize, credential: credential, tls: tls, peerRoles: [.master]), logger: logger)
         (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
     }
 

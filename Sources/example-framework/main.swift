@@ -49,7 +49,7 @@ struct ExampleFramework: AsyncParsableCommand {
             user: ProcessInfo.processInfo.environment["USER"] ?? "root", name: name, id: frameworkID.map(FrameworkID.init(value:)),
             failoverTimeout: failoverTimeout, checkpoint: checkpoint)
         if partitionAware { info.capabilities = [FrameworkInfo.Capability(type: .partitionAware)] }
-        let driver = SchedulerDriver(framework: info, master: master, settings: settings, sessionTimeout: timeout, credential: loaded?.first, logger: Logger(label: "example-framework"))
+        let driver = SchedulerDriver(framework: info, master: master, settings: settings, sessionTimeout: timeout, credential: loaded?.first, tls: try TLSContext.fromEnvironment(), logger: Logger(label: "example-framework"))
         let failover = !unregisterOnStop
         let signals = TerminationSignals { _ in
             Task {

@@ -2,7 +2,8 @@
 // python3-protobuf and python3-kazoo) drives the real binaries. python/tests/test_python_scheduler.py
 // starts its own ZooKeeper, 2 mesos-master and 1 mesos-agent from Products.directory, runs the
 // scheduler until its task is TASK_FINISHED, then SIGKILLs the leader under a running task and checks
-// that the scheduler re-registers with the standby and reconciles the task as TASK_RUNNING.
+// that the scheduler re-registers with the standby and reconciles the task as TASK_RUNNING; then runs
+// a task over mutual TLS (Python's ssl) against a TLS master and agent, and HTTPS on the master's port.
 // It cleans up everything it started, also on SIGTERM; its last line is "N passed, M failed".
 import Foundation
 import Testing

@@ -101,15 +101,42 @@ final class CapturedLogs: Sendable {
         await server.shutdown()
     }
 
-    @Test func credentialedClientsStillTalkToServersThatRequireNothing() async throws {
+    @Test func aCredentialedClientRefusesAMasterThatCannotProveTheSecret() async throws {
         let logs = CapturedLogs()
         let open = MessageBus(logger: logs.logger("open"))
-        try await open.start(name: "agent")
+        try await open.start(name: "master")  // requires nothing: answers "authentication not required"
         let client = try await client(Self.agent, logs)
         try await client.send(.pong(PongAgentMessage()), epoch: 2, to: open.pid!)
-        var it = open.events.makeAsyncIterator()
-        guard case .message? = await it.next() else { Issue.record("nothing delivered"); return }
+        var reason = ""
+        for await event in client.events {
+            if case .linkBroken(_, let r) = event { reason = r; break }
+        }
+        #expect(reason.contains("could not prove"), "\(reason)")
+        #expect(logs.all.contains("no_server_proof"))
+        #expect(open.statistics.messagesReceived == 0, "nothing was sent to a master that proved nothing")
         await client.shutdown(); await open.shutdown()
+    }
+
+    @Test func theMastersLinksBackProveTheAgentsSecretAndAreAuthenticatedAsTheMaster() async throws {
+        let logs = CapturedLogs()
+        let master = try await server(logs)
+        let agent = try await client(Self.agent, logs)
+        let stranger = try await client(Credential(principal: "framework", secret: "other"), logs)
+        try await agent.send(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        var atMaster = master.events.makeAsyncIterator()
+        guard case .message(let first)? = await atMaster.next() else { Issue.record("nothing delivered"); return }
+        #expect(first.peer.principal == "agent")
+        // The master answers over its own link: it authenticates with the secret the agent proved.
+        try await master.send(.ping(PingAgentMessage(connected: true)), epoch: 1, to: agent.pid!)
+        var atAgent = agent.events.makeAsyncIterator()
+        guard case .message(let reply)? = await atAgent.next() else { Issue.record("no reply"); return }
+        #expect(reply.peer == PeerIdentity(principal: "agent", roles: [.master]), "only the master knows the agent's secret")
+        // Another credentialed peer (not the master) cannot prove the agent's secret: no master role.
+        try await stranger.send(Envelope(epoch: 1, from: "master@127.0.0.1:\(master.pid!.port)", payload: .ping(PingAgentMessage(connected: true))), to: agent.pid!)
+        guard case .message(let unproven)? = await atAgent.next() else { Issue.record("nothing from the stranger"); return }
+        #expect(unproven.peer == .unauthenticated, "a peer that proved nothing is no master, whatever its from says")
+        for bus in [agent, stranger, master] { await bus.shutdown() }
+        #expect(!logs.all.contains(Self.secret))
     }
 
     @Test func credentialFiles() throws {

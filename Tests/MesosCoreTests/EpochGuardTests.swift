@@ -42,6 +42,21 @@ import Testing
         }
     }
 
+    @Test func whenPeersMustProveTheirRoleALeadingMasterTakesAgentAndSchedulerMessagesOnlyFromThatRole() {
+        let role = EpochGuard.Role.leadingMaster(epoch: 7, requirePeerRoles: true)
+        let agentMessage = Envelope.Payload.pong(PongAgentMessage())
+        let schedulerMessage = Envelope.Payload.reviveOffers(ReviveOffersMessage(frameworkID: FrameworkID(value: "f")))
+        let agent = PeerIdentity(principal: "a", roles: [.agent]), scheduler = PeerIdentity(principal: "s", roles: [.scheduler])
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, agentMessage, peer: agent), as: role) == .accept)
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, agentMessage, peer: scheduler), as: role) == .drop(.wrongPeerRole))
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, agentMessage), as: role) == .drop(.wrongPeerRole))
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, schedulerMessage, peer: scheduler), as: role) == .accept)
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, schedulerMessage, peer: agent), as: role) == .drop(.wrongPeerRole))
+        #expect(EpochGuard.check(Self.env(6, from: P.agent.description, agentMessage, peer: agent), as: role) == .answerWithHint(.wrongEpoch), "the epoch rule first")
+        // Without the requirement, as before: roles are not looked at.
+        #expect(EpochGuard.check(Self.env(7, from: P.agent.description, agentMessage, peer: scheduler), as: .leadingMaster(epoch: 7)) == .accept)
+    }
+
     @Test func standbyMasterOnlyHints() {
         for epoch: UInt64 in [0, 7, 8] {
             #expect(EpochGuard.check(Self.env(epoch, from: P.agent.description), as: .standbyMaster) == .answerWithHint(.notLeading))

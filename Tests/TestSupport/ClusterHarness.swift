@@ -71,6 +71,10 @@ final class Cluster {
     private var agentSlots = 0
     private var agentSlot: [ObjectIdentifier: Int] = [:]
 
+    /// Added to the environment of the processes started from now on, by product
+    /// (`mesos-master`, `mesos-agent`, `example-framework`, ...): e.g. `LIBPROCESS_SSL_*`.
+    var environments: [String: [String: String]] = [:]
+
     /// The masters' group and registry live under this znode.
     var url: String { "zk://\(zk.connectString)/mesos" }
 
@@ -86,7 +90,7 @@ final class Cluster {
         spawned += 1
         return try Daemon(
             "\(String(format: "%02d", spawned))-\(name)", executable: product.hasPrefix("/") ? product : Products.path(product),
-            arguments: arguments,
+            arguments: arguments, environment: environments[product] ?? [:],
             logDirectory: directory.appending(path: "logs"))
     }
 

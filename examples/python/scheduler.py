@@ -35,6 +35,13 @@ mesos.Envelope {epoch, from, payload}. We listen on our own port (our PID
 "scheduler-py@host:port"); the master answers on connections it opens to that address, and we
 send on one outbound connection to the leader, made lazily and remade when it breaks.
 docs/PROTOCOL.md describes the whole contract, with this file as its worked example.
+
+TLS: with LIBPROCESS_SSL_ENABLED=true in the environment (and LIBPROCESS_SSL_CERT_FILE, _KEY_FILE,
+_CA_FILE, _VERIFY_SERVER_CERT, _REQUIRE_CLIENT_CERT, _HOSTNAME_VALIDATION_SCHEME, read as the Swift
+daemons read them) every connection, ours to the leader and the masters' to us, speaks TLS (Python's
+ssl), and a master message counts only from a connection whose verified certificate carries the
+role URI:urn:mesos:role:master (without LIBPROCESS_SSL_SUPPORT_DOWNGRADE). The master binds the
+framework to the certificate's principal: pass it as --principal.
 """
 import argparse
 import dataclasses
@@ -46,6 +53,7 @@ import queue
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -307,6 +315,81 @@ class Options:
     reconcile_retry: float = 1.0
     zk_session_timeout: float = 10.0
     teardown: bool = True
+    principal: str = ""
+
+
+def tls_from_environment(env=None):
+    """(server context, client context, require a master certificate) from LIBPROCESS_SSL_*
+    (or SSL_*); None when TLS is not enabled. Raises ValueError naming a missing or bad variable."""
+    env = os.environ if env is None else env
+
+    def value(*names):
+        for name in names:
+            for prefix in ("LIBPROCESS_SSL_", "SSL_"):
+                if prefix + name in env:
+                    return prefix + name, env[prefix + name]
+        return None, None
+
+    def flag(*names, default=False):
+        name, v = value(*names)
+        if v is None:
+            return default
+        if v.lower() in ("true", "1"):
+            return True
+        if v.lower() in ("false", "0"):
+            return False
+        raise ValueError(f"{name}={v}: expected true, false, 1 or 0")
+
+    if not flag("ENABLED"):
+        return None
+    _, cert = value("CERT_FILE")
+    _, key = value("KEY_FILE")
+    if not cert or not key:
+        raise ValueError("LIBPROCESS_SSL_CERT_FILE and LIBPROCESS_SSL_KEY_FILE are required when LIBPROCESS_SSL_ENABLED is true")
+    _, ca_file = value("CA_FILE")
+    _, ca_dir = value("CA_DIR")
+    require_client = flag("REQUIRE_CLIENT_CERT", "REQUIRE_CERT")
+    verify_server = flag("VERIFY_SERVER_CERT", "VERIFY_CERT", default=require_client)
+    _, scheme = value("HOSTNAME_VALIDATION_SCHEME")
+    if scheme not in (None, "legacy", "openssl"):
+        raise ValueError(f"LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME={scheme}: expected legacy or openssl")
+    downgrade = flag("SUPPORT_DOWNGRADE", "ENABLE_DOWNGRADE")
+    _, ciphers = value("CIPHERS")
+
+    def context(purpose):
+        c = ssl.SSLContext(purpose)
+        c.minimum_version = ssl.TLSVersion.TLSv1_2
+        c.load_cert_chain(cert, key)
+        if ca_file or ca_dir:
+            c.load_verify_locations(cafile=ca_file or None, capath=ca_dir or None)
+        else:
+            c.load_default_certs()
+        if ciphers:
+            c.set_ciphers(ciphers)
+        return c
+
+    server = context(ssl.PROTOCOL_TLS_SERVER)
+    # A certificate a master presents is always verified: only a verified one makes it a master.
+    server.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
+    client = context(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = verify_server and scheme == "openssl"
+    client.verify_mode = ssl.CERT_REQUIRED if verify_server else ssl.CERT_NONE
+    return server, client, not downgrade
+
+
+def certificate_roles(cert):
+    """The roles of a verified peer certificate (SAN URI:urn:mesos:role:NAME)."""
+    prefix = "urn:mesos:role:"
+    return {v[len(prefix):] for k, v in (cert or {}).get("subjectAltName", ()) if k == "URI" and v.startswith(prefix)}
+
+
+class Connection:
+    """What an accepted connection proved: its TLS handshake is over and its certificate's roles."""
+
+    def __init__(self, peer, handshaken):
+        self.peer = peer
+        self.handshaken = handshaken
+        self.roles = set()
 
 
 class Scheduler:
@@ -317,11 +400,15 @@ class Scheduler:
     def __init__(self, options, out=None, detector_factory=LeaderDetector):
         self.o = options
         self.out = out or sys.stdout
+        tls = tls_from_environment()
+        self.tls_server, self.tls_client, self.require_master_cert = tls if tls else (None, None, False)
         self.task_id = options.task_id or f"python-task-{uuid.uuid4().hex[:8]}"
         self.framework = mesos_pb2.FrameworkInfo(
             user=options.user or getpass.getuser(), name=options.name, failover_timeout=options.failover_timeout)
         if options.framework_id:
             self.framework.id.value = options.framework_id
+        if options.principal:
+            self.framework.principal = options.principal
         # True until the first (re)registration is answered: a new instance resuming a framework
         # takes it over (ReregisterFrameworkMessage.failover, Mesos's `force`); afterwards a
         # re-registration is the same instance again (a master change), failover=false.
@@ -439,18 +526,63 @@ class Scheduler:
             return
         conn.setblocking(False)
         decoder = FrameDecoder()
-        peer = f"{address[0]}:{address[1]}"
-        self.selector.register(conn, selectors.EVENT_READ, lambda s: self._readable(s, decoder, peer))
+        connection = Connection(f"{address[0]}:{address[1]}", handshaken=self.tls_server is None)
+        if self.tls_server is not None:
+            conn = self.tls_server.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        self.selector.register(conn, selectors.EVENT_READ, lambda s: self._readable(s, decoder, connection.peer, connection))
 
-    def _readable(self, sock, decoder, peer):
-        """Reads what is there; each complete frame is handled, a partial one waits for more."""
+    def _handshake(self, sock, connection):
+        """Advances an accepted connection's TLS handshake; True once it is over (roles known)."""
         try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except (ssl.SSLError, OSError) as error:
+            log.warning("closing connection from %s: TLS handshake failed: %s", connection.peer, error)
+            self._close(sock)
+            return False
+        connection.handshaken = True
+        connection.roles = certificate_roles(sock.getpeercert())
+        return True
+
+    def _recv(self, sock, peer):
+        """What can be read now: bytes, b"" at the end, None when nothing yet. A TLS socket is read
+        without blocking until its records are drained (selectors do not see decrypted bytes)."""
+        if not isinstance(sock, ssl.SSLSocket):
+            try:
+                return sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as error:
+                log.info("connection from %s failed: %s", peer, error)
+                return b""
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        chunks = []
+        try:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    break
+                except OSError as error:
+                    log.info("connection from %s failed: %s", peer, error)
+                    data = b""
+                if not data:
+                    return b"".join(chunks) if chunks else b""
+                chunks.append(data)
+        finally:
+            if sock.fileno() >= 0:
+                sock.settimeout(timeout)
+        return b"".join(chunks) if chunks else None
+
+    def _readable(self, sock, decoder, peer, connection=None):
+        """Reads what is there; each complete frame is handled, a partial one waits for more."""
+        if connection is not None and not connection.handshaken and not self._handshake(sock, connection):
             return
-        except OSError as error:
-            data = b""
-            log.info("connection from %s failed: %s", peer, error)
+        data = self._recv(sock, peer)
+        if data is None:
+            return
         if not data:
             self._close(sock)
             return
@@ -461,7 +593,7 @@ class Scheduler:
             self._close(sock)
             return
         for envelope in envelopes:
-            self._receive(envelope)
+            self._receive(envelope, connection)
 
     def _close(self, sock, why="connection closed"):
         if self.link is not None and self.link[0] is sock:
@@ -487,6 +619,13 @@ class Scheduler:
             if self.link is None:
                 try:
                     sock = socket.create_connection((self.leader.host, self.leader.port), timeout=2.0)
+                    if self.tls_client is not None:
+                        hostname = self.leader.host if self.tls_client.check_hostname else None
+                        sock = self.tls_client.wrap_socket(sock, server_hostname=hostname)
+                        if self.require_master_cert and self.tls_client.verify_mode == ssl.CERT_REQUIRED \
+                                and "master" not in certificate_roles(sock.getpeercert()):
+                            sock.close()
+                            raise OSError(f"{self.leader.pid}'s certificate has no master role")
                 except OSError as error:
                     log.info("cannot connect to %s: %s", self.leader.pid, error)
                     self._link_broken(f"cannot connect: {error}")
@@ -579,11 +718,13 @@ class Scheduler:
 
     # -- messages from the master --
 
-    def _receive(self, envelope):
+    def _receive(self, envelope, connection=None):
         sender = getattr(envelope, "from")
         kind = envelope.WhichOneof("payload")
         leader = self.leader
-        if leader is None:
+        if self.require_master_cert and kind != "leader_hint" and (connection is None or "master" not in connection.roles):
+            reason = "not authenticated as a master"
+        elif leader is None:
             reason = "no leader detected"
         elif envelope.epoch != leader.epoch:
             reason = "stale epoch" if envelope.epoch < leader.epoch else "epoch ahead of our detector"
@@ -757,6 +898,8 @@ def parse_args(argv=None):
                         help="FrameworkInfo.failover_timeout: seconds the master keeps the framework and its tasks "
                              "after losing this scheduler (default 60)")
     parser.add_argument("--name", default="python-scheduler")
+    parser.add_argument("--principal", default="",
+                        help="FrameworkInfo.principal: with TLS, the principal of our certificate (URI:urn:mesos:principal:NAME)")
     parser.add_argument("--user", default="")
     parser.add_argument("--cpus", type=float, default=0.1)
     parser.add_argument("--mem", type=float, default=32.0)

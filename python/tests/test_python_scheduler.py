@@ -25,17 +25,23 @@ the built binaries ($MESOS_BIN_DIR, default <repo>/.build/debug), session timeou
                           its framework (--framework_id): A is told "Framework failed over" and
                           exits 1; B is REGISTERED with the same id and sees the task TASK_RUNNING
                           by reconciliation, the same process (started once), still running
+  task over TLS           a second master and agent under /mesos-tls with scripts/gen-certs'
+                          certificates (LIBPROCESS_SSL_*, client certificates required): the
+                          scheduler (Python's ssl) runs a task to FINISHED over TLS; the master's
+                          HTTP endpoint answers HTTPS on its bus port; a plaintext connection is refused
 
 Every process is stopped by pid in a finally block (task process groups included). Logs stay in
 the printed work directory when something fails (or with KEEP_LOGS=1). Env: MESOS_BIN_DIR,
 KEEP_LOGS, TMPDIR.
 """
 import contextlib
+import http.client
 import io
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -86,7 +92,7 @@ class Process:
     """A child process whose stdout+stderr go to a log file (or, for the scheduler, a pipe read
     line by line into `lines`)."""
 
-    def __init__(self, name, argv, directory, capture=False):
+    def __init__(self, name, argv, directory, capture=False, env=None):
         self.name = name
         self.log_path = os.path.join(directory, f"{name}.log")
         self.lines = []
@@ -94,7 +100,7 @@ class Process:
         with open(self.log_path, "ab") as logfile:
             self.popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else logfile,
-                stderr=logfile, cwd=REPO, close_fds=True)
+                stderr=logfile, cwd=REPO, close_fds=True, env=dict(os.environ, **(env or {})))
         self.pid = self.popen.pid
         if capture:
             self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
@@ -171,17 +177,21 @@ class Process:
 class Cluster:
     """ZooKeeper + masters + agents on loopback; `close()` stops everything it started."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, path="/mesos", env=None):
         self.dir = directory
+        os.makedirs(directory, exist_ok=True)
         self.zk_dir = os.path.join(directory, "zk")
         self.zk = None
+        self.path = path
+        self.env = env or (lambda _role: {})   # role -> extra environment (LIBPROCESS_SSL_*)
+        self.owns_zk = True
         self.masters = []
         self.agents = []
         self.schedulers = []
 
     @property
     def url(self):
-        return f"zk://{self.zk}/mesos"
+        return f"zk://{self.zk}{self.path}"
 
     def start_zookeeper(self):
         env = dict(os.environ, ZK_STOP_SIGNAL="KILL")
@@ -201,7 +211,7 @@ class Cluster:
         n = len(self.masters) + 1
         master = Process(f"master{n}", [
             self.binary("mesos-master"), "--zk", self.url, "--port", "0", "--work_dir", os.path.join(self.dir, f"master{n}"),
-            "--zk_session_timeout", SESSION_TIMEOUT, "--allocation_interval", "200ms"], self.dir)
+            "--zk_session_timeout", SESSION_TIMEOUT, "--allocation_interval", "200ms"], self.dir, env=self.env("master"))
         self.masters.append(master)
         master.bus_pid = master.wait_log(r"event=listening .*\bpid=(master@\S+)", 20).group(1)
         return master
@@ -211,13 +221,14 @@ class Cluster:
         agent = Process(f"agent{n}", [
             self.binary("mesos-agent"), "--master", self.url, "--port", "0", "--work_dir", os.path.join(self.dir, f"agent{n}"),
             "--zk_session_timeout", SESSION_TIMEOUT, "--registration_backoff_factor", "200ms",
-            "--status_update_retry_interval", "1secs", "--resources", "cpus:2;mem:1024"], self.dir)
+            "--status_update_retry_interval", "1secs", "--resources", "cpus:2;mem:1024"], self.dir, env=self.env("agent"))
         agent.work_dir = os.path.join(self.dir, f"agent{n}")
         self.agents.append(agent)
         return agent
 
     def scheduler(self, name, *args):
-        process = Process(name, [PYTHON, SCHEDULER, "--master", self.url, "-v", *args], self.dir, capture=True)
+        process = Process(name, [PYTHON, SCHEDULER, "--master", self.url, "-v", *args], self.dir, capture=True,
+                          env=self.env("scheduler"))
         self.schedulers.append(process)
         return process
 
@@ -258,7 +269,7 @@ class Cluster:
             process.stop(signal.SIGTERM, grace=5)
         for _, executor, _ in self.executors():  # an executor's session holds its task
             kill_session(executor)
-        if self.zk is not None or os.path.exists(os.path.join(self.zk_dir, "zk.pid")):
+        if self.owns_zk and (self.zk is not None or os.path.exists(os.path.join(self.zk_dir, "zk.pid"))):
             subprocess.run(["bash", ZK_SCRIPT, "stop", self.zk_dir], env=dict(os.environ, ZK_STOP_SIGNAL="KILL"),
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
 
@@ -648,8 +659,52 @@ def test_scheduler_failover():
         f"(task pid {task_pid}, started once)")
 
 
+def test_task_over_tls():
+    certs = os.path.join(WORK_DIR, "certs")
+    done = subprocess.run([os.path.join(REPO, "scripts", "gen-certs"), certs], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+    def env(role):
+        return {"LIBPROCESS_SSL_ENABLED": "true", "LIBPROCESS_SSL_CERT_FILE": os.path.join(certs, f"{role}.pem"),
+                "LIBPROCESS_SSL_KEY_FILE": os.path.join(certs, f"{role}.key"), "LIBPROCESS_SSL_CA_FILE": os.path.join(certs, "ca.pem"),
+                "LIBPROCESS_SSL_VERIFY_SERVER_CERT": "true", "LIBPROCESS_SSL_REQUIRE_CLIENT_CERT": "true",
+                "LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME": "openssl"}
+    tls = Cluster(os.path.join(WORK_DIR, "tls"), path="/mesos-tls", env=env)
+    tls.zk, tls.owns_zk = CLUSTER.zk, False
+    try:
+        master = tls.start_master()
+        master.wait_log(r"event=leading ", 20)
+        agent = tls.start_agent()
+        agent.wait_log(r"event=registered ", 20)
+        task = "py-tls-1"
+        s = tls.scheduler("scheduler-tls", "--command", "echo hello-over-tls; sleep 1", "--task-id", task,
+                          "--until", "finished", "--timeout", "30", "--principal", "scheduler")
+        code = s.wait(40)
+        s.stop()
+        out = "\n".join(s.lines)
+        assert code == 0, f"exit {code}:\n{out}\n{s.tail()}"
+        for pattern in (r"^REGISTERED \S+ master=master@", rf"^STATUS {task} TASK_RUNNING", rf"^STATUS {task} TASK_FINISHED"):
+            assert any(re.search(pattern, line) for line in s.lines), f"no line matching {pattern!r}:\n{out}"
+        # The master's HTTP endpoints share its TLS port: HTTPS with a client certificate.
+        host, port = master.bus_pid.split("@")[1].rsplit(":", 1)
+        _server, client, _ = sched.tls_from_environment(env("scheduler"))
+        https = http.client.HTTPSConnection(host, int(port), context=client, timeout=10)
+        https.request("GET", "/health")
+        assert https.getresponse().status == 200
+        https.close()
+        # Plaintext where TLS is required: closed, with the reason logged.
+        with socket.create_connection((host, int(port)), timeout=10) as plain:
+            plain.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert plain.recv(1024) == b"", "a plaintext request was answered"
+        master.wait_log(r"event=connection_rejected .*cause=tls_required|cause=tls_required .*event=connection_rejected", 20)
+        log("task over TLS: FINISHED, HTTPS answered, plaintext refused")
+    finally:
+        tls.close()
+
+
 TESTS = [test_framing, test_epoch_guard, test_failover_rules, test_task_finishes, test_leader_killed,
-         test_scheduler_failover]
+         test_scheduler_failover, test_task_over_tls]
 
 
 def main():

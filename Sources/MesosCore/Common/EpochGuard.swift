@@ -6,7 +6,9 @@ import MesosWire
 ///   ZooKeeper, at exactly that leader's epoch (and, when masters must prove who they are, only
 ///   on a connection authenticated as a master). Master-less, it accepts nothing.
 /// - A leading master accepts agent and scheduler messages only when they are addressed
-///   to its own epoch; the others are answered with a LeaderHint.
+///   to its own epoch; the others are answered with a LeaderHint. When peers must prove their
+///   role (TLS certificates), an agent's message only on a connection proven as an agent, a
+///   scheduler's only on one proven as a scheduler.
 /// - A standby master serves nothing but hints.
 /// - LeaderHint is advisory and accepted from anyone: it never changes who the receiver
 ///   believes leads (only ZooKeeper, or the one configured master, does that).
@@ -14,7 +16,7 @@ public enum EpochGuard {
     public enum Role: Sendable, Hashable {
         /// An agent or scheduler: `detected` nil while master-less.
         case follower(detected: Leader?, requireMasterIdentity: Bool = false)
-        case leadingMaster(epoch: UInt64)
+        case leadingMaster(epoch: UInt64, requirePeerRoles: Bool = false)
         case standbyMaster
     }
 
@@ -38,6 +40,8 @@ public enum EpochGuard {
         case notFromLeader = "not_from_leader"
         /// Follower: the connection did not prove it is a master.
         case unauthenticatedMaster = "unauthenticated_master"
+        /// Master: the connection did not prove the role of this message's sender (agent, scheduler).
+        case wrongPeerRole = "wrong_peer_role"
         /// Master: addressed to a superseded (or future) epoch.
         case wrongEpoch = "wrong_epoch"
         /// Master: this master does not lead.
@@ -57,6 +61,7 @@ public enum EpochGuard {
             case .unconfirmedEpoch: "epoch newer than the detected leader's (not confirmed by ZooKeeper yet)"
             case .notFromLeader: "sender is not the detected leader"
             case .unauthenticatedMaster: "the connection is not authenticated as a master"
+            case .wrongPeerRole: "the connection is not authenticated in the role of this message's sender"
             case .wrongEpoch: "addressed to another leader epoch"
             case .notLeading: "this master is not the leader"
             case .unknownPayload: "unknown message kind"
@@ -78,8 +83,10 @@ public enum EpochGuard {
             if from != leader.pid { return .drop(.notFromLeader) }
             if requireMasterIdentity && !inbound.peer.roles.contains(.master) { return .drop(.unauthenticatedMaster) }
             return .accept
-        case .leadingMaster(let epoch):
-            return envelope.epoch == epoch ? .accept : .answerWithHint(.wrongEpoch)
+        case .leadingMaster(let epoch, let requirePeerRoles):
+            guard envelope.epoch == epoch else { return .answerWithHint(.wrongEpoch) }
+            if requirePeerRoles, let role = payload.senderRoleAtMaster, !inbound.peer.roles.contains(role) { return .drop(.wrongPeerRole) }
+            return .accept
         case .standbyMaster:
             return .answerWithHint(.notLeading)
         }

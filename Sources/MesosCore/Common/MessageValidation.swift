@@ -232,4 +232,17 @@ extension Envelope.Payload {
         default: false
         }
     }
+
+    /// Who may send this message to a master: an agent's messages need a connection proven as an
+    /// agent, a scheduler's one proven as a scheduler (`EpochGuard`, when masters require roles).
+    public var senderRoleAtMaster: PeerIdentity.Role? {
+        switch self {
+        case .registerAgent, .reregisterAgent, .pong, .statusUpdate, .exitedExecutor, .executorToFramework, .unregisterAgent:
+            .agent
+        case .registerFramework, .reregisterFramework, .unregisterFramework, .deactivateFramework, .launchTasks, .declineOffers,
+            .reviveOffers, .suppressOffers, .killTask, .reconcileTasks, .statusUpdateAck, .frameworkToExecutor:
+            .scheduler
+        default: nil
+        }
+    }
 }

@@ -319,7 +319,7 @@ public struct MasterCore: Sendable {
 
     private mutating func receive(_ inbound: Inbound) -> [Effect] {
         let envelope = inbound.envelope
-        let role: EpochGuard.Role = if case .leading(let e) = phase { .leadingMaster(epoch: e) } else { .standbyMaster }
+        let role: EpochGuard.Role = if case .leading(let e) = phase { .leadingMaster(epoch: e, requirePeerRoles: settings.requirePeerRoles) } else { .standbyMaster }
         switch EpochGuard.check(inbound, as: role) {
         case .accept: break
         case .drop(let reason):

@@ -126,7 +126,7 @@ public enum MasterObservation: Milestone, Hashable {
 
     public var level: ObservationLevel {
         switch self {
-        case .messageDropped: .debug
+        case .messageDropped(_, let reason): reason == .wrongPeerRole ? .warning : .debug
         case .agentRefused, .agentRemoved, .agentsNotReregistered, .agentRemovalScheduled, .frameworkRefused, .messageRefused, .unexpectedMessage,
             .callRefused, .frameworkDisconnected, .frameworkRemoved:
             .warning

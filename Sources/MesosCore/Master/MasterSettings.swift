@@ -31,6 +31,10 @@ public struct MasterSettings: Sendable, Hashable {
     public var registryMaxAgentAge: Duration = .seconds(14 * 86_400)
     /// `--registry_max_agent_count` (102400): removed agents kept at most (oldest forgotten first).
     public var registryMaxAgentCount = 102_400
+    /// Peers prove their role (TLS certificates, `urn:mesos:role:`): agents' messages are acted on
+    /// only from connections proven as agents, schedulers' only from ones proven as schedulers.
+    /// Set when TLS is on without downgrade (`LIBPROCESS_SSL_*`).
+    public var requirePeerRoles = false
     public init() {}
 }
 
