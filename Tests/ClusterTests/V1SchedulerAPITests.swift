@@ -201,4 +201,36 @@ struct V1SchedulerAPITests {
             #expect(third.events("ERROR").isEmpty)
         }
     }
+
+    /// pymesos (PyPI, installed by scripts/setup into .tmp/pymesos-venv) finds the leader through
+    /// ZooKeeper, launches a task, gets TASK_RUNNING (acknowledged by the library), and after a
+    /// leader SIGKILL re-subscribes with the new leader, which still knows the task.
+    @Test func aPymesosSchedulerRunsATaskAndSurvivesALeaderFailover() async throws {
+        let python = Products.packageRoot.appending(path: ".tmp/pymesos-venv/bin/python").path
+        try #require(FileManager.default.isExecutableFile(atPath: python), "pymesos is installed by scripts/setup")
+        try await withCluster { cluster in
+            try await cluster.start(masters: 2, agents: 1, tasks: 0)
+            let (leader, record) = try await cluster.leader()
+            let script = Products.packageRoot.appending(path: "python/tests/pymesos_scheduler.py").path
+            let scheduler = try cluster.process("pymesos-scheduler", python, ["-u", script, cluster.url])
+            let registered = try await scheduler.waitForLog("event=registered", timeout: .seconds(30))
+            let frameworkID = try field(registered, after: "framework_id=")
+            _ = try await scheduler.waitForLog("event=status task_id=pymesos-task state=TASK_RUNNING", timeout: .seconds(30))
+            let state = try await HTTPProbe.get(port: try Self.port(record.pid), "/master/state")
+            #expect(OperatorHTTPTests.tasks(state.object) == ["\(frameworkID)/pymesos-task"], "\(state)")
+
+            let killedAt = ContinuousClock.now
+            await leader.daemon.kill()
+            let (_, newRecord, _) = try await cluster.waitForNewLeader(after: record, since: killedAt, timeout: .seconds(30))
+            try await cluster.waitForAgentsReregistered(with: newRecord)
+            _ = try await scheduler.waitForLog("event=reregistered", timeout: .seconds(60))
+            _ = try await scheduler.waitForLog("event=status task_id=pymesos-task state=TASK_RUNNING reason=REASON_RECONCILIATION uuid=False", timeout: .seconds(30))
+            let after = try await HTTPProbe.get(port: try Self.port(newRecord.pid), "/master/state")
+            #expect(OperatorHTTPTests.tasks(after.object) == ["\(frameworkID)/pymesos-task"], "\(after)")
+            let frameworks = (after.object?["frameworks"] as? [[String: Any]] ?? []).filter { $0["id"] as? String == frameworkID }
+            #expect(frameworks.first?["connected"] as? Bool == true, "\(after)")
+            #expect(!scheduler.lines.contains { $0.contains("event=error") }, "\(scheduler.log)")
+            #expect(scheduler.isRunning, "\(scheduler.log)")
+        }
+    }
 }
