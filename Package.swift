@@ -54,6 +54,7 @@ let package = Package(
             name: "MesosHTTP",
             dependencies: [
                 "MesosBus",
+                "MesosWire",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),

@@ -34,11 +34,15 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// A response that stays open: its head goes out at once (chunked, no `Content-Length`),
+    /// then each chunk sent to the stream, until the stream or the connection ends.
+    public var stream: HTTPResponseStream?
 
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], stream: HTTPResponseStream? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
     }
 
     /// A plain-text answer (`text/plain; charset=utf-8`), as libprocess writes its errors.
@@ -76,6 +80,86 @@ public final class HTTPService: Sendable {
         guard let responder = responder.withLock({ $0 }) else { return .text(503, "Not serving yet") }
         return await responder(request)
     }
+}
+
+/// The body of a streaming response (`HTTPResponse.stream`), written by the daemon and carried
+/// out by the connection. Chunks sent before the connection takes the stream wait for it. A
+/// client that does not read loses its own stream: beyond `maxPendingBytes` unwritten, the
+/// connection is closed. `onClose` runs once, when the stream ends for any reason (the
+/// daemon's `finish`, the client closing, a failed write).
+public final class HTTPResponseStream: Sendable {
+    public let maxPendingBytes: Int
+    private struct State {
+        var buffered: [[UInt8]] = []
+        var writer: (@Sendable ([UInt8]) -> Void)?
+        var finisher: (@Sendable () -> Void)?
+        var pendingBytes = 0
+        var ended = false
+        var onClose: (@Sendable () -> Void)?
+    }
+    private let state: Mutex<State>
+
+    public init(maxPendingBytes: Int = 8 * 1024 * 1024, onClose: @escaping @Sendable () -> Void) {
+        self.maxPendingBytes = maxPendingBytes
+        state = Mutex(State(onClose: onClose))
+    }
+
+    /// Queues one chunk; false once the stream has ended (or just ended for a client too slow).
+    @discardableResult
+    public func send(_ chunk: [UInt8]) -> Bool {
+        enum Step { case write(@Sendable ([UInt8]) -> Void), buffered, ended, tooSlow }
+        let step: Step = state.withLock { s in
+            guard !s.ended else { return .ended }
+            s.pendingBytes += chunk.count
+            if s.pendingBytes > maxPendingBytes { return .tooSlow }
+            if let writer = s.writer { return .write(writer) }
+            s.buffered.append(chunk)
+            return .buffered
+        }
+        switch step {
+        case .write(let writer):
+            writer(chunk)
+            return true
+        case .buffered: return true
+        case .ended: return false
+        case .tooSlow:
+            finish()
+            return false
+        }
+    }
+
+    /// Ends the stream: the connection writes the chunks queued so far, ends the response and closes.
+    public func finish() {
+        let (finisher, onClose) = state.withLock { s -> ((@Sendable () -> Void)?, (@Sendable () -> Void)?) in
+            guard !s.ended else { return (nil, nil) }
+            s.ended = true
+            defer { s.onClose = nil }
+            return (s.finisher, s.onClose)
+        }
+        finisher?()
+        onClose?()
+    }
+
+    public var isEnded: Bool { state.withLock { $0.ended } }
+
+    /// The connection takes the stream: chunks buffered so far go to `writer` now, later ones as
+    /// they come; `finisher` ends the response.
+    func attach(writer: @escaping @Sendable ([UInt8]) -> Void, finisher: @escaping @Sendable () -> Void) {
+        let (buffered, ended) = state.withLock { s -> ([[UInt8]], Bool) in
+            s.writer = writer
+            s.finisher = finisher
+            defer { s.buffered = [] }
+            return (s.buffered, s.ended)
+        }
+        for chunk in buffered { writer(chunk) }
+        if ended { finisher() }
+    }
+
+    /// `bytes` of the queued chunks are written.
+    func written(_ bytes: Int) { state.withLock { $0.pendingBytes -= bytes } }
+
+    /// The connection is gone.
+    func connectionClosed() { finish() }
 }
 
 extension Credential {

@@ -102,6 +102,13 @@ final class HTTPDeadlineHandler: ChannelInboundHandler {
         arm(context)
     }
 
+    /// A streaming response has begun: no deadline while it lasts (the connection ends with it).
+    func streaming() {
+        inRequest = false
+        timer?.cancel()
+        timer = nil
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) { timer?.cancel() }
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
@@ -150,6 +157,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     private var queued: [(HTTPRequestHead, [UInt8])] = []
     private var busy = false
     private var closing = false
+    /// The response being written is a stream (`HTTPResponse.stream`); the connection ends with it.
+    private var stream: HTTPResponseStream?
 
     init(service: HTTPService, deadline: HTTPDeadlineHandler, logger: Logger, stats: BusStatsCounter) {
         self.service = service
@@ -159,7 +168,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard !closing, stream == nil else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
             let headerBytes = h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
@@ -213,7 +222,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
 
     /// `headOnly` (a HEAD request): the head as for GET, without the body.
     private func write(_ response: HTTPResponse, version: HTTPVersion, keepAlive: Bool, headOnly: Bool, _ context: ChannelHandlerContext) {
-        guard !closing, context.channel.isActive else { return }
+        guard !closing, context.channel.isActive else {
+            response.stream?.connectionClosed()
+            return
+        }
+        if let stream = response.stream { return writeStream(response, stream, version: version, context) }
         var headers = HTTPHeaders(response.headers.map { ($0.name, $0.value) })
         headers.replaceOrAdd(name: "Content-Length", value: "\(response.body.count)")
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
@@ -230,6 +243,47 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
             closing = true
             closeAfter(context.writeAndFlush(wrapOutboundOut(.end(nil))), context)
         }
+    }
+
+    /// A streaming response: the head at once (chunked), then each chunk of the stream as it
+    /// comes, flushed; the stream's end ends the response and the connection.
+    private func writeStream(_ response: HTTPResponse, _ stream: HTTPResponseStream, version: HTTPVersion, _ context: ChannelHandlerContext) {
+        self.stream = stream
+        deadline.streaming()
+        var headers = HTTPHeaders(response.headers.map { ($0.name, $0.value) })
+        headers.remove(name: "Content-Length")
+        headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers))), promise: nil)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        stream.attach(
+            writer: { chunk in
+                loop.execute {
+                    let (handler, context) = bound.value
+                    guard handler.stream === stream, context.channel.isActive else { return }
+                    let promise = loop.makePromise(of: Void.self)
+                    promise.futureResult.whenComplete { result in
+                        stream.written(chunk.count)
+                        if case .failure = result { stream.connectionClosed() }
+                    }
+                    context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: chunk)))), promise: promise)
+                }
+            },
+            finisher: {
+                loop.execute {
+                    let (handler, context) = bound.value
+                    guard handler.stream === stream, !handler.closing else { return }
+                    handler.closing = true
+                    guard context.channel.isActive else { return }
+                    handler.closeAfter(context.writeAndFlush(handler.wrapOutboundOut(.end(nil))), context)
+                }
+            })
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stream?.connectionClosed()
+        context.fireChannelInactive()
     }
 
     private func closeAfter(_ write: EventLoopFuture<Void>, _ context: ChannelHandlerContext) {

@@ -1,9 +1,11 @@
 /// JSON as the endpoints write it: objects keep their keys in the order given (as Mesos's
-/// writers emit them), numbers are doubles (a whole number prints as `1.0`, as rapidjson does).
+/// writers emit them), numbers are doubles (a whole number prints as `1.0`, as rapidjson does)
+/// or integers (protobuf integer fields, printed without a fraction as stout's `JSON::Protobuf`).
 public indirect enum JSON: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)
+    case integer(Int64)
     case string(String)
     case array([JSON])
     case object([(String, JSON)])
@@ -25,6 +27,7 @@ public indirect enum JSON: Sendable, Equatable {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .number(let d): out += JSON.format(d)
+        case .integer(let i): out += String(i)
         case .string(let s): JSON.quote(s, into: &out)
         case .array(let items):
             out += "["

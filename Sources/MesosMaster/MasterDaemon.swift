@@ -54,6 +54,9 @@ public actor MasterDaemon {
     private var leaderHistory: [LeaderChange] = []
     private var lastLeader: Leader??
     private var leaderChanges = 0
+    /// The open event streams of v1 schedulers (`POST /api/v1/scheduler` SUBSCRIBE), with the
+    /// media type their records are in.
+    private var streams: [StreamID: (body: HTTPResponseStream, media: SchedulerMediaType)] = [:]
 
     public init(options: MasterOptions, logger: Logger) {
         self.options = options
@@ -82,6 +85,13 @@ public actor MasterDaemon {
         runtime.onBusEvents { event in await self.busEvent(event) }
         runtime.onTicks { now in await self.feed(.tick(now: now)) }
         http.serve { request in await self.answer(request) }
+        Task {
+            // Mesos's heartbeater: every stream gets a HEARTBEAT every 15 seconds.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(SchedulerAPI.heartbeatIntervalSeconds))
+                self.heartbeat()
+            }
+        }
 
         if let zk = options.zk {
             joinGroup(zk, info: info.with(pid: pid))
@@ -170,6 +180,7 @@ public actor MasterDaemon {
     }
 
     private func answer(_ request: HTTPRequest) -> HTTPResponse {
+        if SchedulerAPI.paths.contains(request.path) { return schedulerAPI(request) }
         guard let snapshot = snapshot() else { return .text(503, "Master is starting") }
         switch MasterRoutes.decide(request, snapshot, readwriteCredentials: options.httpReadwriteCredentials, exporter: exporter) {
         case .respond(let response):
@@ -178,6 +189,56 @@ public actor MasterDaemon {
             logger.milestone("teardown_requested", "framework \(id) torn down by an operator", ["framework_id": "\(id)", "peer": "\(request.peer)"])
             feed(.teardown(FrameworkID(value: id)))
             return HTTPResponse(status: 200)
+        }
+    }
+
+    /// `POST /api/v1/scheduler`: `SchedulerAPI` decides, the core runs the framework's rules.
+    private func schedulerAPI(_ request: HTTPRequest) -> HTTPResponse {
+        guard let phase = core?.phase else { return .text(503, "Master is starting") }
+        let leadership: SchedulerAPI.Leadership =
+            switch phase {
+            case .leading: .leading
+            case .recovering, .startingStandalone: .recovering
+            case .standby, .exited: .standby(leader: core?.detectedLeader.map(Self.address))
+            }
+        switch SchedulerAPI.decide(request, leadership) {
+        case .respond(let response):
+            return response
+        case .subscribe(let info, let media):
+            guard core != nil else { return .text(503, "Master is starting") }
+            let (outcome, effects) = core!.subscribe(info)
+            switch outcome {
+            case .refused(let status, let message):
+                for effect in effects { perform(effect) }
+                return .text(status, message)
+            case .subscribed(let stream):
+                let body = HTTPResponseStream { Task { await self.streamEnded(stream) } }
+                streams[stream] = (body, media)
+                for effect in effects { perform(effect) }
+                // Mesos's heartbeater starts with no delay: a HEARTBEAT right after SUBSCRIBED.
+                streams[stream]?.body.send(SchedulerAPI.record(SchedulerAPI.heartbeat, as: media))
+                return HTTPResponse(status: 200, headers: [("Content-Type", media.rawValue), ("Mesos-Stream-Id", stream.value), ("Cache-Control", "no-cache")], stream: body)
+            }
+        case .call(let payload, let framework, let streamID):
+            guard core != nil else { return .text(503, "Master is starting") }
+            let (outcome, effects) = core!.schedulerCall(payload, framework: framework, streamID: streamID)
+            for effect in effects { perform(effect) }
+            switch outcome {
+            case .accepted: return HTTPResponse(status: 202)
+            case .refused(let status, let message): return .text(status, message)
+            }
+        }
+    }
+
+    /// A v1 stream ended (its client left, or the master ended it): the core decides what that means.
+    private func streamEnded(_ stream: StreamID) {
+        streams[stream] = nil
+        feed(.streamClosed(stream))
+    }
+
+    private func heartbeat() {
+        for (id, stream) in streams where !stream.body.send(SchedulerAPI.record(SchedulerAPI.heartbeat, as: stream.media)) {
+            streams[id] = nil
         }
     }
 
@@ -247,6 +308,11 @@ public actor MasterDaemon {
         switch effect {
         case .send(let payload, let to):
             runtime.send(payload, epoch: core?.epoch ?? 0, to: to)
+        case .event(let payload, let stream):
+            guard let (body, media) = streams[stream], let event = SchedulerAPI.event(payload) else { return }
+            body.send(SchedulerAPI.record(event, as: media))
+        case .closeStream(let stream):
+            streams.removeValue(forKey: stream)?.body.finish()
         case .loadRegistry:
             Task { await self.loadRegistry() }
         case .storeRegistry(let change, let token):

@@ -108,6 +108,8 @@ final class SimMaster: SimNode {
         switch effect {
         case .send(let payload, let to):
             world.network.send(from: self, to: to, Envelope(epoch: core?.epoch ?? 0, from: pid.description, payload: payload))
+        case .event, .closeStream:
+            break  // the simulator's schedulers speak the driver protocol; no v1 streams here
         case .loadRegistry:
             let layout = writer.layout
             client.request({ zk, _ in .success(World.registryNodes(zk, layout)) }) { [unowned self] result in

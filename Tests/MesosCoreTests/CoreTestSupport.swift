@@ -43,6 +43,9 @@ struct MasterHarness {
     var core: MasterCore
     var registry: RegistryState?
     var sent: [(Envelope.Payload, PID)] = []
+    /// Events for v1 streams, and the streams ended, in order.
+    var streamed: [(Envelope.Payload, StreamID)] = []
+    var closedStreams: [StreamID] = []
     var observed: [MasterObservation] = []
     var exited: ExitReason?
     var registryWrites = 0
@@ -61,11 +64,34 @@ struct MasterHarness {
         self.epoch = epoch
     }
 
-    mutating func feed(_ event: MasterCore.Event) {
-        var queue = [event]
-        while !queue.isEmpty {
-            for effect in core.handle(queue.removeFirst()) {
+    mutating func feed(_ event: MasterCore.Event) { run([], then: [event]) }
+
+    /// v1 SUBSCRIBE, its effects carried out as `feed` does.
+    mutating func subscribe(_ info: FrameworkInfo) -> SubscribeOutcome {
+        let (outcome, effects) = core.subscribe(info)
+        run(effects, then: [])
+        return outcome
+    }
+
+    /// Any other v1 call (already translated), its effects carried out.
+    mutating func call(_ payload: Envelope.Payload, framework: FrameworkID, stream: String?) -> SchedulerCallOutcome {
+        let (outcome, effects) = core.schedulerCall(payload, framework: framework, streamID: stream)
+        run(effects, then: [])
+        return outcome
+    }
+
+    private mutating func run(_ first: [MasterCore.Effect], then events: [MasterCore.Event]) {
+        var queue = events
+        var effects = first
+        while true {
+            if effects.isEmpty {
+                if queue.isEmpty { return }
+                effects = core.handle(queue.removeFirst())
+            }
+            for effect in effects {
                 switch effect {
+                case .event(let payload, let stream): streamed.append((payload, stream))
+                case .closeStream(let stream): closedStreams.append(stream)
                 case .send(let payload, let to): sent.append((payload, to))
                 case .loadRegistry: queue.append(.registryLoaded(registry))
                 case .storeRegistry(let change, let token):
@@ -79,6 +105,7 @@ struct MasterHarness {
                 case .exit(let reason): exited = reason
                 }
             }
+            effects = []
         }
     }
 

@@ -15,9 +15,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import envelope_pb2  # noqa: E402
 import mesos_pb2  # noqa: E402
 import messages_pb2  # noqa: E402
+import v1_mesos_pb2  # noqa: E402
+import v1_scheduler_pb2  # noqa: E402
 
 
 def message_class(name):
+    # Swift names Mesos's v1 messages (packages mesos.v1, mesos.v1.scheduler) with a V1 prefix.
+    if name.startswith("V1"):
+        for module in (v1_mesos_pb2, v1_scheduler_pb2):
+            if hasattr(module, name[2:]):
+                return getattr(module, name[2:])
     for module in (mesos_pb2, messages_pb2, envelope_pb2):
         if hasattr(module, name):
             return getattr(module, name)

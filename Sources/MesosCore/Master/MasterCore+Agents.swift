@@ -72,7 +72,7 @@ extension MasterCore {
             guard let fid = fw.id, frameworks[fid] == nil, !registry.removedFrameworks.contains(fid) else { continue }
             // Mesos's recovered framework: its scheduler has `failover_timeout` from the failover to come back.
             let timeout = Duration(validatingSeconds: fw.failoverTimeout) ?? .zero
-            frameworks[fid] = FrameworkRecord(info: fw, pid: nil, principal: fw.principal, state: .recovered(since: leadingSince ?? now), failoverTimeout: timeout)
+            frameworks[fid] = FrameworkRecord(info: fw, connection: nil, principal: fw.principal, state: .recovered(since: leadingSince ?? now), failoverTimeout: timeout)
             effects.append(.observe(.frameworkRecovered(fid, fromAgent: id)))
         }
         // Tasks we know that the agent did not report: ask it (Mesos's reconcileKnownSlave); it
@@ -220,7 +220,7 @@ extension MasterCore {
         for key in (tasksByAgent[id] ?? []).sorted() {
             guard let task = tasks[key] else { continue }
             removeTask(key)
-            guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], fw.isConnected, let to = fw.pid else { continue }
+            guard !task.state.isTerminal, let fw = frameworks[task.frameworkID], let to = fw.reachable else { continue }
             metrics.tasksLost += 1
             // Partition-aware frameworks learn the agent is unreachable (or gone, when it said it
             // shut down for good), the others that the task is lost; both get the time it became
@@ -228,12 +228,12 @@ extension MasterCore {
             let gone = reason == .unregistered
             let state: TaskState = fw.isPartitionAware ? (gone ? .goneByOperator : .unreachable) : .lost
             let why: TaskStatus.Reason = fw.isPartitionAware && gone ? .agentRemovedByOperator : .agentRemoved
-            effects.append(.send(.statusUpdate(masterUpdate(
+            effects.append(deliver(.statusUpdate(masterUpdate(
                 task.taskID, task.frameworkID, id, state, why, "agent \(id.value) removed: \(reason)",
                 unreachableSince: gone ? nil : registry.removed[id] ?? wallNow)), to: to))
         }
         for (_, fw) in frameworks.sorted(by: { $0.key.value < $1.key.value }) where fw.isConnected {
-            if let to = fw.pid { effects.append(.send(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
+            if let to = fw.connection { effects.append(deliver(.lostAgent(LostAgentMessage(agentID: id)), to: to)) }
         }
         return effects
     }
@@ -290,8 +290,8 @@ extension MasterCore {
     /// Executor -> framework, best effort: dropped when the framework is not connected.
     mutating func executorToFramework(_ m: ExecutorToFrameworkMessage, from: PID, peer: PeerIdentity) -> [Effect] {
         guard let id = agent(speakingAs: from, peer: peer), id == m.agentID, agents[id]?.isActive == true else { return [] }
-        guard let fw = frameworks[m.frameworkID], fw.isConnected, let to = fw.pid else { return [] }
-        return [.send(.executorToFramework(m), to: to)]
+        guard let to = frameworks[m.frameworkID]?.reachable else { return [] }
+        return [deliver(.executorToFramework(m), to: to)]
     }
 
     // MARK: Status updates from agents
@@ -312,12 +312,12 @@ extension MasterCore {
             tasks[key] = task
             if task.state.isTerminal { pendingKills.remove(key) }
         }
-        guard let fw = frameworks[fid], fw.isConnected, let to = fw.pid else {
+        guard let to = frameworks[fid]?.reachable else {
             return []  // the agent retries until the framework is back and acknowledges
         }
         var forwarded = m
         forwarded.pid = from.description
-        return [.send(.statusUpdate(forwarded), to: to)]
+        return [deliver(.statusUpdate(forwarded), to: to)]
     }
 
     mutating func setTask(_ key: TaskKey, _ task: MesosTask) {

@@ -13,7 +13,7 @@ extension MasterCore {
         let id = FrameworkID(value: newID("F"))
         var stored = fw
         stored.id = id
-        frameworks[id] = FrameworkRecord(info: stored, pid: from, principal: peer.principal, state: .connected, failoverTimeout: timeout(of: fw))
+        frameworks[id] = FrameworkRecord(info: stored, connection: .driver(from), principal: peer.principal, state: .connected, failoverTimeout: timeout(of: fw))
         lastAllocation = nil  // offer to it on the next tick
         return [
             .send(.frameworkRegistered(FrameworkRegisteredMessage(frameworkID: id, masterInfo: info)), to: from),
@@ -26,17 +26,17 @@ extension MasterCore {
         if let refusal = refusal(for: fw, peer: peer) { return refuseFramework(from, refusal) }
         var effects: [Effect] = []
         if var record = frameworks[id] {
-            if record.principal != peer.principal, record.pid != nil {
+            if record.principal != peer.principal, record.connection != nil {
                 return refuseFramework(from, .principalMismatch(claimed: peer.principal, authenticated: record.principal))
             }
-            if let old = record.pid, old != from {
+            if let old = record.connection, old != .driver(from) {
                 // Another scheduler instance. Only an explicit failover takes the framework over
                 // (Mesos's `force`); the old instance is told and fenced from then on.
                 guard failover else { return refuseFramework(from, .failedOver) }
                 metrics.frameworkFailovers += 1
                 effects += discardOffers(of: id)
-                if record.isConnected { effects.append(.send(.frameworkError(FrameworkErrorMessage(message: FrameworkRefusal.failedOver.description)), to: old)) }
-                effects.append(.observe(.frameworkFailedOver(id, from: old, to: from)))
+                if record.isConnected { effects += fence(old) }
+                effects.append(.observe(.frameworkFailedOver(id, from: old, to: .driver(from))))
             } else {
                 // The same scheduler again (a master failover, or it was disconnected): offers it may
                 // have missed are rescinded and made anew.
@@ -44,7 +44,7 @@ extension MasterCore {
                 effects.append(.observe(.frameworkReregistered(id, pid: from)))
             }
             record.info = fw
-            record.pid = from
+            record.connection = .driver(from)
             record.principal = peer.principal
             record.state = .connected
             record.active = true
@@ -53,14 +53,14 @@ extension MasterCore {
             frameworks[id] = record
         } else {
             // Unknown to this master (it has no tasks on any agent that came back): accepted as is.
-            frameworks[id] = FrameworkRecord(info: fw, pid: from, principal: peer.principal, state: .connected, failoverTimeout: timeout(of: fw))
+            frameworks[id] = FrameworkRecord(info: fw, connection: .driver(from), principal: peer.principal, state: .connected, failoverTimeout: timeout(of: fw))
             effects.append(.observe(.frameworkReregistered(id, pid: from)))
         }
         lastAllocation = nil
         return [.send(.frameworkReregistered(FrameworkReregisteredMessage(frameworkID: id, masterInfo: info)), to: from)] + effects
     }
 
-    private func refusal(for fw: FrameworkInfo, peer: PeerIdentity) -> FrameworkRefusal? {
+    func refusal(for fw: FrameworkInfo, peer: PeerIdentity) -> FrameworkRefusal? {
         if let id = fw.id, registry.removedFrameworks.contains(id) { return .removed }
         // With authentication, a framework's principal is the one its connection proved.
         if peer.principal != nil || fw.principal != nil, fw.principal != peer.principal {
@@ -69,7 +69,7 @@ extension MasterCore {
         return nil
     }
 
-    private func timeout(of fw: FrameworkInfo) -> Duration { Duration(validatingSeconds: fw.failoverTimeout) ?? .zero }
+    func timeout(of fw: FrameworkInfo) -> Duration { Duration(validatingSeconds: fw.failoverTimeout) ?? .zero }
 
     private mutating func refuseFramework(_ from: PID, _ refusal: FrameworkRefusal) -> [Effect] {
         [.observe(.frameworkRefused(pid: from, reason: refusal)), .send(.frameworkError(FrameworkErrorMessage(message: refusal.description)), to: from)]
@@ -169,8 +169,9 @@ extension MasterCore {
         for agentID in agentsWithTasks.sorted(by: { $0.value < $1.value }) {
             if let agent = agents[agentID] { effects.append(.send(.shutdownFramework(ShutdownFrameworkMessage(frameworkID: id)), to: agent.pid)) }
         }
-        if reason == .teardownByOperator, fw.isConnected, let to = fw.pid {
-            effects.append(.send(.frameworkError(FrameworkErrorMessage(message: FrameworkRefusal.removed.description)), to: to))
+        if let to = fw.reachable {
+            if reason == .teardownByOperator { effects.append(deliver(.frameworkError(FrameworkErrorMessage(message: FrameworkRefusal.removed.description)), to: to)) }
+            if case .http(let stream) = to { effects.append(.closeStream(stream)) }  // Mesos: TEARDOWN ends the stream with no event
         }
         completedFrameworks.append(fw.info)
         if completedFrameworks.count > settings.maxCompletedFrameworks { completedFrameworks.removeFirst(completedFrameworks.count - settings.maxCompletedFrameworks) }
@@ -186,6 +187,17 @@ extension MasterCore {
         return rescindOffers { $0.frameworkID == id }
     }
 
+    mutating func suppress(_ id: FrameworkID) -> [Effect] {
+        frameworks[id]?.suppressed = true
+        return []
+    }
+
+    /// Best effort, as Mesos: to the agent if it is registered and active.
+    mutating func frameworkToExecutor(_ m: FrameworkToExecutorMessage) -> [Effect] {
+        guard let agent = agents[m.agentID], agent.isActive else { return [] }
+        return [.send(.frameworkToExecutor(m), to: agent.pid)]
+    }
+
     mutating func revive(_ id: FrameworkID) -> [Effect] {
         frameworks[id]?.refusedUntil = [:]
         frameworks[id]?.suppressed = false
@@ -195,7 +207,7 @@ extension MasterCore {
 
     // MARK: Tasks
 
-    mutating func launch(_ m: LaunchTasksMessage, from: PID) -> [Effect] {
+    mutating func launch(_ m: LaunchTasksMessage, replyTo from: FrameworkConnection) -> [Effect] {
         guard let framework = frameworks[m.frameworkID] else { return [] }
         let used = m.offerIDs.compactMap { offers[$0] }
         let valid = used.count == m.offerIDs.count && !used.isEmpty
@@ -205,7 +217,7 @@ extension MasterCore {
         guard valid, let agentID = used.first?.agentID, let agent = agents[agentID], agent.isActive else {
             // A task id already in use stays as it is (a replayed launch must not make a running task LOST).
             for task in m.tasks where tasks[TaskKey(framework: m.frameworkID, task: task.taskID)] == nil {
-                effects.append(.send(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .lost, .invalidOffers, "invalid or stale offers")), to: from))
+                effects.append(deliver(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .lost, .invalidOffers, "invalid or stale offers")), to: from))
             }
             return effects
         }
@@ -225,12 +237,14 @@ extension MasterCore {
                 problem = error.description
             }
             if let problem {
-                effects.append(.send(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .error, .taskInvalid, problem)), to: from))
+                effects.append(deliver(.statusUpdate(masterUpdate(task.taskID, m.frameworkID, task.agentID, .error, .taskInvalid, problem)), to: from))
                 continue
             }
             offered.subtract(Resources(task.resources))
             setTask(key, MesosTask(name: task.name, taskID: task.taskID, frameworkID: m.frameworkID, agentID: agentID, state: .staging, resources: task.resources))
-            effects.append(.send(.runTask(RunTaskMessage(frameworkID: m.frameworkID, framework: framework.info, task: task, pid: from.description)), to: agent.pid))
+            // A v1 HTTP scheduler has no pid (Mesos sends none); the agent gets the master's.
+            let schedulerPID = if case .driver(let pid) = from { pid } else { self.pid }
+            effects.append(.send(.runTask(RunTaskMessage(frameworkID: m.frameworkID, framework: framework.info, task: task, pid: schedulerPID.description)), to: agent.pid))
         }
         if let filters = m.filters, !offered.isEmpty { refuseAgent(agentID, for: m.frameworkID, seconds: filters.refuseSeconds) }
         return effects
@@ -251,13 +265,13 @@ extension MasterCore {
         frameworks[framework]?.refusedUntil[agent] = now + d
     }
 
-    mutating func kill(_ m: KillTaskMessage, from: PID) -> [Effect] {
+    mutating func kill(_ m: KillTaskMessage, replyTo from: FrameworkConnection) -> [Effect] {
         let key = TaskKey(framework: m.frameworkID, task: m.taskID)
         guard let task = tasks[key] else {
             // Unknown: while agents are still expected to re-register, the task may be on one of
             // them, so there is no answer yet (as Mesos); afterwards it is lost.
             guard recoveringAgents.isEmpty else { return [] }
-            return [.send(.statusUpdate(masterUpdate(m.taskID, m.frameworkID, nil, .lost, .reconciliation, "Reconciliation: Task is unknown")), to: from)]
+            return [deliver(.statusUpdate(masterUpdate(m.taskID, m.frameworkID, nil, .lost, .reconciliation, "Reconciliation: Task is unknown")), to: from)]
         }
         guard let agent = agents[task.agentID], agent.isActive else {
             pendingKills.insert(key)  // sent when its agent re-registers
@@ -275,7 +289,7 @@ extension MasterCore {
 
     /// Mesos's reconciliation rules (`Master::reconcile`); TASK_LOST replaces the partition-aware
     /// states for frameworks without PARTITION_AWARE.
-    mutating func reconcile(_ m: ReconcileTasksMessage, from: PID) -> [Effect] {
+    mutating func reconcile(_ m: ReconcileTasksMessage, replyTo from: FrameworkConnection) -> [Effect] {
         guard let fw = frameworks[m.frameworkID] else { return [] }
         func answer(_ status: TaskStatus) -> Effect {
             var s = status
@@ -283,7 +297,7 @@ extension MasterCore {
             s.reason = .reconciliation
             s.timestamp = now.inSeconds
             if !fw.isPartitionAware, [.gone, .unreachable, .goneByOperator, .unknown].contains(s.state) { s.state = .lost }
-            return .send(.statusUpdate(StatusUpdateMessage(update: StatusUpdate(frameworkID: m.frameworkID, status: s, timestamp: now.inSeconds, uuid: [], agentID: s.agentID))), to: from)
+            return deliver(.statusUpdate(StatusUpdateMessage(update: StatusUpdate(frameworkID: m.frameworkID, status: s, timestamp: now.inSeconds, uuid: [], agentID: s.agentID))), to: from)
         }
         if m.statuses.isEmpty {
             return tasks.values.filter { $0.frameworkID == m.frameworkID }.sorted { $0.taskID.value < $1.taskID.value }.map {
@@ -326,8 +340,8 @@ extension MasterCore {
         var effects: [Effect] = []
         for (id, offer) in offers.sorted(by: { $0.key.value < $1.key.value }) where match(offer) {
             removeOffer(id)
-            if let fw = frameworks[offer.frameworkID], fw.isConnected, let to = fw.pid {
-                effects.append(.send(.rescindOffer(RescindResourceOfferMessage(offerID: id)), to: to))
+            if let to = frameworks[offer.frameworkID]?.reachable {
+                effects.append(deliver(.rescindOffer(RescindResourceOfferMessage(offerID: id)), to: to))
             }
         }
         return effects
@@ -353,13 +367,13 @@ extension MasterCore {
             guard !available.isEmpty else { continue }
             for step in 0..<candidates.count {
                 let fid = candidates[(allocationCursor + step) % candidates.count]
-                guard let fw = frameworks[fid], let to = fw.pid else { continue }
+                guard let fw = frameworks[fid], let to = fw.connection else { continue }
                 if let until = fw.refusedUntil[agentID], until > now { continue }
                 allocationCursor = (allocationCursor + step + 1) % candidates.count
                 let offer = Offer(id: OfferID(value: newID("O")), frameworkID: fid, agentID: agentID, hostname: agent.info.hostname, resources: available.list)
                 offers[offer.id] = offer
                 offerByAgent[agentID] = offer.id
-                effects.append(.send(.resourceOffers(ResourceOffersMessage(offers: [offer], pids: [agent.pid.description])), to: to))
+                effects.append(deliver(.resourceOffers(ResourceOffersMessage(offers: [offer], pids: [agent.pid.description])), to: to))
                 break
             }
         }

@@ -33,10 +33,17 @@ public struct MasterCore: Sendable {
         case tick(now: Duration)
         /// An operator tears a framework down (`POST /master/teardown`).
         case teardown(FrameworkID)
+        /// A v1 scheduler API event stream ended (its client went away, or the shell ended it).
+        case streamClosed(StreamID)
     }
 
     public enum Effect: Sendable, Hashable {
         case send(Envelope.Payload, to: PID)
+        /// A message to a framework whose scheduler speaks Mesos's v1 HTTP API: the shell renders
+        /// it as an `Event` on that subscription's stream (messages with no v1 event are dropped).
+        case event(Envelope.Payload, stream: StreamID)
+        /// End that event stream, after the events before it.
+        case closeStream(StreamID)
         case loadRegistry
         /// Write `change` to the registry, fenced by our own leader znode, then report
         /// `registryStored(token)`.
@@ -86,7 +93,8 @@ public struct MasterCore: Sendable {
 
     struct FrameworkRecord: Sendable, Hashable {
         var info: FrameworkInfo
-        var pid: PID?
+        /// How its scheduler is reached; nil for a framework recovered from agents.
+        var connection: FrameworkConnection?
         var principal: String?
         var state: FrameworkState
         /// False after a deactivation (the driver's abort): no offers until it re-registers.
@@ -98,7 +106,11 @@ public struct MasterCore: Sendable {
         var nextNotice: Notice?
 
         var isConnected: Bool { state == .connected }
-        var wantsOffers: Bool { isConnected && active && !suppressed && pid != nil }
+        var wantsOffers: Bool { isConnected && active && !suppressed && connection != nil }
+        /// The driver-protocol scheduler's pid (nil for a v1 HTTP scheduler).
+        var pid: PID? { if case .driver(let pid)? = connection { pid } else { nil } }
+        /// Where messages to its scheduler go, while it is connected.
+        var reachable: FrameworkConnection? { isConnected ? connection : nil }
         var isPartitionAware: Bool { info.capabilities.contains { $0.type == .partitionAware } }
     }
 
@@ -147,6 +159,7 @@ public struct MasterCore: Sendable {
     var offers: [OfferID: Offer] = [:]
     var offerByAgent: [AgentID: OfferID] = [:]
     var nextID = 0
+    var nextStream = 0
     var reregisterDeadline: Duration?
     /// Registry agents expected back when this master started leading (`--recovery_agent_removal_limit`'s base).
     var agentsAtRecovery = 0
@@ -242,6 +255,8 @@ public struct MasterCore: Sendable {
         case .teardown(let id):
             guard isLeading, frameworks[id] != nil else { return [] }
             return removeFramework(id, reason: .teardownByOperator)
+        case .streamClosed(let stream):
+            return streamClosed(stream)
         }
     }
 
@@ -366,20 +381,17 @@ public struct MasterCore: Sendable {
         case .deactivateFramework(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.deactivate(m.frameworkID) }
         case .launchTasks(let m):
-            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.launch(m, from: from) }
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.launch(m, replyTo: .driver(from)) }
         case .declineOffers(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.decline(m) }
         case .reviveOffers(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.revive(m.frameworkID) }
         case .suppressOffers(let m):
-            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in
-                core.frameworks[m.frameworkID]?.suppressed = true
-                return []
-            }
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.suppress(m.frameworkID) }
         case .killTask(let m):
-            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.kill(m, from: from) }
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.kill(m, replyTo: .driver(from)) }
         case .reconcileTasks(let m):
-            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.reconcile(m, from: from) }
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.reconcile(m, replyTo: .driver(from)) }
         case .statusUpdateAck(let m):
             return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.acknowledge(m) }
         case .unregisterAgent(let m): return unregisterAgent(m, from: from, peer: inbound.peer)
@@ -387,14 +399,10 @@ public struct MasterCore: Sendable {
         case .exitedExecutor(let m):
             guard agent(speakingAs: from, peer: inbound.peer) == m.agentID else { return [] }
             var effects: [Effect] = [.observe(.executorExited(agent: m.agentID, framework: m.frameworkID, executor: m.executorID, status: m.status))]
-            if let fw = frameworks[m.frameworkID], fw.isConnected, let to = fw.pid { effects.append(.send(payload, to: to)) }
+            if let to = frameworks[m.frameworkID]?.reachable { effects.append(deliver(payload, to: to)) }
             return effects
         case .frameworkToExecutor(let m):
-            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in
-                // Best effort, as Mesos: to the agent if it is registered and active.
-                guard let agent = core.agents[m.agentID], agent.isActive else { return [] }
-                return [.send(payload, to: agent.pid)]
-            }
+            return call(m.frameworkID, from: from, peer: inbound.peer, payload) { core in core.frameworkToExecutor(m) }
         default:
             metrics.unexpectedMessages += 1
             return [.observe(.unexpectedMessage(from: from, kind: payload.kind))]

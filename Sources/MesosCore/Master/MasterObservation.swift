@@ -83,7 +83,13 @@ public enum MasterObservation: Milestone, Hashable {
     case registryPruned(byAge: Int, byCount: Int)
     case frameworkRegistered(FrameworkID, name: String, pid: PID)
     case frameworkReregistered(FrameworkID, pid: PID)
-    case frameworkFailedOver(FrameworkID, from: PID, to: PID)
+    case frameworkFailedOver(FrameworkID, from: FrameworkConnection, to: FrameworkConnection)
+    /// A v1 scheduler subscribed (`POST /api/v1/scheduler` SUBSCRIBE) on this event stream.
+    case frameworkSubscribed(FrameworkID, name: String, stream: StreamID)
+    /// A SUBSCRIBE refused after its stream opened (one ERROR event, then the stream ends).
+    case subscriptionRefused(stream: StreamID, reason: FrameworkRefusal)
+    /// A v1 call answered with a 4xx (the framework's stream is unaffected).
+    case httpCallRefused(framework: FrameworkID, kind: String, status: Int, reason: String)
     case frameworkRecovered(FrameworkID, fromAgent: AgentID)
     case frameworkDisconnected(FrameworkID, failoverTimeout: Duration)
     case frameworkRemoved(FrameworkID, reason: FrameworkRemovalReason)
@@ -111,6 +117,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .frameworkRegistered: "framework_registered"
         case .frameworkReregistered: "framework_reregistered"
         case .frameworkFailedOver: "framework_failed_over"
+        case .frameworkSubscribed: "framework_subscribed"
+        case .subscriptionRefused: "subscription_refused"
+        case .httpCallRefused: "http_call_refused"
         case .frameworkRecovered: "framework_recovered"
         case .frameworkDisconnected: "framework_disconnected"
         case .frameworkRemoved: "framework_removed"
@@ -128,7 +137,7 @@ public enum MasterObservation: Milestone, Hashable {
         switch self {
         case .messageDropped(_, let reason): reason == .wrongPeerRole ? .warning : .debug
         case .agentRefused, .agentRemoved, .agentsNotReregistered, .agentRemovalScheduled, .frameworkRefused, .messageRefused, .unexpectedMessage,
-            .callRefused, .frameworkDisconnected, .frameworkRemoved:
+            .callRefused, .frameworkDisconnected, .frameworkRemoved, .subscriptionRefused, .httpCallRefused:
             .warning
         default: .info
         }
@@ -149,6 +158,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .registryPruned(let a, let c): .of(("by_age", a), ("by_count", c))
         case .frameworkRegistered(let id, _, let pid), .frameworkReregistered(let id, let pid): .of(("framework_id", id.value), ("scheduler", pid))
         case .frameworkFailedOver(let id, let a, let b): .of(("framework_id", id.value), ("old", a), ("scheduler", b))
+        case .frameworkSubscribed(let id, _, let stream): .of(("framework_id", id.value), ("stream_id", stream.value))
+        case .subscriptionRefused(let stream, let r): .of(("stream_id", stream.value), ("reason", r.key))
+        case .httpCallRefused(let id, let kind, let status, _): .of(("framework_id", id.value), ("kind", kind), ("status", status))
         case .frameworkRecovered(let id, let agent): .of(("framework_id", id.value), ("agent_id", agent.value))
         case .frameworkDisconnected(let id, let t): .of(("framework_id", id.value), ("failover_timeout_ms", t.milliseconds))
         case .frameworkRemoved(let id, let r): .of(("framework_id", id.value), ("reason", r.rawValue))
@@ -178,6 +190,9 @@ public enum MasterObservation: Milestone, Hashable {
         case .frameworkRegistered(let id, let name, let pid): "framework \(id.value) (\(name)) registered from \(pid)"
         case .frameworkReregistered(let id, let pid): "framework \(id.value) re-registered from \(pid)"
         case .frameworkFailedOver(let id, let a, let b): "framework \(id.value) failed over from \(a) to \(b)"
+        case .frameworkSubscribed(let id, let name, let stream): "framework \(id.value) (\(name)) subscribed over HTTP, stream \(stream.value)"
+        case .subscriptionRefused(let stream, let r): "refusing subscription on stream \(stream.value): \(r)"
+        case .httpCallRefused(let id, let kind, let status, let r): "refusing \(kind) call of framework \(id.value) with \(status): \(r)"
         case .frameworkRecovered(let id, let agent): "recovering framework \(id.value) from re-registering agent \(agent.value)"
         case .frameworkDisconnected(let id, let t): "framework \(id.value) disconnected; giving it \(t) to fail over"
         case .frameworkRemoved(let id, let r): "removing framework \(id.value) (\(r.rawValue))"

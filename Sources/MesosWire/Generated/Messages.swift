@@ -39,6 +39,43 @@ public enum TaskState: Int32, Sendable, Hashable, CaseIterable {
     }
 }
 
+public enum V1TaskState: Int32, Sendable, Hashable, CaseIterable {
+    case staging = 6
+    case starting = 0
+    case running = 1
+    case killing = 8
+    case finished = 2
+    case failed = 3
+    case killed = 4
+    case error = 7
+    case lost = 5
+    case dropped = 9
+    case unreachable = 10
+    case gone = 11
+    case goneByOperator = 12
+    case unknown = 13
+
+    /// The name in the .proto, as Mesos logs print it.
+    public var protoName: String {
+        switch self {
+        case .staging: "TASK_STAGING"
+        case .starting: "TASK_STARTING"
+        case .running: "TASK_RUNNING"
+        case .killing: "TASK_KILLING"
+        case .finished: "TASK_FINISHED"
+        case .failed: "TASK_FAILED"
+        case .killed: "TASK_KILLED"
+        case .error: "TASK_ERROR"
+        case .lost: "TASK_LOST"
+        case .dropped: "TASK_DROPPED"
+        case .unreachable: "TASK_UNREACHABLE"
+        case .gone: "TASK_GONE"
+        case .goneByOperator: "TASK_GONE_BY_OPERATOR"
+        case .unknown: "TASK_UNKNOWN"
+        }
+    }
+}
+
 public struct FrameworkID: Sendable, Hashable {
     public var value: String
 
@@ -1046,6 +1083,899 @@ public struct Envelope: Sendable, Hashable {
     }
 }
 
+public struct V1FrameworkID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1OfferID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1AgentID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1TaskID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1ExecutorID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1OperationID: Sendable, Hashable {
+    public var value: String
+
+    public init(value: String) {
+        self.value = value
+    }
+}
+
+public struct V1DurationInfo: Sendable, Hashable {
+    public var nanoseconds: Int64
+
+    public init(nanoseconds: Int64) {
+        self.nanoseconds = nanoseconds
+    }
+}
+
+public struct V1TimeInfo: Sendable, Hashable {
+    public var nanoseconds: Int64
+
+    public init(nanoseconds: Int64) {
+        self.nanoseconds = nanoseconds
+    }
+}
+
+public struct V1Address: Sendable, Hashable {
+    public var hostname: String?
+    public var ip: String?
+    public var port: Int32
+
+    public init(hostname: String? = nil, ip: String? = nil, port: Int32) {
+        self.hostname = hostname
+        self.ip = ip
+        self.port = port
+    }
+}
+
+public struct V1MasterInfo: Sendable, Hashable {
+    public var id: String
+    public var ip: UInt32
+    public var port: UInt32
+    public var pid: String?
+    public var hostname: String?
+    public var version: String?
+    public var address: V1Address?
+
+    public init(id: String, ip: UInt32, port: UInt32 = 5050, pid: String? = nil, hostname: String? = nil, version: String? = nil, address: V1Address? = nil) {
+        self.id = id
+        self.ip = ip
+        self.port = port
+        self.pid = pid
+        self.hostname = hostname
+        self.version = version
+        self.address = address
+    }
+}
+
+public struct V1FrameworkInfo: Sendable, Hashable {
+    public var user: String
+    public var name: String
+    public var id: V1FrameworkID?
+    public var failoverTimeout: Double
+    public var checkpoint: Bool
+    public var role: String
+    public var roles: [String]
+    public var hostname: String?
+    public var principal: String?
+    public var webuiUrl: String?
+    public var capabilities: [V1FrameworkInfo.Capability]
+
+    public init(user: String, name: String, id: V1FrameworkID? = nil, failoverTimeout: Double = 0.0, checkpoint: Bool = false, role: String = "*", roles: [String] = [], hostname: String? = nil, principal: String? = nil, webuiUrl: String? = nil, capabilities: [V1FrameworkInfo.Capability] = []) {
+        self.user = user
+        self.name = name
+        self.id = id
+        self.failoverTimeout = failoverTimeout
+        self.checkpoint = checkpoint
+        self.role = role
+        self.roles = roles
+        self.hostname = hostname
+        self.principal = principal
+        self.webuiUrl = webuiUrl
+        self.capabilities = capabilities
+    }
+
+    public struct Capability: Sendable, Hashable {
+        public var type: V1FrameworkInfo.Capability.Kind?
+
+        public init(type: V1FrameworkInfo.Capability.Kind? = nil) {
+            self.type = type
+        }
+
+        public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+            case unknown = 0
+            case revocableResources = 1
+            case taskKillingState = 2
+            case gpuResources = 3
+            case sharedResources = 4
+            case partitionAware = 5
+            case multiRole = 6
+            case reservationRefinement = 7
+            case regionAware = 8
+
+            /// The name in the .proto, as Mesos logs print it.
+            public var protoName: String {
+                switch self {
+                case .unknown: "UNKNOWN"
+                case .revocableResources: "REVOCABLE_RESOURCES"
+                case .taskKillingState: "TASK_KILLING_STATE"
+                case .gpuResources: "GPU_RESOURCES"
+                case .sharedResources: "SHARED_RESOURCES"
+                case .partitionAware: "PARTITION_AWARE"
+                case .multiRole: "MULTI_ROLE"
+                case .reservationRefinement: "RESERVATION_REFINEMENT"
+                case .regionAware: "REGION_AWARE"
+                }
+            }
+        }
+    }
+}
+
+public struct V1Value: Sendable, Hashable {
+    public var type: V1Value.Kind
+    public var scalar: V1Value.Scalar?
+    public var ranges: V1Value.Ranges?
+    public var set: V1Value.Set?
+    public var text: V1Value.Text?
+
+    public init(type: V1Value.Kind, scalar: V1Value.Scalar? = nil, ranges: V1Value.Ranges? = nil, set: V1Value.Set? = nil, text: V1Value.Text? = nil) {
+        self.type = type
+        self.scalar = scalar
+        self.ranges = ranges
+        self.set = set
+        self.text = text
+    }
+
+    public struct Scalar: Sendable, Hashable {
+        public var value: Double
+
+        public init(value: Double) {
+            self.value = value
+        }
+    }
+
+    public struct Range: Sendable, Hashable {
+        public var begin: UInt64
+        public var end: UInt64
+
+        public init(begin: UInt64, end: UInt64) {
+            self.begin = begin
+            self.end = end
+        }
+    }
+
+    public struct Ranges: Sendable, Hashable {
+        public var range: [V1Value.Range]
+
+        public init(range: [V1Value.Range] = []) {
+            self.range = range
+        }
+    }
+
+    public struct Set: Sendable, Hashable {
+        public var item: [String]
+
+        public init(item: [String] = []) {
+            self.item = item
+        }
+    }
+
+    public struct Text: Sendable, Hashable {
+        public var value: String
+
+        public init(value: String) {
+            self.value = value
+        }
+    }
+
+    public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+        case scalar = 0
+        case ranges = 1
+        case set = 2
+        case text = 3
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .scalar: "SCALAR"
+            case .ranges: "RANGES"
+            case .set: "SET"
+            case .text: "TEXT"
+            }
+        }
+    }
+}
+
+public struct V1Resource: Sendable, Hashable {
+    public var name: String
+    public var type: V1Value.Kind
+    public var scalar: V1Value.Scalar?
+    public var ranges: V1Value.Ranges?
+    public var set: V1Value.Set?
+    public var role: String
+    public var allocationInfo: V1Resource.AllocationInfo?
+
+    public init(name: String, type: V1Value.Kind, scalar: V1Value.Scalar? = nil, ranges: V1Value.Ranges? = nil, set: V1Value.Set? = nil, role: String = "*", allocationInfo: V1Resource.AllocationInfo? = nil) {
+        self.name = name
+        self.type = type
+        self.scalar = scalar
+        self.ranges = ranges
+        self.set = set
+        self.role = role
+        self.allocationInfo = allocationInfo
+    }
+
+    public struct AllocationInfo: Sendable, Hashable {
+        public var role: String?
+
+        public init(role: String? = nil) {
+            self.role = role
+        }
+    }
+}
+
+public struct V1Request: Sendable, Hashable {
+    public var agentID: V1AgentID?
+    public var resources: [V1Resource]
+
+    public init(agentID: V1AgentID? = nil, resources: [V1Resource] = []) {
+        self.agentID = agentID
+        self.resources = resources
+    }
+}
+
+public struct V1Offer: Sendable, Hashable {
+    public var id: V1OfferID
+    public var frameworkID: V1FrameworkID
+    public var agentID: V1AgentID
+    public var hostname: String
+    public var resources: [V1Resource]
+    public var executorIDs: [V1ExecutorID]
+
+    public init(id: V1OfferID, frameworkID: V1FrameworkID, agentID: V1AgentID, hostname: String, resources: [V1Resource] = [], executorIDs: [V1ExecutorID] = []) {
+        self.id = id
+        self.frameworkID = frameworkID
+        self.agentID = agentID
+        self.hostname = hostname
+        self.resources = resources
+        self.executorIDs = executorIDs
+    }
+
+    public struct Operation: Sendable, Hashable {
+        public var type: V1Offer.Operation.Kind?
+        public var id: V1OperationID?
+        public var launch: V1Offer.Operation.Launch?
+
+        public init(type: V1Offer.Operation.Kind? = nil, id: V1OperationID? = nil, launch: V1Offer.Operation.Launch? = nil) {
+            self.type = type
+            self.id = id
+            self.launch = launch
+        }
+
+        public struct Launch: Sendable, Hashable {
+            public var taskInfos: [V1TaskInfo]
+
+            public init(taskInfos: [V1TaskInfo] = []) {
+                self.taskInfos = taskInfos
+            }
+        }
+
+        public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+            case unknown = 0
+            case launch = 1
+            case launchGroup = 6
+            case reserve = 2
+            case unreserve = 3
+            case create = 4
+            case destroy = 5
+            case growVolume = 11
+            case shrinkVolume = 12
+            case createDisk = 13
+            case destroyDisk = 14
+
+            /// The name in the .proto, as Mesos logs print it.
+            public var protoName: String {
+                switch self {
+                case .unknown: "UNKNOWN"
+                case .launch: "LAUNCH"
+                case .launchGroup: "LAUNCH_GROUP"
+                case .reserve: "RESERVE"
+                case .unreserve: "UNRESERVE"
+                case .create: "CREATE"
+                case .destroy: "DESTROY"
+                case .growVolume: "GROW_VOLUME"
+                case .shrinkVolume: "SHRINK_VOLUME"
+                case .createDisk: "CREATE_DISK"
+                case .destroyDisk: "DESTROY_DISK"
+                }
+            }
+        }
+    }
+}
+
+public struct V1Filters: Sendable, Hashable {
+    public var refuseSeconds: Double
+
+    public init(refuseSeconds: Double = 5.0) {
+        self.refuseSeconds = refuseSeconds
+    }
+}
+
+public struct V1Environment: Sendable, Hashable {
+    public var variables: [V1Environment.Variable]
+
+    public init(variables: [V1Environment.Variable] = []) {
+        self.variables = variables
+    }
+
+    public struct Variable: Sendable, Hashable {
+        public var name: String
+        public var value: String?
+
+        public init(name: String, value: String? = nil) {
+            self.name = name
+            self.value = value
+        }
+    }
+}
+
+public struct V1CommandInfo: Sendable, Hashable {
+    public var uris: [V1CommandInfo.URI]
+    public var environment: V1Environment?
+    public var shell: Bool
+    public var value: String?
+    public var arguments: [String]
+    public var user: String?
+
+    public init(uris: [V1CommandInfo.URI] = [], environment: V1Environment? = nil, shell: Bool = true, value: String? = nil, arguments: [String] = [], user: String? = nil) {
+        self.uris = uris
+        self.environment = environment
+        self.shell = shell
+        self.value = value
+        self.arguments = arguments
+        self.user = user
+    }
+
+    public struct URI: Sendable, Hashable {
+        public var value: String
+        public var executable: Bool?
+        public var extract: Bool
+        public var cache: Bool?
+        public var outputFile: String?
+
+        public init(value: String, executable: Bool? = nil, extract: Bool = true, cache: Bool? = nil, outputFile: String? = nil) {
+            self.value = value
+            self.executable = executable
+            self.extract = extract
+            self.cache = cache
+            self.outputFile = outputFile
+        }
+    }
+}
+
+public struct V1ExecutorInfo: Sendable, Hashable {
+    public var executorID: V1ExecutorID
+    public var frameworkID: V1FrameworkID?
+    public var command: V1CommandInfo?
+    public var resources: [V1Resource]
+    public var name: String?
+    public var data: [UInt8]?
+
+    public init(executorID: V1ExecutorID, frameworkID: V1FrameworkID? = nil, command: V1CommandInfo? = nil, resources: [V1Resource] = [], name: String? = nil, data: [UInt8]? = nil) {
+        self.executorID = executorID
+        self.frameworkID = frameworkID
+        self.command = command
+        self.resources = resources
+        self.name = name
+        self.data = data
+    }
+}
+
+public struct V1KillPolicy: Sendable, Hashable {
+    public var gracePeriod: V1DurationInfo?
+
+    public init(gracePeriod: V1DurationInfo? = nil) {
+        self.gracePeriod = gracePeriod
+    }
+}
+
+public struct V1TaskInfo: Sendable, Hashable {
+    public var name: String
+    public var taskID: V1TaskID
+    public var agentID: V1AgentID
+    public var resources: [V1Resource]
+    public var executor: V1ExecutorInfo?
+    public var command: V1CommandInfo?
+    public var killPolicy: V1KillPolicy?
+    public var data: [UInt8]?
+
+    public init(name: String, taskID: V1TaskID, agentID: V1AgentID, resources: [V1Resource] = [], executor: V1ExecutorInfo? = nil, command: V1CommandInfo? = nil, killPolicy: V1KillPolicy? = nil, data: [UInt8]? = nil) {
+        self.name = name
+        self.taskID = taskID
+        self.agentID = agentID
+        self.resources = resources
+        self.executor = executor
+        self.command = command
+        self.killPolicy = killPolicy
+        self.data = data
+    }
+}
+
+public struct V1TaskStatus: Sendable, Hashable {
+    public var taskID: V1TaskID
+    public var state: V1TaskState
+    public var message: String?
+    public var source: V1TaskStatus.Source?
+    public var reason: V1TaskStatus.Reason?
+    public var data: [UInt8]?
+    public var agentID: V1AgentID?
+    public var executorID: V1ExecutorID?
+    public var timestamp: Double?
+    public var uuid: [UInt8]?
+    public var healthy: Bool?
+    public var unreachableTime: V1TimeInfo?
+
+    public init(taskID: V1TaskID, state: V1TaskState, message: String? = nil, source: V1TaskStatus.Source? = nil, reason: V1TaskStatus.Reason? = nil, data: [UInt8]? = nil, agentID: V1AgentID? = nil, executorID: V1ExecutorID? = nil, timestamp: Double? = nil, uuid: [UInt8]? = nil, healthy: Bool? = nil, unreachableTime: V1TimeInfo? = nil) {
+        self.taskID = taskID
+        self.state = state
+        self.message = message
+        self.source = source
+        self.reason = reason
+        self.data = data
+        self.agentID = agentID
+        self.executorID = executorID
+        self.timestamp = timestamp
+        self.uuid = uuid
+        self.healthy = healthy
+        self.unreachableTime = unreachableTime
+    }
+
+    public enum Source: Int32, Sendable, Hashable, CaseIterable {
+        case master = 0
+        case agent = 1
+        case executor = 2
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .master: "SOURCE_MASTER"
+            case .agent: "SOURCE_AGENT"
+            case .executor: "SOURCE_EXECUTOR"
+            }
+        }
+    }
+
+    public enum Reason: Int32, Sendable, Hashable, CaseIterable {
+        case commandExecutorFailed = 0
+        case containerLaunchFailed = 21
+        case containerLimitation = 19
+        case containerLimitationDisk = 20
+        case containerLimitationMemory = 8
+        case containerPreempted = 17
+        case containerUpdateFailed = 22
+        case maxCompletionTimeReached = 33
+        case executorRegistrationTimeout = 23
+        case executorReregistrationTimeout = 24
+        case executorTerminated = 1
+        case executorUnregistered = 2
+        case frameworkRemoved = 3
+        case gcError = 4
+        case invalidFrameworkid = 5
+        case invalidOffers = 6
+        case ioSwitchboardExited = 27
+        case masterDisconnected = 7
+        case reconciliation = 9
+        case resourcesUnknown = 18
+        case agentDisconnected = 10
+        case agentDraining = 34
+        case agentRemoved = 11
+        case agentRemovedByOperator = 31
+        case agentReregistered = 32
+        case agentRestarted = 12
+        case agentUnknown = 13
+        case taskKilledDuringLaunch = 30
+        case taskCheckStatusUpdated = 28
+        case taskHealthCheckStatusUpdated = 29
+        case taskGroupInvalid = 25
+        case taskGroupUnauthorized = 26
+        case taskInvalid = 14
+        case taskUnauthorized = 15
+        case taskUnknown = 16
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .commandExecutorFailed: "REASON_COMMAND_EXECUTOR_FAILED"
+            case .containerLaunchFailed: "REASON_CONTAINER_LAUNCH_FAILED"
+            case .containerLimitation: "REASON_CONTAINER_LIMITATION"
+            case .containerLimitationDisk: "REASON_CONTAINER_LIMITATION_DISK"
+            case .containerLimitationMemory: "REASON_CONTAINER_LIMITATION_MEMORY"
+            case .containerPreempted: "REASON_CONTAINER_PREEMPTED"
+            case .containerUpdateFailed: "REASON_CONTAINER_UPDATE_FAILED"
+            case .maxCompletionTimeReached: "REASON_MAX_COMPLETION_TIME_REACHED"
+            case .executorRegistrationTimeout: "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+            case .executorReregistrationTimeout: "REASON_EXECUTOR_REREGISTRATION_TIMEOUT"
+            case .executorTerminated: "REASON_EXECUTOR_TERMINATED"
+            case .executorUnregistered: "REASON_EXECUTOR_UNREGISTERED"
+            case .frameworkRemoved: "REASON_FRAMEWORK_REMOVED"
+            case .gcError: "REASON_GC_ERROR"
+            case .invalidFrameworkid: "REASON_INVALID_FRAMEWORKID"
+            case .invalidOffers: "REASON_INVALID_OFFERS"
+            case .ioSwitchboardExited: "REASON_IO_SWITCHBOARD_EXITED"
+            case .masterDisconnected: "REASON_MASTER_DISCONNECTED"
+            case .reconciliation: "REASON_RECONCILIATION"
+            case .resourcesUnknown: "REASON_RESOURCES_UNKNOWN"
+            case .agentDisconnected: "REASON_AGENT_DISCONNECTED"
+            case .agentDraining: "REASON_AGENT_DRAINING"
+            case .agentRemoved: "REASON_AGENT_REMOVED"
+            case .agentRemovedByOperator: "REASON_AGENT_REMOVED_BY_OPERATOR"
+            case .agentReregistered: "REASON_AGENT_REREGISTERED"
+            case .agentRestarted: "REASON_AGENT_RESTARTED"
+            case .agentUnknown: "REASON_AGENT_UNKNOWN"
+            case .taskKilledDuringLaunch: "REASON_TASK_KILLED_DURING_LAUNCH"
+            case .taskCheckStatusUpdated: "REASON_TASK_CHECK_STATUS_UPDATED"
+            case .taskHealthCheckStatusUpdated: "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+            case .taskGroupInvalid: "REASON_TASK_GROUP_INVALID"
+            case .taskGroupUnauthorized: "REASON_TASK_GROUP_UNAUTHORIZED"
+            case .taskInvalid: "REASON_TASK_INVALID"
+            case .taskUnauthorized: "REASON_TASK_UNAUTHORIZED"
+            case .taskUnknown: "REASON_TASK_UNKNOWN"
+            }
+        }
+    }
+}
+
+public struct V1Event: Sendable, Hashable {
+    public var type: V1Event.Kind?
+    public var subscribed: V1Event.Subscribed?
+    public var offers: V1Event.Offers?
+    public var rescind: V1Event.Rescind?
+    public var update: V1Event.Update?
+    public var message: V1Event.Message?
+    public var failure: V1Event.Failure?
+    public var error: V1Event.Error?
+
+    public init(type: V1Event.Kind? = nil, subscribed: V1Event.Subscribed? = nil, offers: V1Event.Offers? = nil, rescind: V1Event.Rescind? = nil, update: V1Event.Update? = nil, message: V1Event.Message? = nil, failure: V1Event.Failure? = nil, error: V1Event.Error? = nil) {
+        self.type = type
+        self.subscribed = subscribed
+        self.offers = offers
+        self.rescind = rescind
+        self.update = update
+        self.message = message
+        self.failure = failure
+        self.error = error
+    }
+
+    public struct Subscribed: Sendable, Hashable {
+        public var frameworkID: V1FrameworkID
+        public var heartbeatIntervalSeconds: Double?
+        public var masterInfo: V1MasterInfo?
+
+        public init(frameworkID: V1FrameworkID, heartbeatIntervalSeconds: Double? = nil, masterInfo: V1MasterInfo? = nil) {
+            self.frameworkID = frameworkID
+            self.heartbeatIntervalSeconds = heartbeatIntervalSeconds
+            self.masterInfo = masterInfo
+        }
+    }
+
+    public struct Offers: Sendable, Hashable {
+        public var offers: [V1Offer]
+
+        public init(offers: [V1Offer] = []) {
+            self.offers = offers
+        }
+    }
+
+    public struct Rescind: Sendable, Hashable {
+        public var offerID: V1OfferID
+
+        public init(offerID: V1OfferID) {
+            self.offerID = offerID
+        }
+    }
+
+    public struct Update: Sendable, Hashable {
+        public var status: V1TaskStatus
+
+        public init(status: V1TaskStatus) {
+            self.status = status
+        }
+    }
+
+    public struct Message: Sendable, Hashable {
+        public var agentID: V1AgentID
+        public var executorID: V1ExecutorID
+        public var data: [UInt8]
+
+        public init(agentID: V1AgentID, executorID: V1ExecutorID, data: [UInt8]) {
+            self.agentID = agentID
+            self.executorID = executorID
+            self.data = data
+        }
+    }
+
+    public struct Failure: Sendable, Hashable {
+        public var agentID: V1AgentID?
+        public var executorID: V1ExecutorID?
+        public var status: Int32?
+
+        public init(agentID: V1AgentID? = nil, executorID: V1ExecutorID? = nil, status: Int32? = nil) {
+            self.agentID = agentID
+            self.executorID = executorID
+            self.status = status
+        }
+    }
+
+    public struct Error: Sendable, Hashable {
+        public var message: String
+
+        public init(message: String) {
+            self.message = message
+        }
+    }
+
+    public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+        case unknown = 0
+        case subscribed = 1
+        case offers = 2
+        case inverseOffers = 9
+        case rescind = 3
+        case rescindInverseOffer = 10
+        case update = 4
+        case updateOperationStatus = 11
+        case message = 5
+        case failure = 6
+        case error = 7
+        case heartbeat = 8
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .unknown: "UNKNOWN"
+            case .subscribed: "SUBSCRIBED"
+            case .offers: "OFFERS"
+            case .inverseOffers: "INVERSE_OFFERS"
+            case .rescind: "RESCIND"
+            case .rescindInverseOffer: "RESCIND_INVERSE_OFFER"
+            case .update: "UPDATE"
+            case .updateOperationStatus: "UPDATE_OPERATION_STATUS"
+            case .message: "MESSAGE"
+            case .failure: "FAILURE"
+            case .error: "ERROR"
+            case .heartbeat: "HEARTBEAT"
+            }
+        }
+    }
+}
+
+public struct V1Call: Sendable, Hashable {
+    public var frameworkID: V1FrameworkID?
+    public var type: V1Call.Kind?
+    public var subscribe: V1Call.Subscribe?
+    public var accept: V1Call.Accept?
+    public var decline: V1Call.Decline?
+    public var revive: V1Call.Revive?
+    public var kill: V1Call.Kill?
+    public var shutdown: V1Call.Shutdown?
+    public var acknowledge: V1Call.Acknowledge?
+    public var reconcile: V1Call.Reconcile?
+    public var message: V1Call.Message?
+    public var request: V1Call.Request?
+    public var suppress: V1Call.Suppress?
+
+    public init(frameworkID: V1FrameworkID? = nil, type: V1Call.Kind? = nil, subscribe: V1Call.Subscribe? = nil, accept: V1Call.Accept? = nil, decline: V1Call.Decline? = nil, revive: V1Call.Revive? = nil, kill: V1Call.Kill? = nil, shutdown: V1Call.Shutdown? = nil, acknowledge: V1Call.Acknowledge? = nil, reconcile: V1Call.Reconcile? = nil, message: V1Call.Message? = nil, request: V1Call.Request? = nil, suppress: V1Call.Suppress? = nil) {
+        self.frameworkID = frameworkID
+        self.type = type
+        self.subscribe = subscribe
+        self.accept = accept
+        self.decline = decline
+        self.revive = revive
+        self.kill = kill
+        self.shutdown = shutdown
+        self.acknowledge = acknowledge
+        self.reconcile = reconcile
+        self.message = message
+        self.request = request
+        self.suppress = suppress
+    }
+
+    public struct Subscribe: Sendable, Hashable {
+        public var frameworkInfo: V1FrameworkInfo
+        public var suppressedRoles: [String]
+
+        public init(frameworkInfo: V1FrameworkInfo, suppressedRoles: [String] = []) {
+            self.frameworkInfo = frameworkInfo
+            self.suppressedRoles = suppressedRoles
+        }
+    }
+
+    public struct Accept: Sendable, Hashable {
+        public var offerIDs: [V1OfferID]
+        public var operations: [V1Offer.Operation]
+        public var filters: V1Filters?
+
+        public init(offerIDs: [V1OfferID] = [], operations: [V1Offer.Operation] = [], filters: V1Filters? = nil) {
+            self.offerIDs = offerIDs
+            self.operations = operations
+            self.filters = filters
+        }
+    }
+
+    public struct Decline: Sendable, Hashable {
+        public var offerIDs: [V1OfferID]
+        public var filters: V1Filters?
+
+        public init(offerIDs: [V1OfferID] = [], filters: V1Filters? = nil) {
+            self.offerIDs = offerIDs
+            self.filters = filters
+        }
+    }
+
+    public struct Revive: Sendable, Hashable {
+        public var roles: [String]
+
+        public init(roles: [String] = []) {
+            self.roles = roles
+        }
+    }
+
+    public struct Kill: Sendable, Hashable {
+        public var taskID: V1TaskID
+        public var agentID: V1AgentID?
+        public var killPolicy: V1KillPolicy?
+
+        public init(taskID: V1TaskID, agentID: V1AgentID? = nil, killPolicy: V1KillPolicy? = nil) {
+            self.taskID = taskID
+            self.agentID = agentID
+            self.killPolicy = killPolicy
+        }
+    }
+
+    public struct Shutdown: Sendable, Hashable {
+        public var executorID: V1ExecutorID
+        public var agentID: V1AgentID
+
+        public init(executorID: V1ExecutorID, agentID: V1AgentID) {
+            self.executorID = executorID
+            self.agentID = agentID
+        }
+    }
+
+    public struct Acknowledge: Sendable, Hashable {
+        public var agentID: V1AgentID
+        public var taskID: V1TaskID
+        public var uuid: [UInt8]
+
+        public init(agentID: V1AgentID, taskID: V1TaskID, uuid: [UInt8]) {
+            self.agentID = agentID
+            self.taskID = taskID
+            self.uuid = uuid
+        }
+    }
+
+    public struct Reconcile: Sendable, Hashable {
+        public var tasks: [V1Call.Reconcile.Task]
+
+        public init(tasks: [V1Call.Reconcile.Task] = []) {
+            self.tasks = tasks
+        }
+
+        public struct Task: Sendable, Hashable {
+            public var taskID: V1TaskID
+            public var agentID: V1AgentID?
+
+            public init(taskID: V1TaskID, agentID: V1AgentID? = nil) {
+                self.taskID = taskID
+                self.agentID = agentID
+            }
+        }
+    }
+
+    public struct Message: Sendable, Hashable {
+        public var agentID: V1AgentID
+        public var executorID: V1ExecutorID
+        public var data: [UInt8]
+
+        public init(agentID: V1AgentID, executorID: V1ExecutorID, data: [UInt8]) {
+            self.agentID = agentID
+            self.executorID = executorID
+            self.data = data
+        }
+    }
+
+    public struct Request: Sendable, Hashable {
+        public var requests: [V1Request]
+
+        public init(requests: [V1Request] = []) {
+            self.requests = requests
+        }
+    }
+
+    public struct Suppress: Sendable, Hashable {
+        public var roles: [String]
+
+        public init(roles: [String] = []) {
+            self.roles = roles
+        }
+    }
+
+    public enum Kind: Int32, Sendable, Hashable, CaseIterable {
+        case unknown = 0
+        case subscribe = 1
+        case teardown = 2
+        case accept = 3
+        case decline = 4
+        case acceptInverseOffers = 13
+        case declineInverseOffers = 14
+        case revive = 5
+        case kill = 6
+        case shutdown = 7
+        case acknowledge = 8
+        case acknowledgeOperationStatus = 15
+        case reconcile = 9
+        case reconcileOperations = 16
+        case message = 10
+        case request = 11
+        case suppress = 12
+        case updateFramework = 17
+
+        /// The name in the .proto, as Mesos logs print it.
+        public var protoName: String {
+            switch self {
+            case .unknown: "UNKNOWN"
+            case .subscribe: "SUBSCRIBE"
+            case .teardown: "TEARDOWN"
+            case .accept: "ACCEPT"
+            case .decline: "DECLINE"
+            case .acceptInverseOffers: "ACCEPT_INVERSE_OFFERS"
+            case .declineInverseOffers: "DECLINE_INVERSE_OFFERS"
+            case .revive: "REVIVE"
+            case .kill: "KILL"
+            case .shutdown: "SHUTDOWN"
+            case .acknowledge: "ACKNOWLEDGE"
+            case .acknowledgeOperationStatus: "ACKNOWLEDGE_OPERATION_STATUS"
+            case .reconcile: "RECONCILE"
+            case .reconcileOperations: "RECONCILE_OPERATIONS"
+            case .message: "MESSAGE"
+            case .request: "REQUEST"
+            case .suppress: "SUPPRESS"
+            case .updateFramework: "UPDATE_FRAMEWORK"
+            }
+        }
+    }
+}
+
 extension FrameworkInfo.Capability.Kind: CEnum {
     var cValue: Mesos__FrameworkInfo__Capability__Type { Mesos__FrameworkInfo__Capability__Type(rawValue: numericCast(rawValue)) }
     init(cValue: Mesos__FrameworkInfo__Capability__Type, field: FieldPath) throws(WireError) {
@@ -1087,6 +2017,78 @@ extension StatusUpdateRecord.Kind: CEnum {
     init(cValue: Mesos__StatusUpdateRecord__Type, field: FieldPath) throws(WireError) {
         let raw = Int32(truncatingIfNeeded: cValue.rawValue)
         guard let v = StatusUpdateRecord.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1FrameworkInfo.Capability.Kind: CEnum {
+    var cValue: Mesos__V1__FrameworkInfo__Capability__Type { Mesos__V1__FrameworkInfo__Capability__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__FrameworkInfo__Capability__Type, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1FrameworkInfo.Capability.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1Value.Kind: CEnum {
+    var cValue: Mesos__V1__Value__Type { Mesos__V1__Value__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__Value__Type, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1Value.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1Offer.Operation.Kind: CEnum {
+    var cValue: Mesos__V1__Offer__Operation__Type { Mesos__V1__Offer__Operation__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__Offer__Operation__Type, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1Offer.Operation.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1TaskStatus.Source: CEnum {
+    var cValue: Mesos__V1__TaskStatus__Source { Mesos__V1__TaskStatus__Source(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__TaskStatus__Source, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1TaskStatus.Source(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1TaskStatus.Reason: CEnum {
+    var cValue: Mesos__V1__TaskStatus__Reason { Mesos__V1__TaskStatus__Reason(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__TaskStatus__Reason, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1TaskStatus.Reason(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1TaskState: CEnum {
+    var cValue: Mesos__V1__TaskState { Mesos__V1__TaskState(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__TaskState, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1TaskState(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1Event.Kind: CEnum {
+    var cValue: Mesos__V1__Scheduler__Event__Type { Mesos__V1__Scheduler__Event__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__Scheduler__Event__Type, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1Event.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
+        self = v
+    }
+}
+
+extension V1Call.Kind: CEnum {
+    var cValue: Mesos__V1__Scheduler__Call__Type { Mesos__V1__Scheduler__Call__Type(rawValue: numericCast(rawValue)) }
+    init(cValue: Mesos__V1__Scheduler__Call__Type, field: FieldPath) throws(WireError) {
+        let raw = Int32(truncatingIfNeeded: cValue.rawValue)
+        guard let v = V1Call.Kind(rawValue: raw) else { throw .unknownEnumValue(field: field(), value: raw) }
         self = v
     }
 }
@@ -3398,4 +4400,1322 @@ extension Envelope: WireMessage, ProtobufMessage {
     static func cPack(_ m: UnsafePointer<Mesos__Envelope>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__envelope__pack(m, out) }
     static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__Envelope>? { mesos__envelope__unpack(allocator, len, data) }
     static func cFree(_ m: UnsafeMutablePointer<Mesos__Envelope>) { mesos__envelope__free_unpacked(m, nil) }
+}
+
+extension V1FrameworkID: CMessage {
+    typealias CType = Mesos__V1__FrameworkID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__FrameworkID>) { mesos__v1__framework_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__FrameworkID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__FrameworkID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1FrameworkID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__FrameworkID>) -> Int { mesos__v1__framework_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__FrameworkID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__framework_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__FrameworkID>? { mesos__v1__framework_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__FrameworkID>) { mesos__v1__framework_id__free_unpacked(m, nil) }
+}
+
+extension V1OfferID: CMessage {
+    typealias CType = Mesos__V1__OfferID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__OfferID>) { mesos__v1__offer_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__OfferID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__OfferID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1OfferID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__OfferID>) -> Int { mesos__v1__offer_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__OfferID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__offer_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__OfferID>? { mesos__v1__offer_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__OfferID>) { mesos__v1__offer_id__free_unpacked(m, nil) }
+}
+
+extension V1AgentID: CMessage {
+    typealias CType = Mesos__V1__AgentID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__AgentID>) { mesos__v1__agent_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__AgentID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__AgentID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1AgentID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__AgentID>) -> Int { mesos__v1__agent_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__AgentID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__agent_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__AgentID>? { mesos__v1__agent_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__AgentID>) { mesos__v1__agent_id__free_unpacked(m, nil) }
+}
+
+extension V1TaskID: CMessage {
+    typealias CType = Mesos__V1__TaskID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__TaskID>) { mesos__v1__task_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__TaskID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__TaskID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1TaskID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__TaskID>) -> Int { mesos__v1__task_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__TaskID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__task_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__TaskID>? { mesos__v1__task_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__TaskID>) { mesos__v1__task_id__free_unpacked(m, nil) }
+}
+
+extension V1ExecutorID: CMessage {
+    typealias CType = Mesos__V1__ExecutorID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__ExecutorID>) { mesos__v1__executor_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__ExecutorID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__ExecutorID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1ExecutorID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__ExecutorID>) -> Int { mesos__v1__executor_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__ExecutorID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__executor_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__ExecutorID>? { mesos__v1__executor_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__ExecutorID>) { mesos__v1__executor_id__free_unpacked(m, nil) }
+}
+
+extension V1OperationID: CMessage {
+    typealias CType = Mesos__V1__OperationID
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__OperationID>) { mesos__v1__operation_id__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__OperationID>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__OperationID>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1OperationID: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__OperationID>) -> Int { mesos__v1__operation_id__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__OperationID>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__operation_id__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__OperationID>? { mesos__v1__operation_id__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__OperationID>) { mesos__v1__operation_id__free_unpacked(m, nil) }
+}
+
+extension V1DurationInfo: CMessage {
+    typealias CType = Mesos__V1__DurationInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__DurationInfo>) { mesos__v1__duration_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__DurationInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.nanoseconds = m.nanoseconds
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__DurationInfo>, _ a: CArena) {
+        p.pointee.nanoseconds = nanoseconds
+    }
+}
+
+extension V1DurationInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__DurationInfo>) -> Int { mesos__v1__duration_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__DurationInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__duration_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__DurationInfo>? { mesos__v1__duration_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__DurationInfo>) { mesos__v1__duration_info__free_unpacked(m, nil) }
+}
+
+extension V1TimeInfo: CMessage {
+    typealias CType = Mesos__V1__TimeInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__TimeInfo>) { mesos__v1__time_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__TimeInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.nanoseconds = m.nanoseconds
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__TimeInfo>, _ a: CArena) {
+        p.pointee.nanoseconds = nanoseconds
+    }
+}
+
+extension V1TimeInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__TimeInfo>) -> Int { mesos__v1__time_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__TimeInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__time_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__TimeInfo>? { mesos__v1__time_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__TimeInfo>) { mesos__v1__time_info__free_unpacked(m, nil) }
+}
+
+extension V1Address: CMessage {
+    typealias CType = Mesos__V1__Address
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Address>) { mesos__v1__address__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Address>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.ip { self.ip = try wireString(v, field: { field() + ".ip" }) } else { self.ip = nil }
+        self.port = m.port
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Address>, _ a: CArena) {
+        if let v = hostname { p.pointee.hostname = a.string(v) }
+        if let v = ip { p.pointee.ip = a.string(v) }
+        p.pointee.port = port
+    }
+}
+
+extension V1Address: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Address>) -> Int { mesos__v1__address__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Address>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__address__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Address>? { mesos__v1__address__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Address>) { mesos__v1__address__free_unpacked(m, nil) }
+}
+
+extension V1MasterInfo: CMessage {
+    typealias CType = Mesos__V1__MasterInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__MasterInfo>) { mesos__v1__master_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__MasterInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let id = m.id else { throw .missingField(field() + ".id") }
+        self.id = try wireString(id, field: { field() + ".id" })
+        self.ip = m.ip
+        self.port = m.port
+        if let v = m.pid { self.pid = try wireString(v, field: { field() + ".pid" }) } else { self.pid = nil }
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.version { self.version = try wireString(v, field: { field() + ".version" }) } else { self.version = nil }
+        if let v = m.address { self.address = try V1Address(c: v, field: { field() + ".address" }) } else { self.address = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__MasterInfo>, _ a: CArena) {
+        p.pointee.id = a.string(id)
+        p.pointee.ip = ip
+        p.pointee.port = port
+        if let v = pid { p.pointee.pid = a.string(v) }
+        if let v = hostname { p.pointee.hostname = a.string(v) }
+        if let v = version { p.pointee.version = a.string(v) }
+        if let v = address { p.pointee.address = a.message(v) }
+    }
+}
+
+extension V1MasterInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__MasterInfo>) -> Int { mesos__v1__master_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__MasterInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__master_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__MasterInfo>? { mesos__v1__master_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__MasterInfo>) { mesos__v1__master_info__free_unpacked(m, nil) }
+}
+
+extension V1FrameworkInfo: CMessage {
+    typealias CType = Mesos__V1__FrameworkInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__FrameworkInfo>) { mesos__v1__framework_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__FrameworkInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let user = m.user else { throw .missingField(field() + ".user") }
+        self.user = try wireString(user, field: { field() + ".user" })
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        if let v = m.id { self.id = try V1FrameworkID(c: v, field: { field() + ".id" }) } else { self.id = nil }
+        self.failoverTimeout = m.failover_timeout
+        self.checkpoint = (m.checkpoint != 0)
+        guard let role = m.role else { throw .missingField(field() + ".role") }
+        self.role = try wireString(role, field: { field() + ".role" })
+        var roles: [String] = []
+        roles.reserveCapacity(m.n_roles)
+        for i in 0..<m.n_roles { roles.append(try wireString(m.roles[i]!, field: { field() + ".roles" })) }
+        self.roles = roles
+        if let v = m.hostname { self.hostname = try wireString(v, field: { field() + ".hostname" }) } else { self.hostname = nil }
+        if let v = m.principal { self.principal = try wireString(v, field: { field() + ".principal" }) } else { self.principal = nil }
+        if let v = m.webui_url { self.webuiUrl = try wireString(v, field: { field() + ".webui_url" }) } else { self.webuiUrl = nil }
+        var capabilities: [V1FrameworkInfo.Capability] = []
+        capabilities.reserveCapacity(m.n_capabilities)
+        for i in 0..<m.n_capabilities { capabilities.append(try V1FrameworkInfo.Capability(c: m.capabilities[i]!, field: { field() + ".capabilities" })) }
+        self.capabilities = capabilities
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__FrameworkInfo>, _ a: CArena) {
+        p.pointee.user = a.string(user)
+        p.pointee.name = a.string(name)
+        if let v = id { p.pointee.id = a.message(v) }
+        p.pointee.has_failover_timeout = 1
+        p.pointee.failover_timeout = failoverTimeout
+        p.pointee.has_checkpoint = 1
+        p.pointee.checkpoint = (checkpoint ? 1 : 0)
+        p.pointee.role = a.string(role)
+        p.pointee.n_roles = roles.count
+        p.pointee.roles = a.array(roles) { a.string($0) }
+        if let v = hostname { p.pointee.hostname = a.string(v) }
+        if let v = principal { p.pointee.principal = a.string(v) }
+        if let v = webuiUrl { p.pointee.webui_url = a.string(v) }
+        p.pointee.n_capabilities = capabilities.count
+        p.pointee.capabilities = a.array(capabilities) { a.message($0) }
+    }
+}
+
+extension V1FrameworkInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__FrameworkInfo>) -> Int { mesos__v1__framework_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__FrameworkInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__framework_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__FrameworkInfo>? { mesos__v1__framework_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__FrameworkInfo>) { mesos__v1__framework_info__free_unpacked(m, nil) }
+}
+
+extension V1FrameworkInfo.Capability: CMessage {
+    typealias CType = Mesos__V1__FrameworkInfo__Capability
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__FrameworkInfo__Capability>) { mesos__v1__framework_info__capability__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__FrameworkInfo__Capability>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.type = m.has_type != 0 ? try V1FrameworkInfo.Capability.Kind(cValue: m.type, field: { field() + ".type" }) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__FrameworkInfo__Capability>, _ a: CArena) {
+        if let v = type { p.pointee.has_type = 1; p.pointee.type = v.cValue }
+    }
+}
+
+extension V1Value: CMessage {
+    typealias CType = Mesos__V1__Value
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value>) { mesos__v1__value__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.type = try V1Value.Kind(cValue: m.type, field: { field() + ".type" })
+        if let v = m.scalar { self.scalar = try V1Value.Scalar(c: v, field: { field() + ".scalar" }) } else { self.scalar = nil }
+        if let v = m.ranges { self.ranges = try V1Value.Ranges(c: v, field: { field() + ".ranges" }) } else { self.ranges = nil }
+        if let v = m.set { self.set = try V1Value.Set(c: v, field: { field() + ".set" }) } else { self.set = nil }
+        if let v = m.text { self.text = try V1Value.Text(c: v, field: { field() + ".text" }) } else { self.text = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value>, _ a: CArena) {
+        p.pointee.type = type.cValue
+        if let v = scalar { p.pointee.scalar = a.message(v) }
+        if let v = ranges { p.pointee.ranges = a.message(v) }
+        if let v = set { p.pointee.set = a.message(v) }
+        if let v = text { p.pointee.text = a.message(v) }
+    }
+}
+
+extension V1Value: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Value>) -> Int { mesos__v1__value__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Value>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__value__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Value>? { mesos__v1__value__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Value>) { mesos__v1__value__free_unpacked(m, nil) }
+}
+
+extension V1Value.Scalar: CMessage {
+    typealias CType = Mesos__V1__Value__Scalar
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value__Scalar>) { mesos__v1__value__scalar__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value__Scalar>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.value = m.value
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value__Scalar>, _ a: CArena) {
+        p.pointee.value = value
+    }
+}
+
+extension V1Value.Range: CMessage {
+    typealias CType = Mesos__V1__Value__Range
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value__Range>) { mesos__v1__value__range__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value__Range>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.begin = m.begin
+        self.end = m.end
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value__Range>, _ a: CArena) {
+        p.pointee.begin = begin
+        p.pointee.end = end
+    }
+}
+
+extension V1Value.Ranges: CMessage {
+    typealias CType = Mesos__V1__Value__Ranges
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value__Ranges>) { mesos__v1__value__ranges__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value__Ranges>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var range: [V1Value.Range] = []
+        range.reserveCapacity(m.n_range)
+        for i in 0..<m.n_range { range.append(try V1Value.Range(c: m.range[i]!, field: { field() + ".range" })) }
+        self.range = range
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value__Ranges>, _ a: CArena) {
+        p.pointee.n_range = range.count
+        p.pointee.range = a.array(range) { a.message($0) }
+    }
+}
+
+extension V1Value.Set: CMessage {
+    typealias CType = Mesos__V1__Value__Set
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value__Set>) { mesos__v1__value__set__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value__Set>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var item: [String] = []
+        item.reserveCapacity(m.n_item)
+        for i in 0..<m.n_item { item.append(try wireString(m.item[i]!, field: { field() + ".item" })) }
+        self.item = item
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value__Set>, _ a: CArena) {
+        p.pointee.n_item = item.count
+        p.pointee.item = a.array(item) { a.string($0) }
+    }
+}
+
+extension V1Value.Text: CMessage {
+    typealias CType = Mesos__V1__Value__Text
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Value__Text>) { mesos__v1__value__text__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Value__Text>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Value__Text>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+    }
+}
+
+extension V1Resource: CMessage {
+    typealias CType = Mesos__V1__Resource
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Resource>) { mesos__v1__resource__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Resource>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        self.type = try V1Value.Kind(cValue: m.type, field: { field() + ".type" })
+        if let v = m.scalar { self.scalar = try V1Value.Scalar(c: v, field: { field() + ".scalar" }) } else { self.scalar = nil }
+        if let v = m.ranges { self.ranges = try V1Value.Ranges(c: v, field: { field() + ".ranges" }) } else { self.ranges = nil }
+        if let v = m.set { self.set = try V1Value.Set(c: v, field: { field() + ".set" }) } else { self.set = nil }
+        guard let role = m.role else { throw .missingField(field() + ".role") }
+        self.role = try wireString(role, field: { field() + ".role" })
+        if let v = m.allocation_info { self.allocationInfo = try V1Resource.AllocationInfo(c: v, field: { field() + ".allocation_info" }) } else { self.allocationInfo = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Resource>, _ a: CArena) {
+        p.pointee.name = a.string(name)
+        p.pointee.type = type.cValue
+        if let v = scalar { p.pointee.scalar = a.message(v) }
+        if let v = ranges { p.pointee.ranges = a.message(v) }
+        if let v = set { p.pointee.set = a.message(v) }
+        p.pointee.role = a.string(role)
+        if let v = allocationInfo { p.pointee.allocation_info = a.message(v) }
+    }
+}
+
+extension V1Resource: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Resource>) -> Int { mesos__v1__resource__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Resource>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__resource__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Resource>? { mesos__v1__resource__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Resource>) { mesos__v1__resource__free_unpacked(m, nil) }
+}
+
+extension V1Resource.AllocationInfo: CMessage {
+    typealias CType = Mesos__V1__Resource__AllocationInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Resource__AllocationInfo>) { mesos__v1__resource__allocation_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Resource__AllocationInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.role { self.role = try wireString(v, field: { field() + ".role" }) } else { self.role = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Resource__AllocationInfo>, _ a: CArena) {
+        if let v = role { p.pointee.role = a.string(v) }
+    }
+}
+
+extension V1Request: CMessage {
+    typealias CType = Mesos__V1__Request
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Request>) { mesos__v1__request__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Request>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.agent_id { self.agentID = try V1AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+        var resources: [V1Resource] = []
+        resources.reserveCapacity(m.n_resources)
+        for i in 0..<m.n_resources { resources.append(try V1Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
+        self.resources = resources
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Request>, _ a: CArena) {
+        if let v = agentID { p.pointee.agent_id = a.message(v) }
+        p.pointee.n_resources = resources.count
+        p.pointee.resources = a.array(resources) { a.message($0) }
+    }
+}
+
+extension V1Request: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Request>) -> Int { mesos__v1__request__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Request>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__request__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Request>? { mesos__v1__request__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Request>) { mesos__v1__request__free_unpacked(m, nil) }
+}
+
+extension V1Offer: CMessage {
+    typealias CType = Mesos__V1__Offer
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Offer>) { mesos__v1__offer__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Offer>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let id = m.id else { throw .missingField(field() + ".id") }
+        self.id = try V1OfferID(c: id, field: { field() + ".id" })
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try V1FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let hostname = m.hostname else { throw .missingField(field() + ".hostname") }
+        self.hostname = try wireString(hostname, field: { field() + ".hostname" })
+        var resources: [V1Resource] = []
+        resources.reserveCapacity(m.n_resources)
+        for i in 0..<m.n_resources { resources.append(try V1Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
+        self.resources = resources
+        var executorIDs: [V1ExecutorID] = []
+        executorIDs.reserveCapacity(m.n_executor_ids)
+        for i in 0..<m.n_executor_ids { executorIDs.append(try V1ExecutorID(c: m.executor_ids[i]!, field: { field() + ".executor_ids" })) }
+        self.executorIDs = executorIDs
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Offer>, _ a: CArena) {
+        p.pointee.id = a.message(id)
+        p.pointee.framework_id = a.message(frameworkID)
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.hostname = a.string(hostname)
+        p.pointee.n_resources = resources.count
+        p.pointee.resources = a.array(resources) { a.message($0) }
+        p.pointee.n_executor_ids = executorIDs.count
+        p.pointee.executor_ids = a.array(executorIDs) { a.message($0) }
+    }
+}
+
+extension V1Offer: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Offer>) -> Int { mesos__v1__offer__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Offer>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__offer__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Offer>? { mesos__v1__offer__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Offer>) { mesos__v1__offer__free_unpacked(m, nil) }
+}
+
+extension V1Offer.Operation: CMessage {
+    typealias CType = Mesos__V1__Offer__Operation
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Offer__Operation>) { mesos__v1__offer__operation__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Offer__Operation>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.type = m.has_type != 0 ? try V1Offer.Operation.Kind(cValue: m.type, field: { field() + ".type" }) : nil
+        if let v = m.id { self.id = try V1OperationID(c: v, field: { field() + ".id" }) } else { self.id = nil }
+        if let v = m.launch { self.launch = try V1Offer.Operation.Launch(c: v, field: { field() + ".launch" }) } else { self.launch = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Offer__Operation>, _ a: CArena) {
+        if let v = type { p.pointee.has_type = 1; p.pointee.type = v.cValue }
+        if let v = id { p.pointee.id = a.message(v) }
+        if let v = launch { p.pointee.launch = a.message(v) }
+    }
+}
+
+extension V1Offer.Operation.Launch: CMessage {
+    typealias CType = Mesos__V1__Offer__Operation__Launch
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Offer__Operation__Launch>) { mesos__v1__offer__operation__launch__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Offer__Operation__Launch>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var taskInfos: [V1TaskInfo] = []
+        taskInfos.reserveCapacity(m.n_task_infos)
+        for i in 0..<m.n_task_infos { taskInfos.append(try V1TaskInfo(c: m.task_infos[i]!, field: { field() + ".task_infos" })) }
+        self.taskInfos = taskInfos
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Offer__Operation__Launch>, _ a: CArena) {
+        p.pointee.n_task_infos = taskInfos.count
+        p.pointee.task_infos = a.array(taskInfos) { a.message($0) }
+    }
+}
+
+extension V1Filters: CMessage {
+    typealias CType = Mesos__V1__Filters
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Filters>) { mesos__v1__filters__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Filters>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.refuseSeconds = m.refuse_seconds
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Filters>, _ a: CArena) {
+        p.pointee.has_refuse_seconds = 1
+        p.pointee.refuse_seconds = refuseSeconds
+    }
+}
+
+extension V1Filters: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Filters>) -> Int { mesos__v1__filters__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Filters>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__filters__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Filters>? { mesos__v1__filters__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Filters>) { mesos__v1__filters__free_unpacked(m, nil) }
+}
+
+extension V1Environment: CMessage {
+    typealias CType = Mesos__V1__Environment
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Environment>) { mesos__v1__environment__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Environment>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var variables: [V1Environment.Variable] = []
+        variables.reserveCapacity(m.n_variables)
+        for i in 0..<m.n_variables { variables.append(try V1Environment.Variable(c: m.variables[i]!, field: { field() + ".variables" })) }
+        self.variables = variables
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Environment>, _ a: CArena) {
+        p.pointee.n_variables = variables.count
+        p.pointee.variables = a.array(variables) { a.message($0) }
+    }
+}
+
+extension V1Environment: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Environment>) -> Int { mesos__v1__environment__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Environment>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__environment__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Environment>? { mesos__v1__environment__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Environment>) { mesos__v1__environment__free_unpacked(m, nil) }
+}
+
+extension V1Environment.Variable: CMessage {
+    typealias CType = Mesos__V1__Environment__Variable
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Environment__Variable>) { mesos__v1__environment__variable__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Environment__Variable>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        if let v = m.value { self.value = try wireString(v, field: { field() + ".value" }) } else { self.value = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Environment__Variable>, _ a: CArena) {
+        p.pointee.name = a.string(name)
+        if let v = value { p.pointee.value = a.string(v) }
+    }
+}
+
+extension V1CommandInfo: CMessage {
+    typealias CType = Mesos__V1__CommandInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__CommandInfo>) { mesos__v1__command_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__CommandInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var uris: [V1CommandInfo.URI] = []
+        uris.reserveCapacity(m.n_uris)
+        for i in 0..<m.n_uris { uris.append(try V1CommandInfo.URI(c: m.uris[i]!, field: { field() + ".uris" })) }
+        self.uris = uris
+        if let v = m.environment { self.environment = try V1Environment(c: v, field: { field() + ".environment" }) } else { self.environment = nil }
+        self.shell = (m.shell != 0)
+        if let v = m.value { self.value = try wireString(v, field: { field() + ".value" }) } else { self.value = nil }
+        var arguments: [String] = []
+        arguments.reserveCapacity(m.n_arguments)
+        for i in 0..<m.n_arguments { arguments.append(try wireString(m.arguments[i]!, field: { field() + ".arguments" })) }
+        self.arguments = arguments
+        if let v = m.user { self.user = try wireString(v, field: { field() + ".user" }) } else { self.user = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__CommandInfo>, _ a: CArena) {
+        p.pointee.n_uris = uris.count
+        p.pointee.uris = a.array(uris) { a.message($0) }
+        if let v = environment { p.pointee.environment = a.message(v) }
+        p.pointee.has_shell = 1
+        p.pointee.shell = (shell ? 1 : 0)
+        if let v = value { p.pointee.value = a.string(v) }
+        p.pointee.n_arguments = arguments.count
+        p.pointee.arguments = a.array(arguments) { a.string($0) }
+        if let v = user { p.pointee.user = a.string(v) }
+    }
+}
+
+extension V1CommandInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__CommandInfo>) -> Int { mesos__v1__command_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__CommandInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__command_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__CommandInfo>? { mesos__v1__command_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__CommandInfo>) { mesos__v1__command_info__free_unpacked(m, nil) }
+}
+
+extension V1CommandInfo.URI: CMessage {
+    typealias CType = Mesos__V1__CommandInfo__URI
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__CommandInfo__URI>) { mesos__v1__command_info__uri__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__CommandInfo__URI>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let value = m.value else { throw .missingField(field() + ".value") }
+        self.value = try wireString(value, field: { field() + ".value" })
+        self.executable = m.has_executable != 0 ? (m.executable != 0) : nil
+        self.extract = (m.extract != 0)
+        self.cache = m.has_cache != 0 ? (m.cache != 0) : nil
+        if let v = m.output_file { self.outputFile = try wireString(v, field: { field() + ".output_file" }) } else { self.outputFile = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__CommandInfo__URI>, _ a: CArena) {
+        p.pointee.value = a.string(value)
+        if let v = executable { p.pointee.has_executable = 1; p.pointee.executable = (v ? 1 : 0) }
+        p.pointee.has_extract = 1
+        p.pointee.extract = (extract ? 1 : 0)
+        if let v = cache { p.pointee.has_cache = 1; p.pointee.cache = (v ? 1 : 0) }
+        if let v = outputFile { p.pointee.output_file = a.string(v) }
+    }
+}
+
+extension V1ExecutorInfo: CMessage {
+    typealias CType = Mesos__V1__ExecutorInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__ExecutorInfo>) { mesos__v1__executor_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__ExecutorInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try V1ExecutorID(c: executorID, field: { field() + ".executor_id" })
+        if let v = m.framework_id { self.frameworkID = try V1FrameworkID(c: v, field: { field() + ".framework_id" }) } else { self.frameworkID = nil }
+        if let v = m.command { self.command = try V1CommandInfo(c: v, field: { field() + ".command" }) } else { self.command = nil }
+        var resources: [V1Resource] = []
+        resources.reserveCapacity(m.n_resources)
+        for i in 0..<m.n_resources { resources.append(try V1Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
+        self.resources = resources
+        if let v = m.name { self.name = try wireString(v, field: { field() + ".name" }) } else { self.name = nil }
+        self.data = m.has_data != 0 ? wireBytes(m.data) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__ExecutorInfo>, _ a: CArena) {
+        p.pointee.executor_id = a.message(executorID)
+        if let v = frameworkID { p.pointee.framework_id = a.message(v) }
+        if let v = command { p.pointee.command = a.message(v) }
+        p.pointee.n_resources = resources.count
+        p.pointee.resources = a.array(resources) { a.message($0) }
+        if let v = name { p.pointee.name = a.string(v) }
+        if let v = data { p.pointee.has_data = 1; p.pointee.data = a.bytes(v) }
+    }
+}
+
+extension V1ExecutorInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__ExecutorInfo>) -> Int { mesos__v1__executor_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__ExecutorInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__executor_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__ExecutorInfo>? { mesos__v1__executor_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__ExecutorInfo>) { mesos__v1__executor_info__free_unpacked(m, nil) }
+}
+
+extension V1KillPolicy: CMessage {
+    typealias CType = Mesos__V1__KillPolicy
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__KillPolicy>) { mesos__v1__kill_policy__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__KillPolicy>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.grace_period { self.gracePeriod = try V1DurationInfo(c: v, field: { field() + ".grace_period" }) } else { self.gracePeriod = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__KillPolicy>, _ a: CArena) {
+        if let v = gracePeriod { p.pointee.grace_period = a.message(v) }
+    }
+}
+
+extension V1KillPolicy: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__KillPolicy>) -> Int { mesos__v1__kill_policy__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__KillPolicy>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__kill_policy__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__KillPolicy>? { mesos__v1__kill_policy__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__KillPolicy>) { mesos__v1__kill_policy__free_unpacked(m, nil) }
+}
+
+extension V1TaskInfo: CMessage {
+    typealias CType = Mesos__V1__TaskInfo
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__TaskInfo>) { mesos__v1__task_info__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__TaskInfo>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let name = m.name else { throw .missingField(field() + ".name") }
+        self.name = try wireString(name, field: { field() + ".name" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try V1TaskID(c: taskID, field: { field() + ".task_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+        var resources: [V1Resource] = []
+        resources.reserveCapacity(m.n_resources)
+        for i in 0..<m.n_resources { resources.append(try V1Resource(c: m.resources[i]!, field: { field() + ".resources" })) }
+        self.resources = resources
+        if let v = m.executor { self.executor = try V1ExecutorInfo(c: v, field: { field() + ".executor" }) } else { self.executor = nil }
+        if let v = m.command { self.command = try V1CommandInfo(c: v, field: { field() + ".command" }) } else { self.command = nil }
+        if let v = m.kill_policy { self.killPolicy = try V1KillPolicy(c: v, field: { field() + ".kill_policy" }) } else { self.killPolicy = nil }
+        self.data = m.has_data != 0 ? wireBytes(m.data) : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__TaskInfo>, _ a: CArena) {
+        p.pointee.name = a.string(name)
+        p.pointee.task_id = a.message(taskID)
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.n_resources = resources.count
+        p.pointee.resources = a.array(resources) { a.message($0) }
+        if let v = executor { p.pointee.executor = a.message(v) }
+        if let v = command { p.pointee.command = a.message(v) }
+        if let v = killPolicy { p.pointee.kill_policy = a.message(v) }
+        if let v = data { p.pointee.has_data = 1; p.pointee.data = a.bytes(v) }
+    }
+}
+
+extension V1TaskInfo: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__TaskInfo>) -> Int { mesos__v1__task_info__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__TaskInfo>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__task_info__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__TaskInfo>? { mesos__v1__task_info__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__TaskInfo>) { mesos__v1__task_info__free_unpacked(m, nil) }
+}
+
+extension V1TaskStatus: CMessage {
+    typealias CType = Mesos__V1__TaskStatus
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__TaskStatus>) { mesos__v1__task_status__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__TaskStatus>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try V1TaskID(c: taskID, field: { field() + ".task_id" })
+        self.state = try V1TaskState(cValue: m.state, field: { field() + ".state" })
+        if let v = m.message { self.message = try wireString(v, field: { field() + ".message" }) } else { self.message = nil }
+        self.source = m.has_source != 0 ? try V1TaskStatus.Source(cValue: m.source, field: { field() + ".source" }) : nil
+        self.reason = m.has_reason != 0 ? try V1TaskStatus.Reason(cValue: m.reason, field: { field() + ".reason" }) : nil
+        self.data = m.has_data != 0 ? wireBytes(m.data) : nil
+        if let v = m.agent_id { self.agentID = try V1AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+        if let v = m.executor_id { self.executorID = try V1ExecutorID(c: v, field: { field() + ".executor_id" }) } else { self.executorID = nil }
+        self.timestamp = m.has_timestamp != 0 ? m.timestamp : nil
+        self.uuid = m.has_uuid != 0 ? wireBytes(m.uuid) : nil
+        self.healthy = m.has_healthy != 0 ? (m.healthy != 0) : nil
+        if let v = m.unreachable_time { self.unreachableTime = try V1TimeInfo(c: v, field: { field() + ".unreachable_time" }) } else { self.unreachableTime = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__TaskStatus>, _ a: CArena) {
+        p.pointee.task_id = a.message(taskID)
+        p.pointee.state = state.cValue
+        if let v = message { p.pointee.message = a.string(v) }
+        if let v = source { p.pointee.has_source = 1; p.pointee.source = v.cValue }
+        if let v = reason { p.pointee.has_reason = 1; p.pointee.reason = v.cValue }
+        if let v = data { p.pointee.has_data = 1; p.pointee.data = a.bytes(v) }
+        if let v = agentID { p.pointee.agent_id = a.message(v) }
+        if let v = executorID { p.pointee.executor_id = a.message(v) }
+        if let v = timestamp { p.pointee.has_timestamp = 1; p.pointee.timestamp = v }
+        if let v = uuid { p.pointee.has_uuid = 1; p.pointee.uuid = a.bytes(v) }
+        if let v = healthy { p.pointee.has_healthy = 1; p.pointee.healthy = (v ? 1 : 0) }
+        if let v = unreachableTime { p.pointee.unreachable_time = a.message(v) }
+    }
+}
+
+extension V1TaskStatus: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__TaskStatus>) -> Int { mesos__v1__task_status__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__TaskStatus>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__task_status__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__TaskStatus>? { mesos__v1__task_status__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__TaskStatus>) { mesos__v1__task_status__free_unpacked(m, nil) }
+}
+
+extension V1Event: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event>) { mesos__v1__scheduler__event__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.type = m.has_type != 0 ? try V1Event.Kind(cValue: m.type, field: { field() + ".type" }) : nil
+        if let v = m.subscribed { self.subscribed = try V1Event.Subscribed(c: v, field: { field() + ".subscribed" }) } else { self.subscribed = nil }
+        if let v = m.offers { self.offers = try V1Event.Offers(c: v, field: { field() + ".offers" }) } else { self.offers = nil }
+        if let v = m.rescind { self.rescind = try V1Event.Rescind(c: v, field: { field() + ".rescind" }) } else { self.rescind = nil }
+        if let v = m.update { self.update = try V1Event.Update(c: v, field: { field() + ".update" }) } else { self.update = nil }
+        if let v = m.message { self.message = try V1Event.Message(c: v, field: { field() + ".message" }) } else { self.message = nil }
+        if let v = m.failure { self.failure = try V1Event.Failure(c: v, field: { field() + ".failure" }) } else { self.failure = nil }
+        if let v = m.error { self.error = try V1Event.Error(c: v, field: { field() + ".error" }) } else { self.error = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event>, _ a: CArena) {
+        if let v = type { p.pointee.has_type = 1; p.pointee.type = v.cValue }
+        if let v = subscribed { p.pointee.subscribed = a.message(v) }
+        if let v = offers { p.pointee.offers = a.message(v) }
+        if let v = rescind { p.pointee.rescind = a.message(v) }
+        if let v = update { p.pointee.update = a.message(v) }
+        if let v = message { p.pointee.message = a.message(v) }
+        if let v = failure { p.pointee.failure = a.message(v) }
+        if let v = error { p.pointee.error = a.message(v) }
+    }
+}
+
+extension V1Event: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Scheduler__Event>) -> Int { mesos__v1__scheduler__event__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Scheduler__Event>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__scheduler__event__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Scheduler__Event>? { mesos__v1__scheduler__event__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event>) { mesos__v1__scheduler__event__free_unpacked(m, nil) }
+}
+
+extension V1Event.Subscribed: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Subscribed
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Subscribed>) { mesos__v1__scheduler__event__subscribed__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Subscribed>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let frameworkID = m.framework_id else { throw .missingField(field() + ".framework_id") }
+        self.frameworkID = try V1FrameworkID(c: frameworkID, field: { field() + ".framework_id" })
+        self.heartbeatIntervalSeconds = m.has_heartbeat_interval_seconds != 0 ? m.heartbeat_interval_seconds : nil
+        if let v = m.master_info { self.masterInfo = try V1MasterInfo(c: v, field: { field() + ".master_info" }) } else { self.masterInfo = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Subscribed>, _ a: CArena) {
+        p.pointee.framework_id = a.message(frameworkID)
+        if let v = heartbeatIntervalSeconds { p.pointee.has_heartbeat_interval_seconds = 1; p.pointee.heartbeat_interval_seconds = v }
+        if let v = masterInfo { p.pointee.master_info = a.message(v) }
+    }
+}
+
+extension V1Event.Offers: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Offers
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Offers>) { mesos__v1__scheduler__event__offers__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Offers>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var offers: [V1Offer] = []
+        offers.reserveCapacity(m.n_offers)
+        for i in 0..<m.n_offers { offers.append(try V1Offer(c: m.offers[i]!, field: { field() + ".offers" })) }
+        self.offers = offers
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Offers>, _ a: CArena) {
+        p.pointee.n_offers = offers.count
+        p.pointee.offers = a.array(offers) { a.message($0) }
+    }
+}
+
+extension V1Event.Rescind: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Rescind
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Rescind>) { mesos__v1__scheduler__event__rescind__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Rescind>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let offerID = m.offer_id else { throw .missingField(field() + ".offer_id") }
+        self.offerID = try V1OfferID(c: offerID, field: { field() + ".offer_id" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Rescind>, _ a: CArena) {
+        p.pointee.offer_id = a.message(offerID)
+    }
+}
+
+extension V1Event.Update: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Update
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Update>) { mesos__v1__scheduler__event__update__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Update>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let status = m.status else { throw .missingField(field() + ".status") }
+        self.status = try V1TaskStatus(c: status, field: { field() + ".status" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Update>, _ a: CArena) {
+        p.pointee.status = a.message(status)
+    }
+}
+
+extension V1Event.Message: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Message
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Message>) { mesos__v1__scheduler__event__message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Message>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try V1ExecutorID(c: executorID, field: { field() + ".executor_id" })
+        self.data = wireBytes(m.data)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Message>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.data = a.bytes(data)
+    }
+}
+
+extension V1Event.Failure: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Failure
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Failure>) { mesos__v1__scheduler__event__failure__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Failure>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.agent_id { self.agentID = try V1AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+        if let v = m.executor_id { self.executorID = try V1ExecutorID(c: v, field: { field() + ".executor_id" }) } else { self.executorID = nil }
+        self.status = m.has_status != 0 ? m.status : nil
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Failure>, _ a: CArena) {
+        if let v = agentID { p.pointee.agent_id = a.message(v) }
+        if let v = executorID { p.pointee.executor_id = a.message(v) }
+        if let v = status { p.pointee.has_status = 1; p.pointee.status = v }
+    }
+}
+
+extension V1Event.Error: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Event__Error
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Error>) { mesos__v1__scheduler__event__error__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Event__Error>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let message = m.message else { throw .missingField(field() + ".message") }
+        self.message = try wireString(message, field: { field() + ".message" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Event__Error>, _ a: CArena) {
+        p.pointee.message = a.string(message)
+    }
+}
+
+extension V1Call: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call>) { mesos__v1__scheduler__call__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        if let v = m.framework_id { self.frameworkID = try V1FrameworkID(c: v, field: { field() + ".framework_id" }) } else { self.frameworkID = nil }
+        self.type = m.has_type != 0 ? try V1Call.Kind(cValue: m.type, field: { field() + ".type" }) : nil
+        if let v = m.subscribe { self.subscribe = try V1Call.Subscribe(c: v, field: { field() + ".subscribe" }) } else { self.subscribe = nil }
+        if let v = m.accept { self.accept = try V1Call.Accept(c: v, field: { field() + ".accept" }) } else { self.accept = nil }
+        if let v = m.decline { self.decline = try V1Call.Decline(c: v, field: { field() + ".decline" }) } else { self.decline = nil }
+        if let v = m.revive { self.revive = try V1Call.Revive(c: v, field: { field() + ".revive" }) } else { self.revive = nil }
+        if let v = m.kill { self.kill = try V1Call.Kill(c: v, field: { field() + ".kill" }) } else { self.kill = nil }
+        if let v = m.shutdown { self.shutdown = try V1Call.Shutdown(c: v, field: { field() + ".shutdown" }) } else { self.shutdown = nil }
+        if let v = m.acknowledge { self.acknowledge = try V1Call.Acknowledge(c: v, field: { field() + ".acknowledge" }) } else { self.acknowledge = nil }
+        if let v = m.reconcile { self.reconcile = try V1Call.Reconcile(c: v, field: { field() + ".reconcile" }) } else { self.reconcile = nil }
+        if let v = m.message { self.message = try V1Call.Message(c: v, field: { field() + ".message" }) } else { self.message = nil }
+        if let v = m.request { self.request = try V1Call.Request(c: v, field: { field() + ".request" }) } else { self.request = nil }
+        if let v = m.suppress { self.suppress = try V1Call.Suppress(c: v, field: { field() + ".suppress" }) } else { self.suppress = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call>, _ a: CArena) {
+        if let v = frameworkID { p.pointee.framework_id = a.message(v) }
+        if let v = type { p.pointee.has_type = 1; p.pointee.type = v.cValue }
+        if let v = subscribe { p.pointee.subscribe = a.message(v) }
+        if let v = accept { p.pointee.accept = a.message(v) }
+        if let v = decline { p.pointee.decline = a.message(v) }
+        if let v = revive { p.pointee.revive = a.message(v) }
+        if let v = kill { p.pointee.kill = a.message(v) }
+        if let v = shutdown { p.pointee.shutdown = a.message(v) }
+        if let v = acknowledge { p.pointee.acknowledge = a.message(v) }
+        if let v = reconcile { p.pointee.reconcile = a.message(v) }
+        if let v = message { p.pointee.message = a.message(v) }
+        if let v = request { p.pointee.request = a.message(v) }
+        if let v = suppress { p.pointee.suppress = a.message(v) }
+    }
+}
+
+extension V1Call: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__V1__Scheduler__Call>) -> Int { mesos__v1__scheduler__call__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__V1__Scheduler__Call>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__v1__scheduler__call__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__V1__Scheduler__Call>? { mesos__v1__scheduler__call__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call>) { mesos__v1__scheduler__call__free_unpacked(m, nil) }
+}
+
+extension V1Call.Subscribe: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Subscribe
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Subscribe>) { mesos__v1__scheduler__call__subscribe__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Subscribe>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let frameworkInfo = m.framework_info else { throw .missingField(field() + ".framework_info") }
+        self.frameworkInfo = try V1FrameworkInfo(c: frameworkInfo, field: { field() + ".framework_info" })
+        var suppressedRoles: [String] = []
+        suppressedRoles.reserveCapacity(m.n_suppressed_roles)
+        for i in 0..<m.n_suppressed_roles { suppressedRoles.append(try wireString(m.suppressed_roles[i]!, field: { field() + ".suppressed_roles" })) }
+        self.suppressedRoles = suppressedRoles
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Subscribe>, _ a: CArena) {
+        p.pointee.framework_info = a.message(frameworkInfo)
+        p.pointee.n_suppressed_roles = suppressedRoles.count
+        p.pointee.suppressed_roles = a.array(suppressedRoles) { a.string($0) }
+    }
+}
+
+extension V1Call.Accept: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Accept
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Accept>) { mesos__v1__scheduler__call__accept__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Accept>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var offerIDs: [V1OfferID] = []
+        offerIDs.reserveCapacity(m.n_offer_ids)
+        for i in 0..<m.n_offer_ids { offerIDs.append(try V1OfferID(c: m.offer_ids[i]!, field: { field() + ".offer_ids" })) }
+        self.offerIDs = offerIDs
+        var operations: [V1Offer.Operation] = []
+        operations.reserveCapacity(m.n_operations)
+        for i in 0..<m.n_operations { operations.append(try V1Offer.Operation(c: m.operations[i]!, field: { field() + ".operations" })) }
+        self.operations = operations
+        if let v = m.filters { self.filters = try V1Filters(c: v, field: { field() + ".filters" }) } else { self.filters = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Accept>, _ a: CArena) {
+        p.pointee.n_offer_ids = offerIDs.count
+        p.pointee.offer_ids = a.array(offerIDs) { a.message($0) }
+        p.pointee.n_operations = operations.count
+        p.pointee.operations = a.array(operations) { a.message($0) }
+        if let v = filters { p.pointee.filters = a.message(v) }
+    }
+}
+
+extension V1Call.Decline: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Decline
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Decline>) { mesos__v1__scheduler__call__decline__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Decline>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var offerIDs: [V1OfferID] = []
+        offerIDs.reserveCapacity(m.n_offer_ids)
+        for i in 0..<m.n_offer_ids { offerIDs.append(try V1OfferID(c: m.offer_ids[i]!, field: { field() + ".offer_ids" })) }
+        self.offerIDs = offerIDs
+        if let v = m.filters { self.filters = try V1Filters(c: v, field: { field() + ".filters" }) } else { self.filters = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Decline>, _ a: CArena) {
+        p.pointee.n_offer_ids = offerIDs.count
+        p.pointee.offer_ids = a.array(offerIDs) { a.message($0) }
+        if let v = filters { p.pointee.filters = a.message(v) }
+    }
+}
+
+extension V1Call.Revive: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Revive
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Revive>) { mesos__v1__scheduler__call__revive__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Revive>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var roles: [String] = []
+        roles.reserveCapacity(m.n_roles)
+        for i in 0..<m.n_roles { roles.append(try wireString(m.roles[i]!, field: { field() + ".roles" })) }
+        self.roles = roles
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Revive>, _ a: CArena) {
+        p.pointee.n_roles = roles.count
+        p.pointee.roles = a.array(roles) { a.string($0) }
+    }
+}
+
+extension V1Call.Kill: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Kill
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Kill>) { mesos__v1__scheduler__call__kill__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Kill>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try V1TaskID(c: taskID, field: { field() + ".task_id" })
+        if let v = m.agent_id { self.agentID = try V1AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+        if let v = m.kill_policy { self.killPolicy = try V1KillPolicy(c: v, field: { field() + ".kill_policy" }) } else { self.killPolicy = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Kill>, _ a: CArena) {
+        p.pointee.task_id = a.message(taskID)
+        if let v = agentID { p.pointee.agent_id = a.message(v) }
+        if let v = killPolicy { p.pointee.kill_policy = a.message(v) }
+    }
+}
+
+extension V1Call.Shutdown: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Shutdown
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Shutdown>) { mesos__v1__scheduler__call__shutdown__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Shutdown>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try V1ExecutorID(c: executorID, field: { field() + ".executor_id" })
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Shutdown>, _ a: CArena) {
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.agent_id = a.message(agentID)
+    }
+}
+
+extension V1Call.Acknowledge: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Acknowledge
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Acknowledge>) { mesos__v1__scheduler__call__acknowledge__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Acknowledge>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try V1TaskID(c: taskID, field: { field() + ".task_id" })
+        self.uuid = wireBytes(m.uuid)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Acknowledge>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.task_id = a.message(taskID)
+        p.pointee.uuid = a.bytes(uuid)
+    }
+}
+
+extension V1Call.Reconcile: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Reconcile
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Reconcile>) { mesos__v1__scheduler__call__reconcile__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Reconcile>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var tasks: [V1Call.Reconcile.Task] = []
+        tasks.reserveCapacity(m.n_tasks)
+        for i in 0..<m.n_tasks { tasks.append(try V1Call.Reconcile.Task(c: m.tasks[i]!, field: { field() + ".tasks" })) }
+        self.tasks = tasks
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Reconcile>, _ a: CArena) {
+        p.pointee.n_tasks = tasks.count
+        p.pointee.tasks = a.array(tasks) { a.message($0) }
+    }
+}
+
+extension V1Call.Reconcile.Task: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Reconcile__Task
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Reconcile__Task>) { mesos__v1__scheduler__call__reconcile__task__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Reconcile__Task>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let taskID = m.task_id else { throw .missingField(field() + ".task_id") }
+        self.taskID = try V1TaskID(c: taskID, field: { field() + ".task_id" })
+        if let v = m.agent_id { self.agentID = try V1AgentID(c: v, field: { field() + ".agent_id" }) } else { self.agentID = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Reconcile__Task>, _ a: CArena) {
+        p.pointee.task_id = a.message(taskID)
+        if let v = agentID { p.pointee.agent_id = a.message(v) }
+    }
+}
+
+extension V1Call.Message: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Message
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Message>) { mesos__v1__scheduler__call__message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Message>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        guard let agentID = m.agent_id else { throw .missingField(field() + ".agent_id") }
+        self.agentID = try V1AgentID(c: agentID, field: { field() + ".agent_id" })
+        guard let executorID = m.executor_id else { throw .missingField(field() + ".executor_id") }
+        self.executorID = try V1ExecutorID(c: executorID, field: { field() + ".executor_id" })
+        self.data = wireBytes(m.data)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Message>, _ a: CArena) {
+        p.pointee.agent_id = a.message(agentID)
+        p.pointee.executor_id = a.message(executorID)
+        p.pointee.data = a.bytes(data)
+    }
+}
+
+extension V1Call.Request: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Request
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Request>) { mesos__v1__scheduler__call__request__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Request>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var requests: [V1Request] = []
+        requests.reserveCapacity(m.n_requests)
+        for i in 0..<m.n_requests { requests.append(try V1Request(c: m.requests[i]!, field: { field() + ".requests" })) }
+        self.requests = requests
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Request>, _ a: CArena) {
+        p.pointee.n_requests = requests.count
+        p.pointee.requests = a.array(requests) { a.message($0) }
+    }
+}
+
+extension V1Call.Suppress: CMessage {
+    typealias CType = Mesos__V1__Scheduler__Call__Suppress
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Suppress>) { mesos__v1__scheduler__call__suppress__init(m) }
+
+    init(c p: UnsafePointer<Mesos__V1__Scheduler__Call__Suppress>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        var roles: [String] = []
+        roles.reserveCapacity(m.n_roles)
+        for i in 0..<m.n_roles { roles.append(try wireString(m.roles[i]!, field: { field() + ".roles" })) }
+        self.roles = roles
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__V1__Scheduler__Call__Suppress>, _ a: CArena) {
+        p.pointee.n_roles = roles.count
+        p.pointee.roles = a.array(roles) { a.string($0) }
+    }
 }
