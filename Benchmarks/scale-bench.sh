@@ -86,7 +86,7 @@ for v in "${variant_list[@]}"; do
   echo "== variant $label (agent-swarm $flags): M=$AGENTS, $ROUNDS rounds of SIGTERM and SIGKILL" >&2
   "$BIN/failover-bench" run --zk-ports "$port" --zk-label standalone --zk-pids "$ZK_PID" --bin "$BIN" --agents "$AGENTS" \
     --rounds "$ROUNDS" --kinds term,kill --session-timeout "$TIMEOUT" --agents-per-process "$PER_PROCESS" \
-    --max-tasks "$MAX_TASKS" "--swarm-flags=$flags" --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl"
+    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl"
   /usr/bin/python3 -c 'import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line); r["variant"] = sys.argv[2]; print(json.dumps(r, sort_keys=True))' "$WORK/run-$label.jsonl" "$label" >> "$RUN"
