@@ -3,6 +3,7 @@
 
     scale-report.py RUN.jsonl META.json OUT_DIR PREFIX     writes OUT_DIR/PREFIX.{json,md,png}
     scale-report.py --table RESULTS.json                    prints the README's table
+    scale-report.py --readme README.md RESULTS.json         puts it between README's scale-table markers
 
 Each record of RUN.jsonl is one failover of failover-bench (type failover), tagged with the
 variant (agent-swarm flags) it ran under. Derived per failover: the time from the new leader's
@@ -148,6 +149,18 @@ def plot(doc, path):
 def main():
     if sys.argv[1] == "--table":
         print(table(json.load(open(sys.argv[2]))))
+        return
+    if sys.argv[1] == "--readme":
+        readme, doc = sys.argv[2], json.load(open(sys.argv[3]))
+        text = open(readme).read()
+        begin, end = "<!-- scale-table:begin -->", "<!-- scale-table:end -->"
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        m = doc["meta"]
+        intro = (f"Run of {m.get('date')} (git {m.get('git')}, release build): {m.get('cores')} cores, one standalone ZooKeeper, "
+                 f"3 masters, session timeout {m.get('session_timeout')}, {m.get('agents_per_process')} agents per agent-swarm process; "
+                 f"{m.get('rounds')} failover(s) of each kind per row; load before/after {m.get('load_before')} / {m.get('load_after')}. {m.get('note', '')}")
+        open(readme, "w").write(head + begin + "\n" + intro.strip() + "\n\n" + table(doc) + "\n" + end + tail)
         return
     run, meta_path, out_dir, prefix = sys.argv[1:5]
     records = [json.loads(l) for l in open(run) if l.strip()]
