@@ -129,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "agent-swarm",
             dependencies: [
-                "MesosAgent", "MesosCore", "MesosDaemon", "MesosWire", .product(name: "Logging", package: "swift-log"),
+                "MesosAgent", "MesosCore", "MesosDaemon", "MesosHA", "MesosWire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Agent restart benchmark (Benchmarks/agent-restart-bench.sh).

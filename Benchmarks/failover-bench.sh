@@ -66,13 +66,13 @@ export TMPDIR="${TMPDIR:-$ROOT/.tmp}"; mkdir -p "$TMPDIR" Benchmarks/results
 WORK="$TMPDIR/failover-bench"
 rm -rf "$WORK"; mkdir -p "$WORK/java"
 echo "== building (release)" >&2
-for p in mesos-master agent-swarm failover-bench; do
+for p in mesos-master mesos-executor agent-swarm failover-bench; do
   flock "$TMPDIR/build.lock" swift build -c release --product "$p" 2>&1 | grep -E "warning:|error:" >&2 || true
 done
 # A private copy: the harness restarts masters all along, and a rebuild by someone else meanwhile must not change them.
 BUILT=$(swift build -c release --show-bin-path) BIN="$WORK/bin"
 mkdir -p "$BIN"
-for p in mesos-master agent-swarm failover-bench; do
+for p in mesos-master mesos-executor agent-swarm failover-bench; do
   [ -x "$BUILT/$p" ] || { echo "build of $p failed" >&2; exit 1; }
   cp "$BUILT/$p" "$BIN/"
 done

@@ -113,14 +113,9 @@ struct AgentRestartBench: AsyncParsableCommand {
 
     /// CPU time (user + system, ms) of the live executor processes, from /proc.
     func executorCPU(_ agents: [Daemon]) -> Double {
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         var total = 0.0
         for a in agents {
-            for e in a.launchedExecutors {
-                guard let text = try? String(contentsOfFile: "/proc/\(e.process)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { continue }
-                let f = text[text.index(after: close)...].split(separator: " ")
-                if f.count > 13, let u = Double(f[11]), let s = Double(f[12]) { total += (u + s) / ticks * 1000 }
-            }
+            for e in a.launchedExecutors { total += Double(ProcessProbe.cpuMilliseconds(e.process) ?? 0) }
         }
         return total
     }

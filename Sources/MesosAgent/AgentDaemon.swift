@@ -31,6 +31,18 @@ public struct AgentOptions: Sendable {
     /// Between SIGTERM and SIGKILL when an executor kills its task (Mesos's command executor: 3secs).
     public var taskKillGracePeriod: Duration = .seconds(3)
     public var core = AgentSettings()
+    /// Where the agent's leader detector comes from: nil, a detector (and ZooKeeper session) of
+    /// its own; a pool, the pool's detector shared with the process's other followers of the same
+    /// `--master` (several agents in one process, as agent-swarm runs them).
+    public var detectorPool: DetectorPool?
+    /// How often the core's timers are looked at. A registration attempt falls due between two
+    /// ticks gets a tick of its own (`DaemonRuntime.wake`), so a coarse interval (many agents in
+    /// one process) does not delay registrations; other timers (pings, retries, executors) are
+    /// judged up to one interval late.
+    public var tickInterval: Duration = .milliseconds(50)
+    /// Checkpoint files are fsynced (false: only for many agents of one process on one disk, see
+    /// `FileCheckpointStore`).
+    public var durableCheckpoints = true
 
     public init(master: String, workDir: String) {
         self.master = master
@@ -62,7 +74,7 @@ public actor AgentDaemon {
     public init(options: AgentOptions, logger: Logger) {
         self.options = options
         self.logger = logger
-        store = FileCheckpointStore(root: options.workDir + "/meta")
+        store = FileCheckpointStore(root: options.workDir + "/meta", durable: options.durableCheckpoints)
         var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential, tls: options.tls, peerRoles: [.master, .agent])
         bus.http = http
         runtime = DaemonRuntime(bus: bus, logger: logger)
@@ -95,7 +107,8 @@ public actor AgentDaemon {
         }
         do { try store.write(Array(bootID.utf8), to: AgentCheckpoint.bootIDFile) } catch { checkpointFailed(error) }
 
-        let detector = try MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
+        let detector = try options.detectorPool?.detector(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
+            ?? MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
         let pid = try await runtime.start(name: "slave(1)", at: options.address)
         logger[metadataKey: "pid"] = "\(pid)"
@@ -106,7 +119,7 @@ public actor AgentDaemon {
         ])
 
         runtime.onBusEvents { event in await self.busEvent(event) }
-        runtime.onTicks { now in await self.tick(now) }
+        runtime.onTicks(every: options.tickInterval) { now in await self.tick(now) }
         http.serve { request in await self.answer(request) }
         feed(.recovered(state))
         let changes = detector.changes
@@ -152,6 +165,7 @@ public actor AgentDaemon {
             perform(effect)
             if halted { return }  // a checkpoint failed: nothing after it is carried out
         }
+        if let core, !core.isRegistered, let attempt = core.follower.nextAttempt { runtime.wake(at: attempt) }
     }
 
     private func perform(_ effect: AgentCore.Effect) {

@@ -4,10 +4,16 @@ import MesosDaemon
 
 /// The agent's checkpoint on disk (`<work_dir>/meta`): every file written with `AtomicFile`
 /// (temporary file, fsync, rename, fsync of the directory), symlinks replaced by a rename.
+/// `durable: false` leaves out the fsyncs (agent-swarm: hundreds of agents of one process on one
+/// disk, whose fsyncs real agents would each make on their own host).
 public struct FileCheckpointStore: CheckpointStore, Sendable {
     public let root: String
+    public let durable: Bool
 
-    public init(root: String) { self.root = root }
+    public init(root: String, durable: Bool = true) {
+        self.root = root
+        self.durable = durable
+    }
 
     private func full(_ path: String) -> String { root + "/" + path }
 
@@ -22,7 +28,7 @@ public struct FileCheckpointStore: CheckpointStore, Sendable {
 
     public func write(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
         try makeParent(path)
-        do { try AtomicFile.write(bytes, to: full(path)) } catch { throw CheckpointError(path: path, problem: error.description) }
+        do { try AtomicFile.write(bytes, to: full(path), durable: durable) } catch { throw CheckpointError(path: path, problem: error.description) }
     }
 
     public func read(_ path: String) throws(CheckpointError) -> [UInt8]? {

@@ -2,6 +2,8 @@ import Foundation
 
 /// Files a crash can never tear: written to a temporary file in the same directory, fsynced,
 /// renamed over the target, and the directory fsynced (so the rename itself is durable).
+/// `durable: false` leaves out both fsyncs: still never torn by a crash of the process (the
+/// rename is atomic), but a crash of the machine may lose the write.
 public enum AtomicFile {
     public struct Failed: Error, CustomStringConvertible {
         public let path: String
@@ -10,7 +12,7 @@ public enum AtomicFile {
         public var description: String { "\(step) \(path): \(String(cString: strerror(errno)))" }
     }
 
-    public static func write(_ bytes: [UInt8], to path: String) throws(Failed) {
+    public static func write(_ bytes: [UInt8], to path: String, durable: Bool = true) throws(Failed) {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = "\(path).tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -27,7 +29,7 @@ public enum AtomicFile {
             }
             written += n
         }
-        guard fsync(fd) == 0 else {
+        guard !durable || fsync(fd) == 0 else {
             let e = errno
             close(fd)
             unlink(temporary)
@@ -39,6 +41,7 @@ public enum AtomicFile {
             unlink(temporary)
             throw Failed(path: path, step: "cannot rename onto", errno: e)
         }
+        guard durable else { return }
         let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             _ = fsync(dfd)

@@ -14,6 +14,8 @@ public final class DaemonRuntime: Sendable {
     public let logger: Logger
     private let exits = AsyncStream<Int32>.makeStream()
     private let tickHandler = Mutex<(@Sendable (Duration) async -> Void)?>(nil)
+    /// The deadline of the last `wake(at:)` (each is asked for once).
+    private let wakeDeadline = Mutex<Duration?>(nil)
 
     public init(bus configuration: BusConfiguration, logger: Logger) {
         self.logger = logger
@@ -51,6 +53,24 @@ public final class DaemonRuntime: Sendable {
         tickHandler.withLock { $0 = handler }
         let bus = bus
         return clock.ticks(every: interval) { _ in bus.requestTick() }
+    }
+
+    /// One extra tick at clock time `deadline` (or at once if it has passed), for a core's deadline
+    /// that falls between two ticks of a coarse `onTicks` interval. The same deadline asked for again
+    /// is not scheduled again.
+    public func wake(at deadline: Duration) {
+        let new = wakeDeadline.withLock { last -> Bool in
+            guard last != deadline else { return false }
+            last = deadline
+            return true
+        }
+        guard new else { return }
+        let bus = bus, delay = deadline - clock.now
+        guard delay > .zero else { return bus.requestTick() }
+        Task.detached {
+            try? await Task.sleep(for: delay)
+            bus.requestTick()
+        }
     }
 
     /// Sends `payload` stamped with `epoch`; queued per peer, errors counted by the bus.

@@ -26,6 +26,26 @@ public enum ProcessProbe {
         return Stat(state: state, parent: ppid, group: pgrp, session: sid)
     }
 
+    /// CPU time (user + system) the process has used so far, in milliseconds (fields 14 and 15 of
+    /// /proc/<pid>/stat); nil when it is gone. For benchmarks.
+    public static func cpuMilliseconds(_ pid: pid_t) -> Int64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
+        return (user + system) * 1000 / max(Int64(sysconf(Int32(_SC_CLK_TCK))), 1)
+    }
+
+    /// Resident memory (VmRSS of /proc/<pid>/status) in KiB; nil when it is gone. For benchmarks.
+    public static func residentKiB(_ pid: pid_t) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+        }
+        return nil
+    }
+
     /// Runs (not a zombie) and its program is `name` (a pid reused by another program is not ours).
     public static func isRunning(_ pid: pid_t, program name: String) -> Bool {
         guard pid > 1, let s = stat(pid), s.state != "Z", s.state != "X" else { return false }

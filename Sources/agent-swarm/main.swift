@@ -1,6 +1,7 @@
-// Many agents in one process, for benchmarks: K `AgentDaemon`s, each with its own ZooKeeper
-// session, bus port, TCP connection to the master and work directory, as K real agents would
-// have. Prints one line per agent event on stdout with a millisecond wall-clock timestamp:
+// Many agents in one process, for benchmarks: K `AgentDaemon`s, each with its own bus port, TCP
+// connection to the master and work directory, as K real agents would have; they share one leader
+// detector (one ZooKeeper session and group watch, `DetectorPool`, as Mesos shares one per process
+// among its schedulers) unless `--shared_detector=false` gives each its own session. Prints one line per agent event on stdout with a millisecond wall-clock timestamp:
 //
 //     <epoch_ms> agent=<i> <event> [key=value ...]
 //
@@ -13,6 +14,7 @@ import Foundation
 import Logging
 import MesosAgent
 import MesosDaemon
+import MesosHA
 import MesosWire
 import Synchronization
 
@@ -31,6 +33,9 @@ struct AgentSwarm: AsyncParsableCommand {
     @Option(name: .customLong("registration_backoff_factor")) var registrationBackoffFactor = "1secs"
     @Option(name: .customLong("status_update_retry_interval")) var statusUpdateRetryInterval = "10secs"
     @Option(name: .customLong("start_interval"), help: "Pause between starting two agents (spreads the ZooKeeper connects).") var startInterval = "5ms"
+    @Option(name: .customLong("shared_detector"), help: "One leader detector (ZooKeeper session) for all agents of the process (false: one per agent).") var sharedDetector = true
+    @Option(name: .customLong("tick_interval"), help: "How often each agent's timers are looked at (registrations due in between get a tick of their own).") var tickInterval = "500ms"
+    @Option(name: .customLong("checkpoint_fsync"), help: "fsync every checkpoint write (the agents share one disk and one process: their fsyncs, which real agents make each on its own host, would queue up here).") var checkpointFsync = false
     @Option(name: .customLong("log_level"), help: "Agent log messages at this level or above are printed as `log` events (events are printed anyway).") var logLevel = "warning"
 
     func run() async throws {
@@ -41,6 +46,7 @@ struct AgentSwarm: AsyncParsableCommand {
         let backoff = try duration(registrationBackoffFactor, "registration_backoff_factor")
         let retry = try duration(statusUpdateRetryInterval, "status_update_retry_interval")
         let pause = try duration(startInterval, "start_interval")
+        let tick = try duration(tickInterval, "tick_interval")
         let out = EventPrinter()
 
         var daemons: [AgentDaemon] = []
@@ -52,6 +58,9 @@ struct AgentSwarm: AsyncParsableCommand {
             options.address.hostname = "swarm-agent-\(i)"
             options.core.registrationBackoffFactor = backoff
             options.core.statusUpdateRetryInterval = retry
+            if sharedDetector { options.detectorPool = .shared }
+            options.tickInterval = tick
+            options.durableCheckpoints = checkpointFsync
             daemons.append(AgentDaemon(options: options, logger: Logger(label: "agent\(i)") { _ in SwarmLogHandler(index: i, threshold: threshold, out: out) }))
         }
         let all = daemons

@@ -124,6 +124,33 @@ func memberJSON(_ pid: PID, id: String = "m") -> [UInt8] {
     }
 }
 
+/// One follower's view of the process's shared detector (`DetectorPool`).
+@Suite struct DetectorSubscriptionTests {
+    static let old = Leader(epoch: 3, pid: PID("master@127.0.0.1:5050")!)
+    static let new = Leader(epoch: 7, pid: PID("master@127.0.0.1:5051")!)
+
+    @Test func passesOnEachChangeOnceAndNothingBeforeTheFirstLeader() {
+        var s = DetectorSubscription()
+        #expect(s.deliver(nil) == nil, "no leader yet: as a detector of its own, nothing to tell")
+        #expect(s.deliver(Self.old) == .init(leader: Self.old))
+        #expect(s.deliver(Self.old) == nil, "the same leader again (a follower added late hears the current one)")
+        #expect(s.deliver(nil) == .init(leader: nil))
+        #expect(s.deliver(Self.new) == .init(leader: Self.new))
+        #expect(s.epochFloor == 7)
+    }
+
+    /// An agent's checkpointed floor stays its own: the shared detector may report an older leader
+    /// (it started from floor 0), which is "no leader" for this follower, never that leader.
+    @Test func aSharedReportBelowTheFollowersFloorIsNoLeader() {
+        var s = DetectorSubscription(epochFloor: 5)
+        #expect(s.deliver(Self.old) == nil, "below the floor and nothing reported yet: nothing")
+        #expect(s.deliver(Self.new) == .init(leader: Self.new))
+        #expect(s.deliver(Self.old) == .init(leader: nil), "went back below the floor: no leader")
+        #expect(s.leader == nil && s.epochFloor == 7)
+        #expect(s.deliver(Self.new) == .init(leader: Self.new))
+    }
+}
+
 @Suite struct LeaderContenderCoreTests {
     @Test func electedWhenLowestAndWatchesOnlyItsPredecessor() {
         var c = LeaderContenderCore()

@@ -56,6 +56,24 @@ import Testing
         #expect(standby.exited == .candidacyLost(.sessionExpired))
     }
 
+    /// Mesos filters every message while the registry is recovered ("not recovered yet"): no
+    /// answer, no connection to the sender; its next attempt after recovery is served.
+    @Test func aRecoveringMasterDropsMessagesWithoutAnswering() {
+        var h = MasterHarness()
+        h.holdWrites = true
+        h.lead()
+        #expect(h.core.phase == .recovering(epoch: 5))
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)
+        #expect(h.take().isEmpty)
+        #expect(h.core.metrics.droppedMessages[.notLeading] == 1)
+        #expect(h.observed.contains(.messageDropped(from: P.agent.description, reason: .notLeading)))
+        h.holdWrites = false
+        h.releaseWrites()
+        #expect(h.core.phase == .leading(epoch: 5))
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)
+        #expect(h.take().contains { if case .agentRegistered = $0.0 { $0.1 == P.agent } else { false } })
+    }
+
     @Test func leaderHintsMessagesForAnotherEpoch() {
         var h = MasterHarness()
         h.lead()

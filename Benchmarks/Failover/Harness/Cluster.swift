@@ -2,6 +2,7 @@ import FaultProxy
 import Foundation
 import Logging
 import MesosCore
+import MesosDaemon
 import MesosHA
 import MesosWire
 import ProcessSupport
@@ -45,6 +46,8 @@ struct ClusterConfig: Sendable {
     var work: String
     var path: String
     var extraMasterFlags: [String]
+    var zkPids: [pid_t] = []
+    var swarmFlags: [String] = []
 }
 
 /// A master process: its port and work directory stay across restarts; it reaches ZooKeeper only
@@ -185,7 +188,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
                 "swarm\(p)", executable: config.bin + "/agent-swarm",
                 arguments: ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
                  "--zk_session_timeout", config.sessionTimeout, "--registration_backoff_factor", config.agentBackoff,
-                 "--resources", "cpus:2;mem:1024"],
+                 "--resources", "cpus:2;mem:1024"] + config.swarmFlags,
                 logDirectory: URL(fileURLWithPath: config.work))
             swarms.append(swarm)
         }
@@ -229,6 +232,16 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         }
         let alive = pids.values.filter { kill($0, 0) == 0 }.count
         return (alive, pids.count)
+    }
+
+    /// CPU time so far (ms) of each running master (by slot index), of all swarms together and of
+    /// the ZooKeeper servers (-1 when their pids are not known).
+    func cpuSample() -> (masters: [Int: Int64], swarms: Int64, zk: Int64) {
+        var masters: [Int: Int64] = [:]
+        for m in self.masters { if let c = m.child, c.isRunning, let t = ProcessProbe.cpuMilliseconds(c.pid) { masters[m.index] = t } }
+        let swarms = self.swarms.compactMap { ProcessProbe.cpuMilliseconds($0.pid) }.reduce(0, +)
+        let zk = config.zkPids.isEmpty ? -1 : config.zkPids.compactMap { ProcessProbe.cpuMilliseconds($0) }.reduce(0, +)
+        return (masters, swarms, zk)
     }
 
     func slot(of leader: Leader) -> MasterSlot? { masters.first { $0.pid == leader.pid.description } }

@@ -42,6 +42,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Work directory (logs, work dirs).") var work: String
     @Option(help: "Append one JSON object per failover here.") var out: String
     @Option(help: "Pause after a failover is complete and the old leader is back as a standby.") var settle = "1secs"
+    @Option(help: "Extra agent-swarm flags, space-separated (e.g. --shared_detector=false --tick_interval=50ms).") var swarmFlags = ""
+    @Option(help: "ZooKeeper server process ids, comma-separated (their CPU time per failover goes into the records).") var zkPids = ""
 
     func run() async throws {
         let ports = zkPorts.split(separator: ",").compactMap { Int($0) }
@@ -59,7 +61,8 @@ struct Run: AsyncParsableCommand {
                 bin: bin, zkServers: ports, zkLabel: zkLabel, agents: m, agentsPerProcess: agentsPerProcess, tasks: min(m, maxTasks),
                 sessionTimeout: sessionTimeout, sessionTimeoutDuration: timeout, agentBackoff: agentBackoff,
                 work: "\(work)/\(zkLabel)-M\(m)", path: "/failover-bench/\(zkLabel)-M\(m)-\(UInt32.random(in: 0...UInt32.max))",
-                extraMasterFlags: [])
+                extraMasterFlags: [], zkPids: zkPids.split(separator: ",").compactMap { pid_t($0) },
+                swarmFlags: swarmFlags.split(separator: " ").map(String.init))
             say("\(zkLabel), M=\(m): starting the cluster (\(config.work))")
             let cluster = try Cluster(config)
             do {
@@ -97,6 +100,12 @@ struct Run: AsyncParsableCommand {
         let m = cluster.config.agents
         let probe = await cluster.probe(above: old.epoch)
         defer { probe?.cancel() }
+        // ZooKeeper's idle request rate (the sessions' pings, the framework), to tell the failover's own requests from it.
+        let idleWindow: Int64 = 1000
+        let idleStart = FourLetterWords.packetsReceived(ports: cluster.config.zkServers)
+        try? await Task.sleep(for: .milliseconds(idleWindow))
+        let zkBefore = FourLetterWords.packetsReceived(ports: cluster.config.zkServers)
+        let cpuBefore = cluster.cpuSample()
         let t0 = nowMs()
         switch kind {
         case .term: child.signal(SIGTERM)
@@ -122,6 +131,7 @@ struct Run: AsyncParsableCommand {
 
         // Agents, framework, first offer: all progress in parallel; wait for the slowest.
         var reregistered: [Int: Int64] = [:]
+        var detected: [Int: Int64] = [:]
         var fwAt: Int64?, offerAt: Int64?
         let newMasterID = new.leader.info?.id
         let deadline = timeout * 5 + .seconds(60) + .milliseconds(100 * m)
@@ -130,12 +140,38 @@ struct Run: AsyncParsableCommand {
             for e in cluster.events[eventsBefore...] where e.kind == "reregistered" && e.epoch == epoch && reregistered[e.agent] == nil {
                 reregistered[e.agent] = e.at
             }
+            for e in cluster.events[eventsBefore...] where e.kind == "leader" && e.epoch == epoch && detected[e.agent] == nil {
+                detected[e.agent] = e.at
+            }
             for r in framework.records(from: recordsBefore) {
                 if fwAt == nil, r.kind == .reregistered, newMasterID == nil || r.detail == newMasterID { fwAt = r.at }
                 if offerAt == nil, fwAt != nil, r.kind == .offer, newMasterID.map({ r.detail.hasPrefix($0 + "-") }) ?? true { offerAt = r.at }
             }
             return reregistered.count >= m && fwAt != nil && offerAt != nil
         }
+        let tDone = nowMs()
+        let cpuAfter = cluster.cpuSample()
+        let zkAfter = FourLetterWords.packetsReceived(ports: cluster.config.zkServers)
+        if let idleStart, let zkBefore, let zkAfter {
+            let idlePerSecond = Double(zkBefore - idleStart) * 1000 / Double(idleWindow)
+            record["zk_idle_requests_per_s"] = idlePerSecond
+            record["zk_requests"] = zkAfter - zkBefore
+            record["zk_requests_above_idle"] = Int(Double(zkAfter - zkBefore) - idlePerSecond * Double(tDone - t0) / 1000)
+        }
+        record["measured_ms"] = Int(tDone - t0)
+        if let newSlot = cluster.slot(of: new.leader), let newChild = newSlot.child {
+            if let a = cpuBefore.masters[newSlot.index], let b = cpuAfter.masters[newSlot.index] { record["leader_cpu_ms"] = b - a }
+            record["leader_rss_kib"] = ProcessProbe.residentKiB(newChild.pid) ?? NSNull()
+            // A standby of the same build holds no agents: the baseline of the leader's memory.
+            if let standby = cluster.masters.first(where: { $0.index != newSlot.index && $0.index != victim.index })?.child {
+                record["standby_rss_kib"] = ProcessProbe.residentKiB(standby.pid) ?? NSNull()
+            }
+        }
+        record["swarms_cpu_ms"] = cpuAfter.swarms - cpuBefore.swarms
+        if cpuBefore.zk >= 0 && cpuAfter.zk >= 0 { record["zk_cpu_ms"] = cpuAfter.zk - cpuBefore.zk }
+        // Where the agents' time goes: every agent's detector saw the new leader, then re-registration.
+        record["all_detected_ms"] = detected.count >= m ? ms(detected.values.max()) : NSNull()
+        record["median_detected_ms"] = detected.isEmpty ? NSNull() : ms(detected.values.sorted()[detected.count / 2])
         record["first_agent_ms"] = ms(reregistered.values.min())
         record["all_agents_ms"] = reregistered.count >= m ? ms(reregistered.values.max()) : NSNull()
         record["agents_reregistered"] = reregistered.count

@@ -1,4 +1,5 @@
 import Foundation
+import ProcessSupport
 import Synchronization
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -54,4 +55,22 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     let rank = p * Double(sorted.count - 1)
     let lo = Int(rank.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - Double(lo))
+}
+
+/// ZooKeeper's four-letter words (the test configuration whitelists them): `mntr` as key/values.
+enum FourLetterWords {
+    static func mntr(port: Int) -> [String: Int64] {
+        var values: [String: Int64] = [:]
+        for line in ((try? ZooKeeperServer.fourLetterWord("mntr", port: port)) ?? "").split(separator: "\n") {
+            let kv = line.split(separator: "\t")
+            if kv.count == 2, let v = Int64(kv[1]) { values[String(kv[0])] = v }
+        }
+        return values
+    }
+
+    /// Requests the servers received so far (`zk_packets_received`, summed over the servers).
+    static func packetsReceived(ports: [Int]) -> Int64? {
+        let counts = ports.compactMap { mntr(port: $0)["zk_packets_received"] }
+        return counts.count == ports.count ? counts.reduce(0, +) : nil
+    }
 }

@@ -342,8 +342,11 @@ public struct MasterCore: Sendable {
             return [.observe(.messageDropped(from: envelope.from, reason: reason))]
         case .answerWithHint(let reason):
             metrics.droppedMessages[reason, default: 0] += 1
+            // Recovering the registry: Mesos filters every message without an answer ("not
+            // recovered yet"); senders retry on their backoff. A hint would cost a connection to
+            // each of the thousands of agents re-registering at once, before this master leads.
+            if case .recovering = phase { return [.observe(.messageDropped(from: envelope.from, reason: reason))] }
             guard let from = PID(envelope.from) else { return [] }
-            if case .recovering = phase { return [.send(.leaderHint(hint("elected; recovering the registry, retry shortly")), to: from)] }
             return [.send(.leaderHint(hint(reason.explanation)), to: from)]
         }
         guard let from = PID(envelope.from), let payload = envelope.payload else { return [] }
