@@ -26,7 +26,9 @@ let package = Package(
         .systemLibrary(name: "CZooKeeper", path: "Sources/CZooKeeper", providers: [.apt(["libzookeeper-mt-dev"])]),
         // protoc-c output, committed; regenerate with scripts/gen-proto.
         .target(name: "MesosProtoC", path: "Sources/MesosProtoC", linkerSettings: [.linkedLibrary("protobuf-c")]),
-        .target(name: "MesosWire", dependencies: ["MesosProtoC"]),
+        // protoc-c marks Mesos's deprecated fields (v1 `role`) deprecated in C; the conversions must
+        // still read and write them, so the attribute is off where they are imported.
+        .target(name: "MesosWire", dependencies: ["MesosProtoC"], swiftSettings: [.unsafeFlags(["-Xcc", "-DPROTOBUF_C__NO_DEPRECATED"])]),
         // Every pure state machine (no NIO, no ZooKeeper, no clocks, no logging): MesosWire only.
         .target(name: "MesosCore", dependencies: ["MesosWire"]),
         .testTarget(name: "MesosCoreTests", dependencies: ["MesosCore"]),
