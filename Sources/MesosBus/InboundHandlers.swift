@@ -348,7 +348,7 @@ final class FrameHandler: ChannelInboundHandler {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if link == nil { sink.stats.add(\.idleChecks) }
             // While back-pressure has reading paused, the partial frame waits on us, not on the peer.
-            if context.channel.syncOptions.map({ (try? $0.getOption(ChannelOptions.autoRead)) ?? true }) == false { return }
+            if (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false { return }
             if decoder.bufferedBytes > 0 {
                 reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")
             } else if let authenticator, !authenticator.isSatisfied {

@@ -38,12 +38,9 @@ struct DetectorPoolTests {
                 // follower would show 50 here and never pass.)
                 let port = try #require(clientPorts(server.connectString).first)
                 let candidateSessions = Set([a, b].compactMap { $0.sessionID.map(sessionHex) })
-                var watchers: Set<String> = []
-                try await Poll.until("one watcher of the group besides the candidates", timeout: .seconds(20)) {
-                    watchers = (try? watchesByPath(port: port)[group.path]) ?? []
-                    return watchers.subtracting(candidateSessions).count == 1
+                try await Poll.until("one watcher of \(group.path) besides the candidates' sessions \(candidateSessions)", timeout: .seconds(20)) {
+                    ((try? watchesByPath(port: port)[group.path]) ?? []).subtracting(candidateSessions).count == 1
                 }
-                #expect(watchers.subtracting(candidateSessions).count == 1, "watchers of \(group.path): \(watchers), candidates: \(candidateSessions)")
 
                 await a.contender.withdraw()
                 for (i, f) in followers.enumerated() {
