@@ -414,20 +414,34 @@ func waitUntil(
     }
 }
 
-/// `wchp`: the sessions watching each path (data, exists and child watches alike).
+/// `wchp`: the sessions watching each path (data, exists and child watches alike). The server lists
+/// its data watches and its child watches in two sections, so a path can appear twice: the sessions
+/// under both are merged (reading the second as a fresh list hid the other section's watchers).
 func watchesByPath(port: Int) throws -> [String: Set<String>] {
     var result: [String: Set<String>] = [:]
     var current: String?
     for line in try ZooKeeperServer.fourLetterWord("wchp", port: port).split(whereSeparator: \.isNewline) {
         if line.hasPrefix("/") {
             current = String(line)
-            result[String(line), default: []] = []
+            if result[String(line)] == nil { result[String(line)] = [] }
         } else if let path = current {
             let session = line.trimmingCharacters(in: .whitespaces)
             if !session.isEmpty { result[path, default: []].insert(session) }
         }
     }
     return result
+}
+
+/// `cons`: the ids of the sessions connected to the server at `port` (a connection that has not
+/// established a session yet, like the four-letter word's own, has none).
+func connectedSessions(port: Int) throws -> Set<String> {
+    let reply = try ZooKeeperServer.fourLetterWord("cons", port: port)
+    var sessions: Set<String> = []
+    for line in reply.split(whereSeparator: \.isNewline) {
+        guard let range = line.range(of: "sid=") else { continue }
+        sessions.insert(String(line[range.upperBound...].prefix { $0 != "," && $0 != ")" }))
+    }
+    return sessions
 }
 
 /// The client ports of a connect string `127.0.0.1:p1,127.0.0.1:p2,...`, in order.
