@@ -27,10 +27,10 @@ public final class EventRecorder<Event: Sendable>: Sendable {
 
     deinit { consumer.cancel() }
 
-    /// The next event not taken yet, waiting up to `timeout` for it.
-    public func next(within timeout: Duration = .seconds(10)) async throws -> Arrival {
+    /// The next event not taken yet, waiting up to `timeout` for it; `what` names it in the error.
+    public func next(_ what: String = "next event", within timeout: Duration = .seconds(10)) async throws -> Arrival {
         var next: Arrival?
-        try await Poll.until("next event", timeout: timeout, every: .milliseconds(2)) {
+        try await Poll.until(what, timeout: timeout, every: .milliseconds(2)) {
             next = log.state.withLock { state in
                 guard state.taken < state.arrivals.count else { return nil }
                 defer { state.taken += 1 }
