@@ -20,7 +20,7 @@ let output = arguments.firstIndex(of: "--json").flatMap { arguments.index(after:
 let logger = Logger(label: "registry-bench") { _ in SwiftLogNoOpLogHandler() }
 ZooKeeperClientLibrary.routeLog(to: logger)
 
-func ms(_ d: Duration) -> Double { Double(d.milliseconds) + Double(d.components.attoseconds % 1_000_000_000_000_000) / 1e15 }
+func ms(_ d: Duration) -> Double { d.inSeconds * 1000 }  // MesosWire's conversion, in milliseconds
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]

@@ -12,6 +12,13 @@ extension Duration {
         return ms.addingReportingOverflow(components.attoseconds / 1_000_000_000_000_000).partialValue
     }
 
+    /// Whole nanoseconds (truncated toward zero; saturating at Int64's bounds), as TimeInfo carries them.
+    public var nanosecondsSaturating: Int64 {
+        let (ns, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return components.seconds < 0 ? .min : .max }
+        return ns.addingReportingOverflow(components.attoseconds / 1_000_000_000).partialValue
+    }
+
     /// Longest duration a peer may ask for in seconds (Mesos's own limits are far below: weeks).
     public static let maxWireSeconds: Double = 100 * 365 * 86_400
 

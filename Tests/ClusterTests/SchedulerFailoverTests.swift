@@ -35,7 +35,17 @@ struct SchedulerFailoverTests {
             await fw.kill()
             try await master.daemon.waitFor("framework_disconnected", ["framework_id": id, "failover_timeout_ms": "3000"], timeout: .seconds(10))
             #expect(alive(pids) == 2, "disconnected, not removed: its tasks run on")
-            try await master.daemon.waitFor("framework_removed", ["framework_id": id, "reason": "failover_timeout"], timeout: .seconds(15))
+            // Watched all through the failover timeout: both tasks run until the master removes the
+            // framework (each look checks the tasks first, then whether the removal was logged).
+            var diedEarly = 0, looks = 0
+            try await Poll.until("framework_removed with reason failover_timeout", timeout: .seconds(15), every: .milliseconds(50)) {
+                let running = alive(pids)
+                if !master.daemon.milestones("framework_removed", ["framework_id": id, "reason": "failover_timeout"]).isEmpty { return true }
+                looks += 1
+                if running != 2 { diedEarly += 1 }
+                return false
+            }
+            #expect(looks > 0 && diedEarly == 0, "tasks not running in \(diedEarly) of \(looks) looks before the removal")
             report("framework removed \(seconds(ContinuousClock.now - killed)) after its scheduler was killed (failover_timeout 3 s)")
             try await Poll.until("its tasks are killed", timeout: .seconds(15)) { alive(pids) == 0 }
             // Its id is refused from now on.

@@ -90,6 +90,48 @@ import Testing
         #expect(h.core.metrics.frameworkFailovers == 1)
     }
 
+    /// Mesos's `failoverFramework`: the old instance's offers are withdrawn (their resources go back
+    /// to the pool), and the next allocation offers them to the new instance.
+    @Test func aFailoverDiscardsTheOldInstancesOffersAndTheNewOneIsOfferedTheirResources() {
+        var h = MasterHarness()
+        h.lead()
+        let fw = h.registerFramework()
+        let agent = h.registerAgent()
+        guard let old = h.offer() else {
+            Issue.record("no offer to the first instance")
+            return
+        }
+        #expect(h.core.outstandingOffers.map(\.id) == [old.id])
+        h.message(.reregisterFramework(ReregisterFrameworkMessage(framework: FrameworkInfo(user: "u", name: "fw", id: fw), failover: true)), from: P.scheduler2)
+        _ = h.take()
+        #expect(h.core.outstandingOffers.isEmpty, "the old instance's offer is withdrawn")
+        let next = h.offer(to: P.scheduler2)
+        #expect(next?.agentID == agent && next?.id != old.id, "\(String(describing: next))")
+        // The new instance cannot use the offer made to the old one.
+        h.launch("t1", framework: fw, offer: old, from: P.scheduler2)
+        let statuses = payloads(h.take(), to: P.scheduler2) { if case .statusUpdate(let m) = $0 { m.update.status.state } else { nil } }
+        #expect(statuses == [.lost], "invalid offers: \(statuses)")
+        #expect(h.core.knownTasks.isEmpty)
+    }
+
+    /// The completed frameworks kept for /master/state are bounded (`maxCompletedFrameworks`), the
+    /// oldest dropped first.
+    @Test func completedFrameworksAreBoundedAndTheOldestGoFirst() {
+        var settings = MasterSettings.fast
+        settings.maxCompletedFrameworks = 3
+        var h = MasterHarness(settings: settings)
+        h.lead()
+        var ids: [FrameworkID] = []
+        for _ in 0..<5 {
+            let fw = h.registerFramework()
+            h.message(.unregisterFramework(UnregisterFrameworkMessage(frameworkID: fw)), from: P.scheduler)
+            _ = h.take()
+            ids.append(fw)
+        }
+        #expect(Set(ids).count == 5)
+        #expect(h.core.completed.map(\.id) == Array(ids.suffix(3)))
+    }
+
     @Test func unregisteringRemovesTheFrameworkAndKillsItsTasks() {
         var (h, fw, _) = withRunningTask()
         h.message(.unregisterFramework(UnregisterFrameworkMessage(frameworkID: fw)), from: P.scheduler)

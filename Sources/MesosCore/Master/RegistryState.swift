@@ -98,12 +98,3 @@ public struct RegistryChange: Sendable, Hashable {
         agents.merge(later.agents) { _, new in new }
     }
 }
-
-extension Duration {
-    /// Whole nanoseconds, saturating at Int64's bounds.
-    public var nanosecondsSaturating: Int64 {
-        let (s, o) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if o { return components.seconds < 0 ? .min : .max }
-        return s.addingReportingOverflow(components.attoseconds / 1_000_000_000).partialValue
-    }
-}
