@@ -22,7 +22,7 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(name: [.customLong("max_agent_ping_timeouts"), .customLong("max_slave_ping_timeouts")], help: "Unanswered pings after which an agent is removed and its tasks are LOST.") var maxAgentPingTimeouts = 5
     @Option(name: .customLong("allocation_interval"), help: "Time between resource offer rounds.") var allocationInterval = "1secs"
     @Option(name: [.customLong("agent_reregister_timeout"), .customLong("slave_reregister_timeout")], help: "After a failover, agents not re-registered by then are removed.") var agentReregisterTimeout = "10mins"
-    @Option(name: [.customLong("agent_removal_rate_limit"), .customLong("slave_removal_rate_limit")], help: "N/DURATION (e.g. 1/20mins): at most N removals of agents that missed their health checks per DURATION, evenly spaced. Unset: no limit.")
+    @Option(name: [.customLong("agent_removal_rate_limit"), .customLong("slave_removal_rate_limit")], help: "N/DURATION (e.g. 1/20mins): at most N removals of agents per DURATION, evenly spaced: those that missed their health checks, and after a failover those that did not re-register in time. Unset: no limit.")
     var agentRemovalRateLimit: String?
     @Option(name: [.customLong("recovery_agent_removal_limit"), .customLong("recovery_slave_removal_limit")], help: "After a failover, if more than this share of the registered agents did not re-register within --agent_reregister_timeout, the master exits instead of removing them.")
     var recoveryAgentRemovalLimit = "100%"

@@ -75,7 +75,11 @@ struct FirstWeekTests {
     /// one outbox waited on that link and held up every agent's pings).
     @Test func aPeerThatStopsReadingCostsOnlyItsOwnMessages() async throws {
         try await withCluster { cluster in
-            let master = try cluster.startMaster(extra: ["--link_write_timeout", "2secs"])
+            // Ping budget 3 s (6 x 500 ms: a loaded machine can hold a swarm of 100 agents up for
+            // over 1.5 s), the stuck link closed after 10 s: pings that waited behind that link (the
+            // old bug) would miss the budget three times over.
+            let pingBudgetCount = 6
+            let master = try cluster.startMaster(maxAgentPingTimeouts: pingBudgetCount, extra: ["--link_write_timeout", "10secs"])
             try await master.daemon.waitFor("leading", timeout: .seconds(20))
             let masterPID = try #require(PID(try await cluster.busPID(of: master.daemon)))
             let epoch = try #require(cluster.leadingEpoch(of: master.daemon))
@@ -96,11 +100,11 @@ struct FirstWeekTests {
             for _ in 0..<20 {
                 try await bus.send(Envelope(epoch: epoch, from: stuckPID.description, payload: .reconcileTasks(ReconcileTasksMessage(frameworkID: FrameworkID(value: frameworkID), statuses: statuses))), to: masterPID)
             }
-            try await master.daemon.waitFor("link_stalled", ["peer": "127.0.0.1:\(stuck.port)"], timeout: .seconds(30))
+            try await master.daemon.waitFor("link_stalled", ["peer": "127.0.0.1:\(stuck.port)"], timeout: .seconds(60))
             report("the master closed its link to the stuck scheduler after \(seconds(ContinuousClock.now - start))")
             // Three ping budgets later every agent is still there: the positive signal is the master's
             // pings answered all along, i.e. no removal and every agent still registered.
-            let budget = Knobs.agentPingTimeout * Knobs.maxAgentPingTimeouts
+            let budget = Knobs.agentPingTimeout * pingBudgetCount
             let pingsBefore = swarm.lines.count
             try await Task.sleep(for: budget * 3)  // the span the agents must stay healthy, not a wait for an outcome
             #expect(master.daemon.milestones("agent_removed").isEmpty, "an agent was removed while a peer stalled")

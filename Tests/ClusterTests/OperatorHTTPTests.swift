@@ -121,6 +121,8 @@ struct OperatorHTTPTests {
             let nothing = try Loopback.Socket(boundTo: 0)
             let master = try cluster.startMaster(zk: "zk://127.0.0.1:\(nothing.port)/mesos", extra: ["--zk_session_timeout", "60secs"])
             let port = try Self.port(try await cluster.busPID(of: master.daemon))
+            // The bus listens a moment before the daemon answers HTTP on it ("Not serving yet").
+            try await Poll.until("the master answers /health") { try await HTTPProbe.get(port: port, "/health").status == 200 }
             let redirect = try await HTTPProbe.get(port: port, "/master/redirect")
             #expect(redirect.status == 503 && redirect.body == "No leader elected", "\(redirect)")
             #expect(try await HTTPProbe.get(port: port, "/master/state").status == 503)

@@ -113,6 +113,34 @@ import Testing
         #expect(h.registry.map { Set($0.removed.keys) } == [AgentID(value: "old-S3"), AgentID(value: "old-S4")])
     }
 
+    /// After a failover, with 1/2secs: the three agents that did not re-register within the timeout
+    /// are removed through the same limiter, one per permit (Mesos's recoveredSlavesTimeout), and
+    /// one that re-registers while it waits for its permit is kept.
+    @Test func afterAFailoverTheRateLimitSpacesTheRemovalsOfAgentsThatDidNotComeBack() {
+        var settings = MasterSettings.fast
+        settings.agentRemovalRateLimit = RemovalRateLimit(permits: 1, per: .seconds(2))
+        var h = MasterHarness(registry: Self.registry(agents: 4), settings: settings)
+        h.lead()
+        Self.reregister(&h, 1)
+        h.tick(.seconds(59))
+        h.answerPings()
+        #expect(h.registry?.removed.isEmpty == true)
+        var removedAt: [AgentID: Duration] = [:]
+        for step in 0..<100 {
+            h.tick(.milliseconds(100))
+            h.answerPings()
+            if step == 15 { Self.reregister(&h, 4) }  // at 60.6 s: back before its permit (at 62 s for the third)
+            for id in (h.registry?.removed.keys).map(Array.init) ?? [] where removedAt[id] == nil { removedAt[id] = h.now }
+        }
+        let (s2, s3, s4) = (AgentID(value: "old-S2"), AgentID(value: "old-S3"), AgentID(value: "old-S4"))
+        #expect(h.observed.contains(.agentRemovalScheduled(s4, queued: 3, afterFailover: true)))
+        #expect(Set(removedAt.keys) == [s2, s3], "\(removedAt)")
+        if let a = removedAt[s2], let b = removedAt[s3] { #expect(b - a >= .seconds(2) && b - a < .milliseconds(2100), "\(b - a)") }
+        #expect(h.core.activeAgentIDs.contains(s4) && h.core.activeAgentIDs.contains(AgentID(value: "old-S1")))
+        #expect(h.core.metrics.agentRemovalsScheduled == 3)
+        #expect(h.exited == nil)
+    }
+
     /// The default, 100%: even when no agent comes back, they are removed and the master stays.
     @Test func byDefaultEvenAllAgentsMissingAreRemoved() {
         var h = MasterHarness(registry: Self.registry(agents: 4))

@@ -186,6 +186,16 @@ extension MasterCore {
             agents[id]?.removalScheduled = false
             effects += remove(id, reason: .missedPings(count: agent.missedPings, timeout: settings.agentPingTimeout))
         }
+        while let id = notReregisteredQueue.first {
+            guard agents[id] == nil, registry.admitted[id] != nil else {
+                notReregisteredQueue.removeFirst()  // it came back meanwhile (or is gone already)
+                continue
+            }
+            if let last = lastRemovalPermit, now - last < limit.interval { break }
+            notReregisteredQueue.removeFirst()
+            lastRemovalPermit = now
+            effects += expire([id])
+        }
         return effects
     }
 
@@ -249,12 +259,28 @@ extension MasterCore {
         if agentsAtRecovery > 0, Double(missing.count) / Double(agentsAtRecovery) > settings.recoveryAgentRemovalLimit {
             return exit(.recoveryAgentRemovalLimit(missing: missing.count, registered: agentsAtRecovery, limitPercent: settings.recoveryAgentRemovalLimit * 100))
         }
-        for id in missing {
+        guard settings.agentRemovalRateLimit != nil else {
+            return [.observe(.agentsNotReregistered(count: missing.count))] + expire(missing)
+        }
+        // One at a time, each with a permit of the rate limit; until its turn an agent is still
+        // expected back (reconciliation keeps waiting for it, as for any recovering agent).
+        recoveringAgents = Set(missing)
+        notReregisteredQueue += missing
+        metrics.agentRemovalsScheduled += missing.count
+        var effects: [Effect] = [.observe(.agentsNotReregistered(count: missing.count))]
+        for (n, id) in missing.enumerated() { effects.append(.observe(.agentRemovalScheduled(id, queued: n + 1, afterFailover: true))) }
+        return effects + removeScheduled()
+    }
+
+    /// Moves agents that never re-registered from admitted to removed in the registry; once stored,
+    /// their tasks are LOST (or UNREACHABLE) to their frameworks (`removed`).
+    private mutating func expire(_ ids: [AgentID]) -> [Effect] {
+        for id in ids {
             registry.admitted[id] = nil
             registry.removed[id] = wallNow
             touchRegistry(id)
         }
-        return [.observe(.agentsNotReregistered(count: missing.count))] + store(.expireUnreregistered(missing))
+        return store(.expireUnreregistered(ids))
     }
 
     // MARK: Registry GC

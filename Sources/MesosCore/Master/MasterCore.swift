@@ -165,6 +165,11 @@ public struct MasterCore: Sendable {
     var agentsAtRecovery = 0
     /// Agents that missed their health checks, waiting for a permit (`--agent_removal_rate_limit`), oldest first.
     var removalQueue: [AgentID] = []
+    /// Agents of the registry that did not re-register within `agentReregisterTimeout` after a
+    /// failover, each waiting for a permit of `--agent_removal_rate_limit` (Mesos's
+    /// recoveredSlavesTimeout removes them through the same limiter); one that re-registers
+    /// meanwhile is kept.
+    var notReregisteredQueue: [AgentID] = []
     var lastRemovalPermit: Duration?
     var nextRegistryGC: Duration?
     var lastAllocation: Duration?

@@ -75,7 +75,9 @@ public enum MasterObservation: Milestone, Hashable {
     case agentsNotReregistered(count: Int)
     /// `--agent_removal_rate_limit`: the agent missed its health checks and waits for a removal
     /// permit (`queued`: removals waiting, this one included).
-    case agentRemovalScheduled(AgentID, queued: Int)
+    /// A removal waiting for a permit of the rate limit: for missed health checks, or (`afterFailover`)
+    /// for not re-registering within `agentReregisterTimeout` after a failover.
+    case agentRemovalScheduled(AgentID, queued: Int, afterFailover: Bool = false)
     /// A scheduled removal was called off: the agent answered a ping meanwhile.
     case agentRemovalCanceled(AgentID)
     /// `--registry_gc_interval`: removed agents forgotten, oldest first, `byAge` of them for
@@ -153,7 +155,7 @@ public enum MasterObservation: Milestone, Hashable {
         case .agentRemoved(let id, let r): .of(("agent_id", id.value), ("reason", r.key))
         case .removedAgentToldToShutDown(let pid): .of(("agent", pid))
         case .agentsNotReregistered(let n): .of(("count", n))
-        case .agentRemovalScheduled(let id, let n): .of(("agent_id", id.value), ("queued", n))
+        case .agentRemovalScheduled(let id, let n, let failover): .of(("agent_id", id.value), ("queued", n), ("cause", failover ? "not_reregistered" : "missed_pings"))
         case .agentRemovalCanceled(let id): .of(("agent_id", id.value))
         case .registryPruned(let a, let c): .of(("by_age", a), ("by_count", c))
         case .frameworkRegistered(let id, _, let pid), .frameworkReregistered(let id, let pid): .of(("framework_id", id.value), ("scheduler", pid))
@@ -184,7 +186,8 @@ public enum MasterObservation: Milestone, Hashable {
         case .agentRemoved(let id, let r): "removing agent \(id.value): \(r)"
         case .removedAgentToldToShutDown(let pid): "message from removed agent \(pid): telling it to shut down"
         case .agentsNotReregistered(let n): "removing \(n) agent(s) that did not re-register"
-        case .agentRemovalScheduled(let id, let n): "agent \(id.value) missed its health checks; its removal waits for the rate limit (\(n) queued)"
+        case .agentRemovalScheduled(let id, let n, let failover):
+            "agent \(id.value) \(failover ? "did not re-register after the failover" : "missed its health checks"); its removal waits for the rate limit (\(n) queued)"
         case .agentRemovalCanceled(let id): "agent \(id.value) answered a ping: its scheduled removal is canceled"
         case .registryPruned(let a, let c): "registry GC forgot \(a + c) removed agent(s): \(a) older than the maximum age, \(c) above the maximum count"
         case .frameworkRegistered(let id, let name, let pid): "framework \(id.value) (\(name)) registered from \(pid)"
