@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "ZooKeeperTests",
             dependencies: ["ZooKeeper", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosCore", "MesosHA", "MesosBus", "FaultProxy"]),
+        .testTarget(name: "ClusterTests", dependencies: ["TestSupport", "MesosWire", "MesosCore", "MesosHA", "MesosBus", "MesosScheduler", "FaultProxy"]),
         // Fault injection (issue 6): a TCP proxy that passes, delays, blackholes or resets, and the partition tests.
         .target(name: "FaultProxy"),
         .testTarget(name: "FaultTests", dependencies: ["FaultProxy", "TestSupport", "MesosWire", "MesosCore", "MesosBus", "MesosHA"]),

@@ -63,7 +63,9 @@ public actor SchedulerDriver {
     /// Listens on `host:port` (0: any free port) for the master's messages and starts detection.
     /// `advertisePort`: the port the master should use to reach us (behind a proxy or NAT).
     public func start(host: String = "127.0.0.1", port: Int = 0, advertisePort: Int? = nil) async throws {
-        let detector = try MasterDetectors.make(master: master, sessionTimeout: sessionTimeout, logger: logger)
+        // Every driver of the process following this `--master` shares one detector (one ZooKeeper
+        // session and group watch), as Mesos's drivers share its DetectorPool (sched.cpp).
+        let detector = try DetectorPool.shared.detector(master: master, sessionTimeout: sessionTimeout, logger: logger)
         self.detector = detector
         let pid = try await runtime.start(
             name: "scheduler-\(UUID().uuidString.prefix(8).lowercased())", host: host, port: port, advertisePort: advertisePort)

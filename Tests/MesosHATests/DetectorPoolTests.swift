@@ -39,7 +39,7 @@ struct DetectorPoolTests {
                 let port = try #require(clientPorts(server.connectString).first)
                 let candidateSessions = Set([a, b].compactMap { $0.sessionID.map(sessionHex) })
                 #expect(candidateSessions.count == 2)
-                let others = try connectedSessions(port: port).subtracting(candidateSessions)
+                let others = try ZooKeeperServer.sessions(port: port).subtracting(candidateSessions)
                 #expect(others.count == 1, "sessions besides the candidates' \(candidateSessions): \(others)")
 
                 await a.contender.withdraw()

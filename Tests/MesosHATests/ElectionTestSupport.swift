@@ -432,22 +432,6 @@ func watchesByPath(port: Int) throws -> [String: Set<String>] {
     return result
 }
 
-/// `cons`: the ids of the sessions connected to the server at `port` (a connection that has not
-/// established a session yet, like the four-letter word's own, has none).
-func connectedSessions(port: Int) throws -> Set<String> {
-    let reply = try ZooKeeperServer.fourLetterWord("cons", port: port)
-    var sessions: Set<String> = []
-    for line in reply.split(whereSeparator: \.isNewline) {
-        guard let range = line.range(of: "sid=") else { continue }
-        sessions.insert(String(line[range.upperBound...].prefix { $0 != "," && $0 != ")" }))
-    }
-    return sessions
-}
-
-/// The client ports of a connect string `127.0.0.1:p1,127.0.0.1:p2,...`, in order.
-func clientPorts(_ connectString: String) -> [Int] {
-    connectString.split(separator: ",").compactMap { $0.split(separator: ":").last.flatMap { Int($0) } }
-}
 
 /// `Mode: leader|follower|standalone` of the server at `port` (nil when it does not answer).
 func serverMode(port: Int) -> String? { ZooKeeperServer.mode(port: port) }

@@ -180,6 +180,17 @@ extension ZooKeeperServer {
         return String(decoding: try socket.readToEnd(timeout: timeout), as: UTF8.self)
     }
 
+    /// `cons`: the ids of the sessions connected to the server at 127.0.0.1:`port` (a connection that
+    /// has no session yet, like the four-letter word's own, has none), as `0x...` hex.
+    public static func sessions(port: Int) throws -> Set<String> {
+        var sessions: Set<String> = []
+        for line in try fourLetterWord("cons", port: port).split(whereSeparator: \.isNewline) {
+            guard let range = line.range(of: "sid=") else { continue }
+            sessions.insert(String(line[range.upperBound...].prefix { $0 != "," && $0 != ")" }))
+        }
+        return sessions
+    }
+
     /// `Mode: leader|follower|standalone` of the server at 127.0.0.1:`port` (from `srvr`); nil when it
     /// does not answer within `timeout`.
     public static func mode(port: Int, timeout: Duration = .milliseconds(500)) -> String? {
@@ -207,3 +218,8 @@ public func withZooKeeper<T>(
 
 /// `kill(2)`; a free function because `ZooKeeperServer.kill()` shadows it inside the class.
 private func signalProcess(_ pid: pid_t, _ signal: Int32) -> Int32 { kill(pid, signal) }
+
+/// The client ports of a connect string `127.0.0.1:p1,127.0.0.1:p2,...`, in order.
+public func clientPorts(_ connectString: String) -> [Int] {
+    connectString.split(separator: ",").compactMap { $0.split(separator: ":").last.flatMap { Int($0) } }
+}
