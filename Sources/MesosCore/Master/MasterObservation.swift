@@ -73,10 +73,9 @@ public enum MasterObservation: Milestone, Hashable {
     case agentRemoved(AgentID, reason: AgentRemovalReason)
     case removedAgentToldToShutDown(pid: PID)
     case agentsNotReregistered(count: Int)
-    /// `--agent_removal_rate_limit`: the agent missed its health checks and waits for a removal
-    /// permit (`queued`: removals waiting, this one included).
-    /// A removal waiting for a permit of the rate limit: for missed health checks, or (`afterFailover`)
-    /// for not re-registering within `agentReregisterTimeout` after a failover.
+    /// `--agent_removal_rate_limit`: the agent waits for a removal permit (`queued`: removals
+    /// waiting, this one included), for missed health checks or (`afterFailover`) for not
+    /// re-registering within `agentReregisterTimeout` after a failover.
     case agentRemovalScheduled(AgentID, queued: Int, afterFailover: Bool = false)
     /// A scheduled removal was called off: the agent answered a ping meanwhile.
     case agentRemovalCanceled(AgentID)
