@@ -1,6 +1,6 @@
 // The cluster rules of DESIGN.md ("Behaviour that must hold") with real processes: a real
 // ZooKeeper, mesos-master / mesos-agent / example-framework binaries talking real TCP, tasks as
-// real `sh -c "sleep ..."` processes. Session timeout 2 s, agent pings 500 ms x 3.
+// real `sh -c "sleep ..."` processes. Session timeout 2 s, agent pings 500 ms x 5.
 //
 // Bounds are generous (Knobs.margin on top of the protocol's own timeouts); measured times are
 // printed with a "[cluster]" prefix. Serialized: each test runs a JVM and a handful of daemons,
