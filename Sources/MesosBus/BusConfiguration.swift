@@ -66,6 +66,8 @@ public enum BusError: Error, CustomStringConvertible, Equatable {
 extension BusConfiguration {
     /// Reads of up to 256 KiB on a busy connection (NIO's default stops at 64 KiB, less than one
     /// 64 KiB message and its header, so every such frame spanned two reads and was copied);
-    /// small on a quiet one. Chosen by Benchmarks/bus-bench.sh.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 * 1024, maximum: 256 * 1024)
+    /// small on a quiet one. Chosen by Benchmarks/bus-bench.sh. Starts at 2 KiB: each channel keeps
+    /// its receive buffer between reads (NIO's pooled receive buffer), and a master holds two
+    /// mostly quiet channels per agent (Benchmarks/scale-bench.sh: leader RSS per agent).
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 2 * 1024, maximum: 256 * 1024)
 }
