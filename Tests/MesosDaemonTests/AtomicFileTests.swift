@@ -36,11 +36,12 @@ import Testing
         let a = [UInt8](repeating: 0xAA, count: 256 * 1024), b = [UInt8](repeating: 0xBB, count: 256 * 1024)
         try AtomicFile.write(a, to: path, durable: false)
         let done = Atomic<Bool>(false)
+        let (dataA, dataB) = (Data(a), Data(b))
         let reader = Task.detached { () -> (reads: Int, torn: Int) in
             var reads = 0, torn = 0
             while !done.load(ordering: .relaxed) || reads < 100 {
                 reads += 1
-                guard let seen = FileManager.default.contents(atPath: path), seen == Data(a) || seen == Data(b) else {
+                guard let seen = FileManager.default.contents(atPath: path), seen == dataA || seen == dataB else {
                     torn += 1
                     continue
                 }
