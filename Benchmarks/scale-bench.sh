@@ -12,9 +12,11 @@
 #     -t, --session-timeout D    ZooKeeper session timeout of everything (default 10secs, Mesos's)
 #     --agents-per-process N     agents per agent-swarm process (default 500)
 #     --variants "L=FLAGS;..."   one run per variant, labelled L, with these extra agent-swarm flags
-#                                (default "shared="; e.g. "per-agent=--shared_detector=false --tick_interval=50ms
-#                                --checkpoint_fsync=true": each agent with its own ZooKeeper session, 50 ms ticks
-#                                and fsynced checkpoints, as before the shared detector)
+#                                (default "one-socket=@--return_routes=true"; e.g. "per-agent=--shared_detector=false
+#                                --tick_interval=50ms --checkpoint_fsync=true": each agent with its own ZooKeeper
+#                                session, 50 ms ticks and fsynced checkpoints, as before the shared detector).
+#                                Flags after an @ go to the masters (e.g. "two-sockets=@--return_routes=false":
+#                                the master opens its own connection to each agent, as Mesos does)
 #     --max-tasks N              tasks = min(M, N), one per agent (default 100)
 #     --prefix NAME              results are Benchmarks/results/NAME.{json,md,png} (default scale-latest)
 #     --note TEXT                added to the results
@@ -25,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-ROUNDS=3 AGENTS=1000,3000,10000 TIMEOUT=10secs PER_PROCESS=500 VARIANTS="shared=" MAX_TASKS=100 PREFIX=scale-latest NOTE=""
+ROUNDS=3 AGENTS=1000,3000,10000 TIMEOUT=10secs PER_PROCESS=500 VARIANTS="one-socket=@--return_routes=true" MAX_TASKS=100 PREFIX=scale-latest NOTE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -r|--rounds) ROUNDS=$2; shift ;;
@@ -82,11 +84,12 @@ echo "== ZooKeeper at 127.0.0.1:$port (pid $ZK_PID)" >&2
 
 IFS=';' read -r -a variant_list <<<"$VARIANTS"
 for v in "${variant_list[@]}"; do
-  label=${v%%=*} flags=${v#*=}
-  echo "== variant $label (agent-swarm $flags): M=$AGENTS, $ROUNDS rounds of SIGTERM and SIGKILL" >&2
+  label=${v%%=*} flags=${v#*=} master_flags=""
+  case "$flags" in *@*) master_flags=${flags#*@} flags=${flags%%@*} ;; esac
+  echo "== variant $label (agent-swarm $flags; masters $master_flags): M=$AGENTS, $ROUNDS rounds of SIGTERM and SIGKILL" >&2
   "$BIN/failover-bench" run --zk-ports "$port" --zk-label standalone --zk-pids "$ZK_PID" --bin "$BIN" --agents "$AGENTS" \
     --rounds "$ROUNDS" --kinds term,kill --session-timeout "$TIMEOUT" --agents-per-process "$PER_PROCESS" \
-    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl"
+    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl"
   /usr/bin/python3 -c 'import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line); r["variant"] = sys.argv[2]; print(json.dumps(r, sort_keys=True))' "$WORK/run-$label.jsonl" "$label" >> "$RUN"

@@ -39,6 +39,12 @@ public struct BusConfiguration: Sendable {
     /// (`cause=wrong_role`) before it can send anything (nil: any role, or none). Which messages a
     /// role may send is the cores' decision; this only keeps strangers off the bus.
     public var peerRoles: Set<PeerIdentity.Role>?
+    /// A master's: a new link first offers the peer a return route (messages.proto): a peer whose own
+    /// link to this process is up claims it, and the link then writes over the peer's connection and
+    /// closes its own, so each peer costs one socket instead of two. Writes wait for the answer (a
+    /// claim, a decline, or nothing within `connectTimeout`: the link goes on over its own connection).
+    /// Every bus answers offers, whatever this says.
+    public var offerReturnRoutes = false
 
     public init() {}
 

@@ -27,6 +27,14 @@ public struct BusStats: Sendable, Hashable {
     public var tlsHandshakes = 0
     /// Accepted plaintext connections where TLS is on (`LIBPROCESS_SSL_SUPPORT_DOWNGRADE`).
     public var plaintextDowngrades = 0
+    /// Offerer: links that write over the peer's own connection (a claimed return route).
+    public var returnRoutesAdopted = 0
+    /// Offerer: offers declined, or not answered within `connectTimeout` (the link kept its own connection).
+    public var returnRoutesDeclined = 0
+    /// Peer: offers claimed on this bus's own link to the offerer.
+    public var returnRoutesClaimed = 0
+    /// Offerer: claims naming no offer outstanding (late, repeated or forged), ignored.
+    public var returnRouteClaimsUnknown = 0
 }
 
 final class BusStatsCounter: Sendable {

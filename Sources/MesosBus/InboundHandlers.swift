@@ -227,7 +227,9 @@ final class FrameHandler: ChannelInboundHandler {
     enum Side {
         /// `learn`: a peer proved this credential, sending as this `from` (the master's links back to it
         /// authenticate with the same credential).
-        case accepted(Authenticator, me: @Sendable () -> String, learn: @Sendable (Credential, String) -> Void = { _, _ in })
+        case accepted(
+            Authenticator, me: @Sendable () -> String, learn: @Sendable (Credential, String) -> Void = { _, _ in },
+            routes: ReturnRouteHandling = ReturnRouteHandling())
         case link(Link)
     }
 
@@ -235,6 +237,7 @@ final class FrameHandler: ChannelInboundHandler {
     private var authenticator: Authenticator?
     private let me: @Sendable () -> String
     private let learn: (@Sendable (Credential, String) -> Void)?
+    private let routes: ReturnRouteHandling
     private let link: Link?
     /// What this connection proved, once the authenticator is satisfied (nil: not yet).
     private var identity: PeerIdentity?
@@ -249,16 +252,18 @@ final class FrameHandler: ChannelInboundHandler {
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
         switch side {
-        case .accepted(let authenticator, let me, let learn):
+        case .accepted(let authenticator, let me, let learn, let routes):
             self.authenticator = authenticator
             self.me = me
             self.learn = learn
+            self.routes = routes
             self.link = nil
             self.identity = authenticator.isSatisfied ? authenticator.identity : nil
         case .link(let link):
             self.authenticator = nil
             self.me = { "" }
             self.learn = nil
+            self.routes = ReturnRouteHandling()
             self.link = link
             self.identity = nil
         }
@@ -285,6 +290,8 @@ final class FrameHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // A link that carries the peer's messages too (a return route) is in use while they come.
+        if let link, !batch.isEmpty { link.lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed) }
         sink.deliver(&batch, on: context.channel)
         context.fireChannelReadComplete()
     }
@@ -298,6 +305,9 @@ final class FrameHandler: ChannelInboundHandler {
         let isAuthentication = envelope.payload?.isAuthentication ?? false
         // The common case: a message from a peer that needs (or needed) no more proof.
         if let identity, !isAuthentication {
+            if let route = envelope.payload?.returnRoute {
+                return returnRoute(route, from: envelope.from, context)
+            }
             batch.append(.message(Inbound(envelope, peer: identity)))
             return
         }
@@ -305,8 +315,15 @@ final class FrameHandler: ChannelInboundHandler {
             if isAuthentication, let payload = envelope.payload {
                 sink.deliver(&batch, on: context.channel)  // what came before stays before
                 link.authentication(payload, on: context.channel)
+            } else if case .returnRouteDecline(let m)? = envelope.payload {
+                link.returnRoute(m.nonce, claimedOn: nil, reason: "the peer declined: \(m.reason ?? "no reason given")")
+            } else if envelope.payload?.returnRoute != nil {
+                return  // offers and claims are for accepted connections
             } else {
-                batch.append(.message(Inbound(envelope, peer: .unauthenticated)))
+                // A link's peer answers on its own connection, unless it writes over ours (its
+                // return route): then this is what its connection proved.
+                let roles = link.provedMaster ? certified.roles.union([.master]) : certified.roles
+                batch.append(.message(Inbound(envelope, peer: PeerIdentity(principal: certified.principal, roles: roles))))
             }
             return
         }
@@ -325,6 +342,23 @@ final class FrameHandler: ChannelInboundHandler {
             reject(context, reason: reason, cause: cause)
         }
         if authenticator.isSatisfied { identity = proven(authenticator) }
+    }
+
+    /// An offer or claim of a return route on an accepted connection (the peer proved what it had
+    /// to). Kept in order: what came before is delivered first.
+    private func returnRoute(_ payload: Envelope.Payload, from: String, _ context: ChannelHandlerContext) {
+        switch payload {
+        case .returnRouteClaim(let m):
+            sink.deliver(&batch, on: context.channel)
+            routes.claimed(m.nonce, context.channel)
+        case .returnRouteOffer(let m):
+            if !routes.offered(from, m.nonce) {
+                let decline = ReturnRouteDeclineMessage(nonce: m.nonce, reason: "no link of ours to \(from) is up")
+                answer(.returnRouteDecline(decline), from: me(), context)
+            }
+        default:
+            break  // a decline belongs on a link
+        }
     }
 
     /// What the connection proved: its certificate's roles and the principal of the secret it
@@ -391,6 +425,14 @@ extension WireError {
 }
 
 extension Envelope.Payload {
+    /// Itself, when it is a return-route message (for the bus, never delivered).
+    var returnRoute: Envelope.Payload? {
+        switch self {
+        case .returnRouteOffer, .returnRouteClaim, .returnRouteDecline: self
+        default: nil
+        }
+    }
+
     var isAuthentication: Bool {
         switch self {
         case .authenticate, .authenticationChallenge, .authenticationResponse, .authenticationResult: true

@@ -22,6 +22,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private let me: @Sendable () -> String
     /// What this link authenticates with (HMAC), if anything.
     let credential: Credential?
+    /// Where this link's return-route offers wait for their claim (nil: it offers none).
+    private let offers: ReturnRouteOffers?
 
     /// Frames of at least this many bytes get a buffer of their own (no copy into a batch).
     static let largeFrame = 16 * 1024
@@ -80,13 +82,22 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private var stallTimer: Scheduled<Void>?
     private var backPressureWaiters: [EventLoopPromise<Void>] = []
     private var flushWaiters: [EventLoopPromise<Void>] = []
+    /// The return-route offer this link's connection waits on (writes are held until it is answered).
+    private var offer: (nonce: [UInt8], timer: Scheduled<Void>)?
+    /// The peer's own connection this link writes over (a claimed return route), and the handler
+    /// that tells this link about its writability and close. Not ours to close.
+    private var adopted: (channel: any Channel, handler: LinkHandler)?
+    /// The peer proved it holds this link's credential, our own: on an agent's or scheduler's bus
+    /// the one other holder is the master (what arrives on this connection comes from a master).
+    private(set) var provedMaster = false
 
     init(
         endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, credential: Credential?, sink: InboundSink, logger: Logger,
-        me: @escaping @Sendable () -> String
+        offers: ReturnRouteOffers? = nil, me: @escaping @Sendable () -> String
     ) {
         self.endpoint = endpoint
         self.credential = credential
+        self.offers = offers
         self.loop = loop
         self.configuration = configuration
         self.sink = sink
@@ -341,15 +352,71 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     /// The connection is up (TCP, and TLS when configured): authenticate first or start writing.
     /// `held`: the machine already holds writes back (`authenticating`, during the TLS handshake).
     private func established(_ channel: any Channel, _ id: ObjectIdentifier, held: Bool) {
+        if !held { machine.connected(id, authenticate: true) }  // writes wait for authentication and the offer
         if let credential {
-            if !held { machine.connected(id, authenticate: true) }
             let authenticatee = Authenticatee(credential: credential)
             self.authenticatee = authenticatee
             write(authenticatee.opening, on: channel)
         } else {
-            if held { _ = machine.authenticated(id) } else { machine.connected(id, authenticate: false) }
-            writeQueued()
+            ready(channel, id)
         }
+    }
+
+    /// The connection is up and authenticated: offer the peer a return route, or start writing.
+    private func ready(_ channel: any Channel, _ id: ObjectIdentifier) {
+        guard let offers else {
+            _ = machine.authenticated(id)
+            return writeQueued()
+        }
+        let nonce = ConnectionAuthentication.nonce()
+        offers.add(nonce, self)
+        let wait = configuration.connectTimeout
+        let timer = loop.scheduleTask(in: wait) {
+            self.returnRoute(nonce, claimedOn: nil, reason: "no answer within \(wait.nanoseconds / 1_000_000) ms")
+        }
+        offer = (nonce, timer)
+        write(.returnRouteOffer(ReturnRouteOfferMessage(nonce: nonce)), on: channel)
+    }
+
+    /// The answer to this link's offer `nonce`: claimed on `claim` (the peer's own connection to
+    /// us, where a claim arrives), or declined (`claim` nil; also when no answer came in time).
+    /// Then the held writes go out, over the claimed connection or our own. On our loop.
+    func returnRoute(_ nonce: [UInt8], claimedOn claim: (any Channel)?, reason: String?) {
+        loop.preconditionInEventLoop()
+        guard let pending = offer, pending.nonce == nonce, let own = channel, machine.state == .authenticating(ObjectIdentifier(own)) else { return }
+        offer = nil
+        pending.timer.cancel()
+        offers?.remove(nonce)
+        let id = ObjectIdentifier(own)
+        if let claim, claim.isActive, claim.eventLoop === loop {
+            let handler = LinkHandler(link: self)
+            if (try? claim.pipeline.syncOperations.addHandler(handler)) != nil {
+                machine.adopt(from: id, to: ObjectIdentifier(claim))
+                channel = claim
+                adopted = (claim, handler)
+                sink.stats.add(\.returnRoutesAdopted)
+                logger.debug("writing over the peer's connection (return route)", metadata: ["event": "return_route_adopted", "peer": "\(endpoint)"])
+                own.close(promise: nil)  // its close finds another connection current: not a broken link
+                return writeQueued()
+            }
+        }
+        sink.stats.add(\.returnRoutesDeclined)
+        logger.debug(
+            "keeping our own connection: \(reason ?? "the claimed connection is gone")",
+            metadata: ["event": "return_route_declined", "peer": "\(endpoint)"])
+        _ = machine.authenticated(id)
+        writeQueued()
+    }
+
+    /// A peer offered to write to us over this link's connection (its nonce came on our accepted
+    /// connection from it): echo the nonce on this link, after everything posted before. False
+    /// when this link is not up and authenticated (the peer goes on over its own connection).
+    func claimReturnRoute(_ nonce: [UInt8]) -> Bool {
+        loop.preconditionInEventLoop()
+        guard case .connected(let id) = machine.state, let channel, ObjectIdentifier(channel) == id, adopted == nil else { return false }
+        guard (try? post(Envelope(epoch: 0, from: me(), payload: .returnRouteClaim(ReturnRouteClaimMessage(nonce: nonce))))) == .queued else { return false }
+        sink.stats.add(\.returnRoutesClaimed)
+        return true
     }
 
     /// The TLS handshake on `channel` is over and the server passed the role check (from its
@@ -377,8 +444,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             write(answer, on: channel)
         case .authenticated:
             logger.debug("authenticated to peer", metadata: ["peer": "\(endpoint)", "principal": "\(authenticatee.credential.principal)"])
-            _ = machine.authenticated(ObjectIdentifier(channel))
-            writeQueued()
+            provedMaster = configuration.requiredCredentials == nil
+            ready(channel, ObjectIdentifier(channel))
         case .failed(let reason, let cause):
             dropQueue(reason) { $0.broken(ObjectIdentifier(channel)) }
             logger.error("\(reason)", metadata: ["event": "authentication_failed", "cause": "\(cause)", "peer": "\(endpoint)"])
@@ -409,6 +476,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         sink.stats.add(\.linksStalled)
         logger.warning("closing a stalled link: \(reason)", metadata: ["event": "link_stalled", "peer": "\(endpoint)"])
         self.channel = nil
+        adopted = nil
         dropQueue(reason) { $0.broken(id) }
         channel.close(promise: nil)
         sink.event(.linkBroken(peer: endpoint.description, reason: reason))
@@ -417,6 +485,12 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     fileprivate func inactive(_ channel: any Channel) {
         guard dropQueue("connection closed", { $0.broken(ObjectIdentifier(channel)) }) else { return }
         if self.channel === channel { self.channel = nil }
+        if adopted?.channel === channel { adopted = nil }
+        if let pending = offer {
+            offer = nil
+            pending.timer.cancel()
+            offers?.remove(pending.nonce)
+        }
         stallTimer?.cancel()
         stallTimer = nil
         logger.info("link to peer closed", metadata: ["peer": "\(endpoint)"])
@@ -429,7 +503,18 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         drainInbox()
         stallTimer?.cancel()
         dropQueue("link closed") { $0.close() }
-        channel?.close(promise: nil)
+        if let pending = offer {
+            offer = nil
+            pending.timer.cancel()
+            offers?.remove(pending.nonce)
+        }
+        if let adopted {
+            // The peer's connection stays: it is the peer's link to us, and it is still in use.
+            adopted.channel.pipeline.syncOperations.removeHandler(adopted.handler, promise: nil)  // on its loop: ours
+            self.adopted = nil
+        } else {
+            channel?.close(promise: nil)
+        }
         channel = nil
         let w = backPressureWaiters
         backPressureWaiters = []
@@ -437,7 +522,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     }
 }
 
-private final class LinkHandler: ChannelInboundHandler {
+final class LinkHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Never
     private let link: Link
     init(link: Link) { self.link = link }

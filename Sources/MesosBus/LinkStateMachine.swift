@@ -94,6 +94,12 @@ struct LinkStateMachine {
         state = authenticate ? .authenticating(id) : .connected(id)
     }
 
+    /// A return route was claimed: the link goes on over the peer's connection `to` (with its queue).
+    mutating func adopt(from id: ObjectIdentifier, to other: ObjectIdentifier) {
+        guard state == .authenticating(id) else { return }
+        state = .connected(other)
+    }
+
     mutating func authenticated(_ id: ObjectIdentifier) -> Bool {
         guard state == .authenticating(id) else { return false }
         state = .connected(id)

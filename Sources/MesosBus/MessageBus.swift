@@ -36,6 +36,8 @@ public final class MessageBus: Sendable {
     private let logger: Logger
     private let sink: InboundSink
     private let stats = BusStatsCounter()
+    /// Outstanding return-route offers of our links (nil unless `offerReturnRoutes`).
+    private let offers: ReturnRouteOffers?
 
     private struct State {
         var pid: PID?
@@ -63,6 +65,7 @@ public final class MessageBus: Sendable {
         self.logger = logger
         self.sink = InboundSink(high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
         self.events = BusEvents(sink: sink)
+        self.offers = configuration.offerReturnRoutes ? ReturnRouteOffers() : nil
     }
 
     /// Sends from synchronous code (the daemons' cores): queued on the peer's link, sent in
@@ -84,6 +87,8 @@ public final class MessageBus: Sendable {
     public var statistics: BusStats { stats.snapshot }
     /// Links currently open or connecting (idle ones are evicted).
     public var linkCount: Int { state.withLock { $0.links.count } }
+    /// Connections accepted and still open.
+    public var acceptedConnectionCount: Int { state.withLock { $0.inbound.count } }
 
     /// Binds `host:port` (port 0: any free port) and serves as `name@advertiseHost:advertisePort`
     /// (each defaulting to what was bound; e.g. a proxy or NAT in front of this process).
@@ -96,6 +101,8 @@ public final class MessageBus: Sendable {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
+            // A link may write over an accepted connection (a return route): the same back-pressure.
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 self.track(channel)
@@ -136,7 +143,10 @@ public final class MessageBus: Sendable {
                 codec: configuration.codec,
                 side: .accepted(
                     Authenticator(credentials: configuration.requiredCredentials, own: configuration.credential),
-                    me: { [weak self] in self?.pid?.description ?? "" }, learn: { [weak self] credential, from in self?.learn(credential, from: from) }),
+                    me: { [weak self] in self?.pid?.description ?? "" }, learn: { [weak self] credential, from in self?.learn(credential, from: from) },
+                    routes: ReturnRouteHandling(
+                        claimed: { [weak self] nonce, channel in self?.returnRouteClaimed(nonce, on: channel) },
+                        offered: { [weak self] from, nonce in self?.returnRouteOffered(by: from, nonce: nonce) ?? false })),
                 sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
         ]
         // With HTTP configured, a sniffer in front picks frames or HTTP by the first byte; with TLS,
@@ -223,7 +233,7 @@ public final class MessageBus: Sendable {
             let credential = configuration.requiredCredentials != nil ? s.learned[endpoint] : name == "master" ? configuration.credential : nil
             let link = Link(
                 endpoint: endpoint, loop: loop, configuration: configuration, credential: credential, sink: sink, logger: logger,
-                me: { [weak self] in self?.pid?.description ?? "" })
+                offers: offers, me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
             return link
         }
@@ -244,6 +254,22 @@ public final class MessageBus: Sendable {
             return link
         }
         if let stale { stale.loop.execute { stale.close() } }
+    }
+
+    /// A peer claimed one of our links' return-route offers on `channel` (its connection to us; on our loop).
+    private func returnRouteClaimed(_ nonce: [UInt8], on channel: any Channel) {
+        guard let link = offers?.take(nonce) else {
+            stats.add(\.returnRouteClaimsUnknown)
+            return logger.debug("ignored a return-route claim naming no offer of ours", metadata: ["event": "return_route_claim_unknown"])
+        }
+        link.returnRoute(nonce, claimedOn: channel, reason: nil)
+    }
+
+    /// `from` offered to write to us over our link to it: our link claims it when it is up (on our loop).
+    private func returnRouteOffered(by from: String, nonce: [UInt8]) -> Bool {
+        guard let pid = PID(from) else { return false }
+        let link = state.withLock { $0.links[Endpoint(pid)] }
+        return link?.claimReturnRoute(nonce) ?? false
     }
 
     /// Learned credentials kept at most (a master's peers; forgotten all at once beyond it, then learned again).

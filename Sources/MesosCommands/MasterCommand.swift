@@ -33,6 +33,8 @@ public struct MasterCommand: AsyncParsableCommand {
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
     @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
     var linkWriteTimeout = "30secs"
+    @Option(name: .customLong("return_routes"), help: "true: send to agents and schedulers over the connections they opened to the master, once they prove the connection is theirs (one socket per peer instead of two: 10,000 agents fit in 20,000 file descriptors; master-to-agent traffic then shares the agent's connection and its fate). false: open a connection of its own to each, as Mesos does.")
+    var returnRoutes = false
     @Option(help: "File of principals and secrets (JSON {\"credentials\":[{\"principal\":..,\"secret\":..}]} or lines 'principal secret').") var credentials: String?
     @Flag(name: .customLong("authenticate_agents"), help: "Agents must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateAgents = false
     @Flag(name: .customLong("authenticate_frameworks"), help: "Frameworks must authenticate with --credentials (all peers do: authentication is per connection).") var authenticateFrameworks = false
@@ -74,6 +76,7 @@ public struct MasterCommand: AsyncParsableCommand {
         guard maxFrameSize >= 1024 else { throw ValidationError("--max_frame_size must be at least 1024") }
         options.maxFrameSize = maxFrameSize
         options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")
+        options.returnRoutes = returnRoutes
         if authenticateAgents || authenticateFrameworks {
             guard let credentials else { throw ValidationError("--authenticate_agents/--authenticate_frameworks need --credentials") }
             do { options.requiredCredentials = try CredentialsFile.load(credentials) } catch { throw ValidationError("--credentials: \(error)") }

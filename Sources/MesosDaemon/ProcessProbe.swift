@@ -46,6 +46,11 @@ public enum ProcessProbe {
         return nil
     }
 
+    /// Open file descriptors of `pid` (entries of /proc/PID/fd); nil when it cannot be read.
+    public static func openDescriptors(_ pid: pid_t) -> Int? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+    }
+
     /// Runs (not a zombie) and its program is `name` (a pid reused by another program is not ours).
     public static func isRunning(_ pid: pid_t, program name: String) -> Bool {
         guard pid > 1, let s = stat(pid), s.state != "Z", s.state != "X" else { return false }

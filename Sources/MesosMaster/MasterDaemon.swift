@@ -17,6 +17,8 @@ public struct MasterOptions: Sendable {
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
     /// A link whose peer stops reading for this long is closed (its queued messages dropped).
     public var linkWriteTimeout: Duration = .seconds(30)
+    /// Send to peers over the connections they opened (`--return_routes`, `BusConfiguration.offerReturnRoutes`).
+    public var returnRoutes = false
     /// When set, agents and frameworks must authenticate (HMAC challenge-response) as one of these.
     public var requiredCredentials: [Credential]?
     /// `--authenticate_http_readwrite`: `POST /master/teardown` needs HTTP Basic credentials, one of these.
@@ -63,6 +65,7 @@ public actor MasterDaemon {
         self.logger = logger
         var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, requiredCredentials: options.requiredCredentials, tls: options.tls)
         bus.http = http
+        bus.offerReturnRoutes = options.returnRoutes
         runtime = DaemonRuntime(bus: bus, logger: logger)
     }
 

@@ -52,7 +52,7 @@ void   mesos__envelope__free_unpacked
   assert(message->base.descriptor == &mesos__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[46] =
+static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[49] =
 {
   {
     "epoch",
@@ -606,6 +606,42 @@ static const ProtobufCFieldDescriptor mesos__envelope__field_descriptors[46] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "return_route_offer",
+    64,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, return_route_offer),
+    &mesos__return_route_offer_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "return_route_claim",
+    65,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, return_route_claim),
+    &mesos__return_route_claim_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "return_route_decline",
+    66,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mesos__Envelope, payload_case),
+    offsetof(Mesos__Envelope, return_route_decline),
+    &mesos__return_route_decline_message__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mesos__envelope__field_indices_by_name[] = {
   4,   /* field[4] = agent_registered */
@@ -644,6 +680,9 @@ static const unsigned mesos__envelope__field_indices_by_name[] = {
   23,   /* field[23] = reregister_framework */
   29,   /* field[29] = rescind_offer */
   28,   /* field[28] = resource_offers */
+  47,   /* field[47] = return_route_claim */
+  48,   /* field[48] = return_route_decline */
+  46,   /* field[46] = return_route_offer */
   32,   /* field[32] = revive_offers */
   9,   /* field[9] = run_task */
   8,   /* field[8] = shutdown */
@@ -661,7 +700,7 @@ static const ProtobufCIntRange mesos__envelope__number_ranges[4 + 1] =
   { 10, 2 },
   { 50, 40 },
   { 60, 42 },
-  { 0, 46 }
+  { 0, 49 }
 };
 const ProtobufCMessageDescriptor mesos__envelope__descriptor =
 {
@@ -671,7 +710,7 @@ const ProtobufCMessageDescriptor mesos__envelope__descriptor =
   "Mesos__Envelope",
   "mesos",
   sizeof(Mesos__Envelope),
-  46,
+  49,
   mesos__envelope__field_descriptors,
   mesos__envelope__field_indices_by_name,
   4,  mesos__envelope__number_ranges,

@@ -2122,6 +2122,141 @@ void   mesos__authentication_result_message__free_unpacked
   assert(message->base.descriptor == &mesos__authentication_result_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mesos__return_route_offer_message__init
+                     (Mesos__ReturnRouteOfferMessage         *message)
+{
+  static const Mesos__ReturnRouteOfferMessage init_value = MESOS__RETURN_ROUTE_OFFER_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__return_route_offer_message__get_packed_size
+                     (const Mesos__ReturnRouteOfferMessage *message)
+{
+  assert(message->base.descriptor == &mesos__return_route_offer_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__return_route_offer_message__pack
+                     (const Mesos__ReturnRouteOfferMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__return_route_offer_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__return_route_offer_message__pack_to_buffer
+                     (const Mesos__ReturnRouteOfferMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__return_route_offer_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ReturnRouteOfferMessage *
+       mesos__return_route_offer_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ReturnRouteOfferMessage *)
+     protobuf_c_message_unpack (&mesos__return_route_offer_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__return_route_offer_message__free_unpacked
+                     (Mesos__ReturnRouteOfferMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__return_route_offer_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__return_route_claim_message__init
+                     (Mesos__ReturnRouteClaimMessage         *message)
+{
+  static const Mesos__ReturnRouteClaimMessage init_value = MESOS__RETURN_ROUTE_CLAIM_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__return_route_claim_message__get_packed_size
+                     (const Mesos__ReturnRouteClaimMessage *message)
+{
+  assert(message->base.descriptor == &mesos__return_route_claim_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__return_route_claim_message__pack
+                     (const Mesos__ReturnRouteClaimMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__return_route_claim_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__return_route_claim_message__pack_to_buffer
+                     (const Mesos__ReturnRouteClaimMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__return_route_claim_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ReturnRouteClaimMessage *
+       mesos__return_route_claim_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ReturnRouteClaimMessage *)
+     protobuf_c_message_unpack (&mesos__return_route_claim_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__return_route_claim_message__free_unpacked
+                     (Mesos__ReturnRouteClaimMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__return_route_claim_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mesos__return_route_decline_message__init
+                     (Mesos__ReturnRouteDeclineMessage         *message)
+{
+  static const Mesos__ReturnRouteDeclineMessage init_value = MESOS__RETURN_ROUTE_DECLINE_MESSAGE__INIT;
+  *message = init_value;
+}
+size_t mesos__return_route_decline_message__get_packed_size
+                     (const Mesos__ReturnRouteDeclineMessage *message)
+{
+  assert(message->base.descriptor == &mesos__return_route_decline_message__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mesos__return_route_decline_message__pack
+                     (const Mesos__ReturnRouteDeclineMessage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mesos__return_route_decline_message__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mesos__return_route_decline_message__pack_to_buffer
+                     (const Mesos__ReturnRouteDeclineMessage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mesos__return_route_decline_message__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mesos__ReturnRouteDeclineMessage *
+       mesos__return_route_decline_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mesos__ReturnRouteDeclineMessage *)
+     protobuf_c_message_unpack (&mesos__return_route_decline_message__descriptor,
+                                allocator, len, data);
+}
+void   mesos__return_route_decline_message__free_unpacked
+                     (Mesos__ReturnRouteDeclineMessage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mesos__return_route_decline_message__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mesos__registry_meta__init
                      (Mesos__RegistryMeta         *message)
 {
@@ -4855,6 +4990,133 @@ const ProtobufCMessageDescriptor mesos__authentication_result_message__descripto
   mesos__authentication_result_message__field_indices_by_name,
   1,  mesos__authentication_result_message__number_ranges,
   (ProtobufCMessageInit) mesos__authentication_result_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__return_route_offer_message__field_descriptors[1] =
+{
+  {
+    "nonce",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReturnRouteOfferMessage, nonce),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__return_route_offer_message__field_indices_by_name[] = {
+  0,   /* field[0] = nonce */
+};
+static const ProtobufCIntRange mesos__return_route_offer_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__return_route_offer_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ReturnRouteOfferMessage",
+  "ReturnRouteOfferMessage",
+  "Mesos__ReturnRouteOfferMessage",
+  "mesos",
+  sizeof(Mesos__ReturnRouteOfferMessage),
+  1,
+  mesos__return_route_offer_message__field_descriptors,
+  mesos__return_route_offer_message__field_indices_by_name,
+  1,  mesos__return_route_offer_message__number_ranges,
+  (ProtobufCMessageInit) mesos__return_route_offer_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__return_route_claim_message__field_descriptors[1] =
+{
+  {
+    "nonce",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReturnRouteClaimMessage, nonce),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__return_route_claim_message__field_indices_by_name[] = {
+  0,   /* field[0] = nonce */
+};
+static const ProtobufCIntRange mesos__return_route_claim_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor mesos__return_route_claim_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ReturnRouteClaimMessage",
+  "ReturnRouteClaimMessage",
+  "Mesos__ReturnRouteClaimMessage",
+  "mesos",
+  sizeof(Mesos__ReturnRouteClaimMessage),
+  1,
+  mesos__return_route_claim_message__field_descriptors,
+  mesos__return_route_claim_message__field_indices_by_name,
+  1,  mesos__return_route_claim_message__number_ranges,
+  (ProtobufCMessageInit) mesos__return_route_claim_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mesos__return_route_decline_message__field_descriptors[2] =
+{
+  {
+    "nonce",
+    1,
+    PROTOBUF_C_LABEL_REQUIRED,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReturnRouteDeclineMessage, nonce),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mesos__ReturnRouteDeclineMessage, reason),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mesos__return_route_decline_message__field_indices_by_name[] = {
+  0,   /* field[0] = nonce */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange mesos__return_route_decline_message__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor mesos__return_route_decline_message__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mesos.ReturnRouteDeclineMessage",
+  "ReturnRouteDeclineMessage",
+  "Mesos__ReturnRouteDeclineMessage",
+  "mesos",
+  sizeof(Mesos__ReturnRouteDeclineMessage),
+  2,
+  mesos__return_route_decline_message__field_descriptors,
+  mesos__return_route_decline_message__field_indices_by_name,
+  1,  mesos__return_route_decline_message__number_ranges,
+  (ProtobufCMessageInit) mesos__return_route_decline_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mesos__registry_meta__field_descriptors[5] =

@@ -30,12 +30,12 @@ final class CapturedLogs: Sendable {
     }
 }
 
-@Suite struct AuthenticationTests {
+@Suite(.timeLimit(.minutes(3))) struct AuthenticationTests {
     static let secret = "s3cret-value-42"
     static let agent = Credential(principal: "agent", secret: secret)
 
     func server(_ logs: CapturedLogs) async throws -> MessageBus {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.requiredCredentials = [Self.agent, Credential(principal: "framework", secret: "other")]
         config.partialFrameTimeout = .milliseconds(500)
         let bus = MessageBus(configuration: config, logger: logs.logger("server"))
@@ -44,7 +44,7 @@ final class CapturedLogs: Sendable {
     }
 
     func client(_ credential: Credential?, _ logs: CapturedLogs) async throws -> MessageBus {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.credential = credential
         let bus = MessageBus(configuration: config, logger: logs.logger("client"))
         try await bus.start(name: "slave(1)")
@@ -103,7 +103,7 @@ final class CapturedLogs: Sendable {
 
     @Test func aCredentialedClientRefusesAMasterThatCannotProveTheSecret() async throws {
         let logs = CapturedLogs()
-        let open = MessageBus(logger: logs.logger("open"))
+        let open = MessageBus(configuration: .test, logger: logs.logger("open"))
         try await open.start(name: "master")  // requires nothing: answers "authentication not required"
         let client = try await client(Self.agent, logs)
         try await client.send(.pong(PongAgentMessage()), epoch: 2, to: open.pid!)

@@ -7,18 +7,18 @@ import Testing
 
 /// One port, two protocols: frames and HTTP/1.1 on a bus's listening port, told apart by the
 /// first byte; bad HTTP input closes only its own connection, with `event=http_rejected`.
-@Suite struct HTTPSniffingTests {
+@Suite(.timeLimit(.minutes(3))) struct HTTPSniffingTests {
     /// A bus that answers every request with its method and path, and one more bus to send frames from.
     static func withServer(timeout: TimeAmount = .seconds(10), _ body: (MessageBus, MessageBus, CapturedLogs) async throws -> Void) async throws {
         let logs = CapturedLogs()
         let service = HTTPService()
         service.serve { request in .text(request.path == "/missing" ? 404 : 200, "\(request.method) \(request.path) \(request.body.count)") }
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.http = service
         config.partialFrameTimeout = timeout
         let server = MessageBus(configuration: config, logger: logs.logger("server"))
         try await server.start(name: "master")
-        let client = MessageBus()
+        let client = MessageBus(configuration: .test)
         try await client.start(name: "slave(1)")
         do { try await body(server, client, logs) } catch {
             await client.shutdown(); await server.shutdown()

@@ -5,7 +5,7 @@ import Testing
 @testable import MesosBus
 
 /// Buses over real loopback sockets.
-@Suite struct MessageBusTests {
+@Suite(.timeLimit(.minutes(3))) struct MessageBusTests {
     static func ping(_ i: Int, from: PID? = nil) -> Envelope {
         Envelope(epoch: UInt64(i), from: from?.description ?? "test@127.0.0.1:1", payload: .ping(PingAgentMessage(connected: true)))
     }
@@ -26,7 +26,7 @@ import Testing
     }
 
     static func withBuses(
-        _ n: Int, configuration: BusConfiguration = BusConfiguration(),
+        _ n: Int, configuration: BusConfiguration = BusConfiguration.test,
         _ body: ([MessageBus]) async throws -> Void
     ) async throws {
         var buses: [MessageBus] = []
@@ -112,7 +112,7 @@ import Testing
             await b.shutdown()
             // The link notices the close; the restarted peer on the same port gets later sends.
             for await event in a.events { if case .linkBroken = event { break } }
-            let b2 = MessageBus()
+            let b2 = MessageBus(configuration: .test)
             try await b2.start(name: "p1", port: port)
             let second = Collector(b2, count: 1)
             try await a.send(Self.ping(2), to: b2.pid!)
@@ -124,7 +124,7 @@ import Testing
     static func busOnFixedPort(name: String) async throws -> (MessageBus, Int) {
         for _ in 0..<50 {
             let port = Int.random(in: 20_000..<32_000)
-            let bus = MessageBus()
+            let bus = MessageBus(configuration: .test)
             if (try? await bus.start(name: name, port: port)) != nil { return (bus, port) }
             await bus.shutdown()
         }
@@ -132,7 +132,7 @@ import Testing
     }
 
     @Test func badPeersLoseOnlyTheirOwnConnection() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.maxFrameSize = 64 * 1024
         config.partialFrameTimeout = .milliseconds(300)
         try await Self.withBuses(2, configuration: config) { buses in
@@ -165,7 +165,7 @@ import Testing
     }
 
     @Test func idleConnectionsWithoutPartialFramesStayOpen() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.partialFrameTimeout = .milliseconds(200)
         try await Self.withBuses(2, configuration: config) { buses in
             let (a, b) = (buses[0], buses[1])
@@ -182,7 +182,7 @@ import Testing
     }
 
     @Test func oversizedSendIsAnErrorForTheSender() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.maxFrameSize = 1024
         try await Self.withBuses(2, configuration: config) { buses in
             let big = Envelope(epoch: 1, from: "x@h:1", payload: .frameworkError(FrameworkErrorMessage(message: String(repeating: "x", count: 4096))))
@@ -191,7 +191,7 @@ import Testing
     }
 
     @Test func slowConsumerPushesBackOnTheSenderAndLosesNothing() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.inboundHighWater = 8
         config.inboundLowWater = 2
         try await Self.withBuses(2, configuration: config) { buses in
@@ -220,7 +220,7 @@ import Testing
     /// not take that for a stalled peer (it did: a busy master closed a scheduler's connection
     /// mid-burst and lost the rest of its messages).
     @Test func aConsumerThatFallsBehindLongerThanThePartialFrameTimeoutLosesNothing() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.inboundHighWater = 8
         config.inboundLowWater = 2
         config.partialFrameTimeout = .milliseconds(200)
@@ -257,7 +257,7 @@ import Testing
     /// link: the link is closed after the write timeout and its queued frames dropped, while
     /// messages to another peer from the same bus keep flowing.
     @Test(.timeLimit(.minutes(1))) func aStuckPeersLinkIsClosedAfterTheWriteTimeoutWithoutDelayingOthers() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.writeTimeout = .milliseconds(500)
         config.writeBufferWaterMark = .init(low: 16 * 1024, high: 64 * 1024)
         try await Self.withBuses(2, configuration: config) { buses in
@@ -284,7 +284,7 @@ import Testing
     }
 
     @Test func idleLinksAreClosedAndForgottenAndTheNextSendReconnects() async throws {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.idleLinkTimeout = .milliseconds(200)
         try await Self.withBuses(2, configuration: config) { buses in
             let (a, b) = (buses[0], buses[1])
@@ -312,7 +312,7 @@ import Testing
     }
 
     @Test func shutdownEndsEventsAndRefusesSends() async throws {
-        let bus = MessageBus()
+        let bus = MessageBus(configuration: .test)
         let pid = try await bus.start(name: "x")
         let ended = Task { for await _ in bus.events {}; return true }
         await bus.shutdown()

@@ -7,7 +7,7 @@ import Testing
 @testable import MesosBus
 
 /// TLS on the bus over loopback, with certificates scripts/gen-certs makes in a temporary directory.
-@Suite struct TLSTests {
+@Suite(.timeLimit(.minutes(3))) struct TLSTests {
     /// One CA (and a second, untrusted one) for the whole suite; made once.
     static let certs: TestCertificates = {
         do {
@@ -52,7 +52,7 @@ import Testing
     }
 
     static func bus(_ name: String, tls: TLSSettings?, peerRoles: Set<PeerIdentity.Role>? = nil, events: Events? = nil) async throws -> MessageBus {
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.tls = try tls.map { try TLSContext($0) }
         config.peerRoles = peerRoles
         config.partialFrameTimeout = .milliseconds(500)
@@ -155,7 +155,7 @@ import Testing
         settings.certFile = "\(dir)/server.pem"
         settings.keyFile = "\(dir)/server.key"
         let tls = try TLSContext(settings)
-        var config = BusConfiguration()
+        var config = BusConfiguration.test
         config.tls = tls
         let master = MessageBus(configuration: config)
         try await master.start(name: "master")

@@ -593,7 +593,23 @@ class Scheduler:
             self._close(sock)
             return
         for envelope in envelopes:
+            if envelope.WhichOneof("payload") == "return_route_offer":
+                self._decline_return_route(sock, envelope.return_route_offer.nonce)
+                continue
             self._receive(envelope, connection)
+
+    def _decline_return_route(self, sock, nonce):
+        """A master offers to write to us over our link to it (messages.proto, ReturnRouteOffer).
+        This scheduler reads only the connections it accepts, so it declines at once, on the
+        offering connection, and the master goes on over its own."""
+        envelope = envelope_pb2.Envelope(epoch=0)
+        setattr(envelope, "from", self.pid)
+        envelope.return_route_decline.nonce = nonce
+        envelope.return_route_decline.reason = "this scheduler reads only the connections it accepts"
+        try:
+            sock.sendall(encode_frame(envelope))
+        except OSError as error:
+            log.info("cannot decline a return route: %s", error)
 
     def _close(self, sock, why="connection closed"):
         if self.link is not None and self.link[0] is sock:

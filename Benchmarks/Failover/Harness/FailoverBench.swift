@@ -43,6 +43,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Append one JSON object per failover here.") var out: String
     @Option(help: "Pause after a failover is complete and the old leader is back as a standby.") var settle = "1secs"
     @Option(help: "Extra agent-swarm flags, space-separated (e.g. --shared_detector=false --tick_interval=50ms).") var swarmFlags = ""
+    @Option(help: "Extra mesos-master flags, space-separated (e.g. --return_routes=true).") var masterFlags = ""
     @Option(help: "ZooKeeper server process ids, comma-separated (their CPU time per failover goes into the records).") var zkPids = ""
 
     func run() async throws {
@@ -61,7 +62,7 @@ struct Run: AsyncParsableCommand {
                 bin: bin, zkServers: ports, zkLabel: zkLabel, agents: m, agentsPerProcess: agentsPerProcess, tasks: min(m, maxTasks),
                 sessionTimeout: sessionTimeout, sessionTimeoutDuration: timeout, agentBackoff: agentBackoff,
                 work: "\(work)/\(zkLabel)-M\(m)", path: "/failover-bench/\(zkLabel)-M\(m)-\(UInt32.random(in: 0...UInt32.max))",
-                extraMasterFlags: [], zkPids: zkPids.split(separator: ",").compactMap { pid_t($0) },
+                extraMasterFlags: masterFlags.split(separator: " ").map(String.init), zkPids: zkPids.split(separator: ",").compactMap { pid_t($0) },
                 swarmFlags: swarmFlags.split(separator: " ").map(String.init))
             say("\(zkLabel), M=\(m): starting the cluster (\(config.work))")
             let cluster = try Cluster(config)
@@ -162,6 +163,7 @@ struct Run: AsyncParsableCommand {
         if let newSlot = cluster.slot(of: new.leader), let newChild = newSlot.child {
             if let a = cpuBefore.masters[newSlot.index], let b = cpuAfter.masters[newSlot.index] { record["leader_cpu_ms"] = b - a }
             record["leader_rss_kib"] = ProcessProbe.residentKiB(newChild.pid) ?? NSNull()
+            record["leader_fds"] = ProcessProbe.openDescriptors(newChild.pid) ?? NSNull()
             // A standby of the same build holds no agents: the baseline of the leader's memory.
             if let standby = cluster.masters.first(where: { $0.index != newSlot.index && $0.index != victim.index })?.child {
                 record["standby_rss_kib"] = ProcessProbe.residentKiB(standby.pid) ?? NSNull()

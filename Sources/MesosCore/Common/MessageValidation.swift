@@ -111,7 +111,8 @@ public enum MessageValidation {
             try V.id(m.frameworkID.value, field: "framework_id")
             try V.id(m.executorID.value, field: "executor_id")
             try data(m.data, "data")
-        case .ping, .pong, .authenticate, .authenticationChallenge, .authenticationResponse, .authenticationResult:
+        case .ping, .pong, .authenticate, .authenticationChallenge, .authenticationResponse, .authenticationResult,
+             .returnRouteOffer, .returnRouteClaim, .returnRouteDecline:
             break
         }
     }

@@ -69,7 +69,10 @@ typedef enum {
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATE = 60,
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_CHALLENGE = 61,
   MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESPONSE = 62,
-  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT = 63
+  MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT = 63,
+  MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_OFFER = 64,
+  MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_CLAIM = 65,
+  MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_DECLINE = 66
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MESOS__ENVELOPE__PAYLOAD__CASE)
 } Mesos__Envelope__PayloadCase;
 
@@ -132,6 +135,9 @@ struct  Mesos__Envelope
     Mesos__AuthenticationChallengeMessage *authentication_challenge;
     Mesos__AuthenticationResponseMessage *authentication_response;
     Mesos__AuthenticationResultMessage *authentication_result;
+    Mesos__ReturnRouteOfferMessage *return_route_offer;
+    Mesos__ReturnRouteClaimMessage *return_route_claim;
+    Mesos__ReturnRouteDeclineMessage *return_route_decline;
   };
 };
 #define MESOS__ENVELOPE__INIT \

@@ -63,6 +63,9 @@ typedef struct Mesos__AuthenticateMessage Mesos__AuthenticateMessage;
 typedef struct Mesos__AuthenticationChallengeMessage Mesos__AuthenticationChallengeMessage;
 typedef struct Mesos__AuthenticationResponseMessage Mesos__AuthenticationResponseMessage;
 typedef struct Mesos__AuthenticationResultMessage Mesos__AuthenticationResultMessage;
+typedef struct Mesos__ReturnRouteOfferMessage Mesos__ReturnRouteOfferMessage;
+typedef struct Mesos__ReturnRouteClaimMessage Mesos__ReturnRouteClaimMessage;
+typedef struct Mesos__ReturnRouteDeclineMessage Mesos__ReturnRouteDeclineMessage;
 typedef struct Mesos__RegistryMeta Mesos__RegistryMeta;
 typedef struct Mesos__RegistryAgent Mesos__RegistryAgent;
 typedef struct Mesos__RegistrySnapshot Mesos__RegistrySnapshot;
@@ -735,6 +738,49 @@ struct  Mesos__AuthenticationResultMessage
 #define MESOS__AUTHENTICATION_RESULT_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mesos__authentication_result_message__descriptor) \
     , 0, NULL, 0, {0,NULL} }
+
+
+/*
+ * ---- return routes: one connection per pair of processes ---------------------
+ * A master holds a connection from each agent and scheduler; with return routes it also sends to
+ * them over that connection instead of opening one of its own (half the sockets: 10,000 agents
+ * fit in 20,000 descriptors). Its bus opens a link to the peer's pid as before, sends
+ * ReturnRouteOffer first and holds everything else back. A peer whose own link to the offering
+ * pid is up echoes the nonce on that link (ReturnRouteClaim): only the process listening at the
+ * peer's pid read the offer, so the connection the claim arrives on is that process's. The
+ * offerer then writes to the peer over that connection, in order, and closes its own. A peer
+ * without such a link answers ReturnRouteDecline on the offering connection, and the offerer
+ * goes on over its own connection (as it does when no answer comes within its connect timeout).
+ */
+struct  Mesos__ReturnRouteOfferMessage
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData nonce;
+};
+#define MESOS__RETURN_ROUTE_OFFER_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__return_route_offer_message__descriptor) \
+    , {0,NULL} }
+
+
+struct  Mesos__ReturnRouteClaimMessage
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData nonce;
+};
+#define MESOS__RETURN_ROUTE_CLAIM_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__return_route_claim_message__descriptor) \
+    , {0,NULL} }
+
+
+struct  Mesos__ReturnRouteDeclineMessage
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData nonce;
+  char *reason;
+};
+#define MESOS__RETURN_ROUTE_DECLINE_MESSAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mesos__return_route_decline_message__descriptor) \
+    , {0,NULL}, NULL }
 
 
 /*
@@ -1740,6 +1786,63 @@ Mesos__AuthenticationResultMessage *
 void   mesos__authentication_result_message__free_unpacked
                      (Mesos__AuthenticationResultMessage *message,
                       ProtobufCAllocator *allocator);
+/* Mesos__ReturnRouteOfferMessage methods */
+void   mesos__return_route_offer_message__init
+                     (Mesos__ReturnRouteOfferMessage         *message);
+size_t mesos__return_route_offer_message__get_packed_size
+                     (const Mesos__ReturnRouteOfferMessage   *message);
+size_t mesos__return_route_offer_message__pack
+                     (const Mesos__ReturnRouteOfferMessage   *message,
+                      uint8_t             *out);
+size_t mesos__return_route_offer_message__pack_to_buffer
+                     (const Mesos__ReturnRouteOfferMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ReturnRouteOfferMessage *
+       mesos__return_route_offer_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__return_route_offer_message__free_unpacked
+                     (Mesos__ReturnRouteOfferMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ReturnRouteClaimMessage methods */
+void   mesos__return_route_claim_message__init
+                     (Mesos__ReturnRouteClaimMessage         *message);
+size_t mesos__return_route_claim_message__get_packed_size
+                     (const Mesos__ReturnRouteClaimMessage   *message);
+size_t mesos__return_route_claim_message__pack
+                     (const Mesos__ReturnRouteClaimMessage   *message,
+                      uint8_t             *out);
+size_t mesos__return_route_claim_message__pack_to_buffer
+                     (const Mesos__ReturnRouteClaimMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ReturnRouteClaimMessage *
+       mesos__return_route_claim_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__return_route_claim_message__free_unpacked
+                     (Mesos__ReturnRouteClaimMessage *message,
+                      ProtobufCAllocator *allocator);
+/* Mesos__ReturnRouteDeclineMessage methods */
+void   mesos__return_route_decline_message__init
+                     (Mesos__ReturnRouteDeclineMessage         *message);
+size_t mesos__return_route_decline_message__get_packed_size
+                     (const Mesos__ReturnRouteDeclineMessage   *message);
+size_t mesos__return_route_decline_message__pack
+                     (const Mesos__ReturnRouteDeclineMessage   *message,
+                      uint8_t             *out);
+size_t mesos__return_route_decline_message__pack_to_buffer
+                     (const Mesos__ReturnRouteDeclineMessage   *message,
+                      ProtobufCBuffer     *buffer);
+Mesos__ReturnRouteDeclineMessage *
+       mesos__return_route_decline_message__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mesos__return_route_decline_message__free_unpacked
+                     (Mesos__ReturnRouteDeclineMessage *message,
+                      ProtobufCAllocator *allocator);
 /* Mesos__RegistryMeta methods */
 void   mesos__registry_meta__init
                      (Mesos__RegistryMeta         *message);
@@ -1962,6 +2065,15 @@ typedef void (*Mesos__AuthenticationResponseMessage_Closure)
 typedef void (*Mesos__AuthenticationResultMessage_Closure)
                  (const Mesos__AuthenticationResultMessage *message,
                   void *closure_data);
+typedef void (*Mesos__ReturnRouteOfferMessage_Closure)
+                 (const Mesos__ReturnRouteOfferMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ReturnRouteClaimMessage_Closure)
+                 (const Mesos__ReturnRouteClaimMessage *message,
+                  void *closure_data);
+typedef void (*Mesos__ReturnRouteDeclineMessage_Closure)
+                 (const Mesos__ReturnRouteDeclineMessage *message,
+                  void *closure_data);
 typedef void (*Mesos__RegistryMeta_Closure)
                  (const Mesos__RegistryMeta *message,
                   void *closure_data);
@@ -2031,6 +2143,9 @@ extern const ProtobufCMessageDescriptor mesos__authenticate_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_challenge_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_response_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__authentication_result_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__return_route_offer_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__return_route_claim_message__descriptor;
+extern const ProtobufCMessageDescriptor mesos__return_route_decline_message__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry_meta__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry_agent__descriptor;
 extern const ProtobufCMessageDescriptor mesos__registry_snapshot__descriptor;

@@ -914,6 +914,32 @@ public struct AuthenticationResultMessage: Sendable, Hashable {
     }
 }
 
+public struct ReturnRouteOfferMessage: Sendable, Hashable {
+    public var nonce: [UInt8]
+
+    public init(nonce: [UInt8]) {
+        self.nonce = nonce
+    }
+}
+
+public struct ReturnRouteClaimMessage: Sendable, Hashable {
+    public var nonce: [UInt8]
+
+    public init(nonce: [UInt8]) {
+        self.nonce = nonce
+    }
+}
+
+public struct ReturnRouteDeclineMessage: Sendable, Hashable {
+    public var nonce: [UInt8]
+    public var reason: String?
+
+    public init(nonce: [UInt8], reason: String? = nil) {
+        self.nonce = nonce
+        self.reason = reason
+    }
+}
+
 public struct RegistryMeta: Sendable, Hashable {
     public var format: UInt32
     public var highestEpoch: UInt64?
@@ -1024,6 +1050,9 @@ public struct Envelope: Sendable, Hashable {
         case authenticationChallenge(AuthenticationChallengeMessage)
         case authenticationResponse(AuthenticationResponseMessage)
         indirect case authenticationResult(AuthenticationResultMessage)
+        case returnRouteOffer(ReturnRouteOfferMessage)
+        case returnRouteClaim(ReturnRouteClaimMessage)
+        case returnRouteDecline(ReturnRouteDeclineMessage)
 
         /// The field's name in the .proto (logs, refusals, metrics).
         public var kind: String {
@@ -1072,6 +1101,9 @@ public struct Envelope: Sendable, Hashable {
             case .authenticationChallenge: "authentication_challenge"
             case .authenticationResponse: "authentication_response"
             case .authenticationResult: "authentication_result"
+            case .returnRouteOffer: "return_route_offer"
+            case .returnRouteClaim: "return_route_claim"
+            case .returnRouteDecline: "return_route_decline"
             }
         }
     }
@@ -3958,6 +3990,77 @@ extension AuthenticationResultMessage: WireMessage, ProtobufMessage {
     static func cFree(_ m: UnsafeMutablePointer<Mesos__AuthenticationResultMessage>) { mesos__authentication_result_message__free_unpacked(m, nil) }
 }
 
+extension ReturnRouteOfferMessage: CMessage {
+    typealias CType = Mesos__ReturnRouteOfferMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ReturnRouteOfferMessage>) { mesos__return_route_offer_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ReturnRouteOfferMessage>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.nonce = wireBytes(m.nonce)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ReturnRouteOfferMessage>, _ a: CArena) {
+        p.pointee.nonce = a.bytes(nonce)
+    }
+}
+
+extension ReturnRouteOfferMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ReturnRouteOfferMessage>) -> Int { mesos__return_route_offer_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ReturnRouteOfferMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__return_route_offer_message__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReturnRouteOfferMessage>? { mesos__return_route_offer_message__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ReturnRouteOfferMessage>) { mesos__return_route_offer_message__free_unpacked(m, nil) }
+}
+
+extension ReturnRouteClaimMessage: CMessage {
+    typealias CType = Mesos__ReturnRouteClaimMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ReturnRouteClaimMessage>) { mesos__return_route_claim_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ReturnRouteClaimMessage>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.nonce = wireBytes(m.nonce)
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ReturnRouteClaimMessage>, _ a: CArena) {
+        p.pointee.nonce = a.bytes(nonce)
+    }
+}
+
+extension ReturnRouteClaimMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ReturnRouteClaimMessage>) -> Int { mesos__return_route_claim_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ReturnRouteClaimMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__return_route_claim_message__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReturnRouteClaimMessage>? { mesos__return_route_claim_message__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ReturnRouteClaimMessage>) { mesos__return_route_claim_message__free_unpacked(m, nil) }
+}
+
+extension ReturnRouteDeclineMessage: CMessage {
+    typealias CType = Mesos__ReturnRouteDeclineMessage
+    static func cInit(_ m: UnsafeMutablePointer<Mesos__ReturnRouteDeclineMessage>) { mesos__return_route_decline_message__init(m) }
+
+    init(c p: UnsafePointer<Mesos__ReturnRouteDeclineMessage>, field: FieldPath) throws(WireError) {
+        let m = p.pointee
+        self.nonce = wireBytes(m.nonce)
+        if let v = m.reason { self.reason = try wireString(v, field: { field() + ".reason" }) } else { self.reason = nil }
+    }
+
+    func fill(_ p: UnsafeMutablePointer<Mesos__ReturnRouteDeclineMessage>, _ a: CArena) {
+        p.pointee.nonce = a.bytes(nonce)
+        if let v = reason { p.pointee.reason = a.string(v) }
+    }
+}
+
+extension ReturnRouteDeclineMessage: WireMessage, ProtobufMessage {
+    public func serializedBytes() -> [UInt8] { encoded(headroom: 0) }
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) { self = try Self.decoded(bytes) }
+    static func cPackedSize(_ m: UnsafePointer<Mesos__ReturnRouteDeclineMessage>) -> Int { mesos__return_route_decline_message__get_packed_size(m) }
+    static func cPack(_ m: UnsafePointer<Mesos__ReturnRouteDeclineMessage>, _ out: UnsafeMutablePointer<UInt8>) -> Int { mesos__return_route_decline_message__pack(m, out) }
+    static func cUnpack(_ allocator: UnsafeMutablePointer<ProtobufCAllocator>?, _ len: Int, _ data: UnsafePointer<UInt8>) -> UnsafeMutablePointer<Mesos__ReturnRouteDeclineMessage>? { mesos__return_route_decline_message__unpack(allocator, len, data) }
+    static func cFree(_ m: UnsafeMutablePointer<Mesos__ReturnRouteDeclineMessage>) { mesos__return_route_decline_message__free_unpacked(m, nil) }
+}
+
 extension RegistryMeta: CMessage {
     typealias CType = Mesos__RegistryMeta
     static func cInit(_ m: UnsafeMutablePointer<Mesos__RegistryMeta>) { mesos__registry_meta__init(m) }
@@ -4248,6 +4351,15 @@ extension Envelope: CMessage {
         case MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT:
             guard let v = m.authentication_result else { throw .missingField(field() + ".authentication_result") }
             self.payload = .authenticationResult(try AuthenticationResultMessage(c: v, field: { field() + ".authentication_result" }))
+        case MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_OFFER:
+            guard let v = m.return_route_offer else { throw .missingField(field() + ".return_route_offer") }
+            self.payload = .returnRouteOffer(try ReturnRouteOfferMessage(c: v, field: { field() + ".return_route_offer" }))
+        case MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_CLAIM:
+            guard let v = m.return_route_claim else { throw .missingField(field() + ".return_route_claim") }
+            self.payload = .returnRouteClaim(try ReturnRouteClaimMessage(c: v, field: { field() + ".return_route_claim" }))
+        case MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_DECLINE:
+            guard let v = m.return_route_decline else { throw .missingField(field() + ".return_route_decline") }
+            self.payload = .returnRouteDecline(try ReturnRouteDeclineMessage(c: v, field: { field() + ".return_route_decline" }))
         default: self.payload = nil  // not set, or a kind this build does not know
         }
     }
@@ -4388,6 +4500,15 @@ extension Envelope: CMessage {
         case .authenticationResult(let v):
             p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_AUTHENTICATION_RESULT
             p.pointee.authentication_result = a.message(v)
+        case .returnRouteOffer(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_OFFER
+            p.pointee.return_route_offer = a.message(v)
+        case .returnRouteClaim(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_CLAIM
+            p.pointee.return_route_claim = a.message(v)
+        case .returnRouteDecline(let v):
+            p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD_RETURN_ROUTE_DECLINE
+            p.pointee.return_route_decline = a.message(v)
         case nil: p.pointee.payload_case = MESOS__ENVELOPE__PAYLOAD__NOT_SET
         }
     }

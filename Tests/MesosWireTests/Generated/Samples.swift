@@ -70,6 +70,9 @@ enum Samples {
         RoundTripCase("AuthenticationChallengeMessage", AuthenticationChallengeMessage(serverNonce: [0, 255, 8, 10, 13, 128])),
         RoundTripCase("AuthenticationResponseMessage", AuthenticationResponseMessage(proof: [0, 255, 8, 10, 13, 128])),
         RoundTripCase("AuthenticationResultMessage", AuthenticationResultMessage(ok: true, reason: "reason-9 ü✓", serverProof: [0, 255, 10, 10, 13, 128])),
+        RoundTripCase("ReturnRouteOfferMessage", ReturnRouteOfferMessage(nonce: [0, 255, 8, 10, 13, 128])),
+        RoundTripCase("ReturnRouteClaimMessage", ReturnRouteClaimMessage(nonce: [0, 255, 8, 10, 13, 128])),
+        RoundTripCase("ReturnRouteDeclineMessage", ReturnRouteDeclineMessage(nonce: [0, 255, 8, 10, 13, 128], reason: "reason-9 ü✓")),
         RoundTripCase("RegistryMeta", RegistryMeta(format: UInt32.max - 8, highestEpoch: UInt64.max - 9, removedFrameworks: [FrameworkID(value: "value-71 ü✓"), FrameworkID(value: "value-78 ü✓")], writes: UInt64.max - 11, migrating: true)),
         RoundTripCase("RegistryAgent", RegistryAgent(id: AgentID(value: "value-57 ü✓"), info: AgentInfo(hostname: "hostname-64 ü✓", port: -65, resources: [Resource(name: "name-463 ü✓", scalar: 464.25, role: "role-465 ü✓"), Resource(name: "name-470 ü✓", scalar: 471.25, role: "role-472 ü✓")], id: AgentID(value: "value-470 ü✓"), pid: "pid-68 ü✓"), removedTime: TimeInfo(nanoseconds: Int64.min + 71))),
         RoundTripCase("RegistrySnapshot", RegistrySnapshot(meta: RegistryMeta(format: UInt32.max - 57, highestEpoch: UInt64.max - 58, removedFrameworks: [FrameworkID(value: "value-414 ü✓"), FrameworkID(value: "value-421 ü✓")], writes: UInt64.max - 60, migrating: false), agents: [RegistryAgent(id: AgentID(value: "value-449 ü✓"), info: AgentInfo(hostname: "hostname-456 ü✓", port: -457, resources: [Resource(name: "name-3207 ü✓", scalar: 3208.25, role: "role-3209 ü✓"), Resource(name: "name-3214 ü✓", scalar: 3215.25, role: "role-3216 ü✓")], id: AgentID(value: "value-3214 ü✓"), pid: "pid-460 ü✓"), removedTime: TimeInfo(nanoseconds: Int64.min + 463)), RegistryAgent(id: AgentID(value: "value-498 ü✓"), info: AgentInfo(hostname: "hostname-505 ü✓", port: -506, resources: [Resource(name: "name-3550 ü✓", scalar: 3551.25, role: "role-3552 ü✓"), Resource(name: "name-3557 ü✓", scalar: 3558.25, role: "role-3559 ü✓")], id: AgentID(value: "value-3557 ü✓"), pid: "pid-509 ü✓"), removedTime: TimeInfo(nanoseconds: Int64.min + 512))])),
@@ -147,5 +150,8 @@ enum Samples {
         Envelope(epoch: 42, from: "sender-41@127.0.0.1:5091", payload: .authenticationChallenge(AuthenticationChallengeMessage(serverNonce: [0, 255, 53, 10, 13, 128]))),
         Envelope(epoch: 43, from: "sender-42@127.0.0.1:5092", payload: .authenticationResponse(AuthenticationResponseMessage(proof: [0, 255, 60, 10, 13, 128]))),
         Envelope(epoch: 44, from: "sender-43@127.0.0.1:5093", payload: .authenticationResult(AuthenticationResultMessage(ok: false, reason: "reason-324 ü✓", serverProof: [0, 255, 69, 10, 13, 128]))),
+        Envelope(epoch: 45, from: "sender-44@127.0.0.1:5094", payload: .returnRouteOffer(ReturnRouteOfferMessage(nonce: [0, 255, 74, 10, 13, 128]))),
+        Envelope(epoch: 46, from: "sender-45@127.0.0.1:5095", payload: .returnRouteClaim(ReturnRouteClaimMessage(nonce: [0, 255, 81, 10, 13, 128]))),
+        Envelope(epoch: 47, from: "sender-46@127.0.0.1:5096", payload: .returnRouteDecline(ReturnRouteDeclineMessage(nonce: [0, 255, 88, 10, 13, 128], reason: "reason-345 ü✓"))),
     ]
 }

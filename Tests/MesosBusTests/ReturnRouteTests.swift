@@ -1,0 +1,131 @@
+import MesosWire
+import NIOCore
+import ProcessSupport
+import TestSupport
+import Testing
+@testable import MesosBus
+
+/// Return routes (messages.proto, ReturnRouteOffer): a master's bus writes to a peer over the
+/// connection the peer opened, once the peer proved it is the process at its pid. Real sockets.
+@Suite(.timeLimit(.minutes(3))) struct ReturnRouteTests {
+    static func masterBus(_ logs: CapturedLogs, credentials: [Credential]? = nil) async throws -> MessageBus {
+        var config = BusConfiguration.test
+        config.offerReturnRoutes = true
+        config.requiredCredentials = credentials
+        let bus = MessageBus(configuration: config, logger: logs.logger("master"))
+        try await bus.start(name: "master")
+        return bus
+    }
+
+    static func peerBus(_ logs: CapturedLogs, credential: Credential? = nil) async throws -> MessageBus {
+        var config = BusConfiguration.test
+        config.credential = credential
+        let bus = MessageBus(configuration: config, logger: logs.logger("peer"))
+        try await bus.start(name: "slave(1)")
+        return bus
+    }
+
+    /// The next `n` messages a bus delivers (other events skipped), with what their connection proved.
+    static func messages(_ bus: MessageBus, _ n: Int) async -> [Inbound] {
+        var got: [Inbound] = []
+        for await event in bus.events {
+            if case .message(let inbound) = event { got.append(inbound) }
+            if got.count == n { break }
+        }
+        return got
+    }
+
+    static func pings(_ n: Int, from bus: MessageBus, to peer: PID, startingAt first: Int = 0) {
+        for i in first..<(first + n) { bus.post(.ping(PingAgentMessage(connected: true)), epoch: UInt64(i), to: peer) }
+    }
+
+    @Test func theMasterWritesOverTheAgentsConnectionAndClosesItsOwn() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        // The agent's link to the master is up (its message arrived), then the master answers.
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        #expect(await Self.messages(master, 1).first?.envelope.from == agent.pid!.description)
+        Self.pings(500, from: master, to: agent.pid!)
+        let first = await Self.messages(agent, 500)
+        #expect(first.map(\.envelope.epoch) == (0..<500).map(UInt64.init), "held back until the claim, then in order")
+        #expect(master.statistics.returnRoutesAdopted == 1 && agent.statistics.returnRoutesClaimed == 1)
+        // The master closed the connection it opened: the agent accepts none, and still hears the master.
+        try await Poll.until("the master's own connection to the agent closed", timeout: .seconds(30)) { agent.acceptedConnectionCount == 0 }
+        Self.pings(10, from: master, to: agent.pid!, startingAt: 500)
+        let later = await Self.messages(agent, 10)
+        #expect(later.map(\.envelope.epoch) == (500..<510).map(UInt64.init))
+        #expect(agent.acceptedConnectionCount == 0 && master.acceptedConnectionCount == 1, "one connection between the two")
+        #expect(master.statistics.connectionsAccepted == 1 && agent.statistics.connectionsAccepted == 1)
+        #expect(master.statistics.returnRoutesDeclined == 0 && master.statistics.messagesDropped == 0)
+    }
+
+    @Test func aPeerWithoutItsOwnLinkDeclinesAndTheMasterKeepsItsConnection() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        Self.pings(100, from: master, to: agent.pid!)
+        let got = await Self.messages(agent, 100)
+        #expect(got.map(\.envelope.epoch) == (0..<100).map(UInt64.init))
+        #expect(master.statistics.returnRoutesDeclined == 1 && master.statistics.returnRoutesAdopted == 0)
+        #expect(agent.statistics.returnRoutesClaimed == 0 && agent.acceptedConnectionCount == 1, "the master's own connection carries them")
+    }
+
+    @Test func whenTheAgentsConnectionClosesTheMasterReportsItsLinkBroken() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs)
+        defer { Task { await master.shutdown() } }
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        _ = await Self.messages(master, 1)
+        Self.pings(1, from: master, to: agent.pid!)
+        _ = await Self.messages(agent, 1)
+        #expect(master.statistics.returnRoutesAdopted == 1)
+        await agent.shutdown()
+        var broken: String?
+        for await event in master.events {
+            if case .linkBroken(let peer, _) = event { broken = peer; break }
+        }
+        #expect(broken == Endpoint(agent.pid!).description, "the agent's connection was the master's link to it")
+        // The next message makes a new link of the master's own (the agent is gone: it fails).
+        Self.pings(1, from: master, to: agent.pid!)
+        for await event in master.events {
+            if case .linkBroken = event { break }
+        }
+        #expect(master.statistics.connectsFailed == 1)
+    }
+
+    @Test func withAuthenticationTheMastersMessagesOnTheAgentsLinkComeFromAMaster() async throws {
+        let logs = CapturedLogs()
+        let credential = Credential(principal: "agent", secret: "return-route-secret")
+        let master = try await Self.masterBus(logs, credentials: [credential])
+        let agent = try await Self.peerBus(logs, credential: credential)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        #expect(await Self.messages(master, 1).first?.peer.principal == "agent")
+        Self.pings(3, from: master, to: agent.pid!)
+        let got = await Self.messages(agent, 3)
+        #expect(master.statistics.returnRoutesAdopted == 1)
+        #expect(got.allSatisfy { $0.peer.roles.contains(.master) }, "the link proved the master knows the agent's secret")
+        #expect(got.map(\.envelope.epoch) == [0, 1, 2])
+    }
+
+    @Test func aClaimNamingNoOfferIsIgnoredAndCostsNobodyElse() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        let raw = try RawSocket(port: master.pid!.port)
+        let forged = Envelope(epoch: 0, from: agent.pid!.description, payload: .returnRouteClaim(ReturnRouteClaimMessage(nonce: Array(repeating: 7, count: 16))))
+        try raw.write(try FrameCodec().encode(forged))
+        try await Poll.until("the forged claim was seen", timeout: .seconds(30)) { master.statistics.returnRouteClaimsUnknown == 1 }
+        // The real agent's route is unaffected.
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        _ = await Self.messages(master, 1)
+        Self.pings(2, from: master, to: agent.pid!)
+        #expect(await Self.messages(agent, 2).map(\.envelope.epoch) == [0, 1])
+        #expect(master.statistics.returnRoutesAdopted == 1 && master.statistics.messagesReceived == 1, "the claim was not delivered as a message")
+    }
+}
