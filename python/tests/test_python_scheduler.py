@@ -703,8 +703,35 @@ def test_task_over_tls():
         tls.close()
 
 
-TESTS = [test_framing, test_epoch_guard, test_failover_rules, test_task_finishes, test_leader_killed,
-         test_scheduler_failover, test_task_over_tls]
+def test_return_route_offer_is_declined():
+    """A master with --return_routes offers to write over our link (messages.proto): this scheduler
+    reads only what it accepts, so it answers with a decline naming the nonce, on the offering
+    connection, and does not take the offer for a master message."""
+    s = offline_scheduler()
+    try:
+        received = []
+        s._receive = lambda envelope, connection=None: received.append(envelope)
+        ours, masters = sched.socket.socketpair()
+        offer = envelope(0, LEADER.pid, return_route_offer={"nonce": b"0123456789abcdef"})
+        ping = envelope(3, LEADER.pid, ping={"connected": True})
+        masters.sendall(sched.encode_frame(offer) + sched.encode_frame(ping))
+        s._readable(ours, sched.FrameDecoder(), "master")
+        masters.settimeout(10)
+        answers = []
+        decoder = sched.FrameDecoder()
+        while not answers:
+            answers += decoder.feed(masters.recv(65536))
+        assert answers[0].WhichOneof("payload") == "return_route_decline", answers
+        assert answers[0].return_route_decline.nonce == b"0123456789abcdef", answers[0]
+        assert getattr(answers[0], "from") == s.pid, answers[0]
+        assert [e.WhichOneof("payload") for e in received] == ["ping"], received
+        ours.close(), masters.close()
+    finally:
+        close_offline(s)
+
+
+TESTS = [test_framing, test_epoch_guard, test_failover_rules, test_return_route_offer_is_declined, test_task_finishes,
+         test_leader_killed, test_scheduler_failover, test_task_over_tls]
 
 
 def main():
