@@ -42,9 +42,13 @@ public struct BusConfiguration: Sendable {
     /// A master's: a new link first offers the peer a return route (messages.proto): a peer whose own
     /// link to this process is up claims it, and the link then writes over the peer's connection and
     /// closes its own, so each peer costs one socket instead of two. Writes wait for the answer (a
-    /// claim, a decline, or nothing within `connectTimeout`: the link goes on over its own connection).
+    /// claim, a decline, or nothing within `returnRouteTimeout`: the link goes on over its own connection).
     /// Every bus answers offers, whatever this says.
     public var offerReturnRoutes = false
+    /// How long a link's writes wait for the answer to its return-route offer. Our peers always
+    /// answer (claim or decline) as soon as they run; a busy peer (a failover's re-registration
+    /// storm) can take seconds, and a link that gave up keeps its own connection for good.
+    public var returnRouteTimeout: TimeAmount = .seconds(10)
 
     public init() {}
 

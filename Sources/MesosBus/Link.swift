@@ -370,7 +370,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         }
         let nonce = ConnectionAuthentication.nonce()
         offers.add(nonce, self)
-        let wait = configuration.connectTimeout
+        let wait = configuration.returnRouteTimeout
         let timer = loop.scheduleTask(in: wait) {
             self.returnRoute(nonce, claimedOn: nil, reason: "no answer within \(wait.nanoseconds / 1_000_000) ms")
         }

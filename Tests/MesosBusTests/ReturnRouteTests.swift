@@ -112,6 +112,29 @@ import Testing
         #expect(got.map(\.envelope.epoch) == [0, 1, 2])
     }
 
+    @Test func anOfferNobodyAnswersTimesOutAndTheLinkGoesOnOverItsOwnConnection() async throws {
+        let logs = CapturedLogs()
+        var config = BusConfiguration.test
+        config.offerReturnRoutes = true
+        config.returnRouteTimeout = .milliseconds(300)
+        let master = MessageBus(configuration: config, logger: logs.logger("master"))
+        try await master.start(name: "master")
+        defer { Task { await master.shutdown() } }
+        // A peer that reads but never answers an offer (one that does not know them).
+        let silent = try Loopback.Socket(listeningOn: 0)
+        Self.pings(3, from: master, to: PID(name: "silent", host: "127.0.0.1", port: silent.port))
+        let connection = try silent.accept(timeout: .seconds(30))
+        var decoder = FrameDecoder(codec: FrameCodec())
+        var got: [Envelope] = []
+        while got.count < 4 {
+            guard case .data(let bytes) = connection.read(64 * 1024, timeout: .seconds(30)) else { break }
+            try bytes.withUnsafeBytes { raw in try decoder.decode(raw) { got.append($0); return true } }
+        }
+        guard got.count == 4, case .returnRouteOffer? = got[0].payload else { Issue.record("expected the offer, then 3 pings: \(got)"); return }
+        #expect(got.dropFirst().map(\.epoch) == [0, 1, 2], "held back until the offer timed out, then in order")
+        #expect(master.statistics.returnRoutesDeclined == 1 && master.statistics.returnRoutesAdopted == 0)
+    }
+
     @Test func aClaimNamingNoOfferIsIgnoredAndCostsNobodyElse() async throws {
         let logs = CapturedLogs()
         let master = try await Self.masterBus(logs)

@@ -750,7 +750,7 @@ struct  Mesos__AuthenticationResultMessage
  * peer's pid read the offer, so the connection the claim arrives on is that process's. The
  * offerer then writes to the peer over that connection, in order, and closes its own. A peer
  * without such a link answers ReturnRouteDecline on the offering connection, and the offerer
- * goes on over its own connection (as it does when no answer comes within its connect timeout).
+ * goes on over its own connection (as it does when no answer comes in time).
  */
 struct  Mesos__ReturnRouteOfferMessage
 {
