@@ -10,7 +10,6 @@ final class ReturnRouteOffers: Sendable {
     func add(_ nonce: [UInt8], _ link: Link) { pending.withLock { $0[nonce] = link } }
     func remove(_ nonce: [UInt8]) { pending.withLock { _ = $0.removeValue(forKey: nonce) } }
     func take(_ nonce: [UInt8]) -> Link? { pending.withLock { $0.removeValue(forKey: nonce) } }
-    var count: Int { pending.withLock { $0.count } }
 }
 
 /// What an accepted connection's frame handler does with return-route messages (the bus's side).
