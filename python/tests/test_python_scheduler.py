@@ -14,6 +14,8 @@ the built binaries ($MESOS_BIN_DIR, default <repo>/.build/debug), session timeou
                           re-registration, false afterwards; framework_disconnected and a broken link
                           re-register at once; message_refused is reported, not fatal; "Framework
                           failed over" is fatal (exit 1), or the goal of --until failedover (exit 0)
+  return route offer      without a cluster: an offer (--return_routes) is declined on the offering
+                          connection with its nonce, and is not taken for a master message
   task finishes           register, take an offer, launch `echo ...; sleep 1`, see RUNNING then
                           FINISHED (each acknowledged), the output in the task's sandbox
   leader killed           a long task RUNNING; SIGKILL the leading master: the scheduler detects the
