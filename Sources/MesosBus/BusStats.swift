@@ -29,7 +29,7 @@ public struct BusStats: Sendable, Hashable {
     public var plaintextDowngrades = 0
     /// Offerer: links that write over the peer's own connection (a claimed return route).
     public var returnRoutesAdopted = 0
-    /// Offerer: offers declined, or not answered within `connectTimeout` (the link kept its own connection).
+    /// Offerer: offers declined, or not answered within `returnRouteTimeout` (the link kept its own connection).
     public var returnRoutesDeclined = 0
     /// Peer: offers claimed on this bus's own link to the offerer.
     public var returnRoutesClaimed = 0

@@ -383,10 +383,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     /// Then the held writes go out, over the claimed connection or our own. On our loop.
     func returnRoute(_ nonce: [UInt8], claimedOn claim: (any Channel)?, reason: String?) {
         loop.preconditionInEventLoop()
-        guard let pending = offer, pending.nonce == nonce, let own = channel, machine.state == .authenticating(ObjectIdentifier(own)) else { return }
-        offer = nil
-        pending.timer.cancel()
-        offers?.remove(nonce)
+        guard offer?.nonce == nonce, let own = channel, machine.state == .authenticating(ObjectIdentifier(own)) else { return }
+        withdrawOffer()
         let id = ObjectIdentifier(own)
         if let claim, claim.isActive, claim.eventLoop === loop {
             let handler = LinkHandler(link: self)
@@ -406,6 +404,14 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             metadata: ["event": "return_route_declined", "peer": "\(endpoint)"])
         _ = machine.authenticated(id)
         writeQueued()
+    }
+
+    /// Forgets the outstanding offer, if any (answered, timed out, or its connection is gone).
+    private func withdrawOffer() {
+        guard let pending = offer else { return }
+        offer = nil
+        pending.timer.cancel()
+        offers?.remove(pending.nonce)
     }
 
     /// A peer offered to write to us over this link's connection (its nonce came on our accepted
@@ -486,11 +492,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         guard dropQueue("connection closed", { $0.broken(ObjectIdentifier(channel)) }) else { return }
         if self.channel === channel { self.channel = nil }
         if adopted?.channel === channel { adopted = nil }
-        if let pending = offer {
-            offer = nil
-            pending.timer.cancel()
-            offers?.remove(pending.nonce)
-        }
+        withdrawOffer()
         stallTimer?.cancel()
         stallTimer = nil
         logger.info("link to peer closed", metadata: ["peer": "\(endpoint)"])
@@ -503,11 +505,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         drainInbox()
         stallTimer?.cancel()
         dropQueue("link closed") { $0.close() }
-        if let pending = offer {
-            offer = nil
-            pending.timer.cancel()
-            offers?.remove(pending.nonce)
-        }
+        withdrawOffer()
         if let adopted {
             // The peer's connection stays: it is the peer's link to us, and it is still in use.
             adopted.channel.pipeline.syncOperations.removeHandler(adopted.handler, promise: nil)  // on its loop: ours
