@@ -144,6 +144,8 @@ let package = Package(
             name: "registry-bench",
             dependencies: ["MesosCore", "MesosHA", "MesosWire", "ZooKeeper", "ProcessSupport", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/Registry"),
+        // The master core's cost per agent as the cluster grows (Benchmarks/master-core-bench.sh).
+        .executableTarget(name: "master-core-bench", dependencies: ["MesosCore", "MesosWire"], path: "Benchmarks/MasterCore"),
         .executableTarget(
             name: "failover-bench",
             dependencies: [

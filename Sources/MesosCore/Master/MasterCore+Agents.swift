@@ -134,10 +134,10 @@ extension MasterCore {
         let observed: MasterObservation = again ? .agentReregistered(id, pid: agent.pid, tasks: live) : .agentRegistered(id, pid: agent.pid)
         var effects: [Effect] = [.send(payload, to: agent.pid), .observe(observed)]
         // Kills asked for while it could not be told.
-        for key in pendingKills.sorted() where tasks[key]?.agentID == id && tasks[key]?.state.isTerminal == false {
+        for key in pendingKills.filter({ tasks[$0]?.agentID == id && tasks[$0]?.state.isTerminal == false }).sorted() {
             effects.append(.send(.killTask(KillTaskMessage(frameworkID: key.framework, taskID: key.task)), to: agent.pid))
         }
-        return effects + checkAgents()  // its first ping now
+        return effects + checkAgent(id)  // its first ping now
     }
 
     // MARK: Health
@@ -145,30 +145,37 @@ extension MasterCore {
     mutating func checkAgents() -> [Effect] {
         var effects: [Effect] = []
         // In id order: the same events give the same effects in the same order (a deterministic core).
-        for (id, agent) in agents.sorted(by: { $0.key.value < $1.key.value }) where agent.isActive {
-            if let last = agent.lastPing, now - last < settings.agentPingTimeout { continue }
-            var a = agent
-            if a.lastPing != nil { a.missedPings = a.pongSinceLastPing ? 0 : a.missedPings + 1 }
-            if a.missedPings >= settings.maxAgentPingTimeouts {
-                if settings.agentRemovalRateLimit == nil {
-                    agents[id] = a
-                    effects += remove(id, reason: .missedPings(count: a.missedPings, timeout: settings.agentPingTimeout))
-                    continue
-                }
-                if !a.removalScheduled {
-                    // Mesos's slave removal limiter: it waits for a permit, pinged meanwhile.
-                    a.removalScheduled = true
-                    removalQueue.append(id)
-                    metrics.agentRemovalsScheduled += 1
-                    effects.append(.observe(.agentRemovalScheduled(id, queued: removalQueue.count)))
-                }
-            }
-            a.lastPing = now
-            a.pongSinceLastPing = false
-            agents[id] = a
-            effects.append(.send(.ping(PingAgentMessage(connected: true)), to: a.pid))
-        }
+        for id in agents.keys.sorted(by: { $0.value < $1.value }) { effects += checkAgent(id) }
         return effects + removeScheduled()
+    }
+
+    /// One agent's health check: a ping when one is due, its removal (or its place in the removal
+    /// queue) after too many unanswered. Admission calls it for the new agent alone, so admitting
+    /// the N-th agent costs the same as the first (a check of every agent there made a failover's
+    /// re-registration quadratic in the cluster's size).
+    private mutating func checkAgent(_ id: AgentID) -> [Effect] {
+        guard var a = agents[id], a.isActive else { return [] }
+        if let last = a.lastPing, now - last < settings.agentPingTimeout { return [] }
+        var effects: [Effect] = []
+        if a.lastPing != nil { a.missedPings = a.pongSinceLastPing ? 0 : a.missedPings + 1 }
+        if a.missedPings >= settings.maxAgentPingTimeouts {
+            if settings.agentRemovalRateLimit == nil {
+                agents[id] = a
+                return remove(id, reason: .missedPings(count: a.missedPings, timeout: settings.agentPingTimeout))
+            }
+            if !a.removalScheduled {
+                // Mesos's slave removal limiter: it waits for a permit, pinged meanwhile.
+                a.removalScheduled = true
+                removalQueue.append(id)
+                metrics.agentRemovalsScheduled += 1
+                effects.append(.observe(.agentRemovalScheduled(id, queued: removalQueue.count)))
+            }
+        }
+        a.lastPing = now
+        a.pongSinceLastPing = false
+        agents[id] = a
+        effects.append(.send(.ping(PingAgentMessage(connected: true)), to: a.pid))
+        return effects
     }
 
     /// `--agent_removal_rate_limit`: the scheduled removals whose permit is due, one per interval.
