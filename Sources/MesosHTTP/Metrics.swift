@@ -59,6 +59,7 @@ public enum MasterMetricsReport {
             MetricValue("master/framework_removals", Double(s.counters.frameworkRemovals), .counter),
             MetricValue("master/framework_failovers", Double(s.counters.frameworkFailovers), .counter),
             MetricValue("master/leader_changes", Double(s.counters.leaderChanges), .counter),
+            MetricValue("master/messages_held_during_recovery", Double(s.counters.heldDuringRecovery), .counter),
             MetricValue("registrar/registry_writes", Double(s.counters.registryWrites), .counter),
         ]
         for resource in ["cpus", "gpus", "mem", "disk"] {

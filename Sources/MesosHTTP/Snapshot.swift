@@ -188,6 +188,9 @@ public struct MasterCounters: Sendable, Equatable {
     public var frameworkRemovals = 0
     public var frameworkFailovers = 0
     public var registryWrites = 0
+    /// Registrations received while recovering the registry, answered once leading
+    /// (`master/messages_held_during_recovery`; Mesos drops them).
+    public var heldDuringRecovery = 0
     /// Changes of the leader this master detected (`master/leader_changes`).
     public var leaderChanges = 0
 

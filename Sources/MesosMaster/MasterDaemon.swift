@@ -381,6 +381,7 @@ extension MasterSnapshot {
         s.counters.frameworkRemovals = m.frameworkRemovals
         s.counters.frameworkFailovers = m.frameworkFailovers
         s.counters.registryWrites = m.registryWrites
+        s.counters.heldDuringRecovery = m.heldDuringRecovery
         s.counters.leaderChanges = leaderChanges
         return s
     }

@@ -56,22 +56,50 @@ import Testing
         #expect(standby.exited == .candidacyLost(.sessionExpired))
     }
 
-    /// Mesos filters every message while the registry is recovered ("not recovered yet"): no
-    /// answer, no connection to the sender; its next attempt after recovery is served.
-    @Test func aRecoveringMasterDropsMessagesWithoutAnswering() {
+    /// Registrations that arrive while the registry is recovered get no answer then (no
+    /// connection to the sender) and are answered once the master leads, the latest of each sender
+    /// once; Mesos drops them and the sender waits for its next attempt.
+    @Test func aRecoveringMasterAnswersRegistrationsOnceItLeads() {
         var h = MasterHarness()
         h.holdWrites = true
         h.lead()
         #expect(h.core.phase == .recovering(epoch: 5))
-        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "first"))), from: P.agent, epoch: 5)
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "retry"))), from: P.agent, epoch: 5)
+        h.message(.registerFramework(RegisterFrameworkMessage(framework: FrameworkInfo(user: "u", name: "fw"))), from: P.scheduler, epoch: 5)
         #expect(h.take().isEmpty)
-        #expect(h.core.metrics.droppedMessages[.notLeading] == 1)
-        #expect(h.observed.contains(.messageDropped(from: P.agent.description, reason: .notLeading)))
+        #expect(h.core.metrics.droppedTotal == 0)
         h.holdWrites = false
         h.releaseWrites()
         #expect(h.core.phase == .leading(epoch: 5))
-        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)
-        #expect(h.take().contains { if case .agentRegistered = $0.0 { $0.1 == P.agent } else { false } })
+        #expect(h.observed.contains(.recoveryBacklogReplayed(count: 2)))
+        #expect(h.core.metrics.heldDuringRecovery == 2)
+        let sent = h.take()
+        #expect(payloads(sent, to: P.agent) { if case .agentRegistered(let m) = $0 { m.agentID } else { nil } }.count == 1)
+        #expect(h.core.activeAgents.map(\.hostname) == ["retry"], "the sender's latest registration")
+        #expect(payloads(sent, to: P.scheduler) { if case .frameworkRegistered(let m) = $0 { m.frameworkID } else { nil } }.count == 1)
+    }
+
+    /// What is not a registration, a message for another epoch, and registrations beyond the
+    /// backlog's limit are dropped as Mesos drops them: no answer, then or later.
+    @Test func aRecoveringMasterDropsWhatItDoesNotHold() {
+        var settings = MasterSettings.fast
+        settings.recoveryBacklogLimit = 1
+        var h = MasterHarness(settings: settings)
+        h.holdWrites = true
+        h.lead()
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)  // held
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h2"))), from: P.agent2, epoch: 5)  // over the limit
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h3"))), from: P.stranger, epoch: 4)  // another epoch
+        h.message(.reviveOffers(ReviveOffersMessage(frameworkID: FrameworkID(value: "f"))), from: P.scheduler, epoch: 5)  // not a registration
+        #expect(h.take().isEmpty)
+        #expect(h.core.metrics.droppedMessages[.notLeading] == 3)
+        #expect(h.observed.filter { if case .messageDropped(_, .notLeading) = $0 { true } else { false } }.count == 3)
+        h.holdWrites = false
+        h.releaseWrites()
+        #expect(h.core.phase == .leading(epoch: 5))
+        #expect(h.observed.contains(.recoveryBacklogReplayed(count: 1)))
+        #expect(Set(h.take().map(\.1)) == [P.agent], "only the held registration is answered")
     }
 
     @Test func leaderHintsMessagesForAnotherEpoch() {
@@ -133,6 +161,19 @@ import Testing
         _ = h.take()
         h.message(.killTask(KillTaskMessage(frameworkID: FrameworkID(value: "f1"), taskID: TaskID(value: "t1"))), from: P.scheduler)
         #expect(h.take().map(\.1) == [P.agent])
+    }
+
+    @Test func admittingAnAgentPingsItAndNoOther() {
+        var h = MasterHarness()
+        h.lead()
+        _ = h.registerAgent(P.agent)
+        h.answerPings()
+        h.tick(.milliseconds(500))  // no ping is due yet
+        _ = h.take()
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h2"))), from: P.agent2)
+        let sent = h.take()
+        #expect(sent.contains { if case .agentRegistered = $0.0 { $0.1 == P.agent2 } else { false } })
+        #expect(sent.filter { $0.0.isPing }.map(\.1) == [P.agent2], "the new agent's first ping; the other's comes with a tick")
     }
 
     @Test func agentMissingPingsIsRemovedAfterTheConfiguredCount() {

@@ -163,6 +163,8 @@ public struct MasterCore: Sendable {
     var reregisterDeadline: Duration?
     /// Registry agents expected back when this master started leading (`--recovery_agent_removal_limit`'s base).
     var agentsAtRecovery = 0
+    /// Registrations received while recovering, acted on once leading.
+    var recoveryBacklog = RecoveryBacklog()
     /// Agents that missed their health checks, waiting for a permit (`--agent_removal_rate_limit`), oldest first.
     var removalQueue: [AgentID] = []
     /// Agents of the registry that did not re-register within `agentReregisterTimeout` after a
@@ -297,6 +299,7 @@ public struct MasterCore: Sendable {
 
     mutating func exit(_ reason: ExitReason) -> [Effect] {
         phase = .exited
+        recoveryBacklog = RecoveryBacklog()
         return [.exit(reason)]
     }
 
@@ -323,7 +326,14 @@ public struct MasterCore: Sendable {
             agentsAtRecovery = recoveringAgents.count
             nextRegistryGC = now + settings.registryGCInterval
             reregisterDeadline = recoveringAgents.isEmpty ? nil : now + settings.agentReregisterTimeout
-            return [.observe(.leading(epoch: epoch, agentsExpected: recoveringAgents.count))]
+            var effects: [Effect] = [.observe(.leading(epoch: epoch, agentsExpected: recoveringAgents.count))]
+            let held = recoveryBacklog.drain()
+            if !held.isEmpty {
+                metrics.heldDuringRecovery += held.count
+                effects.append(.observe(.recoveryBacklogReplayed(count: held.count)))
+                for inbound in held { effects += receive(inbound) }
+            }
+            return effects
         case .admit(let id):
             return admitted(id)
         case .remove(let id, let reason):
@@ -346,11 +356,16 @@ public struct MasterCore: Sendable {
             metrics.droppedMessages[reason, default: 0] += 1
             return [.observe(.messageDropped(from: envelope.from, reason: reason))]
         case .answerWithHint(let reason):
+            // Recovering the registry: registrations wait for it (`RecoveryBacklog`); anything
+            // else, or more than the backlog holds, is dropped without an answer, as Mesos drops
+            // everything ("not recovered yet"), and senders retry on their backoff. A hint would
+            // cost a connection to each of the thousands of agents re-registering at once.
+            if case .recovering(let epoch) = phase {
+                if envelope.epoch == epoch, recoveryBacklog.hold(inbound, limit: settings.recoveryBacklogLimit) { return [] }
+                metrics.droppedMessages[reason, default: 0] += 1
+                return [.observe(.messageDropped(from: envelope.from, reason: reason))]
+            }
             metrics.droppedMessages[reason, default: 0] += 1
-            // Recovering the registry: Mesos filters every message without an answer ("not
-            // recovered yet"); senders retry on their backoff. A hint would cost a connection to
-            // each of the thousands of agents re-registering at once, before this master leads.
-            if case .recovering = phase { return [.observe(.messageDropped(from: envelope.from, reason: reason))] }
             guard let from = PID(envelope.from) else { return [] }
             return [.send(.leaderHint(hint(reason.explanation)), to: from)]
         }

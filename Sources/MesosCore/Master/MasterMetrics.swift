@@ -18,6 +18,9 @@ public struct MasterMetrics: Sendable, Hashable {
     public var frameworkFailovers = 0
     public var tasksLost = 0
     public var registryWrites = 0
+    /// Registrations received while recovering the registry and acted on once leading
+    /// (`RecoveryBacklog`).
+    public var heldDuringRecovery = 0
 
     public var droppedTotal: Int { droppedMessages.values.reduce(0, +) }
 }

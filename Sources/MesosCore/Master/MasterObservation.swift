@@ -66,6 +66,8 @@ public enum FrameworkRefusal: Sendable, Hashable, CustomStringConvertible {
 public enum MasterObservation: Milestone, Hashable {
     case elected(epoch: UInt64)
     case leading(epoch: UInt64, agentsExpected: Int)
+    /// Registrations that arrived while the registry was recovered, acted on now (`RecoveryBacklog`).
+    case recoveryBacklogReplayed(count: Int)
     case agentRegistered(AgentID, pid: PID)
     /// `tasks`: the live tasks the master now knows on it.
     case agentReregistered(AgentID, pid: PID, tasks: Int)
@@ -106,6 +108,7 @@ public enum MasterObservation: Milestone, Hashable {
         switch self {
         case .elected: "elected"
         case .leading: "leading"
+        case .recoveryBacklogReplayed: "recovery_backlog_replayed"
         case .agentRegistered: "agent_registered"
         case .agentReregistered: "agent_reregistered"
         case .agentRefused: "agent_refused"
@@ -148,6 +151,7 @@ public enum MasterObservation: Milestone, Hashable {
         switch self {
         case .elected(let e): .of(("epoch", e))
         case .leading(let e, let n): .of(("epoch", e), ("agents_expected", n))
+        case .recoveryBacklogReplayed(let n): .of(("count", n))
         case .agentRegistered(let id, let pid): .of(("agent_id", id.value), ("agent", pid))
         case .agentReregistered(let id, let pid, let n): .of(("agent_id", id.value), ("agent", pid), ("tasks", n))
         case .agentRefused(let pid, _): .of(("agent", pid))
@@ -179,6 +183,7 @@ public enum MasterObservation: Milestone, Hashable {
         switch self {
         case .elected(let e): "elected leader at epoch \(e); recovering the registry"
         case .leading(let e, let n): "leading at epoch \(e) with \(n) agent(s) expected to re-register"
+        case .recoveryBacklogReplayed(let n): "answering \(n) registration(s) received while recovering the registry"
         case .agentRegistered(let id, let pid): "agent \(id.value) at \(pid) registered"
         case .agentReregistered(let id, let pid, let n): "agent \(id.value) at \(pid) re-registered with \(n) live task(s)"
         case .agentRefused(let pid, let r): "refusing agent \(pid): \(r)"
