@@ -176,6 +176,24 @@ import Testing
         #expect(sent.filter { $0.0.isPing }.map(\.1) == [P.agent2], "the new agent's first ping; the other's comes with a tick")
     }
 
+    @Test func aTickPingsTheAgentsWhoseCheckIsDueInTheOrderTheirPingsWentOut() {
+        var h = MasterHarness()  // pings every second
+        h.lead()
+        _ = h.registerAgent(P.agent2)  // pinged at 0
+        h.tick(.milliseconds(500))
+        _ = h.registerAgent(P.agent)  // pinged at 0.5
+        h.answerPings()
+        _ = h.take()
+        h.tick(.milliseconds(500))  // 1.0: only agent2's check is due
+        #expect(h.take().filter { $0.0.isPing }.map(\.1) == [P.agent2])
+        h.answerPings()
+        h.tick(.milliseconds(500))  // 1.5: agent's
+        #expect(h.take().filter { $0.0.isPing }.map(\.1) == [P.agent])
+        h.answerPings()
+        h.tick(.seconds(5))  // both overdue: in the order of their last pings
+        #expect(h.take().filter { $0.0.isPing }.map(\.1) == [P.agent2, P.agent])
+    }
+
     @Test func agentMissingPingsIsRemovedAfterTheConfiguredCount() {
         var h = MasterHarness()
         h.lead()

@@ -142,10 +142,17 @@ extension MasterCore {
 
     // MARK: Health
 
+    /// The health checks that are due, in the order their pings went out (a deterministic core:
+    /// the same events give the same effects in the same order). A tick touches only the agents
+    /// whose check is due, not all of them: at 10,000 agents and a tick every 50 ms, sorting and
+    /// copying every agent's record on each tick took a third of the leader's CPU.
     mutating func checkAgents() -> [Effect] {
         var effects: [Effect] = []
-        // In id order: the same events give the same effects in the same order (a deterministic core).
-        for id in agents.keys.sorted(by: { $0.value < $1.value }) { effects += checkAgent(id) }
+        while let (due, id) = pingSchedule.popDue(now) {
+            // A stale entry (removed, re-admitted or pinged since) is skipped; the current one is queued.
+            guard let last = agents[id]?.lastPing, last + settings.agentPingTimeout == due else { continue }
+            effects += checkAgent(id)
+        }
         return effects + removeScheduled()
     }
 
@@ -174,6 +181,7 @@ extension MasterCore {
         a.lastPing = now
         a.pongSinceLastPing = false
         agents[id] = a
+        pingSchedule.append(due: now + settings.agentPingTimeout, id)
         effects.append(.send(.ping(PingAgentMessage(connected: true)), to: a.pid))
         return effects
     }
@@ -364,5 +372,32 @@ extension MasterCore {
         tasksByAgent[task.agentID]?.remove(key)
         if tasksByAgent[task.agentID]?.isEmpty == true { tasksByAgent[task.agentID] = nil }
         pendingKills.remove(key)
+    }
+}
+
+/// When each agent's next health check is due, in order: every ping waits the same
+/// `agentPingTimeout`, so checks fall due in the order the pings went out and a FIFO is enough.
+/// Entries go stale when their agent is pinged again or removed (checked when popped).
+struct PingSchedule: Sendable {
+    private var entries: [(due: Duration, id: AgentID)] = []
+    private var head = 0
+
+    var count: Int { entries.count - head }
+
+    mutating func append(due: Duration, _ id: AgentID) { entries.append((due, id)) }
+
+    /// The first entry due at `now`, removed; nil when none is.
+    mutating func popDue(_ now: Duration) -> (due: Duration, id: AgentID)? {
+        guard head < entries.count, entries[head].due <= now else { return nil }
+        let entry = entries[head]
+        head += 1
+        if head == entries.count {
+            entries.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+        return entry
     }
 }

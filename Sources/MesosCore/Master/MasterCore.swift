@@ -165,6 +165,8 @@ public struct MasterCore: Sendable {
     var agentsAtRecovery = 0
     /// Registrations received while recovering, acted on once leading.
     var recoveryBacklog = RecoveryBacklog()
+    /// Due times of the agents' health checks (`checkAgents`).
+    var pingSchedule = PingSchedule()
     /// Agents that missed their health checks, waiting for a permit (`--agent_removal_rate_limit`), oldest first.
     var removalQueue: [AgentID] = []
     /// Agents of the registry that did not re-register within `agentReregisterTimeout` after a

@@ -9,7 +9,7 @@ import MesosWire
 /// (re-)registration of each sender, in order of first arrival, bounded by `limit` in weight
 /// (one per message plus one per task and framework it carries, so a flood of forged senders
 /// or huge messages is dropped as before, never held).
-struct RecoveryBacklog: Sendable, Hashable {
+struct RecoveryBacklog: Sendable {
     private struct Key: Hashable {
         var from: String
         var kind: String
