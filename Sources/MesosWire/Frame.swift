@@ -56,13 +56,16 @@ public struct FrameCodec: Sendable, Hashable {
 }
 
 /// Encodes envelopes as frames straight into memory the caller provides (a transport's outgoing
-/// buffer), reusing one C arena for every message: `prepare` builds the protobuf-c graph and
+/// buffer), reusing the thread's C arena for every message: `prepare` builds the protobuf-c graph and
 /// returns the frame's size, `write` packs the frame there and writes its header. I/O-free; one
-/// encoder per thread at a time (the bus keeps one per link, under the link's lock).
+/// encoder per thread at a time (the bus keeps one per link, under the link's lock). The C graph
+/// is built in the calling thread's arena: `write` follows its `prepare` on the same thread, with
+/// no other encoder's `prepare` in between.
 public final class FrameEncoder {
     public let codec: FrameCodec
-    private let arena = CArena()
     private var prepared: UnsafeMutablePointer<Mesos__Envelope>?
+    /// Where the prepared graph lives, and the arena's round it was built in.
+    private var preparedIn: (arena: CArena, round: UInt64)?
     private var payloadSize = 0
 
     public init(codec: FrameCodec = FrameCodec()) { self.codec = codec }
@@ -70,6 +73,7 @@ public final class FrameEncoder {
     /// Header + payload bytes of `envelope`'s frame; throws (and keeps nothing) when the frame
     /// is larger than its peers accept.
     public func prepare(_ envelope: Envelope) throws(WireError) -> Int {
+        let arena = CArena.forEncoding
         arena.reset()
         let m = arena.message(envelope)
         let size = Envelope.cPackedSize(m)
@@ -79,17 +83,20 @@ public final class FrameEncoder {
             throw .frameTooLarge(length: size, max: codec.maxFrameSize)
         }
         prepared = m
+        preparedIn = (arena, arena.round)
         payloadSize = size
         return FrameCodec.headerSize + size
     }
 
     /// Writes the frame `prepare` sized at `destination` (exactly that many bytes).
     public func write(to destination: UnsafeMutableRawPointer) {
-        guard let m = prepared else { preconditionFailure("FrameEncoder.write without prepare") }
+        guard let m = prepared, let (arena, round) = preparedIn else { preconditionFailure("FrameEncoder.write without prepare") }
+        precondition(arena === CArena.forEncoding && arena.round == round, "FrameEncoder.write on another thread than its prepare, or after another prepare")
         let written = Envelope.cPack(m, (destination + FrameCodec.headerSize).assumingMemoryBound(to: UInt8.self))
         precondition(written == payloadSize, "protobuf-c packed \(written) bytes, promised \(payloadSize)")
         FrameCodec.writeHeader(written, at: destination)
         prepared = nil
+        preparedIn = nil
     }
 }
 
@@ -104,8 +111,6 @@ public struct FrameDecoder: Sendable {
     public let codec: FrameCodec
     private var buffer: [UInt8] = []
     private var readIndex = 0
-    /// protobuf-c's graph for each decode; private to this decoder (a copy makes its own).
-    private var arena: CArena?
     /// Partial-frame buffers larger than this are released once the frame is decoded.
     private static let retainedBuffer = 1 << 20
 
@@ -130,7 +135,7 @@ public struct FrameDecoder: Sendable {
         guard bufferedBytes >= FrameCodec.headerSize + length else { return nil }
         let start = readIndex + FrameCodec.headerSize
         readIndex = start + length
-        let arena = self.decodingArena()
+        let arena = CArena.forDecoding
         let envelope = try buffer.withUnsafeBytes { raw in
             Result { () throws(WireError) in
                 try Envelope.decoded(UnsafeRawBufferPointer(rebasing: raw[start..<start + length]), arena: arena)
@@ -149,7 +154,7 @@ public struct FrameDecoder: Sendable {
     public mutating func decode(_ bytes: UnsafeRawBufferPointer, _ body: (Envelope) -> Bool) throws(WireError) {
         guard var p = bytes.baseAddress, !bytes.isEmpty else { return }
         var left = bytes.count
-        let arena = decodingArena()
+        let arena = CArena.forDecoding
         if bufferedBytes > 0 {
             // Finish the frame an earlier read began: first its header, then its payload.
             if readIndex > 0 {
@@ -184,12 +189,10 @@ public struct FrameDecoder: Sendable {
             left -= FrameCodec.headerSize + length
             guard body(envelope) else { return }
         }
-        if left > 0 { buffer.append(contentsOf: UnsafeRawBufferPointer(start: p, count: left)) }
-    }
-
-    /// This decoder's arena, made anew when a copy of the decoder shares it.
-    private mutating func decodingArena() -> CArena {
-        if !isKnownUniquelyReferenced(&arena) { arena = CArena() }
-        return arena!
+        if left > 0 {
+            buffer.append(contentsOf: UnsafeRawBufferPointer(start: p, count: left))
+        } else if buffer.capacity > 0 {
+            buffer = []  // a read that ended on a frame's end: an idle connection keeps no buffer
+        }
     }
 }
