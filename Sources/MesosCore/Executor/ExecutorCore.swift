@@ -280,6 +280,16 @@ public struct ExecutorCore: Sendable {
         return effects + kill(grace: min(settings.killGracePeriod, grace))
     }
 
+    /// When the next of its timers is due (the kill's escalation, the recovery timeout, the exit
+    /// after a shutdown's grace), nil when none runs: the shell ticks coarsely and wakes for it.
+    public var nextDeadline: Duration? {
+        [
+            taskEnded ? nil : escalateAt,
+            connected ? nil : disconnectedAt.map { $0 + settings.recoveryTimeout },
+            exited ? nil : exitAt,
+        ].compactMap { $0 }.min()
+    }
+
     private mutating func timers() -> [Effect] {
         var effects: [Effect] = []
         if let at = escalateAt, now >= at, !taskEnded {
