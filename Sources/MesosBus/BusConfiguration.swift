@@ -4,7 +4,12 @@ import MesosWire
 public struct BusConfiguration: Sendable {
     /// Largest frame accepted or sent; a peer announcing more loses its connection.
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
-    public var connectTimeout: TimeAmount = .seconds(2)
+    /// How long a connect may take before the link's queued messages are dropped. Long enough for
+    /// SYN retransmissions (1 s, 3 s, 7 s): after a failover the new leader and its 10,000 agents
+    /// connect to each other at once, listen queues overflow, and at 2 s 9,646 of the leader's
+    /// 10,000 connects to its agents failed (their re-registration answers were lost and each
+    /// agent waited out a backoff). A refused connect (nobody listening) fails at once either way.
+    public var connectTimeout: TimeAmount = .seconds(10)
     /// A connection that holds a partial frame and sends nothing more for this long is
     /// closed (stalled or half-open peer). Idle connections without a partial frame stay.
     public var partialFrameTimeout: TimeAmount = .seconds(10)
