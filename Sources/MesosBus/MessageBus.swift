@@ -218,11 +218,18 @@ public final class MessageBus: Sendable {
         }
         sweeper?.cancel()
         try? await server?.close()
-        for link in links {
-            link.retire()
-            try? await link.loop.submit { link.close() }.get()
-        }
-        for channel in inbound { try? await channel.close() }
+        // Everything in one turn of the loop, then one wait for every close: a master with 10,000
+        // agents took 8.7 s to exit on SIGTERM closing them one hop at a time, while the new leader
+        // needed the cores to recover.
+        for link in links { link.retire() }
+        let closed = try? await loop.submit { () -> [EventLoopFuture<Void>] in
+            for link in links { link.close() }
+            return inbound.map { channel in
+                channel.close(promise: nil)
+                return channel.closeFuture
+            }
+        }.get()
+        if let closed { try? await EventLoopFuture.andAllComplete(closed, on: loop).get() }
         sink.finish()
     }
 
