@@ -11,7 +11,12 @@ public enum ProcessLauncher {
     public struct Failed: Error, CustomStringConvertible {
         public let command: String
         public let errno: Int32
-        public var description: String { "cannot start \(command): \(String(cString: strerror(errno)))" }
+        /// Where it was to run: a missing directory fails the spawn with the same ENOENT as a
+        /// missing executable, so the message names both.
+        public var workingDirectory: String? = nil
+        public var description: String {
+            "cannot start \(command)\(workingDirectory.map { " in \($0)" } ?? ""): \(String(cString: strerror(errno)))"
+        }
     }
 
     /// Starts `executable` (stdin /dev/null, stdout to `outputFile`, stderr appended to `errorFile`;
@@ -30,7 +35,9 @@ public enum ProcessLauncher {
         // Nothing else of ours goes to the child: not our listening sockets (a task would keep the
         // port after we die), not our connections (a peer would see them half-open).
         closeFrom(&actions, 3)
-        if let workingDirectory { addChdir(&actions, workingDirectory) }
+        // File actions run in order: the output files open before the chdir, so relative paths
+        // (an agent's relative --work_dir) mean what they mean to the caller. The executable is made
+        // absolute for the same reason (posix_spawn resolves it after the chdir).
         if outputFile == errorFile {
             posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
@@ -38,6 +45,9 @@ public enum ProcessLauncher {
             posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | (truncateOutput ? O_TRUNC : O_APPEND), 0o644)
             posix_spawn_file_actions_addopen(&actions, 2, errorFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         }
+        if let workingDirectory { addChdir(&actions, workingDirectory) }
+        let executable = workingDirectory != nil && !executable.hasPrefix("/") && executable.contains("/")
+            ? FileManager.default.currentDirectoryPath + "/" + executable : executable
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -63,7 +73,7 @@ public enum ProcessLauncher {
 
         var pid = pid_t()
         let spawned = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard spawned == 0 else { throw Failed(command: executable, errno: spawned) }
+        guard spawned == 0 else { throw Failed(command: executable, errno: spawned, workingDirectory: workingDirectory) }
         return pid
     }
 
