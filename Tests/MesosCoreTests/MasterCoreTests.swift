@@ -80,21 +80,24 @@ import Testing
         #expect(payloads(sent, to: P.scheduler) { if case .frameworkRegistered(let m) = $0 { m.frameworkID } else { nil } }.count == 1)
     }
 
-    /// What is not a registration, a message for another epoch, and registrations beyond the
-    /// backlog's limit are dropped as Mesos drops them: no answer, then or later.
+    /// What is not a registration, an invalid one, a message for another epoch, and registrations
+    /// beyond the backlog's limit (in frame bytes) are dropped as Mesos drops them: no answer, then
+    /// or later.
     @Test func aRecoveringMasterDropsWhatItDoesNotHold() {
+        let first = RegisterAgentMessage(agent: AgentInfo(hostname: "h"))
         var settings = MasterSettings.fast
-        settings.recoveryBacklogLimit = 1
+        settings.recoveryBacklogLimit = try! FrameEncoder().prepare(envelope(.registerAgent(first), from: P.agent, epoch: 5))  // room for it alone
         var h = MasterHarness(settings: settings)
         h.holdWrites = true
         h.lead()
-        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h"))), from: P.agent, epoch: 5)  // held
+        h.message(.registerAgent(first), from: P.agent, epoch: 5)  // held
+        h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: ""))), from: P.scheduler2, epoch: 5)  // invalid (no hostname)
         h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h2"))), from: P.agent2, epoch: 5)  // over the limit
         h.message(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h3"))), from: P.stranger, epoch: 4)  // another epoch
         h.message(.reviveOffers(ReviveOffersMessage(frameworkID: FrameworkID(value: "f"))), from: P.scheduler, epoch: 5)  // not a registration
         #expect(h.take().isEmpty)
-        #expect(h.core.metrics.droppedMessages[.notLeading] == 3)
-        #expect(h.observed.filter { if case .messageDropped(_, .notLeading) = $0 { true } else { false } }.count == 3)
+        #expect(h.core.metrics.droppedMessages[.notLeading] == 4)
+        #expect(h.observed.filter { if case .messageDropped(_, .notLeading) = $0 { true } else { false } }.count == 4)
         h.holdWrites = false
         h.releaseWrites()
         #expect(h.core.phase == .leading(epoch: 5))

@@ -35,10 +35,10 @@ public struct MasterSettings: Sendable, Hashable {
     /// only from connections proven as agents, schedulers' only from ones proven as schedulers.
     /// Set when TLS is on without downgrade (`LIBPROCESS_SSL_*`).
     public var requirePeerRoles = false
-    /// Registrations held while the registry is recovered, in weight: one per message plus one
-    /// per task and framework it reports (`RecoveryBacklog`). Above it they are dropped, as
-    /// Mesos drops them all, and their senders retry on their backoff.
-    public var recoveryBacklogLimit = 200_000
+    /// Registrations held while the registry is recovered, in bytes of their frames
+    /// (`RecoveryBacklog`; 10,000 agents re-registering with a few tasks each send about 20 MB).
+    /// Above it they are dropped, as Mesos drops them all, and their senders retry on their backoff.
+    public var recoveryBacklogLimit = 64 * 1024 * 1024
     public init() {}
 }
 
