@@ -76,8 +76,17 @@ echo "== file descriptors: $(ulimit -n)" >&2
 RUN="$WORK/run.jsonl"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ZK_DIR="$WORK/zk"; mkdir -p "$ZK_DIR"
-cleanup() { ZK_STOP_SIGNAL=KILL scripts/zk-standalone.sh stop "$ZK_DIR" 2>/dev/null || true; }
+BENCH_PID=""
+cleanup() {
+  if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
+    kill -TERM "$BENCH_PID"
+    while kill -0 "$BENCH_PID" 2>/dev/null; do sleep 0.2; done  # it stops its cluster first
+  fi
+  ZK_STOP_SIGNAL=KILL scripts/zk-standalone.sh stop "$ZK_DIR" 2>/dev/null || true
+}
 trap cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 port=$(ZK_HEAP=1g scripts/zk-standalone.sh start "$ZK_DIR" 2>"$ZK_DIR.log" | tail -1 | sed 's/.*://')
 ZK_PID=$(cat "$ZK_DIR/zk.pid")
 echo "== ZooKeeper at 127.0.0.1:$port (pid $ZK_PID)" >&2
@@ -87,9 +96,12 @@ for v in "${variant_list[@]}"; do
   label=${v%%=*} flags=${v#*=} master_flags=""
   case "$flags" in *@*) master_flags=${flags#*@} flags=${flags%%@*} ;; esac
   echo "== variant $label (agent-swarm $flags; masters $master_flags): M=$AGENTS, $ROUNDS rounds of SIGTERM and SIGKILL" >&2
+  # In the background, so that a SIGTERM or SIGINT of this script reaches it (it then stops its cluster).
   "$BIN/failover-bench" run --zk-ports "$port" --zk-label standalone --zk-pids "$ZK_PID" --bin "$BIN" --agents "$AGENTS" \
     --rounds "$ROUNDS" --kinds term,kill --session-timeout "$TIMEOUT" --agents-per-process "$PER_PROCESS" \
-    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl"
+    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl" &
+  BENCH_PID=$!
+  wait "$BENCH_PID"
   /usr/bin/python3 -c 'import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line); r["variant"] = sys.argv[2]; print(json.dumps(r, sort_keys=True))' "$WORK/run-$label.jsonl" "$label" >> "$RUN"

@@ -74,6 +74,7 @@ final class MasterSlot: @unchecked Sendable {  // driven by the harness task onl
             "master\(index)", executable: config.bin + "/mesos-master",
             arguments: ["--zk", zk, "--port", "\(port)", "--work_dir", workDir, "--zk_session_timeout", config.sessionTimeout] + config.extraMasterFlags,
             logDirectory: URL(fileURLWithPath: config.work))
+        if let child { Children.daemon(child.pid) }
     }
 }
 
@@ -113,6 +114,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         for swarm in swarms {
             for line in swarm.newLines() {
                 if let e = AgentEvent(line: line) {
+                    if e.kind == "task_started", let pid = e.fields["pid"].flatMap({ pid_t($0) }) { Children.task(pid) }
                     events.append(e)
                     n += 1
                 }
@@ -190,6 +192,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
                  "--zk_session_timeout", config.sessionTimeout, "--registration_backoff_factor", config.agentBackoff,
                  "--resources", "cpus:2;mem:1024"] + config.swarmFlags,
                 logDirectory: URL(fileURLWithPath: config.work))
+            Children.swarm(swarm.pid)
             swarms.append(swarm)
         }
         let registered = await Poll.holds(within: .seconds(60 + config.agents / 5)) {

@@ -57,6 +57,13 @@ struct Run: AsyncParsableCommand {
             return kind
         }
         let sink = JSONLines(path: out)
+        // Stopped by hand (or by a timeout's SIGTERM): stop the cluster too, then exit as signalled.
+        let signals = TerminationSignals { signo in
+            say("  signal \(signo): stopping the cluster")
+            Children.stopAll()
+            Foundation.exit(128 + signo)
+        }
+        defer { withExtendedLifetime(signals) {} }
         for m in agents.split(separator: ",").compactMap({ Int($0) }) {
             let config = ClusterConfig(
                 bin: bin, zkServers: ports, zkLabel: zkLabel, agents: m, agentsPerProcess: agentsPerProcess, tasks: min(m, maxTasks),

@@ -74,3 +74,61 @@ enum FourLetterWords {
         return counts.count == ports.count ? counts.reduce(0, +) : nil
     }
 }
+
+/// Every process the harness started (masters, swarms) and every task the agents reported, so that
+/// a SIGTERM or SIGINT of the harness stops them as `Cluster.stop` does: a run stopped by hand
+/// leaves nothing behind on the machine.
+enum Children {
+    private static let known = Mutex<(daemons: Set<pid_t>, swarms: Set<pid_t>, tasks: Set<pid_t>)>(([], [], []))
+
+    static func daemon(_ pid: pid_t) { known.withLock { _ = $0.daemons.insert(pid) } }
+    /// Swarms get a SIGTERM first: their agents then kill their executors and tasks.
+    static func swarm(_ pid: pid_t) { known.withLock { _ = $0.swarms.insert(pid) } }
+    static func task(_ pid: pid_t) { known.withLock { _ = $0.tasks.insert(pid) } }
+
+    /// SIGTERM to the swarms, up to 15 s for them to end, then SIGKILL to everything left: the
+    /// executors the swarms started (each leads its own session; the framework checkpoints, so they
+    /// would wait 15 minutes for their agent) and the tasks, by their process groups.
+    static func stopAll() {
+        let (daemons, swarms, tasks) = known.withLock { $0 }
+        let executors = children(of: swarms)
+        say("  stopping \(swarms.count) swarm(s), \(executors.count) executor(s), \(daemons.count) master(s), \(tasks.count) task(s)")
+        for p in swarms { kill(p, SIGTERM) }
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline, swarms.contains(where: isRunning) { usleep(100_000) }
+        for p in swarms.union(daemons) { kill(p, SIGKILL) }
+        // Each executor leads its own session, with its task (in a group of its own) in it.
+        let sessions = Set(executors)
+        let inSessions = processes().filter { sessions.contains($0.session) }
+        for p in inSessions { kill(p.pid, SIGKILL) }
+        say("  killed \(inSessions.count) process(es) in the executors' sessions")
+        for t in tasks { kill(-t, SIGKILL) }
+    }
+
+    /// Processes whose parent is one of `parents`.
+    private static func children(of parents: Set<pid_t>) -> [pid_t] {
+        processes().filter { parents.contains($0.parent) }.map(\.pid)
+    }
+
+    /// Every process with its parent and session (from /proc/<pid>/stat).
+    private static func processes() -> [(pid: pid_t, parent: pid_t, session: pid_t)] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name in
+            guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // After the command: state, parent, process group, session.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 3, let parent = pid_t(fields[1]), let session = pid_t(fields[3]) else { return nil }
+            return (pid, parent, session)
+        }
+    }
+
+    /// Alive and not a zombie (a child that ended but was not reaped yet).
+    private static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
+    }
+}
