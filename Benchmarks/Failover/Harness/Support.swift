@@ -110,25 +110,26 @@ enum Children {
         processes().filter { parents.contains($0.parent) }.map(\.pid)
     }
 
-    /// Every process with its parent and session (from /proc/<pid>/stat).
-    private static func processes() -> [(pid: pid_t, parent: pid_t, session: pid_t)] {
+    private typealias ProcessEntry = (pid: pid_t, state: Character, parent: pid_t, session: pid_t)
+
+    /// Every process with its state, parent and session.
+    private static func processes() -> [ProcessEntry] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { name in
-            guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { return nil }
-            // After the command: state, parent, process group, session.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 3, let parent = pid_t(fields[1]), let session = pid_t(fields[3]) else { return nil }
-            return (pid, parent, session)
-        }
+        return entries.compactMap { pid_t($0).flatMap(process) }
+    }
+
+    /// One process's entry of /proc/<pid>/stat (nil: gone).
+    private static func process(_ pid: pid_t) -> ProcessEntry? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        // After the command: state, parent, process group, session.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 3, let state = fields[0].first, let parent = pid_t(fields[1]), let session = pid_t(fields[3]) else { return nil }
+        return (pid, state, parent, session)
     }
 
     /// Alive and not a zombie (a child that ended but was not reaped yet).
     private static func isRunning(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
+        guard let p = process(pid) else { return false }
+        return p.state != "Z"
     }
 }
