@@ -60,6 +60,7 @@ public final class MessageBus: Sendable {
         logger: Logger = Logger(label: "mesos.bus")
     ) {
         self.configuration = configuration
+        _ = MemoryPolicy.applied
         self.loop = group.next()
         self.taskExecutor = EventLoopTaskExecutor(loop)
         self.logger = logger
