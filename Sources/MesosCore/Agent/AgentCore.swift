@@ -155,7 +155,9 @@ public struct AgentCore: Sendable {
             return receive(inbound)
         case .linkBroken(let endpoint):
             // The master may have lost what we sent, or restarted (a standalone master on the same
-            // address): re-register to resynchronize, as Mesos agents do when their master exits.
+            // address): re-register to resynchronize. (Mesos's agent only logs "Master
+            // disconnected" and waits for its detector; a standalone master's restart is then
+            // noticed only by missed pings.)
             guard follower.isRegistered, let leader = follower.leader, leader.pid.endpoint == endpoint else { return [] }
             follower.reregisterNow(now: now)
             return [.observe(.linkToLeaderBroken(leader))] + retryRegistration()
