@@ -1,4 +1,5 @@
 import Foundation
+import MesosDaemon
 import ProcessSupport
 import Synchronization
 
@@ -91,45 +92,15 @@ enum Children {
     /// would wait 15 minutes for their agent) and the tasks, by their process groups.
     static func stopAll() {
         let (daemons, swarms, tasks) = known.withLock { $0 }
-        let executors = children(of: swarms)
+        let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+        let executors = pids.filter { ProcessProbe.stat($0).map { swarms.contains($0.parent) } ?? false }
         say("  stopping \(swarms.count) swarm(s), \(executors.count) executor(s), \(daemons.count) master(s), \(tasks.count) task(s)")
         for p in swarms { kill(p, SIGTERM) }
         let deadline = Date().addingTimeInterval(15)
-        while Date() < deadline, swarms.contains(where: isRunning) { usleep(100_000) }
+        while Date() < deadline, swarms.contains(where: { ProcessProbe.isRunning($0, program: "agent-swarm") }) { usleep(100_000) }
         for p in swarms.union(daemons) { kill(p, SIGKILL) }
         // Each executor leads its own session, with its task (in a group of its own) in it.
-        let sessions = Set(executors)
-        let inSessions = processes().filter { sessions.contains($0.session) }
-        for p in inSessions { kill(p.pid, SIGKILL) }
-        say("  killed \(inSessions.count) process(es) in the executors' sessions")
+        for e in executors { for p in ProcessProbe.members(ofSession: e) { kill(p, SIGKILL) } }
         for t in tasks { kill(-t, SIGKILL) }
-    }
-
-    /// Processes whose parent is one of `parents`.
-    private static func children(of parents: Set<pid_t>) -> [pid_t] {
-        processes().filter { parents.contains($0.parent) }.map(\.pid)
-    }
-
-    private typealias ProcessEntry = (pid: pid_t, state: Character, parent: pid_t, session: pid_t)
-
-    /// Every process with its state, parent and session.
-    private static func processes() -> [ProcessEntry] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { pid_t($0).flatMap(process) }
-    }
-
-    /// One process's entry of /proc/<pid>/stat (nil: gone).
-    private static func process(_ pid: pid_t) -> ProcessEntry? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
-        // After the command: state, parent, process group, session.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 3, let state = fields[0].first, let parent = pid_t(fields[1]), let session = pid_t(fields[3]) else { return nil }
-        return (pid, state, parent, session)
-    }
-
-    /// Alive and not a zombie (a child that ended but was not reaped yet).
-    private static func isRunning(_ pid: pid_t) -> Bool {
-        guard let p = process(pid) else { return false }
-        return p.state != "Z"
     }
 }
