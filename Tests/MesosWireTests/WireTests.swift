@@ -27,3 +27,27 @@ struct RoundTripCase: Sendable, CustomTestStringConvertible {
     @Test(arguments: Samples.roundTrips)
     func everyMessage(_ c: RoundTripCase) throws { try c.check() }
 }
+
+@Suite struct PIDParsingTests {
+    /// Printable ASCII takes a byte-level path; every answer must be the general path's.
+    @Test func theASCIIPathAnswersAsTheGeneralPath() {
+        let cases = [
+            "master@10.0.0.1:5050", "slave(1)@host.example:5051", "s@[::1]:4000", "s@::1:4000", "a@b@c:1", "n@h:+80", "n@h:0080",
+            "n@h:000080", "n@h:65535", "n@h:65536", "n@h:0", "n@h:-1", "n@h:", "@h:1", "n@:1", "n@[]:1", "n@[::1]1", "n@[::1]:x",
+            "n@[::1:1", "n@h:1:2", "n@h", "master", "", "@", "n@[a]b]:1", "n@h]:1", "n@[h:1", "x@y:12345678901234567890",
+        ]
+        for text in cases {
+            #expect(PID.printableASCII(text) == .some(PID.parsedScalars(text)), "\(text)")
+            #expect(PID(text) == PID.parsedScalars(text), "\(text)")
+        }
+    }
+
+    @Test func textThatIsNotPrintableASCIITakesTheGeneralPath() {
+        for text in ["nö@h:1", "n@hé:1", "n @h:1", "n@h:1\n", "n\t@h:1", "n@h:1\u{7F}"] {
+            #expect(PID.printableASCII(text) == nil, "\(text)")
+            #expect(PID(text) == PID.parsedScalars(text), "\(text)")
+        }
+        #expect(PID("nö@h:1") == PID(name: "nö", host: "h", port: 1))
+        #expect(PID("n @h:1") == nil && PID("n@h:1\n") == nil)
+    }
+}
