@@ -480,7 +480,8 @@ import Testing
         h.lead()
         let fw = h.registerFramework()
         let agent = h.registerAgent()
-        for bad in ["", ".", "..", "a/b", "a b", String(repeating: "x", count: 300)] {
+        // "/\u{301}": a '/' byte under a combining mark (one Character, not equal to "/").
+        for bad in ["", ".", "..", "a/b", "a/\u{301}b", "a b", "a\u{85}b", String(repeating: "x", count: 300)] {
             guard let offer = h.offer() else { Issue.record("no offer"); return }
             let task = TaskInfo(name: "t", taskID: TaskID(value: bad), agentID: agent, resources: [Resource(name: "cpus", scalar: 1)], command: CommandInfo(value: "true"))
             h.message(.launchTasks(LaunchTasksMessage(frameworkID: fw, tasks: [task], offerIDs: [offer.id])), from: P.scheduler)

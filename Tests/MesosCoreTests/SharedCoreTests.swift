@@ -119,6 +119,15 @@ import Testing
 }
 
 @Suite struct MessageValidationTests {
+    @Test func idsArePrintableWithoutSlashesInASCIIAndBeyond() throws {
+        for good in ["S1", "slave(1)", "7f8e2a10-5b9c-4d3e-8a21-0c9d6e5f4b3a-S42", "tâche-1", "任务"] {
+            try WireValidation.id(good, field: "id")
+        }
+        for bad in ["a/b", "/", "a/\u{301}", "a b", "a\tb", "a\u{7}", "a\u{7F}", "a\u{85}", "a\u{0}b"] {
+            #expect(throws: InvalidValue.self, "\(bad.unicodeScalars.map { String($0.value, radix: 16) })") { try WireValidation.id(bad, field: "id") }
+        }
+    }
+
     @Test func everyHostileNumberIsRefusedWithItsField() {
         for bad in [Double.nan, .infinity, -.infinity, -1, 1e300] {
             #expect(throws: InvalidValue.self) { try MessageValidation.validate(.registerAgent(RegisterAgentMessage(agent: AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: bad)])))) }
