@@ -230,6 +230,7 @@ public actor AgentDaemon {
         s.executorsRunning = core.executors.count
         s.droppedMessages = core.droppedMessages.values.reduce(0, +)
         s.staleEpochDropped = core.droppedMessages[.staleEpoch, default: 0]
+        s.bus = runtime.bus.statistics
         s.flags = [("master", options.master), ("work_dir", options.workDir), ("port", "\(core.pid.port)"), ("resources", "\(options.resources)")]
         return AgentRoutes.respond(request, s, exporter: exporter)
     }

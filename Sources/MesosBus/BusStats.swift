@@ -35,6 +35,8 @@ public struct BusStats: Sendable, Hashable {
     public var returnRoutesClaimed = 0
     /// Offerer: claims naming no offer outstanding (late, repeated or forged), ignored.
     public var returnRouteClaimsUnknown = 0
+
+    public init() {}
 }
 
 final class BusStatsCounter: Sendable {

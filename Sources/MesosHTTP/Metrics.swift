@@ -1,4 +1,5 @@
 import CoreMetrics
+import MesosBus
 import Metrics
 import Prometheus
 import Synchronization
@@ -61,7 +62,7 @@ public enum MasterMetricsReport {
             MetricValue("master/leader_changes", Double(s.counters.leaderChanges), .counter),
             MetricValue("master/messages_held_during_recovery", Double(s.counters.heldDuringRecovery), .counter),
             MetricValue("registrar/registry_writes", Double(s.counters.registryWrites), .counter),
-        ]
+        ] + BusMetricsReport.values(s.bus)
         for resource in ["cpus", "gpus", "mem", "disk"] {
             let total = active.reduce(0) { $0 + ($1.resources[resource] ?? 0) }
             let used = active.reduce(0) { $0 + ($1.usedResources[resource] ?? 0) }
@@ -72,6 +73,24 @@ public enum MasterMetricsReport {
             ]
         }
         return values.sorted { $0.name < $1.name }
+    }
+}
+
+/// The message bus's counters, ours (libprocess has no such metrics): what an operator looks at
+/// for hostile or stuck peers (`connections_rejected`, `links_stalled`, `messages_dropped`),
+/// back-pressure (`reads_paused`, `sends_held_back`), TLS and return routes.
+public enum BusMetricsReport {
+    public static func values(_ b: BusStats) -> [MetricValue] {
+        let counters: [(String, Int)] = [
+            ("messages_sent", b.messagesSent), ("messages_received", b.messagesReceived), ("messages_dropped", b.messagesDropped),
+            ("messages_dropped_queue_full", b.droppedQueueFull), ("connections_accepted", b.connectionsAccepted),
+            ("connections_rejected", b.connectionsRejected), ("connects_failed", b.connectsFailed), ("links_stalled", b.linksStalled),
+            ("links_evicted", b.linksEvicted), ("idle_checks", b.idleChecks), ("sends_held_back", b.sendsHeldBack),
+            ("reads_paused", b.readsPaused), ("tls_handshakes", b.tlsHandshakes), ("plaintext_downgrades", b.plaintextDowngrades),
+            ("return_routes_adopted", b.returnRoutesAdopted), ("return_routes_declined", b.returnRoutesDeclined),
+            ("return_routes_claimed", b.returnRoutesClaimed), ("return_route_claims_unknown", b.returnRouteClaimsUnknown),
+        ]
+        return counters.map { MetricValue("bus/\($0.0)", Double($0.1), .counter) }
     }
 }
 
@@ -93,7 +112,7 @@ public enum AgentMetricsReport {
             MetricValue("slave/executors_running", Double(s.executorsRunning)),
             MetricValue("slave/dropped_messages", Double(s.droppedMessages), .counter),
             MetricValue("slave/stale_epoch_dropped", Double(s.staleEpochDropped), .counter),
-        ]
+        ] + BusMetricsReport.values(s.bus)
         for resource in ["cpus", "gpus", "mem", "disk"] {
             let total = s.resources[resource] ?? 0
             let used = tasks.filter { !["TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR"].contains($0.state) }

@@ -1,3 +1,5 @@
+import MesosBus
+
 /// What a master shows its operators, copied out of its core at the time of a request: plain
 /// values, so that every endpoint is a pure function of one snapshot.
 public struct MasterSnapshot: Sendable {
@@ -29,6 +31,8 @@ public struct MasterSnapshot: Sendable {
     public var completedFrameworks: [FrameworkEntry] = []
     public var tasks: [TaskEntry] = []
     public var outstandingOffers = 0
+    /// The master's bus counters (`bus/...` metrics).
+    public var bus = BusStats()
     /// Leaders this master has detected, oldest first (the dashboard's failover history).
     public var leaderHistory: [LeaderChange] = []
     public var counters = MasterCounters()
@@ -216,6 +220,8 @@ public struct AgentSnapshot: Sendable {
     public var executorsRunning = 0
     public var droppedMessages = 0
     public var staleEpochDropped = 0
+    /// The agent's bus counters (`bus/...` metrics).
+    public var bus = BusStats()
     public var flags: [(String, String)] = []
 
     public init(id: String, pid: String, hostname: String, version: String, recovering: Bool, registered: Bool, startTime: Double, now: Double) {

@@ -266,6 +266,7 @@ public actor MasterDaemon {
         s.electedTime = electedTime
         s.leader = core.detectedLeader.map(Self.address)
         s.leaderHistory = leaderHistory
+        s.bus = runtime.bus.statistics
         guard role == .leader || role == .recovering else { return s.withCounters(core.metrics, leaderChanges) }
         s.agents = core.agentViews.map { a in
             let health: AgentEntry.Health =

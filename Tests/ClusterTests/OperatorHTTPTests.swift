@@ -69,9 +69,11 @@ struct OperatorHTTPTests {
             #expect(Self.metric(leaderMetrics, "master/slaves_active") == 1)
             #expect(Self.metric(leaderMetrics, "master/tasks_running") == 1)
             #expect(Self.metric(leaderMetrics, "master/epoch") == Double(record.epoch))
-            for name in ["master/uptime_secs", "master/slaves_disconnected", "master/frameworks_active", "master/tasks_lost", "master/dropped_messages", "master/stale_epoch_dropped", "master/leader_changes"] {
+            for name in ["master/uptime_secs", "master/slaves_disconnected", "master/frameworks_active", "master/tasks_lost", "master/dropped_messages", "master/stale_epoch_dropped", "master/leader_changes", "bus/connections_rejected", "bus/links_stalled"] {
                 #expect(Self.metric(leaderMetrics, name) != nil, "\(name)")
             }
+            // The bus's own counters: the leader took the agent's and the scheduler's messages and answered them.
+            #expect((Self.metric(leaderMetrics, "bus/messages_received") ?? 0) >= 2 && (Self.metric(leaderMetrics, "bus/messages_sent") ?? 0) >= 2)
 
             let agentState = try await HTTPProbe.get(port: agentPort, "/slave(1)/state")
             #expect(agentState.status == 200 && (agentState.object?["id"] as? String)?.isEmpty == false, "\(agentState)")
@@ -79,6 +81,7 @@ struct OperatorHTTPTests {
             let agentMetrics = try await HTTPProbe.get(port: agentPort, "/metrics/snapshot")
             #expect(Self.metric(agentMetrics, "slave/registered") == 1)
             #expect(Self.metric(agentMetrics, "slave/tasks_running") == 1)
+            #expect((Self.metric(agentMetrics, "bus/messages_received") ?? 0) >= 1)
 
             // Prometheus text, read by python3-prometheus-client's own parser.
             let text = try await HTTPProbe.get(port: leaderPort, "/metrics")
@@ -86,6 +89,8 @@ struct OperatorHTTPTests {
             let parsed = try await Self.parsePrometheus(text.body, in: cluster.directory)
             #expect(parsed["mesos_master_elected"] == 1, "\(parsed.keys.sorted())")
             #expect(parsed["mesos_master_tasks_running"] == 1)
+            // A counter's sample, as the parser names it.
+            #expect((parsed["mesos_bus_messages_received_total"] ?? 0) >= 2, "\(parsed.filter { $0.key.contains("bus_messages") })")
 
             // Frames kept flowing beside all this: the agent is still registered, pinged and healthy.
             #expect(cluster.agents[0].isRunning)

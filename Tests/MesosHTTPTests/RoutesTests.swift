@@ -121,6 +121,24 @@ import Testing
         }
     }
 
+    @Test func theBusCountersArePublishedByMastersAndAgents() throws {
+        var master = Self.snapshot(.leader)
+        master.bus.messagesReceived = 12
+        master.bus.connectionsRejected = 3
+        master.bus.linksStalled = 2
+        master.bus.returnRoutesAdopted = 9
+        let m = try Self.object(Self.response(MasterRoutes.decide(Self.get("/metrics/snapshot"), master)))
+        #expect(m["bus/messages_received"] as? Double == 12)
+        #expect(m["bus/connections_rejected"] as? Double == 3)
+        #expect(m["bus/links_stalled"] as? Double == 2)
+        #expect(m["bus/return_routes_adopted"] as? Double == 9)
+        var agent = AgentSnapshot(id: "a1", pid: "slave(1)@10.0.0.5:5051", hostname: "h1", version: "1.11.0", recovering: false, registered: true, startTime: 10, now: 15)
+        agent.bus.messagesDropped = 4
+        let a = try Self.object(AgentRoutes.respond(Self.get("/metrics/snapshot"), agent))
+        #expect(a["bus/messages_dropped"] as? Double == 4)
+        #expect(a["bus/tls_handshakes"] as? Double == 0)
+    }
+
     @Test func prometheusTextCarriesTheSameValues() {
         let exporter = PrometheusExporter()
         var s = Self.snapshot(.leader)
