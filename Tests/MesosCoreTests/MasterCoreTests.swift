@@ -327,6 +327,28 @@ import Testing
 }
 
 @Suite struct MasterOfferTests {
+    /// As Mesos's allocator: a round's offers to a framework go in one message (pids beside
+    /// them), in chunks of `MasterCore.offersPerMessage`.
+    @Test func aRoundsOffersReachAFrameworkInOneMessagePerChunk() {
+        var h = MasterHarness()
+        h.lead()
+        _ = h.registerFramework()
+        let count = MasterCore.offersPerMessage + 2
+        var pids: [PID] = []
+        for i in 0..<count {
+            let pid = PID("slave(1)@10.1.\(i / 250).\(i % 250):5051")!
+            pids.append(pid)
+            _ = h.registerAgent(pid)
+        }
+        h.tick(h.core.settings.allocationInterval)
+        let messages = payloads(h.take(), to: P.scheduler) { $0.offers }
+        #expect(messages.map(\.offers.count) == [MasterCore.offersPerMessage, 2])
+        #expect(messages.allSatisfy { $0.pids.count == $0.offers.count })
+        #expect(Set(messages.flatMap(\.pids)) == Set(pids.map(\.description)), "every agent offered once, its pid beside its offer")
+        let pidOfAgent = Dictionary(uniqueKeysWithValues: h.core.agentViews.compactMap { v in v.info.id.map { ($0, v.pid?.description) } })
+        #expect(messages.allSatisfy { m in zip(m.offers, m.pids).allSatisfy { pidOfAgent[$0.agentID] == $1 } })
+    }
+
     @Test func offersLaunchAndStatusUpdatesWithAcknowledgement() {
         var h = MasterHarness()
         h.lead()
