@@ -297,6 +297,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
 
     private func connect() {
         let sink = self.sink, configuration = self.configuration, logger = self.logger
+        // An IP address (every pid of a cluster on one network) is connected to as it is: the
+        // resolver's getaddrinfo opened /etc/hosts and friends on every connect, a fifth of a new
+        // leader's CPU while it linked to 10,000 agents. Names still go through the resolver.
+        let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -307,10 +311,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
                 channel.eventLoop.makeCompletedFuture {
                     if let tls = configuration.tls {
                         // An IP address is checked against the certificate's IP SANs (and sent as no SNI).
-                        let host = self.endpoint.host
-                        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
                         try channel.pipeline.syncOperations.addHandlers([
-                            try NIOSSLClientHandler(context: tls.clientContext, serverHostname: isAddress ? nil : host),
+                            try NIOSSLClientHandler(context: tls.clientContext, serverHostname: address == nil ? self.endpoint.host : nil),
                             TLSPeerVerifier(side: .link(self), settings: tls.settings, peerRoles: configuration.peerRoles, logger: logger, stats: sink.stats),
                         ])
                     }
@@ -322,11 +324,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
                     ])
                 }
             }
-        // An IP address (every pid of a cluster on one network) is connected to as it is: the
-        // resolver's getaddrinfo opened /etc/hosts and friends on every connect, a fifth of a new
-        // leader's CPU while it linked to 10,000 agents. Names still go through the resolver.
         let connecting: EventLoopFuture<any Channel>
-        if let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) {
+        if let address {
             connecting = bootstrap.connect(to: address)
         } else {
             connecting = bootstrap.connect(host: endpoint.host, port: endpoint.port)

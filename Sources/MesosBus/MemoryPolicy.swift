@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// glibc's malloc thresholds for a process that moves messages: fixed instead of glibc's dynamic
 /// ones, applied once by the first bus of the process.
@@ -21,7 +19,7 @@ enum MemoryPolicy {
     /// Whether the thresholds were set (false: the environment sets malloc's own, or not glibc).
     static let applied: Bool = {
         #if canImport(Glibc)
-        let env = ProcessEnvironment.names
+        let env = ProcessInfo.processInfo.environment.keys
         if env.contains("GLIBC_TUNABLES") || env.contains(where: { $0.hasPrefix("MALLOC_") }) { return false }
         // malloc.h is not in the Glibc module: mallopt by name, with its (stable) parameter numbers.
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
@@ -35,16 +33,3 @@ enum MemoryPolicy {
     }()
 }
 
-/// The names of this process's environment variables (no Foundation in the bus's hot paths).
-private enum ProcessEnvironment {
-    static var names: [String] {
-        var names: [String] = []
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            names.append(String(s.prefix { $0 != "=" }))
-            p += 1
-        }
-        return names
-    }
-}

@@ -382,8 +382,6 @@ struct PingSchedule: Sendable {
     private var entries: [(due: Duration, id: AgentID)] = []
     private var head = 0
 
-    var count: Int { entries.count - head }
-
     mutating func append(due: Duration, _ id: AgentID) { entries.append((due, id)) }
 
     /// The first entry due at `now`, removed; nil when none is.

@@ -359,9 +359,8 @@ extension MasterCore {
         guard !candidates.isEmpty else { return [] }  // the interval starts with the first real round
         lastAllocation = now
         // One message per framework per round (as Mesos's allocator sends them), in chunks its
-        // scheduler accepts: one per offer made 10,000 messages a second for 10,000 agents.
-        var made: [(FrameworkID, FrameworkConnection, [Offer])] = []
-        var slot: [FrameworkID: Int] = [:]
+        // scheduler accepts, instead of one per offer (up to one per agent per round).
+        var made: [FrameworkID: [(offer: Offer, pid: PID)]] = [:]
         for (agentID, agent) in agents.sorted(by: { $0.key.value < $1.key.value }) where agent.isActive && offerByAgent[agentID] == nil {
             var available = Resources(agent.info.resources)
             for key in tasksByAgent[agentID] ?? [] {
@@ -370,25 +369,22 @@ extension MasterCore {
             guard !available.isEmpty else { continue }
             for step in 0..<candidates.count {
                 let fid = candidates[(allocationCursor + step) % candidates.count]
-                guard let fw = frameworks[fid], let to = fw.connection else { continue }
+                guard let fw = frameworks[fid], fw.connection != nil else { continue }
                 if let until = fw.refusedUntil[agentID], until > now { continue }
                 allocationCursor = (allocationCursor + step + 1) % candidates.count
                 let offer = Offer(id: OfferID(value: newID("O")), frameworkID: fid, agentID: agentID, hostname: agent.info.hostname, resources: available.list)
                 offers[offer.id] = offer
                 offerByAgent[agentID] = offer.id
-                if let i = slot[fid] { made[i].2.append(offer) } else {
-                    slot[fid] = made.count
-                    made.append((fid, to, [offer]))
-                }
+                made[fid, default: []].append((offer, agent.pid))
                 break
             }
         }
         var effects: [Effect] = []
-        for (_, to, list) in made {
+        for fid in candidates {
+            guard let list = made[fid], let to = frameworks[fid]?.connection else { continue }
             for start in stride(from: 0, to: list.count, by: Self.offersPerMessage) {
-                let chunk = Array(list[start..<min(start + Self.offersPerMessage, list.count)])
-                let pids = chunk.map { agents[$0.agentID]?.pid.description ?? "" }
-                effects.append(deliver(.resourceOffers(ResourceOffersMessage(offers: chunk, pids: pids)), to: to))
+                let chunk = list[start..<min(start + Self.offersPerMessage, list.count)]
+                effects.append(deliver(.resourceOffers(ResourceOffersMessage(offers: chunk.map(\.offer), pids: chunk.map(\.pid.description))), to: to))
             }
         }
         return effects

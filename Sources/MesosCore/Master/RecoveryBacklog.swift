@@ -18,9 +18,7 @@ struct RecoveryBacklog: Sendable {
     private var held: [(inbound: Inbound, bytes: Int)] = []
     private var index: [Key: Int] = [:]
     /// Frame bytes of everything held.
-    private(set) var bytes = 0
-
-    var count: Int { held.count }
+    private var bytes = 0
 
     /// Whether `inbound` is held (replacing the same sender's earlier message of its kind); false
     /// for messages it never holds (not a registration, or invalid) and when full.
