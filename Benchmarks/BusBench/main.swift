@@ -44,6 +44,7 @@ struct BusBench: AsyncParsableCommand {
     @Option(help: "--alloc-check: messages counted (after as many for warm-up).") var allocMessages = 20_000
     @Option(help: "--alloc-check: most allocations per 100 B message, sender and receiver together.") var maxAllocsPerMessage = 4.0
     @Option(help: "--alloc-check: most allocations per 100 B round trip (two messages).") var maxAllocsPerRoundTrip = 10.0
+    @Option(help: "--alloc-check: measured runs of each count; the fewest allocations are checked (see checkAllocations).") var allocRuns = 5
 
     func run() async throws {
         // One event loop per bus (the default group hands out its loops in turn: one thread per
@@ -192,13 +193,23 @@ struct BusBench: AsyncParsableCommand {
     }
 
     /// Allocations per message over fixed message counts (no clock involved): fails above the limits.
+    ///
+    /// The limit is checked against the fewest allocations of `allocRuns` runs. Above the bus's own
+    /// allocations per message, each suspension of a sender or consumer task allocates too, and how
+    /// many messages one wake-up delivers is timing (one debug run on the pool read 2.19, another
+    /// 3.01, with no change in the bus). An allocation the bus adds to every message raises every
+    /// run, the fewest included, so the minimum still catches it; scheduling noise does not.
     func checkAllocations(_ pair: Pair) async throws {
         guard Allocations.counter != nil else { throw ValidationError("--alloc-check needs the allocation counter preloaded (Benchmarks/bus-bench.sh --alloc-check)") }
+        guard allocRuns >= 1 else { throw ValidationError("--alloc-runs must be at least 1") }
         let envelope = Self.envelope(payloadBytes: 100, from: pair.a.pid!)
-        let perMessage = try await pair.allocationsPerMessage(envelope, count: allocMessages)
-        let perRoundTrip = try await pair.allocationsPerRoundTrip(envelope, count: allocMessages / 4)
-        print(String(format: "allocations per 100 B message: %.2f (limit %.2f); per round trip: %.2f (limit %.2f)", perMessage, maxAllocsPerMessage, perRoundTrip, maxAllocsPerRoundTrip))
-        if perMessage > maxAllocsPerMessage || perRoundTrip > maxAllocsPerRoundTrip {
+        let perMessage = try await pair.allocationsPerMessage(envelope, count: allocMessages, runs: allocRuns)
+        let perRoundTrip = try await pair.allocationsPerRoundTrip(envelope, count: allocMessages / 4, runs: allocRuns)
+        func list(_ xs: [Double]) -> String { xs.map { String(format: "%.2f", $0) }.joined(separator: " ") }
+        let (fewestPerMessage, fewestPerRoundTrip) = (perMessage.min()!, perRoundTrip.min()!)
+        print("allocations per 100 B message, \(allocRuns) runs: \(list(perMessage)); per round trip: \(list(perRoundTrip))")
+        print(String(format: "fewest per 100 B message: %.2f (limit %.2f); per round trip: %.2f (limit %.2f)", fewestPerMessage, maxAllocsPerMessage, fewestPerRoundTrip, maxAllocsPerRoundTrip))
+        if fewestPerMessage > maxAllocsPerMessage || fewestPerRoundTrip > maxAllocsPerRoundTrip {
             print("bus allocation check FAILED: more allocations per message than the limit")
             throw ExitCode(1)
         }
@@ -425,10 +436,11 @@ struct Pair: Sendable {
         }
     }
 
-    /// Allocations per message while A sends `count` messages as fast as it can (after as many to warm up).
-    func allocationsPerMessage(_ envelope: Envelope, count: Int) async throws -> Double {
-        var result: Double = 0
-        for phase in 0..<2 {
+    /// Allocations per message while A sends `count` messages as fast as it can, in each of `runs`
+    /// runs (after one more run to warm up).
+    func allocationsPerMessage(_ envelope: Envelope, count: Int, runs: Int) async throws -> [Double] {
+        var results: [Double] = []
+        for phase in 0...runs {
             let flags = Flags()
             let receiver = receive(flags)
             let (a, to, end) = (self.a, b.pid!, sentinel(envelope))
@@ -438,15 +450,16 @@ struct Pair: Sendable {
                 try await a.send(end, to: to)
             }.value
             try await receiver.value
-            if phase == 1 { result = Double(Allocations.counter!() - before) / Double(count) }
+            if phase > 0 { results.append(Double(Allocations.counter!() - before) / Double(count)) }
         }
-        return result
+        return results
     }
 
-    /// Allocations per round trip over `count` round trips (after as many to warm up).
-    func allocationsPerRoundTrip(_ ping: Envelope, count: Int) async throws -> Double {
-        var result: Double = 0
-        for phase in 0..<2 {
+    /// Allocations per round trip over `count` round trips, in each of `runs` runs (after one more
+    /// run to warm up).
+    func allocationsPerRoundTrip(_ ping: Envelope, count: Int, runs: Int) async throws -> [Double] {
+        var results: [Double] = []
+        for phase in 0...runs {
             let echo = self.echo()
             let (a, to, end) = (self.a, b.pid!, sentinel(ping))
             let before = Allocations.counter!()
@@ -459,9 +472,9 @@ struct Pair: Sendable {
                 try await a.send(end, to: to)
             }.value
             try await echo.value
-            if phase == 1 { result = Double(Allocations.counter!() - before) / Double(count) }
+            if phase > 0 { results.append(Double(Allocations.counter!() - before) / Double(count)) }
         }
-        return result
+        return results
     }
 }
 
