@@ -13,6 +13,24 @@ public protocol RegistryStore: Sendable {
     func highestEpochLed() async -> UInt64
     /// Writes `change`, fenced by `fence` (the writer's leader znode) where the store can fence.
     func store(_ change: RegistryChange, fence: String?) async -> RegistryStoreOutcome
+    /// A standby starts keeping a copy of the registry current, so that its `load` when elected
+    /// reads only what changed since (no-op where reading is cheap).
+    func warm() async
+    /// How the last `load` read the registry (nil: not known to this store).
+    func lastLoad() async -> RegistryLoadReport?
+}
+
+extension RegistryStore {
+    public func warm() async {}
+    public func lastLoad() async -> RegistryLoadReport? { nil }
+}
+
+/// How a load read the registry.
+public struct RegistryLoadReport: Sendable, Hashable {
+    /// Znodes read (or listed) by the load itself.
+    public var reads: Int
+    /// Whether a warm copy was current before the load began (false: the load read it all).
+    public var warm: Bool
 }
 
 public enum RegistryStoreOutcome: Sendable, Hashable {
@@ -23,14 +41,25 @@ public enum RegistryStoreOutcome: Sendable, Hashable {
 
 /// The registry in ZooKeeper as `RegistryLayout` lays it out (a meta znode and one znode per
 /// agent); every write is one or more `multi`s that also check the writer's leader znode (a
-/// deposed master cannot write), each run by `RegistryWriteCore`. A load reads the agents'
-/// znodes concurrently (`loadConcurrency` requests in flight) and, for a format-1 registry,
-/// leaves its migration to the first write.
+/// deposed master cannot write), each run by `RegistryWriteCore`. A load reads through a
+/// `RegistryWarmCopy` (every znode read with a watch, `loadConcurrency` requests in flight): a
+/// standby's `warm` keeps the copy current, so the load of an elected standby re-reads only what
+/// changed. A format-1 registry's migration is left to the first write.
 public actor ZooKeeperRegistryStore: RegistryStore {
     private let session: ZooKeeperSession
     private var writer: RegistryWriter
     /// Reads in flight while loading the agents' znodes.
     public let loadConcurrency: Int
+
+    /// The copy of the registry's znodes that `load` reads through, kept current by `warm`.
+    private var copy = RegistryWarmCopy()
+    /// The rounds over `copy` in flight (a load joins a standby's before its own).
+    private var settling: Task<Int, any Error>?
+    private var keepingWarm: Task<Void, Never>?
+    /// Whether `warm` had read the whole copy once (then a load re-reads only what changed since).
+    private var copyRead = false
+    private var loaded = false
+    private var report: RegistryLoadReport?
 
     public init(session: ZooKeeperSession, groupPath: String, loadConcurrency: Int = 512) {
         self.session = session
@@ -41,20 +70,124 @@ public actor ZooKeeperRegistryStore: RegistryStore {
     public var layout: RegistryLayout { writer.layout }
 
     public func load() async throws -> RegistryState? {
-        let layout = writer.layout, session = session
-        async let root = Self.data(session, layout.root)
-        async let meta = Self.data(session, layout.metaPath)
-        let paths = try await withThrowingTaskGroup(of: [String].self) { group in
-            for bucket in layout.bucketPaths {
-                group.addTask { try await Self.children(session, bucket).map { bucket + "/" + $0 } }
+        let warm = copyRead
+        keepingWarm?.cancel()
+        keepingWarm = nil
+        loaded = true
+        // A barrier: its reply comes after the event of every watch on a change made before it.
+        _ = try await session.exists(writer.layout.metaPath)
+        let reads = try await settle()
+        report = RegistryLoadReport(reads: reads, warm: warm)
+        let agents = copy.listedAgents(writer.layout)
+        let meta = copy.meta.flatMap { m in m.data.map { ($0, m.version) } }
+        let root = copy.root?.data
+        // A leader writes the registry itself and keeps no copy.
+        copy = RegistryWarmCopy()
+        copyRead = false
+        return try writer.loaded(root: root, meta: meta, agents: agents)
+    }
+
+    public func lastLoad() async -> RegistryLoadReport? { report }
+
+    /// Whether `warm` has read the whole registry once (and keeps its copy current since).
+    public var isWarm: Bool { copyRead }
+
+    public func warm() async {
+        guard keepingWarm == nil, !loaded else { return }
+        keepingWarm = Task { await self.keepWarm() }
+    }
+
+    /// Until this master loads the registry to lead: a round over the copy, then another after
+    /// the meta's next change (every registry write changes the meta, in the same `multi`).
+    private func keepWarm() async {
+        while !Task.isCancelled {
+            do {
+                _ = try await settle()
+                if !loaded { copyRead = true }
+            } catch {
+                // ZooKeeper unavailable: the next round re-reads whatever is stale by then.
+                try? await Task.sleep(for: .seconds(1))
+                continue
             }
-            var all: [String] = []
-            for try await names in group { all += names }
-            return all
+            guard let meta = copy.meta?.watch else { continue }
+            guard (try? await meta.event()) != nil else { return }
+            // A burst of writes (registrations) is read in one round rather than one each.
+            try? await Task.sleep(for: .milliseconds(100))
         }
-        let agents = try await Self.readAll(session, paths, concurrency: loadConcurrency)
-        let (r, m) = try await (root, meta)
-        return try writer.loaded(root: r?.data, meta: m.map { ($0.data, $0.stat.version) }, agents: agents)
+    }
+
+    /// Rounds over the copy until one reads nothing; the number of znodes read.
+    private func settle() async throws -> Int {
+        if let running = settling { _ = try? await running.value }
+        let task = Task { try await self.rounds() }
+        settling = task
+        defer { if settling == task { settling = nil } }
+        return try await task.value
+    }
+
+    private func rounds() async throws -> Int {
+        var total = 0
+        while true {
+            let reads = try await round()
+            total += reads
+            if reads == 0 { return total }
+        }
+    }
+
+    /// Re-reads, with watches, every entry of the copy that was never read or changed since: the
+    /// root and meta, then the buckets' lists, then the agents they list. Returns the reads.
+    private func round() async throws -> Int {
+        let layout = writer.layout, session = session
+        var reads = 0
+        if RegistryWarmCopy.isStale(copy.root?.watch) {
+            copy.root = try await Self.watchedNode(session, layout.root)
+            reads += 1
+        }
+        if RegistryWarmCopy.isStale(copy.meta?.watch) {
+            copy.meta = try await Self.watchedNode(session, layout.metaPath)
+            reads += 1
+        }
+        let buckets = layout.bucketPaths.filter { RegistryWarmCopy.isStale(copy.buckets[$0]?.watch) }
+        for (path, bucket) in try await Self.concurrently(buckets, limit: loadConcurrency, { try await Self.watchedBucket(session, $0) }) {
+            copy.buckets[path] = bucket
+        }
+        let agents = copy.staleAgents(layout)
+        for (path, agent) in try await Self.concurrently(agents, limit: loadConcurrency, { try await Self.watchedAgent(session, $0) }) {
+            // Gone: its bucket's watch has fired too, and the next round lists the bucket again.
+            copy.agents[path] = agent
+        }
+        return reads + buckets.count + agents.count
+    }
+
+    /// `path`'s data with a watch; a missing znode gets an exists watch. nil: created while being
+    /// looked at (read again next round).
+    private static func watchedNode(_ session: ZooKeeperSession, _ path: String) async throws -> RegistryWarmCopy.Node? {
+        do {
+            let (data, stat, watch) = try await session.watchData(path)
+            return .init(data: data, version: stat.version, watch: watch)
+        } catch let e as ZooKeeperError where e.code == .noNode {
+            let (stat, watch) = try await session.watchExists(path)
+            return stat == nil ? .init(data: nil, version: -1, watch: watch) : nil
+        }
+    }
+
+    private static func watchedBucket(_ session: ZooKeeperSession, _ path: String) async throws -> RegistryWarmCopy.Bucket? {
+        do {
+            let (names, watch) = try await session.watchChildren(path)
+            return .init(names: names, watch: watch)
+        } catch let e as ZooKeeperError where e.code == .noNode {
+            let (stat, watch) = try await session.watchExists(path)
+            return stat == nil ? .init(names: [], watch: watch) : nil
+        }
+    }
+
+    private static func watchedAgent(_ session: ZooKeeperSession, _ path: String) async throws -> RegistryWarmCopy.Agent? {
+        do {
+            let (data, _, watch) = try await session.watchData(path)
+            return .init(data: data, watch: watch)
+        } catch let e as ZooKeeperError where e.code == .noNode {
+            return nil
+        }
     }
 
     public func highestEpochLed() async -> UInt64 {
@@ -121,23 +254,21 @@ public actor ZooKeeperRegistryStore: RegistryStore {
         do { return try await session.get(path) } catch let e as ZooKeeperError where e.code == .noNode { return nil }
     }
 
-    private static func children(_ session: ZooKeeperSession, _ path: String) async throws -> [String] {
-        do { return try await session.children(path) } catch let e as ZooKeeperError where e.code == .noNode { return [] }
-    }
-
-    /// The data of every node of `paths` that still exists, with `concurrency` reads in flight.
-    private static func readAll(_ session: ZooKeeperSession, _ paths: [String], concurrency: Int) async throws -> [(path: String, data: [UInt8])] {
-        try await withThrowingTaskGroup(of: (String, [UInt8]?).self) { group in
+    /// `read` of every path, with at most `limit` in flight.
+    private static func concurrently<T: Sendable>(
+        _ paths: [String], limit: Int, _ read: @escaping @Sendable (String) async throws -> T
+    ) async throws -> [(String, T)] {
+        try await withThrowingTaskGroup(of: (String, T).self) { group in
             var next = paths.makeIterator()
-            for _ in 0..<concurrency {
+            for _ in 0..<limit {
                 guard let path = next.next() else { break }
-                group.addTask { (path, try await data(session, path)?.data) }
+                group.addTask { (path, try await read(path)) }
             }
-            var out: [(path: String, data: [UInt8])] = []
+            var out: [(String, T)] = []
             out.reserveCapacity(paths.count)
-            while let (path, data) = try await group.next() {
-                if let data { out.append((path, data)) }
-                if let path = next.next() { group.addTask { (path, try await Self.data(session, path)?.data) } }
+            while let result = try await group.next() {
+                out.append(result)
+                if let path = next.next() { group.addTask { (path, try await read(path)) } }
             }
             return out
         }

@@ -141,6 +141,8 @@ public actor MasterDaemon {
             // The floor: the registry's highest epoch and this work directory's.
             let registry = await store.highestEpochLed()
             await contender?.start(ledInRegistry: registry, ledHere: EpochFile.read(options.workDir))
+            // A standby keeps a copy of the registry current, for a fast recovery when elected.
+            await store.warm()
         }
     }
 
@@ -346,7 +348,13 @@ public actor MasterDaemon {
     private func loadRegistry() async {
         guard let store else { return }
         do {
-            feed(.registryLoaded(try await store.load()))
+            let loaded = try await store.load()
+            if let report = await store.lastLoad() {
+                logger.milestone("registry_read", "registry read: \(report.reads) znodes\(report.warm ? " changed since the standby's copy" : "")", [
+                    "znode_reads": "\(report.reads)", "warm": "\(report.warm)",
+                ])
+            }
+            feed(.registryLoaded(loaded))
         } catch {
             feed(.registryLoadFailed("\(error)"))
         }

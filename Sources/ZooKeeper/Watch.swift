@@ -30,6 +30,11 @@ public struct Watch: Sendable {
 
     public var path: String { registration.path }
 
+    /// Whether the event has arrived. The C client records it on its completion thread before it
+    /// delivers any later reply of the session, so after a reply this tells whether the node
+    /// changed before the server answered.
+    public var hasFired: Bool { registration.hasFired }
+
     /// Waits for the event; throws only `CancellationError` when the waiting task is cancelled.
     public func event() async throws -> WatchEvent {
         try await registration.event()
@@ -65,6 +70,8 @@ final class WatchRegistration: Sendable {
     func isSet(afterCompletionWith rc: Int32) -> Bool {
         rc == ZOK.rawValue || (kind == .exists && rc == ZNONODE.rawValue)
     }
+
+    var hasFired: Bool { outcome.withLock { $0.event != nil } }
 
     func resolve(_ event: WatchEvent) {
         let waiters = outcome.withLock { outcome -> [CheckedContinuation<WatchEvent, any Error>] in

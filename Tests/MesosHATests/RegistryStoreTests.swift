@@ -154,4 +154,53 @@ struct RegistryStoreTests {
             #expect(outcome == .failed(fenced: true, reason: "our leader znode is gone"))
         }
     }
+
+    /// A standby's warm copy (kept by `warm` on its own session) gives the same registry as a full
+    /// read after the leader's later writes (an agent added, one changed, one deleted, the meta),
+    /// while the load itself re-reads only the znodes those writes changed.
+    @Test func aStandbysWarmCopyRecoversTheLeadersLaterWritesReadingOnlyThem() async throws {
+        try await withZooKeeper { zk in
+            let (session, fence) = try await Self.writer(zk)
+            defer { Task { await session.close() } }
+            let leader = ZooKeeperRegistryStore(session: session, groupPath: "/mesos")
+            _ = try await leader.load()
+            var change = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 7))
+            for i in 0..<300 {
+                let info = Self.agent(i)
+                change.agents[info.id!] = .put(RegistryAgent(id: info.id!, info: info))
+            }
+            #expect(await leader.store(change, fence: fence) == .stored)
+
+            let (standbySession, _) = try await Self.writer(zk)
+            defer { Task { await standbySession.close() } }
+            let standby = ZooKeeperRegistryStore(session: standbySession, groupPath: "/mesos")
+            await standby.warm()
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !(await standby.isWarm) {
+                guard ContinuousClock.now < deadline else { throw TestFailure("the standby never read the registry") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+
+            // The leader goes on writing; the standby is elected right after (no wait for its copy).
+            var later = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 8))
+            let added = Self.agent(1000), changed = Self.agent(5).id!, deleted = Self.agent(6).id!
+            later.agents[added.id!] = .put(RegistryAgent(id: added.id!, info: added))
+            later.agents[changed] = .put(RegistryAgent(id: changed, removedTime: TimeInfo(nanoseconds: 1_000)))
+            later.agents[deleted] = .delete
+            #expect(await leader.store(later, fence: fence) == .stored)
+            let recovered = try await standby.load()
+
+            let (coldSession, _) = try await Self.writer(zk)
+            defer { Task { await coldSession.close() } }
+            let cold = ZooKeeperRegistryStore(session: coldSession, groupPath: "/mesos")
+            let full = try await cold.load()
+            #expect(full?.admitted.count == 299 && full?.removed == [changed: .nanoseconds(1_000)] && full?.highestEpoch == 8)
+            #expect(recovered == full)
+            let warmReport = try #require(await standby.lastLoad()), coldReport = try #require(await cold.lastLoad())
+            #expect(warmReport.warm && !coldReport.warm)
+            // At most the meta, the two buckets whose lists changed and the two agents written.
+            #expect(warmReport.reads <= 5, "a warm load read \(warmReport.reads) znodes")
+            #expect(coldReport.reads >= 300 + RegistryLayout.buckets, "a full read: \(coldReport.reads) znodes")
+        }
+    }
 }
