@@ -56,6 +56,9 @@ public actor ZooKeeperRegistryStore: RegistryStore {
     /// The rounds over `copy` in flight (a load joins a standby's before its own).
     private var settling: Task<Int, any Error>?
     private var keepingWarm: Task<Void, Never>?
+    /// The least time between a standby's rounds over its copy (each re-lists every bucket that
+    /// changed, and 10,000 agents registering change all 64 many times a second).
+    static let warmRoundInterval: Duration = .seconds(1)
     /// Whether `warm` had read the whole copy once (then a load re-reads only what changed since).
     private var copyRead = false
     private var loaded = false
@@ -111,8 +114,9 @@ public actor ZooKeeperRegistryStore: RegistryStore {
             }
             guard let meta = copy.meta?.watch else { continue }
             guard (try? await meta.event()) != nil else { return }
-            // A burst of writes (registrations) is read in one round rather than one each.
-            try? await Task.sleep(for: .milliseconds(100))
+            // Writes come in bursts (10,000 agents registering): one round a second at most. A
+            // load re-reads whatever changed since the last round anyway.
+            try? await Task.sleep(for: Self.warmRoundInterval)
         }
     }
 
