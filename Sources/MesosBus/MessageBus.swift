@@ -33,6 +33,11 @@ public final class MessageBus: Sendable {
     /// consumer placed there takes events and sends without a thread hop.
     public let taskExecutor: any TaskExecutor
     private let loop: any EventLoop
+    /// The listener's loop: another of the group's where there is one. On `loop` itself, busy with
+    /// 10,000 agents' connections after a failover, the listener drained its queue too slowly: the
+    /// kernel dropped ~20,000 handshakes per failover (TcpExt ListenOverflows), each costing its
+    /// agent a SYN retransmission (1 s, then 3 s, ...). Accepted connections still live on `loop`.
+    private let acceptLoop: any EventLoop
     private let logger: Logger
     private let sink: InboundSink
     private let stats = BusStatsCounter()
@@ -61,7 +66,9 @@ public final class MessageBus: Sendable {
     ) {
         self.configuration = configuration
         _ = MemoryPolicy.applied
-        self.loop = group.next()
+        let loop = group.next()
+        self.loop = loop
+        self.acceptLoop = (0..<8).lazy.map { _ in group.next() }.first { $0 !== loop } ?? loop
         self.taskExecutor = EventLoopTaskExecutor(loop)
         self.logger = logger
         self.sink = InboundSink(high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)
@@ -96,11 +103,13 @@ public final class MessageBus: Sendable {
     @discardableResult
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
-        let server = try await ServerBootstrap(group: loop, childGroup: loop)
+        let server = try await ServerBootstrap(group: acceptLoop, childGroup: loop)
             // A master's agents all connect at once after a failover: 256 pending connections overflowed at
             // 10,000 agents (dropped SYNs, 2 s connect timeouts, lost registrations). The kernel caps
             // this at net.core.somaxconn (4096 by default).
             .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            // Accepts per wake-up of the listener (NIO's default: 4).
+            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
