@@ -149,6 +149,25 @@ import Testing
         #expect(h.observed.contains(.agentRegistered(id, pid: P.agent)))
     }
 
+    /// An agent's retries of a re-registration already answered are answered again, without a
+    /// fresh ping each: one ping per agent, and the health checks keep their schedule.
+    @Test func aRetriedReregistrationIsAnsweredAgainWithoutAnotherPing() {
+        let agent = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 1)], id: AgentID(value: "m-S1"), pid: P.agent.description)
+        var h = MasterHarness(registry: Registry(admitted: [Registry.Agent(info: agent)], highestEpoch: 3))
+        h.feed(.startStandalone)
+        func pings(_ sent: [(Envelope.Payload, PID)]) -> Int { payloads(sent, to: P.agent) { if case .ping = $0 { 1 } else { nil } }.count }
+        func answers(_ sent: [(Envelope.Payload, PID)]) -> Int { payloads(sent, to: P.agent) { if case .agentReregistered = $0 { 1 } else { nil } }.count }
+        h.message(.reregisterAgent(ReregisterAgentMessage(agent: agent)), from: P.agent, epoch: 4)
+        let first = h.take()
+        #expect(answers(first) == 1 && pings(first) == 1, "the first re-registration: an answer and the first ping")
+        for _ in 0..<3 {
+            h.message(.reregisterAgent(ReregisterAgentMessage(agent: agent)), from: P.agent, epoch: 4)
+            let retry = h.take()
+            #expect(answers(retry) == 1 && pings(retry) == 0, "a retry: answered again, no ping")
+        }
+        #expect(h.core.activeAgentIDs == [AgentID(value: "m-S1")])
+    }
+
     @Test func failoverRebuildsTasksFromReregisteringAgents() {
         let admitted = AgentInfo(hostname: "h", resources: [Resource(name: "cpus", scalar: 4)], id: AgentID(value: "old-S1"), pid: P.agent.description)
         var h = MasterHarness(registry: Registry(admitted: [Registry.Agent(info: admitted)], highestEpoch: 4))

@@ -111,9 +111,18 @@ extension MasterCore {
         guard var agent = agents[id] else { return [] }
         let again: Bool
         if case .admitting(let r) = agent.state { again = reregistered ?? r } else { again = reregistered ?? true }
+        if agent.state == .active {
+            // A retry of an agent already answered (its answer is on the way: after a failover at
+            // 10,000 agents each re-registered 3-4 times): it is answered again, and its health
+            // checks go on as scheduled rather than with a fresh ping (and pong) each time. Its
+            // message is a sign of life, as a pong is.
+            agent.missedPings = 0
+            agent.pongSinceLastPing = true
+        } else {
+            agent.lastPing = nil
+            agent.missedPings = 0
+        }
         agent.state = .active
-        agent.lastPing = nil
-        agent.missedPings = 0
         if agent.removalScheduled {
             agent.removalScheduled = false
             removalQueue.removeAll { $0 == id }
