@@ -16,7 +16,9 @@
 #                                --tick_interval=50ms --checkpoint_fsync=true": each agent with its own ZooKeeper
 #                                session, 50 ms ticks and fsynced checkpoints, as before the shared detector).
 #                                Flags after an @ go to the masters (e.g. "two-sockets=@--return_routes=false":
-#                                the master opens its own connection to each agent, as Mesos does)
+#                                the master opens its own connection to each agent, as Mesos does).
+#                                nice=N among the swarm flags runs the swarms at niceness N: they yield
+#                                the CPU to the masters, as agents on machines of their own would
 #     --max-tasks N              tasks = min(M, N), one per agent (default 100)
 #     --prefix NAME              results are Benchmarks/results/NAME.{json,md,png} (default scale-latest)
 #     --note TEXT                added to the results
@@ -95,11 +97,15 @@ IFS=';' read -r -a variant_list <<<"$VARIANTS"
 for v in "${variant_list[@]}"; do
   label=${v%%=*} flags=${v#*=} master_flags=""
   case "$flags" in *@*) master_flags=${flags#*@} flags=${flags%%@*} ;; esac
+  # nice=N among the swarm flags: the swarm processes run at that niceness (not an agent-swarm flag).
+  nice=0 rest=""
+  for f in $flags; do case "$f" in nice=*) nice=${f#nice=} ;; *) rest="$rest $f" ;; esac; done
+  flags=${rest# }
   echo "== variant $label (agent-swarm $flags; masters $master_flags): M=$AGENTS, $ROUNDS rounds of SIGTERM and SIGKILL" >&2
   # In the background, so that a SIGTERM or SIGINT of this script reaches it (it then stops its cluster).
   "$BIN/failover-bench" run --zk-ports "$port" --zk-label standalone --zk-pids "$ZK_PID" --bin "$BIN" --agents "$AGENTS" \
     --rounds "$ROUNDS" --kinds term,kill --session-timeout "$TIMEOUT" --agents-per-process "$PER_PROCESS" \
-    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl" &
+    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --swarm-nice "$nice" --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl" &
   BENCH_PID=$!
   wait "$BENCH_PID"
   /usr/bin/python3 -c 'import json, sys

@@ -48,14 +48,19 @@ def derive(r):
         "leader_fds_per_agent": r["leader_fds"] / r["agents"] if r.get("leader_fds") is not None and r.get("agents") else None,
         "tasks_lost": r.get("tasks_lost"),
     }
-    rss, standby, m = r.get("leader_rss_kib"), r.get("standby_rss_kib"), r.get("agents")
-    d["rss_per_agent_kib"] = (rss - standby) / m if rss is not None and standby is not None and m else None
+    # The baseline: a master before any agent (a standby's own memory grows with its warm copy of the
+    # registry); records made before that field was sampled fall back to the standby.
+    rss, m = r.get("leader_rss_kib"), r.get("agents")
+    base = r.get("empty_master_rss_kib") or r.get("standby_rss_kib")
+    d["rss_per_agent_kib"] = (rss - base) / m if rss is not None and base is not None and m else None
+    d["standby_rss_kib"] = r.get("standby_rss_kib")
+    d["listen_overflows"] = r.get("listen_overflows")
     return d
 
 
 METRICS = ["back_after_election_ms", "detected_after_election_ms", "recovery_ms", "elected_ms", "leader_cpu_ms",
            "rss_per_agent_kib", "leader_rss_kib", "leader_fds_per_agent", "zk_requests_above_idle", "zk_idle_requests_per_s", "zk_cpu_ms",
-           "swarms_cpu_ms", "tasks_lost"]
+           "swarms_cpu_ms", "tasks_lost", "standby_rss_kib", "listen_overflows"]
 
 
 def summarise(records):
@@ -95,8 +100,8 @@ def table(doc):
     w = out.append
     w("| variant | agents | failover | n | election → all agents back, p50 / p95 (s) | vs baseline (p50) | "
       "all detectors saw it (s, p50) | registry recovered (s, p50) | leader CPU (s, p50) | leader RSS per agent (KiB, p50) | "
-      "leader descriptors per agent (p50) | ZooKeeper requests above idle (p50) | tasks lost |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "leader descriptors per agent (p50) | ZooKeeper requests above idle (p50) | listen queue overflows (p50) | tasks lost |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in doc["summary"]:
         back = r.get("back_after_election_ms")
         ratio = r.get("back_vs_baseline_p50")
@@ -106,7 +111,7 @@ def table(doc):
           f"{'–' if ratio is None else ('1 (baseline)' if r['agents'] == r['baseline_agents'] else f'{ratio:.2f}×')} | "
           f"{cell(r.get('detected_after_election_ms'), 'p50', 0.001, 2)} | {cell(r.get('recovery_ms'), 'p50', 0.001, 2)} | "
           f"{cell(r.get('leader_cpu_ms'), 'p50', 0.001, 2)} | {cell(r.get('rss_per_agent_kib'), 'p50', 1, 1)} | "
-          f"{cell(r.get('leader_fds_per_agent'), 'p50', 1, 2)} | {cell(r.get('zk_requests_above_idle'))} | {cell(r.get('tasks_lost'), 'p50')} |")
+          f"{cell(r.get('leader_fds_per_agent'), 'p50', 1, 2)} | {cell(r.get('zk_requests_above_idle'))} | {cell(r.get('listen_overflows'))} | {cell(r.get('tasks_lost'), 'p50')} |")
     return "\n".join(out)
 
 

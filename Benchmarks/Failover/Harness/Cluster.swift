@@ -48,6 +48,8 @@ struct ClusterConfig: Sendable {
     var extraMasterFlags: [String]
     var zkPids: [pid_t] = []
     var swarmFlags: [String] = []
+    /// Niceness of the swarm processes (`nice -n`; 0: not niced).
+    var swarmNice = 0
 }
 
 /// A master process: its port and work directory stay across restarts; it reaches ZooKeeper only
@@ -84,6 +86,10 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
     let config: ClusterConfig
     let masters: [MasterSlot]
     private(set) var swarms: [Daemon] = []
+    /// The resident memory of a master holding no agents (the fewest KiB of the three, sampled
+    /// before any agent starts): the baseline of the leader's memory per agent. Not a standby's
+    /// later on: a standby keeps a warm copy of the registry, which grows with the agents.
+    private(set) var emptyMasterRSS: Int?
     private(set) var events: [AgentEvent] = []
     private(set) var framework: BenchFramework?
     private let leaders = LeaderLog()
@@ -181,16 +187,20 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         guard await Poll.holds(within: .seconds(60), { currentLeader != nil }) else { throw HarnessError("no leader elected") }
         guard await Poll.holds(within: .seconds(30), { await members() == 3 }) else { throw HarnessError("3 masters did not join") }
         say("  masters up, leader \(currentLeader!) (\(nowMs() - t0) ms)")
+        emptyMasterRSS = masters.compactMap { $0.child.flatMap { ProcessProbe.residentKiB($0.pid) } }.min()
 
         let processes = (config.agents + config.agentsPerProcess - 1) / config.agentsPerProcess
         for p in 0..<processes {
             let first = p * config.agentsPerProcess
             let count = min(config.agentsPerProcess, config.agents - first)
-            let swarm = try Daemon(
-                "swarm\(p)", executable: config.bin + "/agent-swarm",
-                arguments: ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
+            let arguments = ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
                  "--zk_session_timeout", config.sessionTimeout, "--registration_backoff_factor", config.agentBackoff,
-                 "--resources", "cpus:2;mem:1024"] + config.swarmFlags,
+                 "--resources", "cpus:2;mem:1024"] + config.swarmFlags
+            // nice execs agent-swarm: the pid is the swarm's.
+            let niced = config.swarmNice > 0
+            let swarm = try Daemon(
+                "swarm\(p)", executable: niced ? "/usr/bin/nice" : config.bin + "/agent-swarm",
+                arguments: niced ? ["-n", "\(config.swarmNice)", config.bin + "/agent-swarm"] + arguments : arguments,
                 logDirectory: URL(fileURLWithPath: config.work))
             Children.swarm(swarm.pid)
             swarms.append(swarm)

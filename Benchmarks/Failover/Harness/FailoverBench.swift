@@ -44,6 +44,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Pause after a failover is complete and the old leader is back as a standby.") var settle = "1secs"
     @Option(help: "Extra agent-swarm flags, space-separated (e.g. --shared_detector=false --tick_interval=50ms).") var swarmFlags = ""
     @Option(help: "Extra mesos-master flags, space-separated (e.g. --return_routes=true).") var masterFlags = ""
+    @Option(help: "Niceness of the agent-swarm processes (0: the masters' own). Above 0 they yield the CPU to the masters, as agents on their own machines would.") var swarmNice = 0
     @Option(help: "ZooKeeper server process ids, comma-separated (their CPU time per failover goes into the records).") var zkPids = ""
 
     func run() async throws {
@@ -70,7 +71,7 @@ struct Run: AsyncParsableCommand {
                 sessionTimeout: sessionTimeout, sessionTimeoutDuration: timeout, agentBackoff: agentBackoff,
                 work: "\(work)/\(zkLabel)-M\(m)", path: "/failover-bench/\(zkLabel)-M\(m)-\(UInt32.random(in: 0...UInt32.max))",
                 extraMasterFlags: masterFlags.split(separator: " ").map(String.init), zkPids: zkPids.split(separator: ",").compactMap { pid_t($0) },
-                swarmFlags: swarmFlags.split(separator: " ").map(String.init))
+                swarmFlags: swarmFlags.split(separator: " ").map(String.init), swarmNice: swarmNice)
             say("\(zkLabel), M=\(m): starting the cluster (\(config.work))")
             let cluster = try Cluster(config)
             do {
@@ -114,6 +115,7 @@ struct Run: AsyncParsableCommand {
         try? await Task.sleep(for: .milliseconds(idleWindow))
         let zkBefore = FourLetterWords.packetsReceived(ports: cluster.config.zkServers)
         let cpuBefore = cluster.cpuSample()
+        let overflowsBefore = ListenQueue.overflows()
         let t0 = nowMs()
         switch kind {
         case .term: child.signal(SIGTERM)
@@ -159,6 +161,7 @@ struct Run: AsyncParsableCommand {
         }
         let tDone = nowMs()
         let cpuAfter = cluster.cpuSample()
+        if let a = overflowsBefore, let b = ListenQueue.overflows() { record["listen_overflows"] = b - a }
         let zkAfter = FourLetterWords.packetsReceived(ports: cluster.config.zkServers)
         if let idleStart, let zkBefore, let zkAfter {
             let idlePerSecond = Double(zkBefore - idleStart) * 1000 / Double(idleWindow)
@@ -171,7 +174,10 @@ struct Run: AsyncParsableCommand {
             if let a = cpuBefore.masters[newSlot.index], let b = cpuAfter.masters[newSlot.index] { record["leader_cpu_ms"] = b - a }
             record["leader_rss_kib"] = ProcessProbe.residentKiB(newChild.pid) ?? NSNull()
             record["leader_fds"] = ProcessProbe.openDescriptors(newChild.pid) ?? NSNull()
-            // A standby of the same build holds no agents: the baseline of the leader's memory.
+            record["empty_master_rss_kib"] = cluster.emptyMasterRSS ?? NSNull()
+            // Counted since it started, as a standby: nearly all of it is this failover's.
+            record["leader_bus"] = BusCounters.of(port: newSlot.port) ?? NSNull()
+            // A standby's memory: its warm copy of the registry.
             if let standby = cluster.masters.first(where: { $0.index != newSlot.index && $0.index != victim.index })?.child {
                 record["standby_rss_kib"] = ProcessProbe.residentKiB(standby.pid) ?? NSNull()
             }

@@ -104,3 +104,39 @@ enum Children {
         for t in tasks { kill(-t, SIGKILL) }
     }
 }
+
+/// The kernel's count of connections dropped because a listen queue was full (TcpExt
+/// ListenOverflows in /proc/net/netstat), machine-wide: a dropped handshake costs its client a
+/// SYN retransmission, 1 s or more.
+enum ListenQueue {
+    static func overflows() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("TcpExt:") }
+        guard lines.count >= 2 else { return nil }
+        let names = lines[0].split(separator: " "), values = lines[1].split(separator: " ")
+        guard let i = names.firstIndex(of: "ListenOverflows"), i < values.count else { return nil }
+        return Int(values[i])
+    }
+}
+
+/// A master's bus counters (`bus/...` of its /metrics/snapshot), read with curl: where a
+/// failover's messages waited (paused reads, held sends, return routes).
+enum BusCounters {
+    static func of(port: Int) -> [String: Double]? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-sf", "--max-time", "5", "http://127.0.0.1:\(port)/metrics/snapshot"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let all = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        var bus: [String: Double] = [:]
+        for (k, v) in all where k.hasPrefix("bus/") || k == "master/messages_held_during_recovery" {
+            if let n = v as? Double { bus[k] = n } else if let n = v as? Int { bus[k] = Double(n) }
+        }
+        return bus
+    }
+}
