@@ -153,7 +153,7 @@ public actor ZooKeeperRegistryStore: RegistryStore {
         }
         let buckets = layout.bucketPaths.filter { RegistryWarmCopy.isStale(copy.buckets[$0]?.watch) }
         for (path, bucket) in try await Self.concurrently(buckets, limit: loadConcurrency, { try await Self.watchedBucket(session, $0) }) {
-            copy.buckets[path] = bucket
+            copy.listed(bucket, at: path)
         }
         let agents = copy.staleAgents(layout)
         for (path, agent) in try await Self.concurrently(agents, limit: loadConcurrency, { try await Self.watchedAgent(session, $0) }) {

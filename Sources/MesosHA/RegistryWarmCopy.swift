@@ -33,39 +33,32 @@ struct RegistryWarmCopy: Sendable {
     var meta: Node?
     /// By bucket path.
     var buckets: [String: Bucket] = [:]
-    /// By agent znode path; entries whose names left their bucket are ignored and pruned.
+    /// By agent znode path (an entry leaves with its name from its bucket's list).
     var agents: [String: Agent] = [:]
 
     /// Whether an entry needs (re-)reading: never read, or changed since.
     static func isStale(_ watch: Watch?) -> Bool { watch?.hasFired ?? true }
 
-    /// The agent znodes the buckets list that were never read or changed since (buckets read first).
-    func staleAgents(_ layout: RegistryLayout) -> [String] {
-        var stale: [String] = []
-        for bucket in layout.bucketPaths {
-            for name in buckets[bucket]?.names ?? [] {
-                let path = bucket + "/" + name
-                if Self.isStale(agents[path]?.watch) { stale.append(path) }
-            }
-        }
-        return stale
+    /// A bucket's new list: the agents it no longer names are forgotten (a standby in a cluster
+    /// that removes agents would otherwise keep every one it ever read).
+    mutating func listed(_ bucket: Bucket?, at path: String) {
+        let kept = Set(bucket?.names ?? [])
+        for name in buckets[path]?.names ?? [] where !kept.contains(name) { agents[path + "/" + name] = nil }
+        buckets[path] = bucket
     }
 
-    /// Every listed agent's data, in bucket order; forgets entries no bucket lists any more.
-    mutating func listedAgents(_ layout: RegistryLayout) -> [(path: String, data: [UInt8])] {
-        var out: [(path: String, data: [UInt8])] = []
-        out.reserveCapacity(agents.count)
-        var kept: [String: Agent] = [:]
-        kept.reserveCapacity(agents.count)
-        for bucket in layout.bucketPaths {
-            for name in buckets[bucket]?.names ?? [] {
-                let path = bucket + "/" + name
-                guard let agent = agents[path] else { continue }
-                out.append((path, agent.data))
-                kept[path] = agent
-            }
-        }
-        agents = kept
-        return out
+    /// Every agent znode the buckets list, in bucket order.
+    func listedPaths(_ layout: RegistryLayout) -> [String] {
+        layout.bucketPaths.flatMap { bucket in (buckets[bucket]?.names ?? []).map { bucket + "/" + $0 } }
+    }
+
+    /// The listed agent znodes never read or changed since (buckets read first).
+    func staleAgents(_ layout: RegistryLayout) -> [String] {
+        listedPaths(layout).filter { Self.isStale(agents[$0]?.watch) }
+    }
+
+    /// Every listed agent's data, in bucket order.
+    func listedAgents(_ layout: RegistryLayout) -> [(path: String, data: [UInt8])] {
+        listedPaths(layout).compactMap { path in agents[path].map { (path, $0.data) } }
     }
 }

@@ -116,12 +116,11 @@ extension MasterCore {
             // 10,000 agents each re-registered 3-4 times): it is answered again, and its health
             // checks go on as scheduled rather than with a fresh ping (and pong) each time. Its
             // message is a sign of life, as a pong is.
-            agent.missedPings = 0
             agent.pongSinceLastPing = true
         } else {
             agent.lastPing = nil
-            agent.missedPings = 0
         }
+        agent.missedPings = 0
         agent.state = .active
         if agent.removalScheduled {
             agent.removalScheduled = false
