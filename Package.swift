@@ -71,7 +71,10 @@ let package = Package(
         .testTarget(name: "MesosWireTests", dependencies: ["MesosWire"]),
         .testTarget(
             name: "MesosBusTests",
-            dependencies: ["MesosBus", "TestSupport", "ProcessSupport", .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]),
+            dependencies: [
+                "MesosBus", "TestSupport", "ProcessSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         // ZooKeeper shells of the contender and detector cores, and the registry stores.
         .target(
             name: "MesosHA",

@@ -68,7 +68,9 @@ public final class MessageBus: Sendable {
         _ = MemoryPolicy.applied
         let loop = group.next()
         self.loop = loop
-        self.acceptLoop = (0..<8).lazy.map { _ in group.next() }.first { $0 !== loop } ?? loop
+        // Picked without `next()`: taking a second loop from the round-robin would put the next
+        // bus of the process on this bus's loop (two buses in one process shared one thread).
+        self.acceptLoop = group.makeIterator().first { $0 !== loop } ?? loop
         self.taskExecutor = EventLoopTaskExecutor(loop)
         self.logger = logger
         self.sink = InboundSink(high: configuration.inboundHighWater, low: configuration.inboundLowWater, stats: stats)

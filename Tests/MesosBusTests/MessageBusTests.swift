@@ -1,5 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MesosWire
 import NIOCore
+import NIOPosix
 import TestSupport
 import Testing
 @testable import MesosBus
@@ -40,6 +44,22 @@ import Testing
             throw error
         }
         for b in buses { await b.shutdown() }
+    }
+
+    /// Each bus takes its own loop of the group, whatever loop its listener takes: two buses made
+    /// one after the other on a two-loop group run their tasks on different threads (the listener
+    /// once took a second loop from the round-robin, and every bus of a process shared one thread).
+    @Test func busesMadeOneAfterTheOtherRunOnDifferentLoops() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (a, b) = (MessageBus(configuration: .test, group: group), MessageBus(configuration: .test, group: group))
+        try await a.start(name: "a")
+        try await b.start(name: "b")
+        let threadA = await Task(executorPreference: a.taskExecutor) { pthread_self() }.value
+        let threadB = await Task(executorPreference: b.taskExecutor) { pthread_self() }.value
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+        #expect(pthread_equal(threadA, threadB) == 0)
     }
 
     @Test func pidParsing() {
