@@ -352,6 +352,9 @@ final class FrameHandler: ChannelInboundHandler {
             sink.deliver(&batch, on: context.channel)
             routes.claimed(m.nonce, context.channel)
         case .returnRouteOffer(let m):
+            // Delivered before the claim goes out: the offering link wrote them before its offer,
+            // and what it writes over the claimed connection must come after them.
+            sink.deliver(&batch, on: context.channel)
             if !routes.offered(from, m.nonce) {
                 let decline = ReturnRouteDeclineMessage(nonce: m.nonce, reason: "no link of ours to \(from) is up")
                 answer(.returnRouteDecline(decline), from: me(), context)

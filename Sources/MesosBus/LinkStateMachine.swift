@@ -94,6 +94,17 @@ struct LinkStateMachine {
         state = authenticate ? .authenticating(id) : .connected(id)
     }
 
+    /// Everything queued, to write on connection `id` now, ahead of its return-route offer (the
+    /// machine stays `authenticating`: what is posted from now on waits for the answer).
+    mutating func takeQueued(on id: ObjectIdentifier) -> [Chunk] {
+        guard state == .authenticating(id), !queue.isEmpty else { return [] }
+        let chunks = Array(queue)
+        queue.removeAll()
+        queuedBytes = 0
+        queuedFrames = 0
+        return chunks
+    }
+
     /// A return route was claimed: the link goes on over the peer's connection `to` (with its queue).
     mutating func adopt(from id: ObjectIdentifier, to other: ObjectIdentifier) {
         guard state == .authenticating(id) else { return }

@@ -86,6 +86,11 @@ public final class MessageBus: Sendable {
         guard !me.isEmpty else { return logger.warning("not started: dropped a message to \(peer)") }
         do {
             try enqueue(Envelope(epoch: epoch, from: me, payload: payload), to: peer)
+        } catch BusError.shutDown {
+            // Expected while a daemon exits (a core may still answer what was in flight): counted,
+            // not warned about once per message.
+            stats.add(\.messagesDropped)
+            logger.debug("cannot send to \(peer): the bus has been shut down")
         } catch {
             stats.add(\.messagesDropped)
             logger.warning("cannot send to \(peer): \(error)")

@@ -49,8 +49,9 @@ import Testing
         #expect(await Self.messages(master, 1).first?.envelope.from == agent.pid!.description)
         Self.pings(500, from: master, to: agent.pid!)
         let first = await Self.messages(agent, 500)
-        #expect(first.map(\.envelope.epoch) == (0..<500).map(UInt64.init), "held back until the claim, then in order")
-        #expect(master.statistics.returnRoutesAdopted == 1 && agent.statistics.returnRoutesClaimed == 1)
+        #expect(first.map(\.envelope.epoch) == (0..<500).map(UInt64.init), "in order")
+        try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
+        #expect(agent.statistics.returnRoutesClaimed == 1)
         // The master closed the connection it opened: the agent accepts none, and still hears the master.
         try await Poll.until("the master's own connection to the agent closed", timeout: .seconds(30)) { agent.acceptedConnectionCount == 0 }
         Self.pings(10, from: master, to: agent.pid!, startingAt: 500)
@@ -69,7 +70,9 @@ import Testing
         Self.pings(100, from: master, to: agent.pid!)
         let got = await Self.messages(agent, 100)
         #expect(got.map(\.envelope.epoch) == (0..<100).map(UInt64.init))
-        #expect(master.statistics.returnRoutesDeclined == 1 && master.statistics.returnRoutesAdopted == 0)
+        // They went ahead of the offer; its answer comes after them.
+        try await Poll.until("the agent declined the offer", timeout: .seconds(30)) { master.statistics.returnRoutesDeclined == 1 }
+        #expect(master.statistics.returnRoutesAdopted == 0)
         #expect(agent.statistics.returnRoutesClaimed == 0 && agent.acceptedConnectionCount == 1, "the master's own connection carries them")
     }
 
@@ -82,7 +85,7 @@ import Testing
         _ = await Self.messages(master, 1)
         Self.pings(1, from: master, to: agent.pid!)
         _ = await Self.messages(agent, 1)
-        #expect(master.statistics.returnRoutesAdopted == 1)
+        try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
         await agent.shutdown()
         var broken: String?
         for await event in master.events {
@@ -107,9 +110,13 @@ import Testing
         #expect(await Self.messages(master, 1).first?.peer.principal == "agent")
         Self.pings(3, from: master, to: agent.pid!)
         let got = await Self.messages(agent, 3)
-        #expect(master.statistics.returnRoutesAdopted == 1)
         #expect(got.allSatisfy { $0.peer.roles.contains(.master) }, "the link proved the master knows the agent's secret")
         #expect(got.map(\.envelope.epoch) == [0, 1, 2])
+        try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
+        Self.pings(3, from: master, to: agent.pid!, startingAt: 3)
+        let later = await Self.messages(agent, 3)
+        #expect(later.allSatisfy { $0.peer.roles.contains(.master) }, "over the agent's connection too, they come from a master")
+        #expect(later.map(\.envelope.epoch) == [3, 4, 5])
     }
 
     @Test func anOfferNobodyAnswersTimesOutAndTheLinkGoesOnOverItsOwnConnection() async throws {
@@ -124,15 +131,26 @@ import Testing
         let silent = try Loopback.Socket(listeningOn: 0)
         Self.pings(3, from: master, to: PID(name: "silent", host: "127.0.0.1", port: silent.port))
         let connection = try silent.accept(timeout: .seconds(30))
-        var decoder = FrameDecoder(codec: FrameCodec())
-        var got: [Envelope] = []
-        while got.count < 4 {
-            guard case .data(let bytes) = connection.read(64 * 1024, timeout: .seconds(30)) else { break }
-            try bytes.withUnsafeBytes { raw in try decoder.decode(raw) { got.append($0); return true } }
+        // Frame by frame: header, then exactly its payload (a read waits for all it asks for).
+        func frames(_ n: Int) throws -> [Envelope] {
+            var out: [Envelope] = []
+            while out.count < n {
+                guard case .data(let header) = connection.read(FrameCodec.headerSize, timeout: .seconds(30)), header.count == FrameCodec.headerSize else { break }
+                let length = header.reduce(0) { $0 << 8 | Int($1) }
+                guard case .data(let payload) = connection.read(length, timeout: .seconds(30)), payload.count == length else { break }
+                out.append(try Envelope(serializedBytes: payload))
+            }
+            return out
         }
-        guard got.count == 4, case .returnRouteOffer? = got[0].payload else { Issue.record("expected the offer, then 3 pings: \(got)"); return }
-        #expect(got.dropFirst().map(\.epoch) == [0, 1, 2], "held back until the offer timed out, then in order")
-        #expect(master.statistics.returnRoutesDeclined == 1 && master.statistics.returnRoutesAdopted == 0)
+        let got = try frames(4)
+        guard got.count == 4, case .returnRouteOffer? = got[3].payload else { Issue.record("expected 3 pings, then the offer: \(got)"); return }
+        #expect(got.prefix(3).map(\.epoch) == [0, 1, 2], "what was posted while connecting is written at once, ahead of the offer")
+        // After the offer timed out, the link goes on over its own connection.
+        try await Poll.until("the offer timed out", timeout: .seconds(30)) { master.statistics.returnRoutesDeclined == 1 }
+        Self.pings(2, from: master, to: PID(name: "silent", host: "127.0.0.1", port: silent.port), startingAt: 3)
+        let later = try frames(2)
+        #expect(later.map(\.epoch) == [3, 4])
+        #expect(master.statistics.returnRoutesAdopted == 0)
     }
 
     @Test func aClaimNamingNoOfferIsIgnoredAndCostsNobodyElse() async throws {
@@ -149,6 +167,7 @@ import Testing
         _ = await Self.messages(master, 1)
         Self.pings(2, from: master, to: agent.pid!)
         #expect(await Self.messages(agent, 2).map(\.envelope.epoch) == [0, 1])
-        #expect(master.statistics.returnRoutesAdopted == 1 && master.statistics.messagesReceived == 1, "the claim was not delivered as a message")
+        try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
+        #expect(master.statistics.messagesReceived == 1, "the claim was not delivered as a message")
     }
 }

@@ -744,8 +744,9 @@ struct  Mesos__AuthenticationResultMessage
  * ---- return routes: one connection per pair of processes ---------------------
  * A master holds a connection from each agent and scheduler; with return routes it also sends to
  * them over that connection instead of opening one of its own (half the sockets: 10,000 agents
- * fit in 20,000 descriptors). Its bus opens a link to the peer's pid as before, sends
- * ReturnRouteOffer first and holds everything else back. A peer whose own link to the offering
+ * fit in 20,000 descriptors). Its bus opens a link to the peer's pid as before, writes what was
+ * posted while it connected, then ReturnRouteOffer, and holds back what comes after. A peer
+ * delivers what arrived before an offer before it answers it. A peer whose own link to the offering
  * pid is up echoes the nonce on that link (ReturnRouteClaim): only the process listening at the
  * peer's pid read the offer, so the connection the claim arrives on is that process's. The
  * offerer then writes to the peer over that connection, in order, and closes its own. A peer
