@@ -99,9 +99,7 @@ struct LinkStateMachine {
     mutating func takeQueued(on id: ObjectIdentifier) -> [Chunk] {
         guard state == .authenticating(id), !queue.isEmpty else { return [] }
         let chunks = Array(queue)
-        queue.removeAll()
-        queuedBytes = 0
-        queuedFrames = 0
+        _ = dropAll()  // taken, not dropped: the same emptying
         return chunks
     }
 

@@ -136,9 +136,10 @@ import Testing
             var out: [Envelope] = []
             while out.count < n {
                 guard case .data(let header) = connection.read(FrameCodec.headerSize, timeout: .seconds(30)), header.count == FrameCodec.headerSize else { break }
-                let length = header.reduce(0) { $0 << 8 | Int($1) }
+                let codec = FrameCodec()
+                let length = try codec.payloadLength(header: header.reduce(0) { $0 << 8 | UInt32($1) })
                 guard case .data(let payload) = connection.read(length, timeout: .seconds(30)), payload.count == length else { break }
-                out.append(try Envelope(serializedBytes: payload))
+                out.append(try payload.withUnsafeBytes { try codec.decodePayload($0) })
             }
             return out
         }
