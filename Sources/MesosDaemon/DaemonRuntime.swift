@@ -47,12 +47,12 @@ public final class DaemonRuntime: Sendable {
     /// Feeds the clock's time to `handler` about every `interval` (the cores' timers run on these
     /// ticks). A tick goes through the bus's event stream, so a core sees the messages that came
     /// before it first, and is given the time when it is handled: a daemon that fell behind
-    /// catches up with one tick, not with a backlog of stale ones.
+    /// catches up with one tick, not with a backlog of stale ones. The timer is the bus's event
+    /// loop's (`MessageBus.scheduleTicks`).
     @discardableResult
-    public func onTicks(every interval: Duration = .milliseconds(50), _ handler: @escaping @Sendable (Duration) async -> Void) -> Task<Void, Never> {
+    public func onTicks(every interval: Duration = .milliseconds(50), _ handler: @escaping @Sendable (Duration) async -> Void) -> BusTimer {
         tickHandler.withLock { $0 = handler }
-        let bus = bus
-        return clock.ticks(every: interval) { _ in bus.requestTick() }
+        return bus.scheduleTicks(every: interval)
     }
 
     /// One extra tick at clock time `deadline` (or at once if it has passed), for a core's deadline
@@ -65,12 +65,7 @@ public final class DaemonRuntime: Sendable {
             return true
         }
         guard new else { return }
-        let bus = bus, delay = deadline - clock.now
-        guard delay > .zero else { return bus.requestTick() }
-        Task.detached {
-            try? await Task.sleep(for: delay)
-            bus.requestTick()
-        }
+        bus.scheduleTick(after: deadline - clock.now)
     }
 
     /// Sends `payload` stamped with `epoch`; queued per peer, errors counted by the bus.

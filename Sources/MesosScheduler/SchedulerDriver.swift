@@ -27,6 +27,7 @@ public actor SchedulerDriver {
     private let runtime: DaemonRuntime
     private var detector: (any MasterDetector)?
     private var tasks: [Task<Void, Never>] = []
+    private var ticks: BusTimer?
     private var finished = false
 
     /// - settings: backoff, acknowledgements (`implicitAcknowledgements`: Mesos's default, true).
@@ -82,7 +83,7 @@ public actor SchedulerDriver {
         }
         let changes = detector.changes
         tasks.append(Task.detached { for await leader in changes { await self.feed(.leaderDetected(leader)) } })
-        tasks.append(runtime.onTicks { now in await self.feed(.tick(now: now)) })
+        ticks = runtime.onTicks { now in await self.feed(.tick(now: now)) }
         await detector.start()
     }
 
@@ -116,6 +117,8 @@ public actor SchedulerDriver {
         finished = true
         for t in tasks { t.cancel() }
         tasks = []
+        ticks?.cancel()
+        ticks = nil
         await runtime.bus.flush()
         await detector?.stop()
         await runtime.bus.shutdown()

@@ -46,6 +46,30 @@ import Testing
         for b in buses { await b.shutdown() }
     }
 
+    /// The bus's own timers tick through its events: repeatedly (`scheduleTicks`) and once
+    /// (`scheduleTick`), a tick coming behind a message received before it.
+    @Test func tickTimersTickThroughTheEvents() async throws {
+        try await Self.withBuses(2) { buses in
+            let (a, b) = (buses[0], buses[1])
+            var events = b.events.makeAsyncIterator()
+            let timer = b.scheduleTicks(every: .milliseconds(5))
+            var ticks = 0
+            while ticks < 3, let event = await events.next() { if case .tick = event { ticks += 1 } }
+            timer.cancel()
+            #expect(ticks == 3)
+            // A tick the repeated timer queued before its cancel took effect comes before this
+            // message (the cancel was on the loop before the message was even sent).
+            try await a.send(Self.ping(1), to: b.pid!)
+            while let event = await events.next() { if case .message = event { break } }
+            b.scheduleTick(after: .milliseconds(20))
+            var scheduled = false
+            while let event = await events.next() {
+                if case .tick = event { scheduled = true; break }
+            }
+            #expect(scheduled)
+        }
+    }
+
     /// Each bus takes its own loop of the group, whatever loop its listener takes: two buses made
     /// one after the other on a two-loop group run their tasks on different threads (the listener
     /// once took a second loop from the round-robin, and every bus of a process shared one thread).
