@@ -20,6 +20,11 @@
 #                                nice=N among the swarm flags runs the swarms at niceness N: they yield
 #                                the CPU to the masters, as agents on machines of their own would
 #     --max-tasks N              tasks = min(M, N), one per agent (default 100)
+#     --agents-dir DIR           the agents' work directories (default: a directory on /dev/shm when it is a
+#                                tmpfs, else under .tmp/scale-bench). 10,000 agents here share one disk: their
+#                                checkpoint writes (a new epoch floor each per failover, temporary file and rename)
+#                                took a fifth of the swarms' CPU in ext4's inode allocator, a cost real agents pay
+#                                each on its own host. "disk" keeps them under .tmp/scale-bench
 #     --prefix NAME              results are Benchmarks/results/NAME.{json,md,png} (default scale-latest)
 #     --note TEXT                added to the results
 #
@@ -29,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-ROUNDS=3 AGENTS=1000,3000,10000 TIMEOUT=10secs PER_PROCESS=500 VARIANTS="one-socket=@--return_routes=true" MAX_TASKS=100 PREFIX=scale-latest NOTE=""
+AGENTS_DIR="" ROUNDS=3 AGENTS=1000,3000,10000 TIMEOUT=10secs PER_PROCESS=500 VARIANTS="one-socket=@--return_routes=true" MAX_TASKS=100 PREFIX=scale-latest NOTE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -r|--rounds) ROUNDS=$2; shift ;;
@@ -38,6 +43,7 @@ while [ $# -gt 0 ]; do
     --agents-per-process) PER_PROCESS=$2; shift ;;
     --variants) VARIANTS=$2; shift ;;
     --max-tasks) MAX_TASKS=$2; shift ;;
+    --agents-dir) AGENTS_DIR=$2; shift ;;
     --prefix) PREFIX=$2; shift ;;
     --note) NOTE=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -75,6 +81,14 @@ done
 # 10,000 agents: the leader holds two sockets per agent (its link to the agent, the agent's to it).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== file descriptors: $(ulimit -n)" >&2
+if [ -z "$AGENTS_DIR" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then AGENTS_DIR=/dev/shm/scale-bench-agents; fi
+[ "$AGENTS_DIR" = disk ] && AGENTS_DIR=""
+AGENTS_FS=disk
+if [ -n "$AGENTS_DIR" ]; then
+  rm -rf "$AGENTS_DIR"; mkdir -p "$AGENTS_DIR"
+  AGENTS_FS=$(stat -f -c %T "$AGENTS_DIR")
+fi
+echo "== agents' work directories: ${AGENTS_DIR:-$WORK} ($AGENTS_FS)" >&2
 RUN="$WORK/run.jsonl"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ZK_DIR="$WORK/zk"; mkdir -p "$ZK_DIR"
@@ -85,6 +99,7 @@ cleanup() {
     while kill -0 "$BENCH_PID" 2>/dev/null; do sleep 0.2; done  # it stops its cluster first
   fi
   ZK_STOP_SIGNAL=KILL scripts/zk-standalone.sh stop "$ZK_DIR" 2>/dev/null || true
+  [ -z "$AGENTS_DIR" ] || rm -rf "$AGENTS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM
@@ -105,7 +120,7 @@ for v in "${variant_list[@]}"; do
   # In the background, so that a SIGTERM or SIGINT of this script reaches it (it then stops its cluster).
   "$BIN/failover-bench" run --zk-ports "$port" --zk-label standalone --zk-pids "$ZK_PID" --bin "$BIN" --agents "$AGENTS" \
     --rounds "$ROUNDS" --kinds term,kill --session-timeout "$TIMEOUT" --agents-per-process "$PER_PROCESS" \
-    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --swarm-nice "$nice" --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl" &
+    --max-tasks "$MAX_TASKS" ${flags:+"--swarm-flags=$flags"} ${master_flags:+"--master-flags=$master_flags"} --swarm-nice "$nice" ${AGENTS_DIR:+--agents-work "$AGENTS_DIR/$label"} --work "$WORK/cluster-$label" --out "$WORK/run-$label.jsonl" &
   BENCH_PID=$!
   wait "$BENCH_PID"
   /usr/bin/python3 -c 'import json, sys
@@ -119,6 +134,6 @@ import json, sys
 json.dump({"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "git": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
   "cores": $(nproc), "load_before": "$LOAD_BEFORE", "load_after": "$LOAD_AFTER", "session_timeout": "$TIMEOUT",
   "rounds": $ROUNDS, "agents": "$AGENTS", "agents_per_process": $PER_PROCESS, "variants": """$VARIANTS""",
-  "max_tasks": $MAX_TASKS, "release_build_s": $BUILD_S, "note": """$NOTE"""}, open(sys.argv[1], "w"))
+  "max_tasks": $MAX_TASKS, "agents_fs": "$AGENTS_FS", "release_build_s": $BUILD_S, "note": """$NOTE"""}, open(sys.argv[1], "w"))
 EOF
 /usr/bin/python3 Benchmarks/Failover/scale-report.py "$RUN" "$WORK/meta.json" Benchmarks/results "$PREFIX"

@@ -164,7 +164,7 @@ def main():
         _, tail = rest.split(end, 1)
         m = doc["meta"]
         intro = (f"Run of {m.get('date')} (git {m.get('git')}, release build): {m.get('cores')} cores, one standalone ZooKeeper, "
-                 f"3 masters, session timeout {m.get('session_timeout')}, {m.get('agents_per_process')} agents per agent-swarm process; "
+                 f"3 masters, session timeout {m.get('session_timeout')}, {m.get('agents_per_process')} agents per agent-swarm process, their work directories on {m.get('agents_fs', 'disk')}; "
                  f"{m.get('rounds')} failover(s) of each kind per row; load before/after {m.get('load_before')} / {m.get('load_after')}. {m.get('note', '')}")
         open(readme, "w").write(head + begin + "\n" + intro.strip() + "\n\n" + table(doc) + "\n" + end + tail)
         return
@@ -175,7 +175,7 @@ def main():
            "errors": [r for r in records if r.get("type") == "error"], "records": records}
     json.dump(doc, open(f"{out_dir}/{prefix}.json", "w"), indent=1, sort_keys=True)
     md = (f"Scale benchmark ({meta.get('date')}, git {meta.get('git')}): {meta.get('cores')} cores, one standalone ZooKeeper, "
-          f"3 masters, session timeout {meta.get('session_timeout')}, {meta.get('agents_per_process')} agents per agent-swarm process, "
+          f"3 masters, session timeout {meta.get('session_timeout')}, {meta.get('agents_per_process')} agents per agent-swarm process (work directories on {meta.get('agents_fs', 'disk')}), "
           f"tasks = min(M, {meta.get('max_tasks')}); load before/after {meta.get('load_before')} / {meta.get('load_after')}. "
           f"{meta.get('note', '')}\n\n" + table(doc) + "\n")
     open(f"{out_dir}/{prefix}.md", "w").write(md)

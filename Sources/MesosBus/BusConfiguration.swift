@@ -54,6 +54,9 @@ public struct BusConfiguration: Sendable {
     /// answer (claim or decline) as soon as they run; a busy peer (a failover's re-registration
     /// storm) can take seconds, and a link that gave up keeps its own connection for good.
     public var returnRouteTimeout: TimeAmount = .seconds(10)
+    /// The sockets this bus may open and counts its accepted ones against (shared by every bus of
+    /// the process by default: they share its descriptor table).
+    public var descriptors = DescriptorBudget.process
 
     public init() {}
 

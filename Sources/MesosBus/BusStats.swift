@@ -9,6 +9,9 @@ public struct BusStats: Sendable, Hashable {
     /// Connections closed because the peer sent bad input.
     public var connectionsRejected = 0
     public var connectsFailed = 0
+    /// Connects tried again later because this process was out of file descriptors (the link
+    /// kept its queue; after `connectTimeout` of that the connect fails).
+    public var connectsDeferred = 0
     /// Of `messagesDropped`: dropped because their link's queue was full.
     public var droppedQueueFull = 0
     /// Links closed because the peer stopped reading for `writeTimeout`.

@@ -80,6 +80,8 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private var channel: (any Channel)?
     private var authenticatee: Authenticatee?
     private var stallTimer: Scheduled<Void>?
+    /// When the current connect began (its retries after a descriptor shortage included).
+    private var connectingSince: NIODeadline?
     private var backPressureWaiters: [EventLoopPromise<Void>] = []
     private var flushWaiters: [EventLoopPromise<Void>] = []
     /// The return-route offer this link's connection waits on (writes posted after it are held
@@ -297,6 +299,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     }
 
     private func connect() {
+        if connectingSince == nil { connectingSince = .now() }
+        guard configuration.descriptors.take() else {
+            return connected(.failure(ConnectFailure.budgetSpent(configuration.descriptors.limit)))
+        }
         let sink = self.sink, configuration = self.configuration, logger = self.logger
         // An IP address (every pid of a cluster on one network) is connected to as it is: the
         // resolver's getaddrinfo opened /etc/hosts and friends on every connect, a fifth of a new
@@ -337,6 +343,9 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private func connected(_ result: Result<any Channel, any Error>) {
         switch result {
         case .success(let channel):
+            connectingSince = nil
+            let descriptors = configuration.descriptors
+            channel.closeFuture.whenComplete { _ in descriptors.release() }
             guard machine.state == .connecting else {
                 channel.close(promise: nil)  // closed meanwhile
                 return
@@ -349,7 +358,23 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             } else {
                 established(channel, id, held: false)
             }
+        case .failure(let error) where ConnectFailure.isLocalShortage(error) && machine.state == .connecting
+            && NIODeadline.now() - (connectingSince ?? .now()) < configuration.connectTimeout:
+            // This process is out of descriptors (its `DescriptorBudget`, or EMFILE/ENFILE), not
+            // the peer unreachable: a new leader holds 10,000 agents' connections and opens its own
+            // to each of them for a moment (a return route's offer), and dropping the answers it
+            // queued made those agents wait out a registration backoff. Connect again shortly,
+            // keeping the queue, until `connectTimeout` has passed.
+            if !(error is ConnectFailure) { configuration.descriptors.release() }  // taken, but no socket came of it
+            sink.stats.add(\.connectsDeferred)
+            logger.debug("out of file descriptors, connecting again shortly: \(error)", metadata: ["event": "connect_deferred", "peer": "\(endpoint)"])
+            loop.scheduleTask(in: .milliseconds(Int64.random(in: 50...250))) {
+                guard self.machine.state == .connecting else { return }
+                self.connect()
+            }
         case .failure(let error):
+            connectingSince = nil
+            if !(error is ConnectFailure) { configuration.descriptors.release() }
             sink.stats.add(\.connectsFailed)
             dropQueue("connect failed: \(error)") { $0.broken(nil) }
             logger.warning("cannot connect to peer: \(error)", metadata: ["event": "connect_failed", "peer": "\(endpoint)"])
@@ -560,5 +585,24 @@ enum DispatchTimeSource {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// A connect not tried: the bus's `DescriptorBudget` is spent.
+enum ConnectFailure: Error, CustomStringConvertible {
+    case budgetSpent(Int)
+
+    var description: String {
+        switch self {
+        case .budgetSpent(let limit): "the bus holds \(limit) sockets, its share of the process's descriptors"
+        }
+    }
+
+    /// The process or system is out of file descriptors (its budget, EMFILE, ENFILE): nothing
+    /// about the peer.
+    static func isLocalShortage(_ error: any Error) -> Bool {
+        if error is ConnectFailure { return true }
+        guard let io = error as? IOError else { return false }
+        return io.errnoCode == EMFILE || io.errnoCode == ENFILE
     }
 }

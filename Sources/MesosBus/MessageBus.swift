@@ -355,7 +355,10 @@ public final class MessageBus: Sendable {
         }
         guard accepted else { channel.close(promise: nil); return }
         stats.add(\.connectionsAccepted)
+        let descriptors = configuration.descriptors
+        descriptors.count()
         channel.closeFuture.whenComplete { [weak self] _ in
+            descriptors.release()
             self?.state.withLock { _ = $0.inbound.removeValue(forKey: id) }
         }
     }

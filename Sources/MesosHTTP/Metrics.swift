@@ -84,7 +84,7 @@ public enum BusMetricsReport {
         let counters: [(String, Int)] = [
             ("messages_sent", b.messagesSent), ("messages_received", b.messagesReceived), ("messages_dropped", b.messagesDropped),
             ("messages_dropped_queue_full", b.droppedQueueFull), ("connections_accepted", b.connectionsAccepted),
-            ("connections_rejected", b.connectionsRejected), ("connects_failed", b.connectsFailed), ("links_stalled", b.linksStalled),
+            ("connections_rejected", b.connectionsRejected), ("connects_failed", b.connectsFailed), ("connects_deferred", b.connectsDeferred), ("links_stalled", b.linksStalled),
             ("links_evicted", b.linksEvicted), ("idle_checks", b.idleChecks), ("sends_held_back", b.sendsHeldBack),
             ("reads_paused", b.readsPaused), ("tls_handshakes", b.tlsHandshakes), ("plaintext_downgrades", b.plaintextDowngrades),
             ("return_routes_adopted", b.returnRoutesAdopted), ("return_routes_declined", b.returnRoutesDeclined),

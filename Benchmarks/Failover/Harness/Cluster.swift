@@ -50,6 +50,8 @@ struct ClusterConfig: Sendable {
     var swarmFlags: [String] = []
     /// Niceness of the swarm processes (`nice -n`; 0: not niced).
     var swarmNice = 0
+    /// The agents' work directories (nil: `<work>/agents`).
+    var agentsWork: String?
 }
 
 /// A master process: its port and work directory stay across restarts; it reaches ZooKeeper only
@@ -193,7 +195,7 @@ final class Cluster: @unchecked Sendable {  // driven by the harness task only
         for p in 0..<processes {
             let first = p * config.agentsPerProcess
             let count = min(config.agentsPerProcess, config.agents - first)
-            let arguments = ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", "\(config.work)/agents",
+            let arguments = ["--master", zkDirect, "--agents", "\(count)", "--first_index", "\(first)", "--work_dir", config.agentsWork ?? "\(config.work)/agents",
                  "--zk_session_timeout", config.sessionTimeout, "--registration_backoff_factor", config.agentBackoff,
                  "--resources", "cpus:2;mem:1024"] + config.swarmFlags
             // nice execs agent-swarm: the pid is the swarm's.

@@ -40,6 +40,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Agents per agent-swarm process.") var agentsPerProcess = 250
     @Option(help: "Tasks (one per agent) = min(agents, this).") var maxTasks = 100
     @Option(help: "Work directory (logs, work dirs).") var work: String
+    @Option(help: "Where the agents' work directories go (default: under --work). The swarms' agents share one disk; on a tmpfs their checkpoint writes cost what they would on hosts of their own.") var agentsWork = ""
     @Option(help: "Append one JSON object per failover here.") var out: String
     @Option(help: "Pause after a failover is complete and the old leader is back as a standby.") var settle = "1secs"
     @Option(help: "Extra agent-swarm flags, space-separated (e.g. --shared_detector=false --tick_interval=50ms).") var swarmFlags = ""
@@ -71,7 +72,8 @@ struct Run: AsyncParsableCommand {
                 sessionTimeout: sessionTimeout, sessionTimeoutDuration: timeout, agentBackoff: agentBackoff,
                 work: "\(work)/\(zkLabel)-M\(m)", path: "/failover-bench/\(zkLabel)-M\(m)-\(UInt32.random(in: 0...UInt32.max))",
                 extraMasterFlags: masterFlags.split(separator: " ").map(String.init), zkPids: zkPids.split(separator: ",").compactMap { pid_t($0) },
-                swarmFlags: swarmFlags.split(separator: " ").map(String.init), swarmNice: swarmNice)
+                swarmFlags: swarmFlags.split(separator: " ").map(String.init), swarmNice: swarmNice,
+                agentsWork: agentsWork.isEmpty ? nil : "\(agentsWork)/\(zkLabel)-M\(m)")
             say("\(zkLabel), M=\(m): starting the cluster (\(config.work))")
             let cluster = try Cluster(config)
             do {
