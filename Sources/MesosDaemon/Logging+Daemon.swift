@@ -91,19 +91,56 @@ public struct MilestoneLogHandler: LogHandler {
     }
 
     public static func quoted(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "|" || $0 == "=" || $0.isNewline }) else { return value }
+        guard value.isEmpty || needsQuotes(value) else { return value }
         return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+
+    /// Whether a value must be quoted: a space, quote, bar, equals sign or line break. ASCII is
+    /// looked at byte by byte (a new leader logs ~40,000 lines in a failover; the Character walk
+    /// and `String(format:)` were a tenth of its CPU), anything else as Characters.
+    static func needsQuotes(_ value: String) -> Bool {
+        var ascii = true
+        for byte in value.utf8 {
+            switch byte {
+            case 0x20, 0x22, 0x7C, 0x3D, 0x0A, 0x0B, 0x0C, 0x0D: return true
+            case 0x80...: ascii = false
+            default: continue
+            }
+        }
+        return !ascii && value.contains(where: \.isNewline)
     }
 
     static func timestamp() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        var t = time_t(ts.tv_sec)
+        return timestamp(seconds: Int(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
+    }
+
+    /// `2026-12-03T12:30:28.123Z` (UTC, milliseconds).
+    static func timestamp(seconds: Int, milliseconds: Int) -> String {
+        var t = time_t(seconds)
         var parts = tm()
         gmtime_r(&t, &parts)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(ts.tv_nsec / 1_000_000))
+        var out: [UInt8] = []
+        out.reserveCapacity(24)
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var v = value
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: (v / divisor) % 10))
+                v %= divisor
+                divisor /= 10
+            }
+        }
+        digits(Int(parts.tm_year) + 1900, 4); out.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2); out.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2); out.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2); out.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2); out.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2); out.append(UInt8(ascii: "."))
+        digits(milliseconds, 3); out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
