@@ -358,23 +358,24 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             } else {
                 established(channel, id, held: false)
             }
-        case .failure(let error) where ConnectFailure.isLocalShortage(error) && machine.state == .connecting
-            && NIODeadline.now() - (connectingSince ?? .now()) < configuration.connectTimeout:
-            // This process is out of descriptors (its `DescriptorBudget`, or EMFILE/ENFILE), not
-            // the peer unreachable: a new leader holds 10,000 agents' connections and opens its own
-            // to each of them for a moment (a return route's offer), and dropping the answers it
-            // queued made those agents wait out a registration backoff. Connect again shortly,
-            // keeping the queue, until `connectTimeout` has passed.
-            if !(error is ConnectFailure) { configuration.descriptors.release() }  // taken, but no socket came of it
-            sink.stats.add(\.connectsDeferred)
-            logger.debug("out of file descriptors, connecting again shortly: \(error)", metadata: ["event": "connect_deferred", "peer": "\(endpoint)"])
-            loop.scheduleTask(in: .milliseconds(Int64.random(in: 50...250))) {
-                guard self.machine.state == .connecting else { return }
-                self.connect()
-            }
         case .failure(let error):
+            if !(error is ConnectFailure) { configuration.descriptors.release() }  // taken, but no socket came of it
+            if ConnectFailure.isLocalShortage(error), machine.state == .connecting,
+                NIODeadline.now() - (connectingSince ?? .now()) < configuration.connectTimeout {
+                // This process is out of descriptors (its `DescriptorBudget`, or EMFILE/ENFILE),
+                // not the peer unreachable: a new leader holds 10,000 agents' connections and opens
+                // its own to each of them for a moment (a return route's offer), and dropping the
+                // answers it queued made those agents wait out a registration backoff. Connect
+                // again shortly, keeping the queue, until `connectTimeout` has passed.
+                sink.stats.add(\.connectsDeferred)
+                logger.debug("out of file descriptors, connecting again shortly: \(error)", metadata: ["event": "connect_deferred", "peer": "\(endpoint)"])
+                loop.scheduleTask(in: .milliseconds(Int64.random(in: 50...250))) {
+                    guard self.machine.state == .connecting else { return }
+                    self.connect()
+                }
+                return
+            }
             connectingSince = nil
-            if !(error is ConnectFailure) { configuration.descriptors.release() }
             sink.stats.add(\.connectsFailed)
             dropQueue("connect failed: \(error)") { $0.broken(nil) }
             logger.warning("cannot connect to peer: \(error)", metadata: ["event": "connect_failed", "peer": "\(endpoint)"])
