@@ -46,8 +46,9 @@ import Testing
         for b in buses { await b.shutdown() }
     }
 
-    /// The bus's own timers tick through its events: repeatedly (`scheduleTicks`) and once
-    /// (`scheduleTick`), a tick coming behind a message received before it.
+    /// The bus's own timers tick through its events: repeatedly (`scheduleTicks`), then, after that
+    /// timer is cancelled and a message has come through, once (`scheduleTick`). A missing tick
+    /// shows as the suite's time limit.
     @Test func tickTimersTickThroughTheEvents() async throws {
         try await Self.withBuses(2) { buses in
             let (a, b) = (buses[0], buses[1])
