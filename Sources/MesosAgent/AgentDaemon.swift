@@ -59,7 +59,12 @@ public actor AgentDaemon {
     /// The agent runs on its bus's event loop: a message, a tick or a leader change is handled
     /// where it arrives, and what it sends is written there (in a swarm of 500 agents per process
     /// the hops to and from the task pool, with their thread wake-ups, were a fifth of the CPU).
+    /// Bus events come through `handleEvents(onLoop:)`, called in place: awaiting each one
+    /// resumed this actor through the global pool and back.
     public nonisolated var unownedExecutor: UnownedSerialExecutor { runtime.bus.serialExecutor }
+    /// Bus events that came before the core existed (the bus listens first), handed to it after
+    /// its recovery, as they came.
+    private var early: [BusEvent] = []
     private var logger: Logger
     private var core: AgentCore?
     private var detector: (any MasterDetector)?
@@ -115,6 +120,9 @@ public actor AgentDaemon {
         let detector = try options.detectorPool?.detector(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
             ?? MasterDetectors.make(master: options.master, sessionTimeout: options.sessionTimeout, epochFloor: state.epochFloor, logger: logger)
         self.detector = detector
+        runtime.bus.handleEvents(onLoop: { [weak self] event in
+            self?.assumeIsolated { $0.take(event) }
+        })
         let pid = try await runtime.start(name: "slave(1)", at: options.address)
         logger[metadataKey: "pid"] = "\(pid)"
         let info = AgentInfo(hostname: options.address.hostname ?? ProcessInfo.processInfo.hostName, port: Int32(pid.port), resources: options.resources.list, id: state.agent?.id)
@@ -123,10 +131,12 @@ public actor AgentDaemon {
             "master": "\(options.master)", "resources": "\(options.resources)", "agent_id": "\(state.agent?.id?.value ?? "none")",
         ])
 
-        Task { await self.takeBusEvents() }
         ticks = runtime.bus.scheduleTicks(every: options.tickInterval)
         http.serve { request in await self.answer(request) }
         feed(.recovered(state))
+        let before = early
+        early = []
+        for event in before { take(event) }
         let changes = detector.changes
         Task { await self.follow(changes) }
         await detector.start()
@@ -139,18 +149,22 @@ public actor AgentDaemon {
         feed(.shutdownRequested(forGood: forGood))
     }
 
-    /// The bus's events, in order, taken on this actor (its loop) until the bus shuts down.
-    private func takeBusEvents() async {
-        for await event in runtime.bus.events {
-            switch event {
-            case .message(let inbound):
-                if case .leaderHint(let hint)? = inbound.envelope.payload { await detector?.hint(hint, from: inbound.envelope.from) }
-                feed(.message(inbound))
-            case .linkBroken(let peer, _):
-                feed(.linkBroken(endpoint: peer))
-            case .tick:
-                tick(runtime.clock.now)
+    /// A bus event, in order, on this actor's loop (the bus calls it in place).
+    private func take(_ event: BusEvent) {
+        guard core != nil else {
+            early.append(event)
+            return
+        }
+        switch event {
+        case .message(let inbound):
+            if case .leaderHint(let hint)? = inbound.envelope.payload, let detector {
+                Task { await detector.hint(hint, from: inbound.envelope.from) }
             }
+            feed(.message(inbound))
+        case .linkBroken(let peer, _):
+            feed(.linkBroken(endpoint: peer))
+        case .tick:
+            tick(runtime.clock.now)
         }
     }
 

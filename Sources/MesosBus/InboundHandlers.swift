@@ -10,7 +10,20 @@ import Synchronization
 /// moved in, not copied, and emptied arrays come back for the next batches); the consumer takes
 /// events one at a time from the same queue (each moved out), so an iterator that stops early
 /// loses nothing and the next one goes on where it stopped.
+///
+/// Or, for a consumer that runs on the bus's event loop (`MessageBus.handleEvents(onLoop:)`),
+/// no queue: each event goes to its handler on the loop as it comes, with no task to resume.
 final class InboundSink: Sendable {
+    /// A handler on the loop, and the events it has yet to take: an event raised while the
+    /// handler runs (a write that fails inside it) waits for it to return, so the handler is
+    /// never re-entered and sees events in order.
+    private struct Direct {
+        var handler: @Sendable (BusEvent) -> Void
+        var loop: any EventLoop
+        var pending: [BusEvent] = []
+        var running = false
+    }
+
     private struct Batch {
         var events: [BusEvent]
         /// All messages (from a connection), or one other event (a tick, a broken link).
@@ -32,6 +45,7 @@ final class InboundSink: Sendable {
         var nextWaiter: UInt64 = 0
         /// Emptied batch arrays (their capacity), for the frame handlers' next batches.
         var spareArrays: [[BusEvent]] = []
+        var direct: Direct?
 
         /// Moves the next event out (its slot keeps a trivial `.tick`); nil when none is queued.
         mutating func popFirst() -> BusEvent? {
@@ -73,10 +87,13 @@ final class InboundSink: Sendable {
 
     /// Queues `batch` (messages received on `channel`, in order); `batch` is then an empty array,
     /// often with capacity.
-    func deliver(_ batch: inout [BusEvent], on channel: any Channel) {
-        guard !batch.isEmpty else { return }
+    /// True when the batch went to the direct handler's queue: the caller then calls `runDirect`.
+    @discardableResult
+    func deliver(_ batch: inout [BusEvent], on channel: any Channel) -> Bool {
+        guard !batch.isEmpty else { return false }
         let n = batch.count
         stats.add(\.messagesReceived, n)
+        if handDirectly(&batch, now: true) { return true }
         var handOff = HandOff()
         let pause = state.withLock { s -> Bool in
             // Moved, never copied: the queue's array must stay uniquely referenced (events are
@@ -96,6 +113,62 @@ final class InboundSink: Sendable {
             channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
         handOff.resume()
+        return false
+    }
+
+    /// From now on every event goes to `handler`, on `loop`, instead of the queue.
+    func handleDirectly(on loop: any EventLoop, _ handler: @escaping @Sendable (BusEvent) -> Void) {
+        state.withLock { $0.direct = Direct(handler: handler, loop: loop) }
+    }
+
+    /// Queues `batch` for the direct handler, if there is one (then true, and `batch` is emptied):
+    /// when `now` and on the loop, for `runDirect` to hand over; otherwise through the loop. `now`
+    /// only from the loop's own I/O and timers (a read, a tick), never from code the consumer
+    /// calls: a post whose write fails raises a broken link inside the consumer's own method,
+    /// which must not be re-entered.
+    private func handDirectly(_ batch: inout [BusEvent], now: Bool) -> Bool {
+        enum Step { case notDirect, done, hop(any EventLoop) }
+        let step = state.withLock { s -> Step in
+            guard let loop = s.direct?.loop else { return .notDirect }
+            if s.finished { return .done }  // dropped: the bus is shut down
+            guard now, loop.inEventLoop else { return .hop(loop) }
+            s.direct!.pending.append(contentsOf: batch)
+            return .done
+        }
+        switch step {
+        case .notDirect: return false
+        case .done: break
+        case .hop(let loop):
+            let events = batch
+            loop.execute {
+                self.state.withLock { s in if !s.finished { s.direct?.pending.append(contentsOf: events) } }
+                self.runDirect()
+            }
+        }
+        batch.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    /// Hands what is pending to the direct handler, in order, on the loop; nothing if the handler
+    /// is running already (it takes them when it returns). Called outside any access to a frame
+    /// handler's batch: the handler may close that connection.
+    func runDirect() {
+        let handler = state.withLock { s -> (@Sendable (BusEvent) -> Void)? in
+            guard let d = s.direct, !d.running, !d.pending.isEmpty, d.loop.inEventLoop else { return nil }
+            s.direct!.running = true
+            return d.handler
+        }
+        guard let handler else { return }
+        while true {
+            let next = state.withLock { s -> [BusEvent] in
+                let taken = s.finished ? [] : s.direct!.pending
+                s.direct!.pending = []
+                if taken.isEmpty { s.direct!.running = false }
+                return taken
+            }
+            if next.isEmpty { return }
+            for event in next { handler(event) }
+        }
     }
 
     /// Waiting consumers and the events they get, resumed outside the lock (an array only for
@@ -186,7 +259,9 @@ final class InboundSink: Sendable {
 
     func event(_ event: BusEvent) { enqueue(event) }
 
-    private func enqueue(_ event: BusEvent, onlyIf condition: (inout State) -> Bool = { _ in true }) {
+    private func enqueue(_ event: BusEvent, now: Bool = false, onlyIf condition: (inout State) -> Bool = { _ in true }) {
+        var one = [event]
+        if handDirectly(&one, now: now) { return }
         var handOff = HandOff()
         state.withLock { s in
             guard !s.finished, condition(&s) else { return }
@@ -198,10 +273,11 @@ final class InboundSink: Sendable {
 
     /// One tick at most waits in the queue: a consumer that fell behind gets one, not a backlog.
     func tick() {
-        enqueue(.tick) { s in
+        enqueue(.tick, now: true) { s in
             defer { s.tickWaiting = true }
             return !s.tickWaiting
         }
+        runDirect()
     }
 
     /// Ends the events once what is queued is taken.
@@ -223,6 +299,12 @@ final class InboundSink: Sendable {
 /// together at `channelReadComplete` (and before anything that ends the connection).
 final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
+
+    /// The batch to the sink; a consumer on the loop then takes it, once the access to `batch`
+    /// has ended (it may close this connection, whose handler flushes `batch` again).
+    private func deliverBatch(_ context: ChannelHandlerContext) {
+        if sink.deliver(&batch, on: context.channel) { sink.runDirect() }
+    }
 
     enum Side {
         /// `learn`: a peer proved this credential, sending as this `from` (the master's links back to it
@@ -292,12 +374,12 @@ final class FrameHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         // A link that carries the peer's messages too (a return route) is in use while they come.
         if let link, !batch.isEmpty { link.lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed) }
-        sink.deliver(&batch, on: context.channel)
+        deliverBatch(context)
         context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        sink.deliver(&batch, on: context.channel)
+        deliverBatch(context)
         context.fireChannelInactive()
     }
 
@@ -313,7 +395,7 @@ final class FrameHandler: ChannelInboundHandler {
         }
         if let link {
             if isAuthentication, let payload = envelope.payload {
-                sink.deliver(&batch, on: context.channel)  // what came before stays before
+                deliverBatch(context)  // what came before stays before
                 link.authentication(payload, on: context.channel)
             } else if case .returnRouteDecline(let m)? = envelope.payload {
                 link.returnRoute(m.nonce, claimedOn: nil, reason: "the peer declined: \(m.reason ?? "no reason given")")
@@ -349,12 +431,12 @@ final class FrameHandler: ChannelInboundHandler {
     private func returnRoute(_ payload: Envelope.Payload, from: String, _ context: ChannelHandlerContext) {
         switch payload {
         case .returnRouteClaim(let m):
-            sink.deliver(&batch, on: context.channel)
+            deliverBatch(context)
             routes.claimed(m.nonce, context.channel)
         case .returnRouteOffer(let m):
             // Delivered before the claim goes out: the offering link wrote them before its offer,
             // and what it writes over the claimed connection must come after them.
-            sink.deliver(&batch, on: context.channel)
+            deliverBatch(context)
             if !routes.offered(from, m.nonce) {
                 let decline = ReturnRouteDeclineMessage(nonce: m.nonce, reason: "no link of ours to \(from) is up")
                 answer(.returnRouteDecline(decline), from: me(), context)
@@ -398,13 +480,13 @@ final class FrameHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("connection error, closing", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
-        sink.deliver(&batch, on: context.channel)
+        deliverBatch(context)
         context.close(promise: nil)
     }
 
     private func reject(_ context: ChannelHandlerContext, reason: String, cause: String) {
         rejected = true
-        sink.deliver(&batch, on: context.channel)  // what came before the bad input is delivered
+        deliverBatch(context)  // what came before the bad input is delivered
         sink.stats.add(\.connectionsRejected)
         logger.warning(
             "closing connection: \(reason)",
