@@ -19,8 +19,9 @@ public struct BusStats: Sendable, Hashable {
     /// Idle links closed and forgotten.
     public var linksEvicted = 0
     public var connectionsAccepted = 0
-    /// Read-idle checks of accepted connections (each closes the connection only when it holds a
-    /// partial frame or never authenticated).
+    /// Stall checks of accepted connections that came due while one waited on its peer (a
+    /// partial frame, or proof of identity still to come): each closes the connection only when
+    /// nothing came for `partialFrameTimeout`.
     public var idleChecks = 0
     /// `send` calls that waited for a link's backlog to drain (back-pressure on the sender).
     public var sendsHeldBack = 0

@@ -330,6 +330,13 @@ final class FrameHandler: ChannelInboundHandler {
     private let partialFrameTimeout: TimeAmount
     private var rejected = false
     private var batch: [BusEvent] = []
+    /// The last read (its loop's clock), and whether a stall check is scheduled: only while a
+    /// partial frame is buffered or the peer has yet to authenticate. Never cancelled (a check
+    /// that finds nothing to do just ends): at 10,000 agents every connection's idle timer made
+    /// each timer cancel on the loop, which scans the loop's whole schedule, a tenth of the new
+    /// leader's CPU in a failover.
+    private var lastRead = NIODeadline.uptimeNanoseconds(0)
+    private var stallCheckScheduled = false
 
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
@@ -354,8 +361,20 @@ final class FrameHandler: ChannelInboundHandler {
         self.partialFrameTimeout = partialFrameTimeout
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        lastRead = context.eventLoop.now
+        if context.channel.isActive { scheduleStallCheck(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        lastRead = context.eventLoop.now
+        scheduleStallCheck(context)
+        context.fireChannelActive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !rejected else { return }
+        lastRead = context.eventLoop.now
         let buffer = unwrapInboundIn(data)
         do {
             try buffer.withUnsafeReadableBytes { bytes in
@@ -368,6 +387,39 @@ final class FrameHandler: ChannelInboundHandler {
             reject(context, reason: error.description, cause: error.cause)
         } catch {
             reject(context, reason: "\(error)", cause: "malformed_frame")
+        }
+        if !rejected, decoder.bufferedBytes > 0 { scheduleStallCheck(context) }
+    }
+
+    /// Whether the connection waits on its peer: a partial frame, or proof still to come.
+    private var waitingOnPeer: Bool {
+        decoder.bufferedBytes > 0 || (authenticator.map { !$0.isSatisfied } ?? false)
+    }
+
+    /// A check `partialFrameTimeout` after the last read, if the connection waits on its peer
+    /// and none is scheduled.
+    private func scheduleStallCheck(_ context: ChannelHandlerContext) {
+        guard !stallCheckScheduled, !rejected, waitingOnPeer else { return }
+        stallCheckScheduled = true
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: lastRead + partialFrameTimeout) {
+            self.stallCheck(context)
+        }
+    }
+
+    /// Closes the connection if nothing came for `partialFrameTimeout` while it waited on its peer
+    /// (a partial frame stalled, or no proof of identity); else checks again later, if it still waits.
+    private func stallCheck(_ context: ChannelHandlerContext) {
+        stallCheckScheduled = false
+        guard !rejected, context.channel.isActive, waitingOnPeer else { return }
+        if link == nil { sink.stats.add(\.idleChecks) }
+        // While back-pressure has reading paused, the partial frame waits on us, not on the peer.
+        let paused = (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false
+        if paused { lastRead = context.eventLoop.now }
+        guard !paused, context.eventLoop.now - lastRead >= partialFrameTimeout else { return scheduleStallCheck(context) }
+        if decoder.bufferedBytes > 0 {
+            reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")
+        } else {
+            reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "authentication_timeout")
         }
     }
 
@@ -462,17 +514,6 @@ final class FrameHandler: ChannelInboundHandler {
         if let verified = event as? TLSPeerVerified {
             certified = verified.identity
             if let authenticator, identity != nil { identity = proven(authenticator) }
-            return
-        }
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if link == nil { sink.stats.add(\.idleChecks) }
-            // While back-pressure has reading paused, the partial frame waits on us, not on the peer.
-            if (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false { return }
-            if decoder.bufferedBytes > 0 {
-                reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")
-            } else if let authenticator, !authenticator.isSatisfied {
-                reject(context, reason: "peer did not authenticate within \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "authentication_timeout")
-            }
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -84,9 +84,9 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private var connectingSince: NIODeadline?
     private var backPressureWaiters: [EventLoopPromise<Void>] = []
     private var flushWaiters: [EventLoopPromise<Void>] = []
-    /// The return-route offer this link's connection waits on (writes posted after it are held
-    /// until it is answered).
-    private var offer: (nonce: [UInt8], timer: Scheduled<Void>)?
+    /// The nonce of the return-route offer this link's connection waits on (writes posted after
+    /// it are held until it is answered).
+    private var offer: [UInt8]?
     /// The peer's own connection this link writes over (a claimed return route), and the handler
     /// that tells this link about its writability and close. Not ours to close.
     private var adopted: (channel: any Channel, handler: LinkHandler)?
@@ -325,7 +325,6 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
                     }
                     // Peers answer on their own links, but whatever arrives here is decoded too.
                     try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
                         FrameHandler(codec: configuration.codec, side: .link(self), sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
                         LinkHandler(link: self),
                     ])
@@ -415,10 +414,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         let nonce = ConnectionAuthentication.nonce()
         offers.add(nonce, self)
         let wait = configuration.returnRouteTimeout
-        let timer = loop.scheduleTask(in: wait) {
+        _ = loop.scheduleTask(in: wait) {
             self.returnRoute(nonce, claimedOn: nil, reason: "no answer within \(wait.nanoseconds / 1_000_000) ms")
         }
-        offer = (nonce, timer)
+        offer = nonce
         write(.returnRouteOffer(ReturnRouteOfferMessage(nonce: nonce)), on: channel)
     }
 
@@ -427,7 +426,7 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     /// Then the held writes go out, over the claimed connection or our own. On our loop.
     func returnRoute(_ nonce: [UInt8], claimedOn claim: (any Channel)?, reason: String?) {
         loop.preconditionInEventLoop()
-        guard offer?.nonce == nonce, let own = channel, machine.state == .authenticating(ObjectIdentifier(own)) else { return }
+        guard offer == nonce, let own = channel, machine.state == .authenticating(ObjectIdentifier(own)) else { return }
         withdrawOffer()
         let id = ObjectIdentifier(own)
         if let claim, claim.isActive, claim.eventLoop === loop {
@@ -454,8 +453,9 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private func withdrawOffer() {
         guard let pending = offer else { return }
         offer = nil
-        pending.timer.cancel()
-        offers?.remove(pending.nonce)
+        // Its timer is left to fire and find the offer gone: a cancel scans the loop's whole
+        // schedule (10,000 links' timers on a new leader's loop).
+        offers?.remove(pending)
     }
 
     /// A peer offered to write to us over this link's connection (its nonce came on our accepted

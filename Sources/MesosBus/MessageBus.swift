@@ -169,13 +169,12 @@ public final class MessageBus: Sendable {
         return pid
     }
 
-    /// The pipeline of an accepted connection: the partial-frame/authentication idle check and
-    /// the frame handler (decode, authenticate, deliver). The one place the server sets it up
+    /// The pipeline of an accepted connection: the frame handler (decode, authenticate, deliver,
+    /// and close a connection whose partial frame or proof of identity stalls). The one place the server sets it up
     /// (on the channel's loop, from the child channel initialiser).
     func installFramePipeline(on channel: any Channel) throws {
         let configuration = self.configuration
         let frames: [any RemovableChannelHandler] = [
-            IdleStateHandler(readTimeout: configuration.partialFrameTimeout),
             FrameHandler(
                 codec: configuration.codec,
                 side: .accepted(

@@ -76,16 +76,42 @@ import Testing
         #expect(await h.delivered().map(\.envelope.epoch) == [3], "what came before the bad frame is delivered")
     }
 
+    /// A partial frame with no byte for `partialFrameTimeout` (100 ms here) closes the connection;
+    /// one that keeps coming does not, nor does an idle connection with nothing buffered (it has no
+    /// check scheduled at all: the loop's clock moves and nothing is looked at).
     @Test func aStalledPartialFrameIsClosedAndAnIdleConnectionIsNot() throws {
         let idle = try Harness()
-        idle.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
-        #expect(!idle.closed && idle.stats.snapshot.idleChecks == 1)
+        try idle.write(Self.ping)
+        idle.channel.embeddedEventLoop.advanceTime(by: .milliseconds(500))
+        #expect(!idle.closed && idle.stats.snapshot.idleChecks == 0)
+
+        let slow = try Harness()
+        try slow.write([0, 0, 0, 100, 1, 2, 3])
+        slow.channel.embeddedEventLoop.advanceTime(by: .milliseconds(80))
+        try slow.write([4, 5, 6])
+        slow.channel.embeddedEventLoop.advanceTime(by: .milliseconds(80))
+        #expect(!slow.closed && slow.stats.snapshot.idleChecks == 1, "a check came due 100 ms after the first bytes and found the frame still coming")
+        slow.channel.embeddedEventLoop.advanceTime(by: .milliseconds(40))
+        #expect(slow.closed)
+        #expect(slow.rejection()?.contains("partial_frame_stalled") == true)
 
         let stalled = try Harness()
         try stalled.write([0, 0, 0, 100, 1, 2, 3])
-        stalled.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
+        stalled.channel.embeddedEventLoop.advanceTime(by: .milliseconds(99))
+        #expect(!stalled.closed)
+        stalled.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
         #expect(stalled.closed)
         #expect(stalled.rejection()?.contains("partial_frame_stalled") == true)
+    }
+
+    /// With credentials required, a peer that connects and sends nothing is closed once
+    /// `partialFrameTimeout` passed.
+    @Test func aPeerThatNeverAuthenticatesIsClosed() throws {
+        let h = try Harness(credentials: [Credential(principal: "agent", secret: "s")])
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(99))
+        #expect(!h.closed)
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        #expect(h.closed && h.rejection()?.contains("authentication_timeout") == true)
     }
 
     @Test func withCredentialsRequiredAnUnauthenticatedMessageIsRefusedAndClosed() async throws {
