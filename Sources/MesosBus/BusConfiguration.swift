@@ -89,3 +89,17 @@ extension BusConfiguration {
     /// mostly quiet channels per agent (Benchmarks/scale-bench.sh: leader RSS per agent).
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 2 * 1024, maximum: 256 * 1024)
 }
+
+extension BusConfiguration {
+    /// Every connection's socket options, accepted or a link's, set in place on its loop: a
+    /// bootstrap's `channelOption`s each go through a future of their own (a twentieth of a new
+    /// leader's CPU while it connected back to 10,000 agents).
+    func configure(_ channel: any Channel) throws {
+        guard let options = channel.syncOptions else { throw ChannelError.operationUnsupported }
+        try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        try options.setOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+        try options.setOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
+        // A link may write over an accepted connection (a return route): the same back-pressure.
+        try options.setOption(ChannelOptions.writeBufferWaterMark, value: writeBufferWaterMark)
+    }
+}

@@ -310,12 +310,9 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(configuration.connectTimeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
-            .channelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try configuration.configure(channel)
                     if let tls = configuration.tls {
                         // An IP address is checked against the certificate's IP SANs (and sent as no SNI).
                         try channel.pipeline.syncOperations.addHandlers([

@@ -135,15 +135,13 @@ public final class MessageBus: Sendable {
             // Accepts per wake-up of the listener (NIO's default: 4).
             .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            .childChannelOption(ChannelOptions.recvAllocator, value: BusConfiguration.receiveAllocator)
-            // A link may write over an accepted connection (a return route): the same back-pressure.
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: configuration.writeBufferWaterMark)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 self.track(channel)
-                return channel.eventLoop.makeCompletedFuture { try self.installFramePipeline(on: channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try self.configuration.configure(channel)
+                    try self.installFramePipeline(on: channel)
+                }
             }
             .bind(host: host, port: port)
             .get()
