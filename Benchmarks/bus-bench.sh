@@ -2,7 +2,7 @@
 # Bus throughput (100 B and 64 KiB) and round-trip latency, side by side with the raw TCP floors
 # (one write per frame, and batched: writev of many frames, 64 KiB reads) in the same run, with
 # CPU time, allocations and context switches per message.
-#   Benchmarks/bus-bench.sh [bus-bench options, e.g. --seconds 5 --repeats 5 --placement pool]
+#   Benchmarks/bus-bench.sh [bus-bench options, e.g. --seconds 5 --repeats 5 --placement pool|direct]
 #     writes Benchmarks/results/bus-latest.json (unless --json PATH is given) and prints a table.
 #     Adds TLS rows (the same figures over mutual TLS, "floor" = the plaintext bus in the same run)
 #     with certificates from scripts/gen-certs; NO_TLS=1 leaves them out.

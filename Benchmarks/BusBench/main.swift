@@ -21,8 +21,64 @@ import Glibc
 enum Placement: String, ExpressibleByArgument, CaseIterable {
     /// Senders and consumers run on their bus's event loop (`MessageBus.taskExecutor`).
     case loop
-    /// Senders and consumers run on Swift's cooperative pool (as the daemons' consumers do today).
+    /// Senders and consumers run on Swift's cooperative pool (as the masters' consumers do).
     case pool
+    /// Consumers are called in place on their bus's loop (`MessageBus.handleEvents(onLoop:)`, as
+    /// agents take their events) and answer with `post`; senders run on the loop as with `loop`.
+    case direct
+}
+
+/// What each bus's in-place handler hands its events to (`--placement direct`): the consumer of
+/// the figure being measured, installed and removed by `Pair`.
+final class DirectConsumers: @unchecked Sendable {
+    typealias Consumer = @Sendable (BusEvent) -> Void
+    // Set between figures, read by the loops; a plain lock around concretely typed storage (a
+    // function value kept in a generic `Mutex` is re-wrapped in a thunk on every read).
+    private let lock = NSLock()
+    private var sender: Consumer?
+    private var receiver: Consumer?
+
+    func install(_ bus: MessageBus, side: Int) {
+        bus.handleEvents(onLoop: { [self] event in self.consumer(side)?(event) })
+    }
+
+    private func consumer(_ side: Int) -> Consumer? {
+        lock.lock()
+        defer { lock.unlock() }
+        return side == 0 ? sender : receiver
+    }
+
+    func set(side: Int, _ consumer: Consumer?) {
+        lock.lock()
+        defer { lock.unlock() }
+        if side == 0 { sender = consumer } else { receiver = consumer }
+    }
+}
+
+/// A one-shot result handed from a loop's handler to the benchmark's task.
+final class Outcome<T: Sendable>: Sendable {
+    private let state = Mutex<(value: T?, waiter: CheckedContinuation<T, Never>?)>((nil, nil))
+
+    func resolve(_ value: T) {
+        let waiter = state.withLock { s -> CheckedContinuation<T, Never>? in
+            s.value = value
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: value)
+    }
+
+    var value: T {
+        get async {
+            await withCheckedContinuation { c in
+                let now = state.withLock { s -> T? in
+                    if s.value == nil { s.waiter = c }
+                    return s.value
+                }
+                if let now { c.resume(returning: now) }
+            }
+        }
+    }
 }
 
 @main
@@ -34,7 +90,7 @@ struct BusBench: AsyncParsableCommand {
     @Option(help: "Seconds measured per figure (after the warm-up).") var seconds = 3.0
     @Option(help: "Seconds of warm-up traffic before each figure.") var warmup = 1.0
     @Option(help: "Repetitions of each figure (medians are reported).") var repeats = 3
-    @Option(help: "Where the benchmark's senders and consumers run: loop or pool.") var placement = Placement.loop
+    @Option(help: "Where the benchmark's senders and consumers run: loop, pool, or direct (consumers called in place on the loop, as agents take their events).") var placement = Placement.loop
     @Option(help: "Write the results as JSON here.") var json: String?
     @Option(help: "Figures to measure (comma-separated): small, large, rtt.") var only = "small,large,rtt"
     @Flag(help: "Skip the floors (profiling the bus alone).") var noFloor = false
@@ -50,10 +106,15 @@ struct BusBench: AsyncParsableCommand {
         // One event loop per bus (the default group hands out its loops in turn: one thread per
         // core), the two sides of the benchmark as the floor's two threads.
         let a = MessageBus(), b = MessageBus()
+        let direct = DirectConsumers()
+        if placement == .direct {
+            direct.install(a, side: 0)
+            direct.install(b, side: 1)
+        }
         try await a.start(name: "sender")
         try await b.start(name: "receiver")
         defer { Task { await a.shutdown(); await b.shutdown() } }
-        let pair = Pair(a: a, b: b, placement: placement)
+        let pair = Pair(a: a, b: b, placement: placement, direct: direct)
         if allocCheck { return try await checkAllocations(pair) }
         if ProcessInfo.processInfo.environment["BUS_BENCH_SIZES"] != nil { print("Envelope", MemoryLayout<Envelope>.size, "Payload", MemoryLayout<Envelope.Payload>.size, "BusEvent", MemoryLayout<BusEvent>.size); return }
         guard let floor else { throw ValidationError("--floor is required") }
@@ -146,7 +207,8 @@ struct BusBench: AsyncParsableCommand {
     /// The figures over mutual TLS (client certificates required, servers verified, scheme openssl),
     /// each beside the plaintext bus measured again right after it: "ours" is TLS, "floor" plaintext.
     func tlsRows(plain: Pair, certs: String, figures: Set<String>) async throws -> [[String: Any]] {
-        func bus(_ name: String, _ cert: String) async throws -> MessageBus {
+        let direct = DirectConsumers()
+        func bus(_ name: String, _ cert: String, side: Int) async throws -> MessageBus {
             var settings = TLSSettings(certFile: "\(certs)/\(cert).pem", keyFile: "\(certs)/\(cert).key", caFile: "\(certs)/ca.pem")
             settings.verifyServerCert = true
             settings.requireClientCert = true
@@ -154,12 +216,13 @@ struct BusBench: AsyncParsableCommand {
             var config = BusConfiguration()
             config.tls = try TLSContext(settings)
             let bus = MessageBus(configuration: config)
+            if placement == .direct { direct.install(bus, side: side) }
             try await bus.start(name: name)
             return bus
         }
-        let ta = try await bus("sender", "agent"), tb = try await bus("receiver", "master")
+        let ta = try await bus("sender", "agent", side: 0), tb = try await bus("receiver", "master", side: 1)
         defer { Task { await ta.shutdown(); await tb.shutdown() } }
-        let tls = Pair(a: ta, b: tb, placement: placement)
+        let tls = Pair(a: ta, b: tb, placement: placement, direct: direct)
         var rows: [[String: Any]] = []
         for (label, size) in [("100 B", 100), ("64 KiB", 64 * 1024)] where figures.contains(size == 100 ? "small" : "large") {
             var secure: [Figures] = [], clear: [Figures] = []
@@ -335,6 +398,7 @@ final class Flags: Sendable {
     let count = Atomic<Int>(0)
     let stop = Atomic<Bool>(false)
     let measuring = Atomic<Bool>(false)
+    let answered = Atomic<Int>(0)
 }
 
 /// The two buses and where the benchmark's tasks run.
@@ -342,11 +406,12 @@ struct Pair: Sendable {
     let a: MessageBus
     let b: MessageBus
     let placement: Placement
+    var direct = DirectConsumers()
 
     /// Runs `body` as a task placed on `bus`'s event loop, or on the cooperative pool.
     func task<T: Sendable>(on bus: MessageBus, _ body: @escaping @Sendable () async throws -> T) -> Task<T, any Error> {
         switch placement {
-        case .loop: Task(executorPreference: bus.taskExecutor) { try await body() }
+        case .loop, .direct: Task(executorPreference: bus.taskExecutor) { try await body() }
         case .pool: Task { try await body() }
         }
     }
@@ -354,6 +419,18 @@ struct Pair: Sendable {
     /// The receiver counts every message but the sentinel (epoch 0), which ends it.
     private func receive(_ flags: Flags) -> Task<Void, any Error> {
         let b = self.b
+        if placement == .direct {
+            let done = Outcome<Bool>()
+            direct.set(side: 1) { event in
+                guard case .message(let inbound) = event else { return }
+                if inbound.envelope.epoch == 0 { return done.resolve(true) }
+                flags.count.add(1, ordering: .relaxed)
+            }
+            return Task {
+                _ = await done.value
+                direct.set(side: 1, nil)
+            }
+        }
         return task(on: b) {
             for await event in b.events {
                 guard case .message(let inbound) = event else { continue }
@@ -389,7 +466,7 @@ struct Pair: Sendable {
         let flags = Flags()
         let echo = self.echo()
         let (a, to, end) = (self.a, b.pid!, sentinel(ping))
-        let pinger = task(on: a) { () -> [Double] in
+        let pinger = placement == .direct ? directPinger(ping, flags) : task(on: a) { () -> [Double] in
             var replies = a.events.makeAsyncIterator()
             var samples: [Double] = []
             samples.reserveCapacity(Int(seconds * 200_000))
@@ -421,9 +498,55 @@ struct Pair: Sendable {
         return Figures(from: s0, to: s1, latency: latency)
     }
 
+    /// `--placement direct`: A's handler takes each answer, records its time and posts the next
+    /// ping (the first from a task); the sentinel once `flags.stop` is set, or after `rounds`.
+    private func directPinger(_ ping: Envelope, _ flags: Flags, rounds: Int? = nil) -> Task<[Double], any Error> {
+        let (a, to, payload) = (self.a, b.pid!, ping.payload!)
+        let samples = Mutex<[Double]>([])
+        samples.withLock { $0.reserveCapacity(1_000_000) }
+        let done = Outcome<Bool>()
+        let clock = ContinuousClock()
+        let sentAt = Mutex(clock.now)
+        direct.set(side: 0) { event in
+            guard case .message = event else { return }
+            let us = (clock.now - sentAt.withLock { $0 }).inSeconds * 1e6
+            if flags.measuring.load(ordering: .relaxed) {
+                samples.withLock { $0.append(us) }
+                flags.count.add(1, ordering: .relaxed)
+            }
+            let answered = flags.answered.add(1, ordering: .relaxed).newValue
+            if flags.stop.load(ordering: .relaxed) || rounds.map({ answered >= $0 }) == true {
+                a.post(payload, epoch: 0, to: to)  // the sentinel
+                return done.resolve(true)
+            }
+            sentAt.withLock { $0 = clock.now }
+            a.post(payload, epoch: ping.epoch, to: to)
+        }
+        return Task(executorPreference: a.taskExecutor) {
+            sentAt.withLock { $0 = clock.now }
+            a.post(payload, epoch: ping.epoch, to: to)
+            _ = await done.value
+            direct.set(side: 0, nil)
+            return samples.withLock { $0 }
+        }
+    }
+
     /// B answers every message to its sender until the sentinel.
     private func echo() -> Task<Void, any Error> {
         let b = self.b
+        if placement == .direct {
+            let done = Outcome<Bool>()
+            let to = a.pid!  // the only sender
+            direct.set(side: 1) { event in
+                guard case .message(let inbound) = event, let payload = inbound.envelope.payload else { return }
+                if inbound.envelope.epoch == 0 { return done.resolve(true) }
+                b.post(payload, epoch: inbound.envelope.epoch, to: to)
+            }
+            return Task {
+                _ = await done.value
+                direct.set(side: 1, nil)
+            }
+        }
         return task(on: b) {
             var peer: (String, PID)?
             for await event in b.events {
@@ -463,6 +586,12 @@ struct Pair: Sendable {
             let echo = self.echo()
             let (a, to, end) = (self.a, b.pid!, sentinel(ping))
             let before = Allocations.counter!()
+            if placement == .direct {
+                _ = try await directPinger(ping, Flags(), rounds: count).value
+                try await echo.value
+                if phase > 0 { results.append(Double(Allocations.counter!() - before) / Double(count)) }
+                continue
+            }
             try await task(on: a) {
                 var replies = a.events.makeAsyncIterator()
                 for _ in 0..<count {

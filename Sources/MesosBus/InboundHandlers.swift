@@ -14,12 +14,22 @@ import Synchronization
 /// Or, for a consumer that runs on the bus's event loop (`MessageBus.handleEvents(onLoop:)`),
 /// no queue: each event goes to its handler on the loop as it comes, with no task to resume.
 final class InboundSink: Sendable {
-    /// A handler on the loop, and the events it has yet to take: an event raised while the
-    /// handler runs (a write that fails inside it) waits for it to return, so the handler is
-    /// never re-entered and sees events in order.
+    /// A handler on the loop (a class: taken out of the lock as a reference, a function value
+    /// returned through the lock's generic result was wrapped in a new thunk on every delivery).
+    private final class DirectHandler: Sendable {
+        let handler: @Sendable (BusEvent) -> Void
+        let loop: any EventLoop
+        init(_ handler: @escaping @Sendable (BusEvent) -> Void, on loop: any EventLoop) {
+            self.handler = handler
+            self.loop = loop
+        }
+    }
+
+    /// The direct handler and the events it has yet to take: an event raised while the handler
+    /// runs (a write that fails inside it) waits for it to return, so the handler is never
+    /// re-entered and sees events in order.
     private struct Direct {
-        var handler: @Sendable (BusEvent) -> Void
-        var loop: any EventLoop
+        var to: DirectHandler
         var pending: [BusEvent] = []
         var running = false
     }
@@ -118,7 +128,7 @@ final class InboundSink: Sendable {
 
     /// From now on every event goes to `handler`, on `loop`, instead of the queue.
     func handleDirectly(on loop: any EventLoop, _ handler: @escaping @Sendable (BusEvent) -> Void) {
-        state.withLock { $0.direct = Direct(handler: handler, loop: loop) }
+        state.withLock { $0.direct = Direct(to: DirectHandler(handler, on: loop)) }
     }
 
     /// Queues `batch` for the direct handler, if there is one (then true, and `batch` is emptied):
@@ -129,7 +139,7 @@ final class InboundSink: Sendable {
     private func handDirectly(_ batch: inout [BusEvent], now: Bool) -> Bool {
         enum Step { case notDirect, done, hop(any EventLoop) }
         let step = state.withLock { s -> Step in
-            guard let loop = s.direct?.loop else { return .notDirect }
+            guard let loop = s.direct?.to.loop else { return .notDirect }
             if s.finished { return .done }  // dropped: the bus is shut down
             guard now, loop.inEventLoop else { return .hop(loop) }
             s.direct!.pending.append(contentsOf: batch)
@@ -153,21 +163,24 @@ final class InboundSink: Sendable {
     /// is running already (it takes them when it returns). Called outside any access to a frame
     /// handler's batch: the handler may close that connection.
     func runDirect() {
-        let handler = state.withLock { s -> (@Sendable (BusEvent) -> Void)? in
-            guard let d = s.direct, !d.running, !d.pending.isEmpty, d.loop.inEventLoop else { return nil }
+        let direct = state.withLock { s -> DirectHandler? in
+            guard let d = s.direct, !d.running, !d.pending.isEmpty, d.to.loop.inEventLoop else { return nil }
             s.direct!.running = true
-            return d.handler
+            return d.to
         }
-        guard let handler else { return }
+        guard let direct else { return }
+        // Two arrays take turns (the one handed over comes back emptied, with its capacity): no
+        // allocation per delivery.
+        var taken: [BusEvent] = []
         while true {
-            let next = state.withLock { s -> [BusEvent] in
-                let taken = s.finished ? [] : s.direct!.pending
-                s.direct!.pending = []
+            state.withLock { s in
+                taken.removeAll(keepingCapacity: true)
+                swap(&taken, &s.direct!.pending)
+                if s.finished { taken.removeAll(keepingCapacity: true) }
                 if taken.isEmpty { s.direct!.running = false }
-                return taken
             }
-            if next.isEmpty { return }
-            for event in next { handler(event) }
+            if taken.isEmpty { return }
+            for event in taken { direct.handler(event) }
         }
     }
 
