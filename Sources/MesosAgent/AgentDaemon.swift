@@ -65,6 +65,8 @@ public actor AgentDaemon {
     /// Bus events that came before the core existed (the bus listens first), handed to it after
     /// its recovery, as they came.
     private var early: [BusEvent] = []
+    /// Leader hints for the detector (async), in the order they came.
+    private let hints = AsyncStream.makeStream(of: (LeaderHintMessage, from: String).self)
     private var logger: Logger
     private var core: AgentCore?
     private var detector: (any MasterDetector)?
@@ -139,6 +141,8 @@ public actor AgentDaemon {
         for event in before { take(event) }
         let changes = detector.changes
         Task { await self.follow(changes) }
+        let hints = self.hints.stream
+        Task { for await (hint, from) in hints { await detector.hint(hint, from: from) } }
         await detector.start()
         return await runtime.waitForExit()
     }
@@ -157,9 +161,7 @@ public actor AgentDaemon {
         }
         switch event {
         case .message(let inbound):
-            if case .leaderHint(let hint)? = inbound.envelope.payload, let detector {
-                Task { await detector.hint(hint, from: inbound.envelope.from) }
-            }
+            if case .leaderHint(let hint)? = inbound.envelope.payload { hints.continuation.yield((hint, from: inbound.envelope.from)) }
             feed(.message(inbound))
         case .linkBroken(let peer, _):
             feed(.linkBroken(endpoint: peer))
@@ -226,6 +228,7 @@ public actor AgentDaemon {
                 Task {
                     self.stopTicks()
                     await self.runtime.bus.shutdown()
+                    self.hints.continuation.finish()
                     self.runtime.exit(.checkpointFailed(path: "\(self.store.root)/\(error.path)", problem: error.problem))
                 }
             }
@@ -239,6 +242,7 @@ public actor AgentDaemon {
                 await self.runtime.bus.flush()
                 self.stopTicks()
                 await self.runtime.bus.shutdown()
+                self.hints.continuation.finish()
                 self.runtime.exit(reason)
             }
         }

@@ -131,23 +131,26 @@ final class InboundSink: Sendable {
         state.withLock { $0.direct = Direct(to: DirectHandler(handler, on: loop)) }
     }
 
-    /// Queues `batch` for the direct handler, if there is one (then true, and `batch` is emptied):
-    /// when `now` and on the loop, for `runDirect` to hand over; otherwise through the loop. `now`
-    /// only from the loop's own I/O and timers (a read, a tick), never from code the consumer
-    /// calls: a post whose write fails raises a broken link inside the consumer's own method,
-    /// which must not be re-entered.
+    /// Queues `batch` for the direct handler, if there is one (then true, and `batch` is emptied).
+    /// On the loop it joins the handler's queue at once, so events keep the order in which the
+    /// loop raised them; `now` (the loop's own I/O and timers: a read, a tick) means the caller
+    /// calls `runDirect` next. Otherwise `runDirect` runs from a task of the loop of its own: the
+    /// event may come from code the consumer called (a post whose write fails raises a broken link
+    /// inside the consumer's own method, which must not be re-entered). From another thread, the
+    /// events go through the loop.
     private func handDirectly(_ batch: inout [BusEvent], now: Bool) -> Bool {
-        enum Step { case notDirect, done, hop(any EventLoop) }
+        enum Step { case notDirect, done, run(any EventLoop), hop(any EventLoop) }
         let step = state.withLock { s -> Step in
             guard let loop = s.direct?.to.loop else { return .notDirect }
             if s.finished { return .done }  // dropped: the bus is shut down
-            guard now, loop.inEventLoop else { return .hop(loop) }
+            guard loop.inEventLoop else { return .hop(loop) }
             s.direct!.pending.append(contentsOf: batch)
-            return .done
+            return now ? .done : .run(loop)
         }
         switch step {
         case .notDirect: return false
         case .done: break
+        case .run(let loop): loop.execute { self.runDirect() }
         case .hop(let loop):
             let events = batch
             loop.execute {
@@ -314,9 +317,12 @@ final class FrameHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     /// The batch to the sink; a consumer on the loop then takes it, once the access to `batch`
-    /// has ended (it may close this connection, whose handler flushes `batch` again).
+    /// has ended (it may close this connection, whose handler flushes `batch` again) and, during
+    /// a read, once the read's frames are decoded (a consumer that closes this connection must not
+    /// see frames decoded after that).
     private func deliverBatch(_ context: ChannelHandlerContext) {
-        if sink.deliver(&batch, on: context.channel) { sink.runDirect() }
+        guard sink.deliver(&batch, on: context.channel) else { return }
+        if decoding { directRunOwed = true } else { sink.runDirect() }
     }
 
     enum Side {
@@ -350,6 +356,11 @@ final class FrameHandler: ChannelInboundHandler {
     /// leader's CPU in a failover.
     private var lastRead = NIODeadline.uptimeNanoseconds(0)
     private var stallCheckScheduled = false
+    /// Taken out of the pipeline (the protocol sniffer found HTTP): a scheduled check does nothing.
+    private var removed = false
+    /// Inside `decode`; a consumer on the loop is handed what was delivered once it returns.
+    private var decoding = false
+    private var directRunOwed = false
 
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
@@ -379,6 +390,10 @@ final class FrameHandler: ChannelInboundHandler {
         if context.channel.isActive { scheduleStallCheck(context) }
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         lastRead = context.eventLoop.now
         scheduleStallCheck(context)
@@ -389,6 +404,7 @@ final class FrameHandler: ChannelInboundHandler {
         guard !rejected else { return }
         lastRead = context.eventLoop.now
         let buffer = unwrapInboundIn(data)
+        decoding = true
         do {
             try buffer.withUnsafeReadableBytes { bytes in
                 try decoder.decode(bytes) { envelope in
@@ -401,6 +417,11 @@ final class FrameHandler: ChannelInboundHandler {
         } catch {
             reject(context, reason: "\(error)", cause: "malformed_frame")
         }
+        decoding = false
+        if directRunOwed {
+            directRunOwed = false
+            sink.runDirect()
+        }
         if !rejected, decoder.bufferedBytes > 0 { scheduleStallCheck(context) }
     }
 
@@ -412,7 +433,7 @@ final class FrameHandler: ChannelInboundHandler {
     /// A check `partialFrameTimeout` after the last read, if the connection waits on its peer
     /// and none is scheduled.
     private func scheduleStallCheck(_ context: ChannelHandlerContext) {
-        guard !stallCheckScheduled, !rejected, waitingOnPeer else { return }
+        guard !stallCheckScheduled, !rejected, !removed, waitingOnPeer else { return }
         stallCheckScheduled = true
         context.eventLoop.assumeIsolated().scheduleTask(deadline: lastRead + partialFrameTimeout) {
             self.stallCheck(context)
@@ -423,7 +444,7 @@ final class FrameHandler: ChannelInboundHandler {
     /// (a partial frame stalled, or no proof of identity); else checks again later, if it still waits.
     private func stallCheck(_ context: ChannelHandlerContext) {
         stallCheckScheduled = false
-        guard !rejected, context.channel.isActive, waitingOnPeer else { return }
+        guard !rejected, !removed, context.channel.isActive, waitingOnPeer else { return }
         if link == nil { sink.stats.add(\.idleChecks) }
         // While back-pressure has reading paused, the partial frame waits on us, not on the peer.
         let paused = (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false

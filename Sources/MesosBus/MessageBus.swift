@@ -45,7 +45,8 @@ public final class MessageBus: Sendable {
     /// is resumed per event: awaiting `events` on the loop cost a wake-up of a pool thread and an
     /// eventfd write on the loop per event, a fifth of a swarm's CPU in a failover. An event raised
     /// while the handler runs comes after it returns; the handler MUST NOT block. There is no
-    /// back-pressure beyond the loop's own: the handler runs inside the read. Call before `start`.
+    /// back-pressure beyond the loop's own: the handler runs inside the read. After `shutdown`
+    /// nothing more is handed over (but the rest of a batch being handed over). Call before `start`.
     public func handleEvents(onLoop handler: @escaping @Sendable (BusEvent) -> Void) {
         sink.handleDirectly(on: loop, handler)
     }

@@ -147,3 +147,37 @@ import Testing
         }
     }
 }
+
+/// On a bus that requires credentials, an HTTP connection is not the frame handler's to judge:
+/// once the sniffer takes the frame handler out, its proof-of-identity check does nothing.
+@Suite(.timeLimit(.minutes(3))) struct HTTPWithCredentialsTests {
+    @Test func aKeptAliveHTTPConnectionIsNotRejectedForNeverAuthenticating() async throws {
+        let logs = CapturedLogs()
+        let service = HTTPService()
+        service.serve { request in .text(200, "\(request.method) \(request.path)") }
+        var config = BusConfiguration.test
+        config.http = service
+        config.requiredCredentials = [Credential(principal: "agent", secret: "s")]
+        config.partialFrameTimeout = .milliseconds(200)
+        let server = MessageBus(configuration: config, logger: logs.logger("server"))
+        try await server.start(name: "master")
+        let port = server.pid!.port
+        let answer = try await HTTPProbe.blocking { () -> String in
+            let http = try RawSocket(port: port)
+            try http.write("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  // kept alive
+            guard case .data(let bytes) = http.read(4096, timeout: .seconds(5)) else { return "" }
+            // A frames connection opened after the HTTP one that stalls in its first frame: its
+            // rejection shows that the HTTP connection's time to authenticate has passed too.
+            let stalled = try RawSocket(port: port)
+            try stalled.write([0, 0, 0, 100, 1, 2, 3])
+            _ = stalled.closedByPeer(within: .seconds(10))
+            _ = http  // open until here
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        await server.shutdown()
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(server.statistics.connectionsRejected == 1, "only the stalled frames connection: \(logs.all)")
+        #expect(logs.lines.withLock { $0.contains { $0.contains("partial_frame_stalled") } })
+        #expect(!logs.lines.withLock { $0.contains { $0.contains("authentication_timeout") } }, "\(logs.all)")
+    }
+}

@@ -77,8 +77,8 @@ import Testing
     }
 
     /// A partial frame with no byte for `partialFrameTimeout` (100 ms here) closes the connection;
-    /// one that keeps coming does not, nor does an idle connection with nothing buffered (it has no
-    /// check scheduled at all: the loop's clock moves and nothing is looked at).
+    /// one that keeps coming does not, nor does an idle connection with nothing buffered (its
+    /// loop's clock moves past the timeout and it stays open, with no check counted).
     @Test func aStalledPartialFrameIsClosedAndAnIdleConnectionIsNot() throws {
         let idle = try Harness()
         try idle.write(Self.ping)
