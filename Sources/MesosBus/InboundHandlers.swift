@@ -103,7 +103,10 @@ final class InboundSink: Sendable {
         guard !batch.isEmpty else { return false }
         let n = batch.count
         stats.add(\.messagesReceived, n)
-        if handDirectly(&batch, now: true) { return true }
+        if handDirectly(batch, now: true) {
+            batch.removeAll(keepingCapacity: true)
+            return true
+        }
         var handOff = HandOff()
         let pause = state.withLock { s -> Bool in
             // Moved, never copied: the queue's array must stay uniquely referenced (events are
@@ -131,20 +134,21 @@ final class InboundSink: Sendable {
         state.withLock { $0.direct = Direct(to: DirectHandler(handler, on: loop)) }
     }
 
-    /// Queues `batch` for the direct handler, if there is one (then true, and `batch` is emptied).
+    /// Queues `events` for the direct handler, if there is one (then true).
     /// On the loop it joins the handler's queue at once, so events keep the order in which the
     /// loop raised them; `now` (the loop's own I/O and timers: a read, a tick) means the caller
     /// calls `runDirect` next. Otherwise `runDirect` runs from a task of the loop of its own: the
     /// event may come from code the consumer called (a post whose write fails raises a broken link
     /// inside the consumer's own method, which must not be re-entered). From another thread, the
     /// events go through the loop.
-    private func handDirectly(_ batch: inout [BusEvent], now: Bool) -> Bool {
-        enum Step { case notDirect, done, run(any EventLoop), hop(any EventLoop) }
-        let step = state.withLock { s -> Step in
+    private enum DirectStep { case notDirect, done, run(any EventLoop), hop(any EventLoop) }
+
+    private func handDirectly(_ events: some Collection<BusEvent>, now: Bool) -> Bool {
+        let step = state.withLock { s -> DirectStep in
             guard let loop = s.direct?.to.loop else { return .notDirect }
             if s.finished { return .done }  // dropped: the bus is shut down
             guard loop.inEventLoop else { return .hop(loop) }
-            s.direct!.pending.append(contentsOf: batch)
+            s.direct!.pending.append(contentsOf: events)
             return now ? .done : .run(loop)
         }
         switch step {
@@ -152,13 +156,12 @@ final class InboundSink: Sendable {
         case .done: break
         case .run(let loop): loop.execute { self.runDirect() }
         case .hop(let loop):
-            let events = batch
+            let events = Array(events)
             loop.execute {
                 self.state.withLock { s in if !s.finished { s.direct?.pending.append(contentsOf: events) } }
                 self.runDirect()
             }
         }
-        batch.removeAll(keepingCapacity: true)
         return true
     }
 
@@ -276,8 +279,7 @@ final class InboundSink: Sendable {
     func event(_ event: BusEvent) { enqueue(event) }
 
     private func enqueue(_ event: BusEvent, now: Bool = false, onlyIf condition: (inout State) -> Bool = { _ in true }) {
-        var one = [event]
-        if handDirectly(&one, now: now) { return }
+        if handDirectly(CollectionOfOne(event), now: now) { return }
         var handOff = HandOff()
         state.withLock { s in
             guard !s.finished, condition(&s) else { return }

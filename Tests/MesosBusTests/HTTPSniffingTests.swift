@@ -158,19 +158,21 @@ import Testing
         var config = BusConfiguration.test
         config.http = service
         config.requiredCredentials = [Credential(principal: "agent", secret: "s")]
-        config.partialFrameTimeout = .milliseconds(200)
+        // Long enough for a loaded machine to answer the request before its own deadline (the
+        // HTTP side's request timeout is the same setting).
+        config.partialFrameTimeout = .seconds(2)
         let server = MessageBus(configuration: config, logger: logs.logger("server"))
         try await server.start(name: "master")
         let port = server.pid!.port
         let answer = try await HTTPProbe.blocking { () -> String in
             let http = try RawSocket(port: port)
             try http.write("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  // kept alive
-            guard case .data(let bytes) = http.read(4096, timeout: .seconds(5)) else { return "" }
+            guard case .data(let bytes) = http.read(4096, timeout: .seconds(30)) else { return "" }
             // A frames connection opened after the HTTP one that stalls in its first frame: its
             // rejection shows that the HTTP connection's time to authenticate has passed too.
             let stalled = try RawSocket(port: port)
             try stalled.write([0, 0, 0, 100, 1, 2, 3])
-            _ = stalled.closedByPeer(within: .seconds(10))
+            _ = stalled.closedByPeer(within: .seconds(30))
             _ = http  // open until here
             return String(decoding: bytes, as: UTF8.self)
         }
