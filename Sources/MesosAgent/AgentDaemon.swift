@@ -170,9 +170,12 @@ public actor AgentDaemon {
         }
     }
 
-    private func stopTicks() {
+    /// Before the process exits: the loop's timer, the bus, the detector's hints.
+    private func closeDown() async {
         ticks?.cancel()
         ticks = nil
+        await runtime.bus.shutdown()
+        hints.continuation.finish()
     }
 
     private func follow(_ changes: AsyncStream<Leader?>) async {
@@ -226,9 +229,7 @@ public actor AgentDaemon {
                 halted = true
                 exiting = true
                 Task {
-                    self.stopTicks()
-                    await self.runtime.bus.shutdown()
-                    self.hints.continuation.finish()
+                    await self.closeDown()
                     self.runtime.exit(.checkpointFailed(path: "\(self.store.root)/\(error.path)", problem: error.problem))
                 }
             }
@@ -240,9 +241,7 @@ public actor AgentDaemon {
             Task {
                 await self.detector?.stop()
                 await self.runtime.bus.flush()
-                self.stopTicks()
-                await self.runtime.bus.shutdown()
-                self.hints.continuation.finish()
+                await self.closeDown()
                 self.runtime.exit(reason)
             }
         }

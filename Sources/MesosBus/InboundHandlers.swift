@@ -278,8 +278,8 @@ final class InboundSink: Sendable {
 
     func event(_ event: BusEvent) { enqueue(event) }
 
-    private func enqueue(_ event: BusEvent, now: Bool = false, onlyIf condition: (inout State) -> Bool = { _ in true }) {
-        if handDirectly(CollectionOfOne(event), now: now) { return }
+    private func enqueue(_ event: BusEvent, onlyIf condition: (inout State) -> Bool = { _ in true }) {
+        if handDirectly(CollectionOfOne(event), now: false) { return }
         var handOff = HandOff()
         state.withLock { s in
             guard !s.finished, condition(&s) else { return }
@@ -291,11 +291,12 @@ final class InboundSink: Sendable {
 
     /// One tick at most waits in the queue: a consumer that fell behind gets one, not a backlog.
     func tick() {
-        enqueue(.tick, now: true) { s in
+        // From the loop's timers: a direct handler takes it at once.
+        if handDirectly(CollectionOfOne(.tick), now: true) { return runDirect() }
+        enqueue(.tick) { s in
             defer { s.tickWaiting = true }
             return !s.tickWaiting
         }
-        runDirect()
     }
 
     /// Ends the events once what is queued is taken.
@@ -388,8 +389,7 @@ final class FrameHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        lastRead = context.eventLoop.now
-        if context.channel.isActive { scheduleStallCheck(context) }
+        if context.channel.isActive { started(context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -397,9 +397,15 @@ final class FrameHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        started(context)
+        context.fireChannelActive()
+    }
+
+    /// The connection is up (added to an active channel, or become active): its time to show
+    /// proof of identity starts.
+    private func started(_ context: ChannelHandlerContext) {
         lastRead = context.eventLoop.now
         scheduleStallCheck(context)
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
