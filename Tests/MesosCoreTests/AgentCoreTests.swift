@@ -448,17 +448,37 @@ func executorKey(_ framework: FrameworkID, _ task: String) -> ExecutorKey { Exec
         #expect(h.checkpoints.last == .forgetAgent)
     }
 
-    /// What a broken link may have lost (or the master restarted on the same address): re-register
-    /// at once, as Mesos agents do when their master's link exits.
+    /// What a broken link may have lost (or the master restarted on the same address): re-register,
+    /// after the random wait in [0, registration_backoff_factor] a detection gets.
     @Test func aBrokenLinkToTheLeaderMeansReregistering() {
         var h = H()
         h.register(with: H.m1)
         _ = h.take()
         h.feed(.linkBroken(endpoint: P.stranger.endpoint))
         #expect(h.take().isEmpty, "another peer's link is not the leader's")
+        let brokenAt = h.now
         h.feed(.linkBroken(endpoint: P.master.endpoint))
-        #expect(h.take().contains { if case .reregisterAgent = $0.0 { $0.1 == P.master } else { false } })
         #expect(h.observed.contains(.linkToLeaderBroken(H.m1)))
+        guard let (payload, at) = h.registrationAttempt() else { Issue.record("no re-registration"); return }
+        guard case .reregisterAgent = payload else { Issue.record("sent \(payload.kind)"); return }
+        #expect(at - brokenAt <= .seconds(1), "within the backoff factor")
+    }
+
+    /// A leader that went away breaks every agent's link before their detectors name the next
+    /// one: the wait lets a detection in between send the re-registration to the new leader only.
+    @Test func aNewLeaderDetectedWhileWaitingAfterABrokenLinkGetsTheOnlyReregistration() {
+        var h = H()
+        h.register(with: H.m1)
+        _ = h.take()
+        h.feed(.linkBroken(endpoint: P.master.endpoint))
+        h.feed(.leaderDetected(H.m2))
+        var sent: [(Envelope.Payload, PID, UInt64)] = []
+        for _ in 0..<300 {  // 3 s: the new leader's wait (at most 1 s) and a retry's
+            h.tick(.milliseconds(10))
+            sent += h.take()
+        }
+        #expect(h.sentTo(P.master, sent).isEmpty, "nothing to the leader that went away")
+        #expect(h.sentTo(P.master2, sent).first == "reregister_agent")
     }
 
     @Test func noPingsForTooLongMeansReregistering() {

@@ -155,11 +155,12 @@ public struct AgentCore: Sendable {
             return receive(inbound)
         case .linkBroken(let endpoint):
             // The master may have lost what we sent, or restarted (a standalone master on the same
-            // address): re-register to resynchronize. (Mesos's agent only logs "Master
+            // address): re-register to resynchronize, after the random wait a detection gets (the
+            // detector may name a new leader meanwhile). (Mesos's agent only logs "Master
             // disconnected" and waits for its detector; a standalone master's restart is then
             // noticed only by missed pings.)
             guard follower.isRegistered, let leader = follower.leader, leader.pid.endpoint == endpoint else { return [] }
-            follower.reregisterNow(now: now)
+            follower.reregisterSoon(now: now)
             return [.observe(.linkToLeaderBroken(leader))] + retryRegistration()
         case .tick(let t):
             now = max(now, t)

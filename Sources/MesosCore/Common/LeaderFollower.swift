@@ -97,6 +97,16 @@ public struct LeaderFollower: Sendable {
         nextAttempt = now
     }
 
+    /// The link to the leader broke: register again after a random wait in [0, factor], as after
+    /// a detection. A leader that went away breaks every follower's link at once; at once, they all
+    /// connected to its dead address just before their detectors named the next leader (10,000
+    /// refused connects in the first second of a failover, on a machine the new leader shares).
+    public mutating func reregisterSoon(now: Duration) {
+        isRegistered = false
+        backoff = settings.backoffFactor
+        nextAttempt = now + jitter(backoff)
+    }
+
     /// A uniformly random duration in [0, bound] at millisecond resolution (1 ms at least).
     public mutating func jitter(_ bound: Duration) -> Duration {
         .milliseconds(Int64.random(in: 0...max(1, bound.milliseconds), using: &rng))
