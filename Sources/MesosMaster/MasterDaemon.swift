@@ -178,9 +178,10 @@ public actor MasterDaemon {
 
     /// The failover history and the elected time, as the core's detected leader changes.
     private func noteLeadership() {
-        guard let core else { return }
-        if core.isLeading, electedTime == nil { electedTime = Date().timeIntervalSince1970 }
-        let leader = core.detectedLeader
+        // Read through `core?` (binding it would copy the core's tables' references on every event).
+        guard let isLeading = core?.isLeading else { return }
+        if isLeading, electedTime == nil { electedTime = Date().timeIntervalSince1970 }
+        let leader = core?.detectedLeader
         guard lastLeader != .some(leader), lastLeader != nil || leader != nil else { return }
         if lastLeader != nil { leaderChanges += 1 }
         lastLeader = .some(leader)
