@@ -203,4 +203,63 @@ struct RegistryStoreTests {
             #expect(coldReport.reads >= 300 + RegistryLayout.buckets, "a full read: \(coldReport.reads) znodes")
         }
     }
+    /// A corrupt agent znode fails the load with an error naming it, whether the standby's copy
+    /// was warm or not (the master then exits rather than lead without that agent); a znode
+    /// mended after the standby read it and before its election is read again and loads.
+    @Test func aCorruptAgentZnodeFailsAWarmOrColdLoadNamingItAndOneMendedInTimeLoads() async throws {
+        try await withZooKeeper { zk in
+            let (session, fence) = try await Self.writer(zk)
+            defer { Task { await session.close() } }
+            let leader = ZooKeeperRegistryStore(session: session, groupPath: "/mesos")
+            _ = try await leader.load()
+            var change = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 3))
+            for i in 0..<20 {
+                let info = Self.agent(i)
+                change.agents[info.id!] = .put(RegistryAgent(id: info.id!, info: info))
+            }
+            #expect(await leader.store(change, fence: fence) == .stored)
+            let layout = RegistryLayout(groupPath: "/mesos")
+            let broken = layout.path(of: Self.agent(7).id!)
+            let good = try await session.get(broken).data
+            _ = try await session.set(broken, data: [0xFF, 0xFF, 0xFF])
+
+            var sessions: [ZooKeeperSession] = []
+            defer { Task { [sessions] in for s in sessions { await s.close() } } }
+            func warmStandby() async throws -> ZooKeeperRegistryStore {
+                let (standbySession, _) = try await Self.writer(zk)
+                sessions.append(standbySession)
+                let standby = ZooKeeperRegistryStore(session: standbySession, groupPath: "/mesos")
+                await standby.warm()
+                let deadline = ContinuousClock.now + .seconds(30)
+                while !(await standby.isWarm) {
+                    guard ContinuousClock.now < deadline else { throw TestFailure("the standby never read the registry") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return standby
+            }
+            func corruptPath(_ load: () async throws -> RegistryState?) async -> String? {
+                do {
+                    _ = try await load()
+                    return nil
+                } catch let RegistryWriter.LoadError.corrupt(path, _) {
+                    return path
+                } catch {
+                    return "unexpected: \(error)"
+                }
+            }
+
+            let warm = try await warmStandby()
+            #expect(await corruptPath { try await warm.load() } == broken)
+            let (coldSession, _) = try await Self.writer(zk)
+            defer { Task { await coldSession.close() } }
+            let cold = ZooKeeperRegistryStore(session: coldSession, groupPath: "/mesos")
+            #expect(await corruptPath { try await cold.load() } == broken)
+
+            // Mended after the standby read it broken, before its election: its watch fired.
+            let mending = try await warmStandby()
+            _ = try await session.set(broken, data: good)
+            let recovered = try await mending.load()
+            #expect(recovered?.admitted.count == 20 && recovered?.admitted[Self.agent(7).id!] == Self.agent(7))
+        }
+    }
 }
