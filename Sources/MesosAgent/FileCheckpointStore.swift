@@ -27,7 +27,7 @@ public struct FileCheckpointStore: CheckpointStore, Sendable {
     }
 
     /// The directory is made only when the write finds it missing: making it first on every write
-    /// was half the cost of checkpointing a new epoch floor (a stat per path component).
+    /// was about a quarter of the cost of checkpointing a new epoch floor (a stat per path component).
     public func write(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
         do {
             try AtomicFile.write(bytes, to: full(path), durable: durable)
