@@ -31,6 +31,29 @@ struct RegistryStoreTests {
             id: AgentID(value: "7f8e2a10-5b9c-4d3e-8a21-0c9d6e5f4b3a-S\(i)"), pid: "slave(1)@10.\(i / 65536).\((i / 256) % 256).\(i % 256):5051")
     }
 
+    /// A standby's store on a session of its own, once its warm copy has read the whole registry.
+    static func warmStandby(_ zk: ZooKeeperServer) async throws -> (ZooKeeperRegistryStore, ZooKeeperSession) {
+        let (session, _) = try await writer(zk)
+        let standby = ZooKeeperRegistryStore(session: session, groupPath: "/mesos")
+        await standby.warm()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !(await standby.isWarm) {
+            guard ContinuousClock.now < deadline else { throw TestFailure("the standby never read the registry") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return (standby, session)
+    }
+
+    /// The first write of a leader: agents 0..<count admitted, at `epoch`.
+    static func admitted(_ count: Int, epoch: UInt64) -> RegistryChange {
+        var change = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: epoch))
+        for i in 0..<count {
+            let info = agent(i)
+            change.agents[info.id!] = .put(RegistryAgent(id: info.id!, info: info))
+        }
+        return change
+    }
+
     struct TestFailure: Error, CustomStringConvertible {
         let description: String
         init(_ d: String) { description = d }
@@ -164,22 +187,10 @@ struct RegistryStoreTests {
             defer { Task { await session.close() } }
             let leader = ZooKeeperRegistryStore(session: session, groupPath: "/mesos")
             _ = try await leader.load()
-            var change = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 7))
-            for i in 0..<300 {
-                let info = Self.agent(i)
-                change.agents[info.id!] = .put(RegistryAgent(id: info.id!, info: info))
-            }
-            #expect(await leader.store(change, fence: fence) == .stored)
+            #expect(await leader.store(Self.admitted(300, epoch: 7), fence: fence) == .stored)
 
-            let (standbySession, _) = try await Self.writer(zk)
+            let (standby, standbySession) = try await Self.warmStandby(zk)
             defer { Task { await standbySession.close() } }
-            let standby = ZooKeeperRegistryStore(session: standbySession, groupPath: "/mesos")
-            await standby.warm()
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !(await standby.isWarm) {
-                guard ContinuousClock.now < deadline else { throw TestFailure("the standby never read the registry") }
-                try await Task.sleep(for: .milliseconds(20))
-            }
 
             // The leader goes on writing; the standby is elected right after (no wait for its copy).
             var later = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 8))
@@ -212,31 +223,12 @@ struct RegistryStoreTests {
             defer { Task { await session.close() } }
             let leader = ZooKeeperRegistryStore(session: session, groupPath: "/mesos")
             _ = try await leader.load()
-            var change = RegistryChange(meta: RegistryMeta(format: 2, highestEpoch: 3))
-            for i in 0..<20 {
-                let info = Self.agent(i)
-                change.agents[info.id!] = .put(RegistryAgent(id: info.id!, info: info))
-            }
-            #expect(await leader.store(change, fence: fence) == .stored)
+            #expect(await leader.store(Self.admitted(20, epoch: 3), fence: fence) == .stored)
             let layout = RegistryLayout(groupPath: "/mesos")
             let broken = layout.path(of: Self.agent(7).id!)
             let good = try await session.get(broken).data
             _ = try await session.set(broken, data: [0xFF, 0xFF, 0xFF])
 
-            var sessions: [ZooKeeperSession] = []
-            defer { Task { [sessions] in for s in sessions { await s.close() } } }
-            func warmStandby() async throws -> ZooKeeperRegistryStore {
-                let (standbySession, _) = try await Self.writer(zk)
-                sessions.append(standbySession)
-                let standby = ZooKeeperRegistryStore(session: standbySession, groupPath: "/mesos")
-                await standby.warm()
-                let deadline = ContinuousClock.now + .seconds(30)
-                while !(await standby.isWarm) {
-                    guard ContinuousClock.now < deadline else { throw TestFailure("the standby never read the registry") }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                return standby
-            }
             func corruptPath(_ load: () async throws -> RegistryState?) async -> String? {
                 do {
                     _ = try await load()
@@ -248,7 +240,8 @@ struct RegistryStoreTests {
                 }
             }
 
-            let warm = try await warmStandby()
+            let (warm, warmSession) = try await Self.warmStandby(zk)
+            defer { Task { await warmSession.close() } }
             #expect(await corruptPath { try await warm.load() } == broken)
             let (coldSession, _) = try await Self.writer(zk)
             defer { Task { await coldSession.close() } }
@@ -256,7 +249,8 @@ struct RegistryStoreTests {
             #expect(await corruptPath { try await cold.load() } == broken)
 
             // Mended after the standby read it broken, before its election: its watch fired.
-            let mending = try await warmStandby()
+            let (mending, mendingSession) = try await Self.warmStandby(zk)
+            defer { Task { await mendingSession.close() } }
             _ = try await session.set(broken, data: good)
             let recovered = try await mending.load()
             #expect(recovered?.admitted.count == 20 && recovered?.admitted[Self.agent(7).id!] == Self.agent(7))

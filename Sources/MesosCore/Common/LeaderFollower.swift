@@ -91,20 +91,19 @@ public struct LeaderFollower: Sendable {
     }
 
     /// The registration may be lost (no pings from the master): try again at once.
-    public mutating func reregisterNow(now: Duration) {
-        isRegistered = false
-        backoff = settings.backoffFactor
-        nextAttempt = now
-    }
+    public mutating func reregisterNow(now: Duration) { reregister(at: now) }
 
     /// The link to the leader broke: register again after a random wait in [0, factor], as after
     /// a detection. A leader that went away breaks every follower's link at once; at once, they all
     /// connected to its dead address just before their detectors named the next leader (10,000
     /// refused connects in the first second of a failover, on a machine the new leader shares).
-    public mutating func reregisterSoon(now: Duration) {
+    public mutating func reregisterSoon(now: Duration) { reregister(at: now + jitter(settings.backoffFactor)) }
+
+    /// Not registered any more: the next attempt at `at`, its retries from the first bound again.
+    private mutating func reregister(at: Duration) {
         isRegistered = false
         backoff = settings.backoffFactor
-        nextAttempt = now + jitter(backoff)
+        nextAttempt = at
     }
 
     /// A uniformly random duration in [0, bound] at millisecond resolution (1 ms at least).
