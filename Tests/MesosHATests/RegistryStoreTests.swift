@@ -214,6 +214,7 @@ struct RegistryStoreTests {
             #expect(coldReport.reads >= 300 + RegistryLayout.buckets, "a full read: \(coldReport.reads) znodes")
         }
     }
+
     /// A corrupt agent znode fails the load with an error naming it, whether the standby's copy
     /// was warm or not (the master then exits rather than lead without that agent); a znode
     /// mended after the standby read it and before its election is read again and loads.
