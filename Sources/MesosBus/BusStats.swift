@@ -33,6 +33,12 @@ public struct BusStats: Sendable, Hashable {
     public var plaintextDowngrades = 0
     /// Offerer: links that write over the peer's own connection (a claimed return route).
     public var returnRoutesAdopted = 0
+    /// Offerer: links that write over the peer's own connection from the start, its source address
+    /// being the peer's pid (`linksFromListeningPort`; no offer, no connection of ours).
+    public var returnRoutesBySource = 0
+    /// Links whose connect from the listening port found that address pair taken (an earlier
+    /// connection to the same peer in TIME_WAIT) and connected from an ephemeral port instead.
+    public var linkSourcePortsTaken = 0
     /// Offerer: offers declined, or not answered within `returnRouteTimeout` (the link kept its own connection).
     public var returnRoutesDeclined = 0
     /// Peer: offers claimed on this bus's own link to the offerer.

@@ -364,6 +364,8 @@ final class FrameHandler: ChannelInboundHandler {
     /// Inside `decode`; a consumer on the loop is handed what was delivered once it returns.
     private var decoding = false
     private var directRunOwed = false
+    /// Whether `routes.arrived` was told of this connection's first message.
+    private var arrivalReported = false
 
     init(codec: FrameCodec, side: Side, sink: InboundSink, logger: Logger, partialFrameTimeout: TimeAmount) {
         self.decoder = FrameDecoder(codec: codec)
@@ -481,6 +483,10 @@ final class FrameHandler: ChannelInboundHandler {
         let isAuthentication = envelope.payload?.isAuthentication ?? false
         // The common case: a message from a peer that needs (or needed) no more proof.
         if let identity, !isAuthentication {
+            if !arrivalReported {
+                arrivalReported = true
+                routes.arrived(envelope.from, context.channel)
+            }
             if let route = envelope.payload?.returnRoute {
                 return returnRoute(route, from: envelope.from, context)
             }

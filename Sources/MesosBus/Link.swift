@@ -24,6 +24,11 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     let credential: Credential?
     /// Where this link's return-route offers wait for their claim (nil: it offers none).
     private let offers: ReturnRouteOffers?
+    /// The bus's listening address, connected from (`linksFromListeningPort`; nil: any port).
+    private let source: SocketAddress?
+    /// An offerer's: the peer's own connection to us from the address this link connects to, if
+    /// one is open (the peer proved its pid by connecting from it).
+    private let peerConnection: (@Sendable (SocketAddress) -> (any Channel)?)?
 
     /// Frames of at least this many bytes get a buffer of their own (no copy into a batch).
     static let largeFrame = 16 * 1024
@@ -96,11 +101,14 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
 
     init(
         endpoint: Endpoint, loop: any EventLoop, configuration: BusConfiguration, credential: Credential?, sink: InboundSink, logger: Logger,
-        offers: ReturnRouteOffers? = nil, me: @escaping @Sendable () -> String
+        offers: ReturnRouteOffers? = nil, source: SocketAddress? = nil, peerConnection: (@Sendable (SocketAddress) -> (any Channel)?)? = nil,
+        me: @escaping @Sendable () -> String
     ) {
         self.endpoint = endpoint
         self.credential = credential
         self.offers = offers
+        self.source = source
+        self.peerConnection = peerConnection
         self.loop = loop
         self.configuration = configuration
         self.sink = sink
@@ -298,17 +306,24 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         return true
     }
 
-    private func connect() {
+    /// `fromListeningPort`: from the bus's listening address, if it has one for this peer.
+    private func connect(fromListeningPort: Bool = true) {
         if connectingSince == nil { connectingSince = .now() }
-        guard configuration.descriptors.take() else {
-            return connected(.failure(ConnectFailure.budgetSpent(configuration.descriptors.limit)))
-        }
-        let sink = self.sink, configuration = self.configuration, logger = self.logger
         // An IP address (every pid of a cluster on one network) is connected to as it is: the
         // resolver's getaddrinfo opened /etc/hosts and friends on every connect, a fifth of a new
         // leader's CPU while it linked to 10,000 agents. Names still go through the resolver.
         let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port)
-        let bootstrap = ClientBootstrap(group: loop)
+        // The peer is connected to us from its pid's own address: that connection proves it, as
+        // an answered offer would, without a connection of ours (a new leader connected back to
+        // each of its 10,000 agents, and each of them accepted and closed that connection).
+        if let address, let peer = peerConnection?(address), adopt(peer) { return }
+        guard configuration.descriptors.take() else {
+            return connected(.failure(ConnectFailure.budgetSpent(configuration.descriptors.limit)))
+        }
+        let sink = self.sink, configuration = self.configuration, logger = self.logger
+        // Not to ourselves (a connection from an address to itself is TCP's self-connect).
+        let from = fromListeningPort ? source.flatMap { s in address.flatMap { $0.protocol == s.protocol && $0 != s ? s : nil } } : nil
+        var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(configuration.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -327,16 +342,37 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
                     ])
                 }
             }
+        if let from {
+            bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(ChannelOptions.socketOption(.so_reuseport), value: 1).bind(to: from)
+        }
         let connecting: EventLoopFuture<any Channel>
         if let address {
             connecting = bootstrap.connect(to: address)
         } else {
             connecting = bootstrap.connect(host: endpoint.host, port: endpoint.port)
         }
-        connecting.whenComplete { result in self.connected(result) }
+        connecting.whenComplete { result in self.connected(result, fromListeningPort: from != nil) }
     }
 
-    private func connected(_ result: Result<any Channel, any Error>) {
+    /// Writes over `peer`, the peer's own connection to us from the address of its pid. On our loop.
+    private func adopt(_ peer: any Channel) -> Bool {
+        guard peer.isActive, peer.eventLoop === loop, machine.state == .connecting else { return false }
+        let handler = LinkHandler(link: self)
+        guard (try? peer.pipeline.syncOperations.addHandler(handler)) != nil else { return false }
+        connectingSince = nil
+        machine.connected(ObjectIdentifier(peer), authenticate: false)
+        channel = peer
+        adopted = (peer, handler)
+        sink.stats.add(\.returnRoutesBySource)
+        logger.debug(
+            "writing over the peer's connection from its pid's address (return route)",
+            metadata: ["event": "return_route_adopted", "proof": "source_address", "peer": "\(endpoint)"])
+        writeQueued()
+        return true
+    }
+
+    private func connected(_ result: Result<any Channel, any Error>, fromListeningPort: Bool = false) {
         switch result {
         case .success(let channel):
             connectingSince = nil
@@ -356,6 +392,13 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             }
         case .failure(let error):
             if !(error is ConnectFailure) { configuration.descriptors.release() }  // taken, but no socket came of it
+            if fromListeningPort, machine.state == .connecting, Self.isSourceTaken(error) {
+                // An earlier connection from this address pair lingers (TIME_WAIT): from any port
+                // then; the peer proves us by an offer's nonce instead.
+                sink.stats.add(\.linkSourcePortsTaken)
+                logger.debug("the listening port's connection to the peer is still taken: connecting from another port", metadata: ["event": "link_source_port_taken", "peer": "\(endpoint)"])
+                return connect(fromListeningPort: false)
+            }
             if ConnectFailure.isLocalShortage(error), machine.state == .connecting,
                 NIODeadline.now() - (connectingSince ?? .now()) < configuration.connectTimeout {
                 // This process is out of descriptors (its `DescriptorBudget`, or EMFILE/ENFILE),
@@ -377,6 +420,13 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             logger.warning("cannot connect to peer: \(error)", metadata: ["event": "connect_failed", "peer": "\(endpoint)"])
             sink.event(.linkBroken(peer: endpoint.description, reason: "connect failed: \(error)"))
         }
+    }
+
+    /// A connect from the listening port failed for the port itself (the address pair is in use,
+    /// or the address cannot be bound), not for the peer.
+    private static func isSourceTaken(_ error: any Error) -> Bool {
+        guard let io = error as? IOError else { return false }
+        return [EADDRNOTAVAIL, EADDRINUSE, EINVAL, EAFNOSUPPORT].contains(io.errnoCode)
     }
 
     /// The connection is up (TCP, and TLS when configured): authenticate first or start writing.

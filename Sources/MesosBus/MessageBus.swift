@@ -2,6 +2,9 @@ import Logging
 import MesosWire
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 public enum BusEvent: Sendable {
@@ -72,6 +75,11 @@ public final class MessageBus: Sendable {
         /// its pid; links to it authenticate with the same (mutual authentication both ways).
         var learned: [Endpoint: Credential] = [:]
         var inbound: [ObjectIdentifier: any Channel] = [:]
+        /// The listener's address, when links connect from it (`linksFromListeningPort`).
+        var listening: SocketAddress?
+        /// An offerer's: accepted connections whose first message came from a pid naming the
+        /// connection's own source address, by that address (a link to the pid writes over it).
+        var routes: [SocketAddress: any Channel] = [:]
         var shutDown = false
         var sweeper: RepeatedTask?
     }
@@ -128,6 +136,11 @@ public final class MessageBus: Sendable {
     @discardableResult
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
+        let shared = configuration.linksFromListeningPort
+        // SO_REUSEPORT lets our links connect from the listening port; it would also let a second
+        // listener share a port already taken, so the port is checked first (port 0: the kernel
+        // picks one nobody holds, SO_REUSEPORT or not).
+        if shared, port != 0 { try Self.checkFree(host: host, port: port) }
         let server = try await ServerBootstrap(group: acceptLoop, childGroup: loop)
             // A master's agents all connect at once after a failover: 256 pending connections overflowed at
             // 10,000 agents (dropped SYNs, 2 s connect timeouts, lost registrations). The kernel caps
@@ -136,6 +149,7 @@ public final class MessageBus: Sendable {
             // Accepts per wake-up of the listener (NIO's default: 4).
             .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseport), value: shared ? 1 : 0)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 self.track(channel)
@@ -157,6 +171,7 @@ public final class MessageBus: Sendable {
             s.pid = pid
             s.from = pid.description
             s.server = server
+            s.listening = shared ? server.localAddress : nil
             s.sweeper = loop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { [weak self] _ in self?.evictIdleLinks() }
             return true
         }
@@ -173,6 +188,8 @@ public final class MessageBus: Sendable {
     /// (on the channel's loop, from the child channel initialiser).
     func installFramePipeline(on channel: any Channel) throws {
         let configuration = self.configuration
+        var arrivals: @Sendable (String, any Channel) -> Void = { _, _ in }
+        if offers != nil { arrivals = { [weak self] from, channel in self?.arrived(from: from, on: channel) } }
         let frames: [any RemovableChannelHandler] = [
             FrameHandler(
                 codec: configuration.codec,
@@ -181,7 +198,8 @@ public final class MessageBus: Sendable {
                     me: { [weak self] in self?.pid?.description ?? "" }, learn: { [weak self] credential, from in self?.learn(credential, from: from) },
                     routes: ReturnRouteHandling(
                         claimed: { [weak self] nonce, channel in self?.returnRouteClaimed(nonce, on: channel) },
-                        offered: { [weak self] from, nonce in self?.returnRouteOffered(by: from, nonce: nonce) ?? false })),
+                        offered: { [weak self] from, nonce in self?.returnRouteOffered(by: from, nonce: nonce) ?? false },
+                        arrived: arrivals)),
                 sink: sink, logger: logger, partialFrameTimeout: configuration.partialFrameTimeout),
         ]
         // With HTTP configured, a sniffer in front picks frames or HTTP by the first byte; with TLS,
@@ -293,10 +311,14 @@ public final class MessageBus: Sendable {
         try state.withLock { s in
             if s.shutDown { throw BusError.shutDown }
             if let link = s.links[endpoint] { return link }
+            var peerConnection: (@Sendable (SocketAddress) -> (any Channel)?)?
+            if offers != nil { peerConnection = { [weak self] address in self?.state.withLock { $0.routes[address] } } }
             let credential = configuration.requiredCredentials != nil ? s.learned[endpoint] : name == "master" ? configuration.credential : nil
             let link = Link(
                 endpoint: endpoint, loop: loop, configuration: configuration, credential: credential, sink: sink, logger: logger,
-                offers: offers, me: { [weak self] in self?.pid?.description ?? "" })
+                offers: offers, source: s.listening,
+                peerConnection: peerConnection,
+                me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
             return link
         }
@@ -333,6 +355,31 @@ public final class MessageBus: Sendable {
         guard let pid = PID(from) else { return false }
         let link = state.withLock { $0.links[Endpoint(pid)] }
         return link?.claimReturnRoute(nonce) ?? false
+    }
+
+    /// The first message on an accepted connection came from `from`: when that pid names the
+    /// connection's own source address, links to the pid write over this connection (on our loop).
+    private func arrived(from: String, on channel: any Channel) {
+        guard let pid = PID(from), let source = channel.remoteAddress,
+            let named = try? SocketAddress(ipAddress: pid.host, port: pid.port), named == source
+        else { return }
+        state.withLock { $0.routes[source] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.state.withLock { s in if s.routes[source] === channel { s.routes[source] = nil } }
+        }
+    }
+
+    /// Throws "address in use" when a socket holds `host:port` (a listener, or one bound without
+    /// SO_REUSEADDR): what binding the listener without SO_REUSEPORT would have thrown.
+    static func checkFree(host: String, port: Int) throws {
+        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        defer { close(fd) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+        if rc != 0 { throw IOError(errnoCode: errno, reason: "bind(\(host):\(port))") }
     }
 
     /// Learned credentials kept at most (a master's peers; forgotten all at once beyond it, then learned again).
@@ -373,6 +420,11 @@ public final class MessageBus: Sendable {
             self?.state.withLock { _ = $0.inbound.removeValue(forKey: id) }
         }
     }
+}
+
+extension NIOBSDSocket.Option {
+    /// Not among NIO's names.
+    static let so_reuseport = NIOBSDSocket.Option(rawValue: SO_REUSEPORT)
 }
 
 /// Runs the jobs of tasks that prefer it on one event loop: jobs wait in a small locked queue and

@@ -18,4 +18,6 @@ struct ReturnRouteHandling: Sendable {
     var claimed: @Sendable (_ nonce: [UInt8], _ channel: any Channel) -> Void = { _, _ in }
     /// `from` offers to write to us over our link to it: true when that link claimed it.
     var offered: @Sendable (_ from: String, _ nonce: [UInt8]) -> Bool = { _, _ in false }
+    /// The first message on an accepted `channel` (after any proof of identity) came from `from`.
+    var arrived: @Sendable (_ from: String, _ channel: any Channel) -> Void = { _, _ in }
 }

@@ -88,6 +88,7 @@ public enum BusMetricsReport {
             ("links_evicted", b.linksEvicted), ("idle_checks", b.idleChecks), ("sends_held_back", b.sendsHeldBack),
             ("reads_paused", b.readsPaused), ("tls_handshakes", b.tlsHandshakes), ("plaintext_downgrades", b.plaintextDowngrades),
             ("return_routes_adopted", b.returnRoutesAdopted), ("return_routes_declined", b.returnRoutesDeclined),
+            ("return_routes_by_source", b.returnRoutesBySource), ("link_source_ports_taken", b.linkSourcePortsTaken),
             ("return_routes_claimed", b.returnRoutesClaimed), ("return_route_claims_unknown", b.returnRouteClaimsUnknown),
         ]
         return counters.map { MetricValue("bus/\($0.0)", Double($0.1), .counter) }

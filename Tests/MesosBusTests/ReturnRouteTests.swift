@@ -1,3 +1,4 @@
+import Glibc
 import MesosWire
 import NIOCore
 import ProcessSupport
@@ -17,9 +18,12 @@ import Testing
         return bus
     }
 
-    static func peerBus(_ logs: CapturedLogs, credential: Credential? = nil) async throws -> MessageBus {
+    /// `fromListeningPort` false: the peer's links connect from ephemeral ports, as a peer's do
+    /// through NAT or a proxy (the master proves it by an offer's nonce).
+    static func peerBus(_ logs: CapturedLogs, credential: Credential? = nil, fromListeningPort: Bool = false) async throws -> MessageBus {
         var config = BusConfiguration.test
         config.credential = credential
+        config.linksFromListeningPort = fromListeningPort
         let bus = MessageBus(configuration: config, logger: logs.logger("peer"))
         try await bus.start(name: "slave(1)")
         return bus
@@ -171,4 +175,117 @@ import Testing
         try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
         #expect(master.statistics.messagesReceived == 1, "the claim was not delivered as a message")
     }
+
+    // MARK: The peer's connection from its pid's own address (no offer)
+
+    @Test func aPeerConnectingFromItsPidsAddressIsWrittenToOverThatConnectionWithoutAnOffer() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs, fromListeningPort: true)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        #expect(await Self.messages(master, 1).first?.envelope.from == agent.pid!.description)
+        Self.pings(500, from: master, to: agent.pid!)
+        let got = await Self.messages(agent, 500)
+        #expect(got.map(\.envelope.epoch) == (0..<500).map(UInt64.init), "in order")
+        #expect(master.statistics.returnRoutesBySource == 1)
+        #expect(master.statistics.returnRoutesAdopted == 0 && agent.statistics.returnRoutesClaimed == 0, "no offer was made")
+        #expect(agent.statistics.connectionsAccepted == 0, "the master never connected to the agent")
+        #expect(master.statistics.connectionsAccepted == 1 && master.statistics.messagesDropped == 0)
+    }
+
+    @Test func withAuthenticationTheMastersMessagesOverTheAgentsConnectionFromItsAddressComeFromAMaster() async throws {
+        let logs = CapturedLogs()
+        let credential = Credential(principal: "agent", secret: "return-route-secret")
+        let master = try await Self.masterBus(logs, credentials: [credential])
+        let agent = try await Self.peerBus(logs, credential: credential, fromListeningPort: true)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        #expect(await Self.messages(master, 1).first?.peer.principal == "agent")
+        Self.pings(3, from: master, to: agent.pid!)
+        let got = await Self.messages(agent, 3)
+        #expect(got.allSatisfy { $0.peer.roles.contains(.master) }, "the agent's link proved the master knows its secret")
+        #expect(got.map(\.envelope.epoch) == [0, 1, 2])
+        #expect(master.statistics.returnRoutesBySource == 1 && agent.statistics.connectionsAccepted == 0)
+    }
+
+    @Test func aConnectionFromAnotherAddressThanItsSendersPidIsNotWrittenOverUnproven() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs, fromListeningPort: true)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        // Another process sends as the agent, from a port of its own.
+        let impostor = try RawSocket(port: master.pid!.port)
+        try impostor.write(try FrameCodec().encode(Envelope(epoch: 1, from: agent.pid!.description, payload: .pong(PongAgentMessage()))))
+        #expect(await Self.messages(master, 1).first?.envelope.from == agent.pid!.description)
+        // The master's message goes to the agent's own listener (with an offer the agent declines:
+        // its link to the master is not up), none over the impostor's connection.
+        Self.pings(1, from: master, to: agent.pid!)
+        #expect(await Self.messages(agent, 1).first?.envelope.epoch == 0)
+        try await Poll.until("the agent declined the offer", timeout: .seconds(30)) { master.statistics.returnRoutesDeclined == 1 }
+        #expect(master.statistics.returnRoutesBySource == 0 && agent.statistics.connectionsAccepted == 1)
+        guard case .timeout = impostor.read(1, timeout: .zero) else { Issue.record("the master wrote to the impostor"); return }
+    }
+
+    @Test func aLinkWhoseAddressPairIsTakenConnectsFromAnotherPortAndIsProvenByAnOffer() async throws {
+        let logs = CapturedLogs()
+        let master = try await Self.masterBus(logs)
+        let agent = try await Self.peerBus(logs, fromListeningPort: true)
+        defer { Task { await agent.shutdown(); await master.shutdown() } }
+        // A connection from the agent's port to the master is open already (as one lingering in
+        // TIME_WAIT would be): the link's connect from that port fails with EADDRNOTAVAIL.
+        let squatter = try SourceBoundSocket(from: agent.pid!.port, to: master.pid!.port)
+        defer { squatter.close() }
+        try await Poll.until("the master accepted the squatter", timeout: .seconds(30)) { master.statistics.connectionsAccepted == 1 }
+        agent.post(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        #expect(await Self.messages(master, 1).first?.envelope.from == agent.pid!.description)
+        #expect(agent.statistics.linkSourcePortsTaken == 1 && agent.statistics.connectsFailed == 0)
+        Self.pings(2, from: master, to: agent.pid!)
+        #expect(await Self.messages(agent, 2).map(\.envelope.epoch) == [0, 1])
+        try await Poll.until("the master adopted the agent's connection", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
+        #expect(master.statistics.returnRoutesBySource == 0, "the agent's connection came from another port")
+    }
+
+    @Test func aSecondBusOnATakenPortFailsWithAddressInUse() async throws {
+        let logs = CapturedLogs()
+        let first = try await Self.peerBus(logs, fromListeningPort: true)
+        defer { Task { await first.shutdown() } }
+        for shared in [true, false] {
+            var config = BusConfiguration.test
+            config.linksFromListeningPort = shared
+            let second = MessageBus(configuration: config, logger: logs.logger("second"))
+            await #expect(throws: IOError.self, "SO_REUSEPORT \(shared)") { try await second.start(name: "slave(2)", port: first.pid!.port) }
+            await second.shutdown()
+        }
+        #expect(first.statistics.connectionsAccepted == 0, "nobody else listens on its port")
+    }
+}
+
+/// A blocking TCP connection from a given local port (SO_REUSEPORT, beside that port's listener).
+final class SourceBoundSocket {
+    private let fd: Int32
+
+    init(from port: Int, to peer: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        func address(_ port: Int) -> sockaddr_in {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = in_port_t(UInt16(port).bigEndian)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            return a
+        }
+        var local = address(port), remote = address(peer)
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, connected == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw IOError(errnoCode: e, reason: "source-bound connect")
+        }
+    }
+
+    func close() { Glibc.close(fd) }
 }
