@@ -136,7 +136,9 @@ public final class MessageBus: Sendable {
     @discardableResult
     public func start(name: String, host: String = "127.0.0.1", port: Int = 0, advertiseHost: String? = nil, advertisePort: Int? = nil) async throws -> PID {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
-        let shared = configuration.linksFromListeningPort
+        // An offerer (a master) connects from ephemeral ports: its links to peers never share an
+        // address pair with the peers' links to it (nor open simultaneously as one connection).
+        let shared = configuration.linksFromListeningPort && !configuration.offerReturnRoutes
         // SO_REUSEPORT lets our links connect from the listening port; it would also let a second
         // listener share a port already taken, so the port is checked first (port 0: the kernel
         // picks one nobody holds, SO_REUSEPORT or not).
@@ -316,7 +318,7 @@ public final class MessageBus: Sendable {
             let credential = configuration.requiredCredentials != nil ? s.learned[endpoint] : name == "master" ? configuration.credential : nil
             let link = Link(
                 endpoint: endpoint, loop: loop, configuration: configuration, credential: credential, sink: sink, logger: logger,
-                offers: offers, source: s.listening,
+                offers: offers, source: name == "master" ? s.listening : nil,
                 peerConnection: peerConnection,
                 me: { [weak self] in self?.pid?.description ?? "" })
             s.links[endpoint] = link
