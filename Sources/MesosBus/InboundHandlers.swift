@@ -210,6 +210,11 @@ final class InboundSink: Sendable {
         }
     }
 
+    /// Whether back-pressure paused reading `channel` (its messages wait on our consumer).
+    func isPaused(_ channel: any Channel) -> Bool {
+        state.withLock { $0.paused[ObjectIdentifier(channel)] != nil }
+    }
+
     /// Channels to resume once the consumer caught up (taken under the lock, resumed outside).
     private func resumable(_ s: inout State) -> [any Channel] {
         guard s.pending <= low, !s.paused.isEmpty else { return [] }
@@ -359,6 +364,8 @@ final class FrameHandler: ChannelInboundHandler {
     /// leader's CPU in a failover.
     private var lastRead = NIODeadline.uptimeNanoseconds(0)
     private var stallCheckScheduled = false
+    /// The last stall check found reading paused by back-pressure.
+    private var sawPaused = false
     /// Taken out of the pipeline (the protocol sniffer found HTTP): a scheduled check does nothing.
     private var removed = false
     /// Inside `decode`; a consumer on the loop is handed what was delivered once it returns.
@@ -456,9 +463,12 @@ final class FrameHandler: ChannelInboundHandler {
         stallCheckScheduled = false
         guard !rejected, !removed, context.channel.isActive, waitingOnPeer else { return }
         if link == nil { sink.stats.add(\.idleChecks) }
-        // While back-pressure has reading paused, the partial frame waits on us, not on the peer.
-        let paused = (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) == false
-        if paused { lastRead = context.eventLoop.now }
+        // While back-pressure has reading paused, the partial frame waits on us, not on the peer;
+        // and the first check after reading resumed gives the peer a whole timeout from then (this
+        // check may run before the resumed read, with `lastRead` still from before the pause).
+        let paused = sink.isPaused(context.channel)
+        if paused || sawPaused { lastRead = context.eventLoop.now }
+        sawPaused = paused
         guard !paused, context.eventLoop.now - lastRead >= partialFrameTimeout else { return scheduleStallCheck(context) }
         if decoder.bufferedBytes > 0 {
             reject(context, reason: "partial frame (\(decoder.bufferedBytes) bytes) stalled for \(partialFrameTimeout.nanoseconds / 1_000_000) ms", cause: "partial_frame_stalled")

@@ -15,8 +15,8 @@ import Testing
         let stats = BusStatsCounter()
         let logs = CapturedLogs()
 
-        init(credentials: [Credential]? = nil, maxFrameSize: Int = 64 * 1024) throws {
-            sink = InboundSink(high: 100, low: 10, stats: stats)
+        init(credentials: [Credential]? = nil, maxFrameSize: Int = 64 * 1024, highWater: Int = 100, lowWater: Int = 10) throws {
+            sink = InboundSink(high: highWater, low: lowWater, stats: stats)
             events = BusEvents(sink: sink)
             let handler = FrameHandler(
                 codec: FrameCodec(maxFrameSize: maxFrameSize), side: .accepted(Authenticator(credentials: credentials), me: { "master@127.0.0.1:5050" }),
@@ -102,6 +102,27 @@ import Testing
         stalled.channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
         #expect(stalled.closed)
         #expect(stalled.rejection()?.contains("partial_frame_stalled") == true)
+    }
+
+    /// A partial frame held while back-pressure paused reading waits on us, not on the peer: the
+    /// peer gets a whole `partialFrameTimeout` from the first check after reading resumed (a
+    /// check that ran before the resumed read used to close it, and a burst was lost), and a peer
+    /// that then sends nothing more is closed.
+    @Test func aPartialFrameHeldWhileReadingWasPausedGetsAWholeTimeoutAfterReadingResumes() async throws {
+        let h = try Harness(highWater: 2, lowWater: 0)
+        var bytes = try FrameCodec().encode(Self.ping) + FrameCodec().encode(Self.ping)
+        bytes += [0, 0, 0, 100, 1, 2, 3]
+        try h.write(bytes)
+        #expect(h.stats.snapshot.readsPaused == 1, "two messages pending at a high water mark of two pause reading")
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(!h.closed && h.stats.snapshot.idleChecks == 1, "a check found reading paused")
+        var events = h.events.makeAsyncIterator()
+        for _ in 0..<2 { _ = await events.next() }
+        #expect(!h.sink.isPaused(h.channel), "the consumer caught up: reading resumed")
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(!h.closed && h.stats.snapshot.idleChecks == 2, "the first check after the resume gives the peer a whole timeout")
+        h.channel.embeddedEventLoop.advanceTime(by: .milliseconds(100))
+        #expect(h.closed && h.rejection()?.contains("partial_frame_stalled") == true)
     }
 
     /// With credentials required, a peer that connects and sends nothing is closed once
