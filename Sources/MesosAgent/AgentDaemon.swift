@@ -17,6 +17,9 @@ public struct AgentOptions: Sendable {
     public var maxFrameSize = FrameCodec.defaultMaxFrameSize
     /// A link whose peer stops reading for this long is closed (its queued messages dropped).
     public var linkWriteTimeout: Duration = .seconds(30)
+    /// Links to masters connect from the agent's port (`--connect_from_listening_port`,
+    /// `BusConfiguration.linksFromListeningPort`).
+    public var connectFromListeningPort = true
     /// Authenticates the agent to masters that require it.
     public var credential: Credential?
     /// TLS on the bus and its HTTP endpoints (`LIBPROCESS_SSL_*`, passed on to executors): only
@@ -88,6 +91,7 @@ public actor AgentDaemon {
         self.logger = logger
         store = FileCheckpointStore(root: options.workDir + "/meta", durable: options.durableCheckpoints)
         var bus = BusConfiguration.daemon(maxFrameSize: options.maxFrameSize, writeTimeout: options.linkWriteTimeout, credential: options.credential, tls: options.tls, peerRoles: [.master, .agent])
+        bus.linksFromListeningPort = options.connectFromListeningPort
         bus.http = http
         runtime = DaemonRuntime(bus: bus, logger: logger)
     }

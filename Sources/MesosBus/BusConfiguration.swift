@@ -53,15 +53,18 @@ public struct BusConfiguration: Sendable {
     /// Links to masters (pids named `master`) connect from this bus's listening address (its
     /// port, with SO_REUSEPORT on the listener and the link), so a master that offers return
     /// routes sees a connection whose source is the sender's pid and writes over it at once,
-    /// without connecting back to offer a nonce (the proof is the same: only the process holding
-    /// the pid's port, or one of its user with SO_REUSEPORT, can connect from it). A link whose address pair is still taken (an
-    /// earlier connection to the same peer in TIME_WAIT) connects from an ephemeral port, and a
-    /// peer behind NAT or a proxy arrives from another address: both get the nonce offer. The
-    /// listener then checks the port is free before binding, so a second process on the same port
-    /// still fails with "address in use" instead of sharing it. Ignored by an offerer (its links
-    /// connect from ephemeral ports: a master's link to a peer and the peer's to it never share
-    /// an address pair, which would fail, or open simultaneously as one connection).
-    public var linksFromListeningPort = true
+    /// without connecting back to offer a nonce (the proof is the nonce's: only the process
+    /// holding the pid's port, or one of its user, can connect from it). A link whose address pair
+    /// is still taken (an earlier connection to the same peer in TIME_WAIT), or whose port cannot
+    /// reach the peer, connects from an ephemeral port, and a peer behind NAT or a proxy arrives
+    /// from another address: both get the nonce offer. The listener binds without SO_REUSEPORT
+    /// (a port already held fails with "address in use") and turns it on once listening; the
+    /// price is that another process of the same user can then share the port. Ignored by an
+    /// offerer (its links connect from ephemeral ports: a master's link to a peer and the peer's
+    /// to it never share an address pair, which would fail, or open simultaneously as one
+    /// connection) and under TLS (the certificate proves the peer, not its address). Agents turn
+    /// it on (`--connect_from_listening_port`), and so does `SchedulerDriver`.
+    public var linksFromListeningPort = false
     /// How long a link's writes wait for the answer to its return-route offer. Our peers always
     /// answer (claim or decline) as soon as they run; a busy peer (a failover's re-registration
     /// storm) can take seconds, and a link that gave up keeps its own connection for good.

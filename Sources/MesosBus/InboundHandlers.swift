@@ -95,17 +95,25 @@ final class InboundSink: Sendable {
         self.stats = stats
     }
 
+    /// What became of a delivered batch.
+    enum Delivery {
+        case queued
+        /// Queued, and the queue reached its high water mark: reading `channel` is paused.
+        case queuedAndPaused
+        /// In the direct handler's queue: the caller then calls `runDirect`.
+        case direct
+    }
+
     /// Queues `batch` (messages received on `channel`, in order); `batch` is then an empty array,
     /// often with capacity.
-    /// True when the batch went to the direct handler's queue: the caller then calls `runDirect`.
     @discardableResult
-    func deliver(_ batch: inout [BusEvent], on channel: any Channel) -> Bool {
-        guard !batch.isEmpty else { return false }
+    func deliver(_ batch: inout [BusEvent], on channel: any Channel) -> Delivery {
+        guard !batch.isEmpty else { return .queued }
         let n = batch.count
         stats.add(\.messagesReceived, n)
         if handDirectly(batch, now: true) {
             batch.removeAll(keepingCapacity: true)
-            return true
+            return .direct
         }
         var handOff = HandOff()
         let pause = state.withLock { s -> Bool in
@@ -126,7 +134,7 @@ final class InboundSink: Sendable {
             channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
         handOff.resume()
-        return false
+        return pause ? .queuedAndPaused : .queued
     }
 
     /// From now on every event goes to `handler`, on `loop`, instead of the queue.
@@ -329,8 +337,11 @@ final class FrameHandler: ChannelInboundHandler {
     /// a read, once the read's frames are decoded (a consumer that closes this connection must not
     /// see frames decoded after that).
     private func deliverBatch(_ context: ChannelHandlerContext) {
-        guard sink.deliver(&batch, on: context.channel) else { return }
-        if decoding { directRunOwed = true } else { sink.runDirect() }
+        switch sink.deliver(&batch, on: context.channel) {
+        case .queued: break
+        case .queuedAndPaused: sawPaused = true
+        case .direct: if decoding { directRunOwed = true } else { sink.runDirect() }
+        }
     }
 
     enum Side {
@@ -364,7 +375,7 @@ final class FrameHandler: ChannelInboundHandler {
     /// leader's CPU in a failover.
     private var lastRead = NIODeadline.uptimeNanoseconds(0)
     private var stallCheckScheduled = false
-    /// The last stall check found reading paused by back-pressure.
+    /// Back-pressure paused reading since the last stall check (or that check found it paused).
     private var sawPaused = false
     /// Taken out of the pipeline (the protocol sniffer found HTTP): a scheduled check does nothing.
     private var removed = false
@@ -464,8 +475,8 @@ final class FrameHandler: ChannelInboundHandler {
         guard !rejected, !removed, context.channel.isActive, waitingOnPeer else { return }
         if link == nil { sink.stats.add(\.idleChecks) }
         // While back-pressure has reading paused, the partial frame waits on us, not on the peer;
-        // and the first check after reading resumed gives the peer a whole timeout from then (this
-        // check may run before the resumed read, with `lastRead` still from before the pause).
+        // and the first check after a pause gives the peer a whole timeout from then (the check
+        // may run after the resume but before the resumed read, `lastRead` still from before).
         let paused = sink.isPaused(context.channel)
         if paused || sawPaused { lastRead = context.eventLoop.now }
         sawPaused = paused

@@ -392,9 +392,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
             }
         case .failure(let error):
             if !(error is ConnectFailure) { configuration.descriptors.release() }  // taken, but no socket came of it
-            if fromListeningPort, machine.state == .connecting, Self.isSourceTaken(error) {
-                // An earlier connection from this address pair lingers (TIME_WAIT): from any port
-                // then; the peer proves us by an offer's nonce instead.
+            if fromListeningPort, machine.state == .connecting, !Self.isPeersAnswer(error) {
+                // The listening port could not be connected from (an earlier connection from this
+                // address pair lingers in TIME_WAIT, or the address cannot reach the peer): from
+                // any port then; the peer proves us by an offer's nonce instead.
                 sink.stats.add(\.linkSourcePortsTaken)
                 logger.debug("the listening port's connection to the peer is still taken: connecting from another port", metadata: ["event": "link_source_port_taken", "peer": "\(endpoint)"])
                 return connect(fromListeningPort: false)
@@ -422,11 +423,14 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         }
     }
 
-    /// A connect from the listening port failed for the port itself (the address pair is in use,
-    /// or the address cannot be bound), not for the peer.
-    private static func isSourceTaken(_ error: any Error) -> Bool {
+    /// The peer (or the way to it) refused or did not answer: connecting from another port would
+    /// fail the same way. Anything else from a connect from the listening port is taken to be the
+    /// port's own failure (EADDRNOTAVAIL: the address pair is in use; EADDRINUSE, EINVAL, EACCES,
+    /// EPERM: the address cannot be bound or routed from).
+    private static func isPeersAnswer(_ error: any Error) -> Bool {
+        if let channel = error as? ChannelError, case .connectTimeout = channel { return true }
         guard let io = error as? IOError else { return false }
-        return [EADDRNOTAVAIL, EADDRINUSE, EINVAL, EAFNOSUPPORT].contains(io.errnoCode)
+        return [ECONNREFUSED, ECONNRESET, ETIMEDOUT, EHOSTUNREACH].contains(io.errnoCode)
     }
 
     /// The connection is up (TCP, and TLS when configured): authenticate first or start writing.

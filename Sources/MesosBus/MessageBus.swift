@@ -138,11 +138,8 @@ public final class MessageBus: Sendable {
         if state.withLock({ $0.pid != nil || $0.shutDown }) { throw BusError.alreadyStarted }
         // An offerer (a master) connects from ephemeral ports: its links to peers never share an
         // address pair with the peers' links to it (nor open simultaneously as one connection).
-        let shared = configuration.linksFromListeningPort && !configuration.offerReturnRoutes
-        // SO_REUSEPORT lets our links connect from the listening port; it would also let a second
-        // listener share a port already taken, so the port is checked first (port 0: the kernel
-        // picks one nobody holds, SO_REUSEPORT or not).
-        if shared, port != 0 { try Self.checkFree(host: host, port: port) }
+        // Under TLS a connection's source address proves nothing (the certificate does): no binding.
+        let shared = configuration.linksFromListeningPort && !configuration.offerReturnRoutes && configuration.tls == nil
         let server = try await ServerBootstrap(group: acceptLoop, childGroup: loop)
             // A master's agents all connect at once after a failover: 256 pending connections overflowed at
             // 10,000 agents (dropped SYNs, 2 s connect timeouts, lost registrations). The kernel caps
@@ -151,7 +148,6 @@ public final class MessageBus: Sendable {
             // Accepts per wake-up of the listener (NIO's default: 4).
             .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseport), value: shared ? 1 : 0)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 self.track(channel)
@@ -165,6 +161,17 @@ public final class MessageBus: Sendable {
         guard let bound = server.localAddress?.port else {
             try? await server.close()
             throw BusError.connectFailed(peer: "\(host):\(port)", reason: "no local port after bind")
+        }
+        if shared {
+            // SO_REUSEPORT only once bound and listening, so our links can connect from the port:
+            // the bind itself failed with "address in use" if any socket held the port (set
+            // before it, a second process on the same port would have shared it).
+            do {
+                try await server.setOption(ChannelOptions.socketOption(.so_reuseport), value: 1).get()
+            } catch {
+                try? await server.close()
+                throw error
+            }
         }
         let pid = PID(name: name, host: advertiseHost ?? host, port: advertisePort ?? bound)
         let sweepEvery = TimeAmount.nanoseconds(max(configuration.idleLinkTimeout.nanoseconds / 2, 1_000_000))
@@ -362,26 +369,15 @@ public final class MessageBus: Sendable {
     /// The first message on an accepted connection came from `from`: when that pid names the
     /// connection's own source address, links to the pid write over this connection (on our loop).
     private func arrived(from: String, on channel: any Channel) {
-        guard let pid = PID(from), let source = channel.remoteAddress,
+        // Under TLS the peer is proved by its certificate (checked when our link connects to its
+        // pid), not by an address it connected from.
+        guard configuration.tls == nil, let pid = PID(from), let source = channel.remoteAddress,
             let named = try? SocketAddress(ipAddress: pid.host, port: pid.port), named == source
         else { return }
         state.withLock { $0.routes[source] = channel }
         channel.closeFuture.whenComplete { [weak self] _ in
             self?.state.withLock { s in if s.routes[source] === channel { s.routes[source] = nil } }
         }
-    }
-
-    /// Throws "address in use" when a socket holds `host:port` (a listener, or one bound without
-    /// SO_REUSEADDR): what binding the listener without SO_REUSEPORT would have thrown.
-    static func checkFree(host: String, port: Int) throws {
-        let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        let fd = socket(Int32(address.protocol.rawValue), Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-        defer { close(fd) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
-        if rc != 0 { throw IOError(errnoCode: errno, reason: "bind(\(host):\(port))") }
     }
 
     /// Learned credentials kept at most (a master's peers; forgotten all at once beyond it, then learned again).

@@ -35,6 +35,8 @@ public struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("max_frame_size"), help: "Largest message frame accepted or sent, in bytes.") var maxFrameSize = 16 * 1024 * 1024
     @Option(name: .customLong("link_write_timeout"), help: "A link to a peer that takes nothing for this long (it stopped reading) is closed and its queued messages dropped.")
     var linkWriteTimeout = "30secs"
+    @Option(name: .customLong("connect_from_listening_port"), help: "true: connect to masters from the agent's own port (SO_REUSEPORT), so a master with --return_routes writes over that connection at once; another process of the agent's user can then share the port. false: from ephemeral ports (the master proves the connection by a nonce).")
+    var connectFromListeningPort = true
     @Option(help: "File with this agent's principal and secret (JSON {\"principal\":..,\"secret\":..} or one line 'principal secret').") var credential: String?
     @Option(name: .customLong("log_level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -69,6 +71,7 @@ public struct AgentCommand: AsyncParsableCommand {
         options.launcherDir = launcherDir
         options.maxFrameSize = maxFrameSize
         options.linkWriteTimeout = try duration(linkWriteTimeout, flag: "link_write_timeout")
+        options.connectFromListeningPort = connectFromListeningPort
         if let credential {
             do {
                 let loaded = try CredentialsFile.load(credential)

@@ -53,8 +53,11 @@ public actor SchedulerDriver {
         self.master = master
         self.sessionTimeout = sessionTimeout
         self.logger = logger
-        self.runtime = DaemonRuntime(
-            bus: BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize, credential: credential, tls: tls, peerRoles: [.master]), logger: logger)
+        // Links to masters from the scheduler's own port: a master with --return_routes writes
+        // over that connection at once (`BusConfiguration.linksFromListeningPort`).
+        var bus = BusConfiguration.daemon(maxFrameSize: FrameCodec.defaultMaxFrameSize, credential: credential, tls: tls, peerRoles: [.master])
+        bus.linksFromListeningPort = true
+        self.runtime = DaemonRuntime(bus: bus, logger: logger)
         (events, sink) = AsyncStream.makeStream(of: SchedulerEvent.self)
     }
 

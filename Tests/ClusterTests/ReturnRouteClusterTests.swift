@@ -34,4 +34,24 @@ import Testing
             #expect(master.daemon.isRunning && swarm.isRunning)
         }
     }
+
+    /// An agent connects to the master from its own port (`--connect_from_listening_port`, on by
+    /// default), so the master writes over that connection at once; one started with it off is
+    /// proved by an offer's nonce. Both registered: the master's AgentRegisteredMessage reached them.
+    @Test func anAgentConnectingFromItsPortIsProvedByItsAddressAndOneWithTheFlagOffByAnOffer() async throws {
+        try await withCluster { cluster in
+            let master = try cluster.startMaster(extra: ["--return_routes=true"])
+            try await master.daemon.waitFor("leading", timeout: .seconds(20))
+            let near = try cluster.startAgent()
+            let far = try cluster.startAgent(extra: ["--connect_from_listening_port=false"])
+            for agent in [near, far] { try await agent.waitFor("registered", timeout: .seconds(30)) }
+            let port = try await cluster.busPID(of: master.daemon).split(separator: ":").last.flatMap { Int($0) } ?? 0
+            var metrics: [String: Any] = [:]
+            try await Poll.until("the master adopted the second agent's connection", timeout: .seconds(30)) {
+                metrics = try await HTTPProbe.get(port: port, "/metrics/snapshot").object ?? [:]
+                return (metrics["bus/return_routes_adopted"] as? NSNumber)?.intValue == 1
+            }
+            #expect((metrics["bus/return_routes_by_source"] as? NSNumber)?.intValue == 1, "\(metrics)")
+        }
+    }
 }

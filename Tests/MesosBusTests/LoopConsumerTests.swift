@@ -125,7 +125,7 @@ actor LoopConsumer {
         }
         let channel = EmbeddedChannel(loop: loop)
         var batch: [BusEvent] = [.message(Inbound(MessageBusTests.ping(1)))]
-        if sink.deliver(&batch, on: channel) { sink.runDirect() }
+        if sink.deliver(&batch, on: channel) == .direct { sink.runDirect() }
         let expected = ["begin message", "end message", "begin tick", "end tick", "begin broken 10.0.0.1:5050", "end broken 10.0.0.1:5050"]
         #expect(seen.withLock { $0 } == expected)
         loop.run()

@@ -224,7 +224,7 @@ import Testing
         #expect(await Self.messages(agent, 1).first?.envelope.epoch == 0)
         try await Poll.until("the agent declined the offer", timeout: .seconds(30)) { master.statistics.returnRoutesDeclined == 1 }
         #expect(master.statistics.returnRoutesBySource == 0 && agent.statistics.connectionsAccepted == 1)
-        guard case .timeout = impostor.read(1, timeout: .zero) else { Issue.record("the master wrote to the impostor"); return }
+        #expect(!Loopback.ready(impostor.fd, Int16(POLLIN), within: .zero), "the master wrote nothing to the impostor")
     }
 
     @Test func aLinkWhoseAddressPairIsTakenConnectsFromAnotherPortAndIsProvenByAnOffer() async throws {
@@ -254,12 +254,46 @@ import Testing
             var config = BusConfiguration.test
             config.linksFromListeningPort = shared
             let second = MessageBus(configuration: config, logger: logs.logger("second"))
-            await #expect(throws: IOError.self, "SO_REUSEPORT \(shared)") { try await second.start(name: "slave(2)", port: first.pid!.port) }
+            let error = await #expect(throws: IOError.self, "linksFromListeningPort \(shared)") { try await second.start(name: "slave(2)", port: first.pid!.port) }
+            #expect(error?.errnoCode == EADDRINUSE)
             await second.shutdown()
         }
-        #expect(first.statistics.connectionsAccepted == 0, "nobody else listens on its port")
+    }
+
+    /// Where each bus's links connect from: a peer's link to a master from the peer's listening
+    /// port, its links to anyone else and an offering master's links from other ports.
+    @Test func onlyAPeersLinksToMastersConnectFromItsListeningPort() async throws {
+        let logs = CapturedLogs()
+        let peer = try await Self.peerBus(logs, fromListeningPort: true)
+        var config = BusConfiguration.test
+        config.offerReturnRoutes = true
+        config.linksFromListeningPort = true  // ignored by an offerer
+        let offerer = MessageBus(configuration: config, logger: logs.logger("master"))
+        try await offerer.start(name: "master")
+        defer { Task { await peer.shutdown(); await offerer.shutdown() } }
+        /// The source port of the connection `bus` opens to a listener of ours at a pid named `name`.
+        func sourcePort(of bus: MessageBus, to name: String) async throws -> Int {
+            let listener = try Loopback.Socket(fd: Loopback.listen())
+            bus.post(.ping(PingAgentMessage(connected: true)), epoch: 1, to: PID(name: name, host: "127.0.0.1", port: listener.port))
+            guard Loopback.ready(listener.fd, Int16(POLLIN), within: .seconds(20)) else { throw NoConnection(to: name) }
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.fd, $0, &length) } }
+            guard fd >= 0 else { throw NoConnection(to: name) }
+            Glibc.close(fd)
+            return Int(UInt16(bigEndian: address.sin_port))
+        }
+        #expect(try await sourcePort(of: peer, to: "master") == peer.pid!.port)
+        #expect(try await sourcePort(of: peer, to: "slave(2)") != peer.pid!.port)
+        #expect(try await sourcePort(of: offerer, to: "master") != offerer.pid!.port)
+        #expect(peer.statistics.linkSourcePortsTaken == 0)
+        // The offerer's listener has no SO_REUSEPORT: nothing else can connect from its port.
+        let other = try Loopback.Socket(fd: Loopback.listen())
+        #expect(throws: IOError.self) { try SourceBoundSocket(from: offerer.pid!.port, to: other.port) }
     }
 }
+
+struct NoConnection: Error { let to: String }
 
 /// A blocking TCP connection from a given local port (SO_REUSEPORT, beside that port's listener).
 final class SourceBoundSocket {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MesosWire
+import NIOCore
 import Synchronization
 import TestSupport
 import Testing
@@ -51,11 +52,15 @@ import Testing
         return s
     }
 
-    static func bus(_ name: String, tls: TLSSettings?, peerRoles: Set<PeerIdentity.Role>? = nil, events: Events? = nil) async throws -> MessageBus {
+    static func bus(
+        _ name: String, tls: TLSSettings?, peerRoles: Set<PeerIdentity.Role>? = nil, events: Events? = nil,
+        configure: (inout BusConfiguration) -> Void = { _ in }
+    ) async throws -> MessageBus {
         var config = BusConfiguration.test
         config.tls = try tls.map { try TLSContext($0) }
         config.peerRoles = peerRoles
         config.partialFrameTimeout = .milliseconds(500)
+        configure(&config)
         let bus = MessageBus(configuration: config, logger: events?.logger(name) ?? Logger(label: name))
         try await bus.start(name: name)
         return bus
@@ -78,6 +83,27 @@ import Testing
         guard case .message(let reply)? = await back.next() else { Issue.record("no reply"); return }
         #expect(reply.peer == PeerIdentity(principal: "master", roles: [.master]))
         #expect(master.statistics.tlsHandshakes == 2 && agent.statistics.tlsHandshakes == 2, "each side counted its accepted and its outbound handshake")
+    }
+
+    /// Under TLS a master offering return routes proves an agent by its certificate (the offer
+    /// goes over the master's own link, which verifies the agent's), never by the address its
+    /// connection came from; the agent's links then connect from ephemeral ports.
+    @Test func underTLSAReturnRouteIsProvedByTheAgentsCertificateNotItsAddress() async throws {
+        let master = try await Self.bus("master", tls: try Self.settings(Self.certs, "master"), peerRoles: [.agent]) { $0.offerReturnRoutes = true }
+        let agent = try await Self.bus("slave(1)", tls: try Self.settings(Self.certs, "agent"), peerRoles: [.master]) { $0.linksFromListeningPort = true }
+        defer { Task { await master.shutdown(); await agent.shutdown() } }
+        try await agent.send(.pong(PongAgentMessage()), epoch: 1, to: master.pid!)
+        var delivered = master.events.makeAsyncIterator()
+        guard case .message? = await delivered.next() else { Issue.record("nothing delivered"); return }
+        try await master.send(Self.ping(2), epoch: 2, to: agent.pid!)
+        var back = agent.events.makeAsyncIterator()
+        guard case .message(let reply)? = await back.next() else { Issue.record("no reply"); return }
+        #expect(reply.envelope.epoch == 2 && reply.peer.roles.contains(.master))
+        try await Poll.until("the agent claimed the master's offer", timeout: .seconds(30)) { master.statistics.returnRoutesAdopted == 1 }
+        #expect(master.statistics.returnRoutesBySource == 0)
+        // The agent's listener has no SO_REUSEPORT: nothing can connect from its port.
+        let other = try Loopback.Socket(fd: Loopback.listen())
+        #expect(throws: IOError.self) { try SourceBoundSocket(from: agent.pid!.port, to: other.port) }
     }
 
     @Test func untrustedExpiredWrongRolePlaintextAndStalledPeersLoseOnlyTheirOwnConnection() async throws {
