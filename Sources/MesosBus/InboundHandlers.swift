@@ -234,8 +234,10 @@ final class InboundSink: Sendable {
         for channel in channels { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
     }
 
-    /// The next event, waiting for one; nil once finished and drained (or when the task is cancelled).
-    func next(isolation actor: isolated (any Actor)? = #isolation) async -> BusEvent? {
+    /// The next event, on the caller's executor (no executor switch on the way in or out: a task
+    /// on a bus's loop paid a look-up of its executor preference, under a lock, per event).
+    /// Waits for one if none is queued; nil once finished and drained (or when the task is cancelled).
+    nonisolated(nonsending) func next() async -> BusEvent? {
         // An event is queued (the common case under load): no suspension.
         switch take() {
         case .event(let event): return event
@@ -246,9 +248,10 @@ final class InboundSink: Sendable {
             defer { s.nextWaiter &+= 1 }
             return s.nextWaiter
         }
+        let isolation = #isolation  // the caller's
         return await withTaskCancellationHandler(
             operation: {
-                await withUnsafeContinuation(isolation: actor) { (c: UnsafeContinuation<BusEvent?, Never>) in
+                await withUnsafeContinuation(isolation: isolation) { (c: UnsafeContinuation<BusEvent?, Never>) in
                     switch take(orWait: { s in s.waiters.append((id, c)) }) {
                     case .event(let event): c.resume(returning: event)
                     case .end: c.resume(returning: nil)
@@ -263,7 +266,12 @@ final class InboundSink: Sendable {
                 }
                 waiter?.resume(returning: nil)
             },
-            isolation: actor)
+            isolation: isolation)
+    }
+
+    /// The next event, for a caller isolated to `actor` (`for await` passes its own isolation).
+    func next(isolation actor: isolated (any Actor)? = #isolation) async -> BusEvent? {
+        await next()
     }
 
     private enum Taken {

@@ -73,7 +73,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
     private static let maxSpare = 256 * 1024
     /// Loop-confined: the drained chunk array, kept for its capacity.
     private var spareChunks: [Chunk] = []
-    /// Made once (no closure allocated per wake-up); weak, so a link is freed once forgotten.
+    /// Made once (no closure allocated per wake-up). It holds the link unowned (a strong capture
+    /// would keep a forgotten link alive; a weak one gave every link a side table, which put each
+    /// retain and release of a link, several per message, on the runtime's slow path): `post`
+    /// retains the link for each scheduled drain, and the drain releases it.
     private var drain: (@Sendable () -> Void)!
     /// Bytes posted and not yet handed to the socket: senders above the high water mark wait.
     private let backlog = Atomic<Int>(0)
@@ -117,7 +120,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         machine = LinkStateMachine(maxQueuedBytes: configuration.maxQueuedBytesPerLink)
         inbox = Mutex(Inbox(encoder: FrameEncoder(codec: configuration.codec)))
         lastPost.store(DispatchTimeSource.uptimeNanoseconds, ordering: .relaxed)
-        drain = { [weak self] in self?.drainInbox() }
+        drain = { [unowned(unsafe) self] in
+            self.drainInbox()
+            Unmanaged.passUnretained(self).release()  // taken by `post`
+        }
     }
 
     // MARK: Any thread
@@ -157,7 +163,10 @@ final class Link: @unchecked Sendable {  // loop-confined state; `inbox` and ato
         switch posted {
         case .queued:
             backlog.add(size, ordering: .relaxed)
-            if wake { loop.execute(drain) }
+            if wake {
+                _ = Unmanaged.passRetained(self)  // until the drain ran (`drain`)
+                loop.execute(drain)
+            }
         case .dropped:
             sink.stats.add(\.messagesDropped)
             sink.stats.add(\.droppedQueueFull)

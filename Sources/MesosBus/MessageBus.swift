@@ -222,7 +222,7 @@ public final class MessageBus: Sendable {
 
     /// Sends `envelope` to `peer`. Returns once the frame is queued and the link's backlog is
     /// below its high water mark (back-pressure); never waits for the peer to read it.
-    public func send(_ envelope: Envelope, to peer: PID) async throws {
+    public nonisolated(nonsending) func send(_ envelope: Envelope, to peer: PID) async throws {
         let link = try enqueue(envelope, to: peer)
         if let wait = link.belowHighWater() {
             stats.add(\.sendsHeldBack)
@@ -231,7 +231,7 @@ public final class MessageBus: Sendable {
     }
 
     /// Fills in `from` with this bus's PID.
-    public func send(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) async throws {
+    public nonisolated(nonsending) func send(_ payload: Envelope.Payload, epoch: UInt64, to peer: PID) async throws {
         guard let me = pid else { throw BusError.notStarted }
         try await send(Envelope(epoch: epoch, from: me.description, payload: payload), to: peer)
     }
@@ -476,7 +476,7 @@ public struct BusEvents: AsyncSequence, Sendable {
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let sink: InboundSink
-        public mutating func next() async -> BusEvent? { await sink.next(isolation: nil) }
+        public nonisolated(nonsending) mutating func next() async -> BusEvent? { await sink.next() }
         public mutating func next(isolation actor: isolated (any Actor)?) async -> BusEvent? { await sink.next(isolation: actor) }
     }
 
