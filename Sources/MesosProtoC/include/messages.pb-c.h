@@ -751,7 +751,10 @@ struct  Mesos__AuthenticationResultMessage
  * peer's pid read the offer, so the connection the claim arrives on is that process's. The
  * offerer then writes to the peer over that connection, in order, and closes its own. A peer
  * without such a link answers ReturnRouteDecline on the offering connection, and the offerer
- * goes on over its own connection (as it does when no answer comes in time).
+ * goes on over its own connection (as it does when no answer comes in time). No offer is needed
+ * when the peer's connection comes from its pid's own address (its socket bound to its listening
+ * port, SO_REUSEPORT; not under TLS, where the certificate is the proof): the first message on it
+ * proves it, and the offerer writes over it at once.
  */
 struct  Mesos__ReturnRouteOfferMessage
 {
