@@ -128,6 +128,8 @@ public final class MessageBus: Sendable {
     public var statistics: BusStats { stats.snapshot }
     /// Links currently open or connecting (idle ones are evicted).
     public var linkCount: Int { state.withLock { $0.links.count } }
+    /// The links held now (for tests: a forgotten link must be freed).
+    var currentLinks: [Link] { state.withLock { Array($0.links.values) } }
     /// Connections accepted and still open.
     public var acceptedConnectionCount: Int { state.withLock { $0.inbound.count } }
 

@@ -342,8 +342,12 @@ import Testing
             let collector = Collector(b, count: 2)
             try await a.send(Self.ping(1), to: b.pid!)
             #expect(a.linkCount == 1)
+            // Freed once forgotten: every drain the posts scheduled gave back its hold on the link.
+            weak let evicted = a.currentLinks.first
+            #expect(evicted != nil)
             try await Poll.until("the idle link evicted", timeout: .seconds(10)) { a.statistics.linksEvicted == 1 }
             #expect(a.linkCount == 0)
+            try await Poll.until("the evicted link freed", timeout: .seconds(10)) { evicted == nil }
             try await a.send(Self.ping(2), to: b.pid!)
             #expect(await collector.task.value.map(\.epoch) == [1, 2])
             #expect(b.statistics.connectionsAccepted == 2, "a new connection after the eviction")
