@@ -141,7 +141,7 @@ public final class MessageBus: Sendable {
         // An offerer (a master) connects from ephemeral ports: its links to peers never share an
         // address pair with the peers' links to it (nor open simultaneously as one connection).
         // Under TLS a connection's source address proves nothing (the certificate does): no binding.
-        let shared = configuration.linksFromListeningPort && !configuration.offerReturnRoutes && configuration.tls == nil
+        var shared = configuration.linksFromListeningPort && !configuration.offerReturnRoutes && configuration.tls == nil
         let server = try await ServerBootstrap(group: acceptLoop, childGroup: loop)
             // A master's agents all connect at once after a failover: 256 pending connections overflowed at
             // 10,000 agents (dropped SYNs, 2 s connect timeouts, lost registrations). The kernel caps
@@ -171,8 +171,11 @@ public final class MessageBus: Sendable {
             do {
                 try await server.setOption(ChannelOptions.socketOption(.so_reuseport), value: 1).get()
             } catch {
-                try? await server.close()
-                throw error
+                // Links then connect from ephemeral ports (the peer proves us by a nonce).
+                shared = false
+                logger.warning(
+                    "cannot set SO_REUSEPORT on the listener: links connect from other ports: \(error)",
+                    metadata: ["event": "reuseport_unavailable"])
             }
         }
         let pid = PID(name: name, host: advertiseHost ?? host, port: advertisePort ?? bound)
