@@ -269,11 +269,6 @@ final class InboundSink: Sendable {
             isolation: isolation)
     }
 
-    /// The next event, for a caller isolated to `actor` (`for await` passes its own isolation).
-    func next(isolation actor: isolated (any Actor)? = #isolation) async -> BusEvent? {
-        await next()
-    }
-
     private enum Taken {
         case event(BusEvent)
         /// None, and none will come (finished, or the task is cancelled).

@@ -203,7 +203,9 @@ public final class MessageBus: Sendable {
     func installFramePipeline(on channel: any Channel) throws {
         let configuration = self.configuration
         var arrivals: @Sendable (String, any Channel) -> Void = { _, _ in }
-        if offers != nil { arrivals = { [weak self] from, channel in self?.arrived(from: from, on: channel) } }
+        // Under TLS the peer is proved by its certificate (checked when our link connects to its
+        // pid), not by an address it connected from: no route by source.
+        if offers != nil, configuration.tls == nil { arrivals = { [weak self] from, channel in self?.arrived(from: from, on: channel) } }
         let frames: [any RemovableChannelHandler] = [
             FrameHandler(
                 codec: configuration.codec,
@@ -374,9 +376,7 @@ public final class MessageBus: Sendable {
     /// The first message on an accepted connection came from `from`: when that pid names the
     /// connection's own source address, links to the pid write over this connection (on our loop).
     private func arrived(from: String, on channel: any Channel) {
-        // Under TLS the peer is proved by its certificate (checked when our link connects to its
-        // pid), not by an address it connected from.
-        guard configuration.tls == nil, let pid = PID(from), let source = channel.remoteAddress,
+        guard let pid = PID(from), let source = channel.remoteAddress,
             let named = try? SocketAddress(ipAddress: pid.host, port: pid.port), named == source
         else { return }
         state.withLock { $0.routes[source] = channel }
@@ -482,7 +482,8 @@ public struct BusEvents: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         let sink: InboundSink
         public nonisolated(nonsending) mutating func next() async -> BusEvent? { await sink.next() }
-        public mutating func next(isolation actor: isolated (any Actor)?) async -> BusEvent? { await sink.next(isolation: actor) }
+        /// `for await` enters here with its caller's isolation (one executor check per event).
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> BusEvent? { await sink.next() }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(sink: sink) }
